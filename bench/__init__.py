@@ -1,0 +1,1 @@
+"""Benchmarks: a deterministic data generator and the B1–B8 workloads (see bench/README.md)."""

@@ -1,0 +1,1 @@
+"""Workspaces, users and roles, API keys, UI sessions."""

@@ -1,0 +1,82 @@
+"""One error shape for every API answer: ``{"error": {"code", "message", "details"}}``; no stack traces."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rapport.errors import RapportError, RateLimited
+
+log = logging.getLogger("rapport.api")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """Build the shared error body."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        out.append(
+            {
+                "field": ".".join(loc[1:] if loc and loc[0] in {"body", "query", "path"} else loc),
+                "in": loc[0] if loc else "",
+                "reason": err.get("msg", "invalid"),
+            }
+        )
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that render every error in the shared shape."""
+
+    @app.exception_handler(RapportError)
+    async def rapport_error(request: Request, exc: RapportError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        if exc.status_code >= 500:
+            log.error("internal error %s", exc.code, exc_info=exc)
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _field_errors(exc)
+        first = details[0] if details else {"field": "", "reason": "invalid request"}
+        message = f"{first['field'] or 'request'}: {first['reason']}"
+        return JSONResponse(error_body("validation_failed", message, details), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "internal_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            error_body("internal_error", "something went wrong on our side; it has been logged"),
+            status_code=500,
+        )

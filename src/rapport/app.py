@@ -1,0 +1,68 @@
+"""The composition root: ``create_app(settings)`` wires storage, routers, channels and the worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from rapport import __version__
+from rapport.accounts import api as accounts_api
+from rapport.api import health
+from rapport.api.errors import install_error_handlers
+from rapport.api.middleware import RequestIdMiddleware
+from rapport.config import Settings
+from rapport.runtime import Runtime, build_runtime
+from rapport.web import mount as web_mount
+from rapport.worker.runner import HandlerRegistry, Worker
+
+log = logging.getLogger("rapport.app")
+
+
+def build_registry(runtime: Runtime) -> HandlerRegistry:
+    """Register every domain's background job handlers."""
+    registry = HandlerRegistry()
+    return registry
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    start_worker: bool | None = None,
+) -> FastAPI:
+    """Build the FastAPI application; nothing connects until the first request or the worker starts."""
+    settings = settings or (runtime.settings if runtime else Settings())
+    runtime = runtime or build_runtime(settings)
+    registry = build_registry(runtime)
+    run_worker = settings.run_worker_in_process if start_worker is None else start_worker
+    worker = Worker(runtime, registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_worker:
+            worker.start_thread()
+        try:
+            yield
+        finally:
+            if run_worker:
+                worker.stop_thread()
+
+    app = FastAPI(
+        title="Rapport",
+        version=__version__,
+        description="Customer engagement platform: Segment-compatible collection, profiles, segments, "
+        "messaging. Secret keys: `Authorization: Bearer sk_…`. Write keys: HTTP Basic username.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.worker = worker
+    app.state.registry = registry
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(accounts_api.router)
+    web_mount.mount(app, runtime)
+    return app

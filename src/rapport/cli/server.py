@@ -1,0 +1,81 @@
+"""``rapport serve``, ``rapport worker`` and ``rapport migrate``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+import uvicorn
+
+from rapport.app import build_registry, create_app
+from rapport.cli.common import DatabaseOption, cli_runtime, console, load_settings
+from rapport.db import migrate
+from rapport.db.engine import is_sqlite
+from rapport.kit.logs import configure_logging
+from rapport.runtime import build_runtime
+from rapport.worker.runner import Worker
+
+
+def register(app: typer.Typer) -> None:
+    """Add the server commands to the root command."""
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("migrate")(migrate_cmd)
+
+
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default 127.0.0.1)"),
+    port: int = typer.Option(None, help="Port (default 8000)"),
+    database_url: str = DatabaseOption,
+    no_worker: bool = typer.Option(False, "--no-worker", help="Do not run the worker in this process"),
+) -> None:
+    """Serve the API and marketer UI, with an in-process worker; migrates the embedded database first."""
+    settings = load_settings(database_url)
+    updates: dict[str, object] = {}
+    if host:
+        updates["host"] = host
+    if port:
+        updates["port"] = port
+    if no_worker:
+        updates["run_worker_in_process"] = False
+    settings = settings.model_copy(update=updates)
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    runtime = build_runtime(settings)
+    if is_sqlite(settings.database_url):
+        migrate.upgrade(runtime.engine)
+    elif not migrate.is_up_to_date(runtime.engine):
+        console.print("[red]The PostgreSQL schema is not at head: run `rapport migrate` first.[/red]")
+        raise typer.Exit(1)
+    application = create_app(settings, runtime=runtime)
+    console.print(f"Rapport on http://{settings.host}:{settings.port}  (API docs at /docs)")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def worker(
+    database_url: str = DatabaseOption,
+    once: bool = typer.Option(False, "--once", help="Run what is due, then exit"),
+) -> None:
+    """Run the background worker in this process (production: several, against one PostgreSQL)."""
+    settings = load_settings(database_url)
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    runtime = build_runtime(settings)
+    runner = Worker(runtime, build_registry(runtime))
+    if once:
+        ran = runner.drain()
+        console.print(f"ran {ran} jobs")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"worker {runner.worker_id} polling")
+    runner.run_forever(stop)
+
+
+def migrate_cmd(database_url: str = DatabaseOption) -> None:
+    """Apply Alembic migrations up to head."""
+    with cli_runtime(database_url) as runtime:
+        before = migrate.current_revision(runtime.engine)
+        migrate.upgrade(runtime.engine)
+        after = migrate.current_revision(runtime.engine)
+    console.print(f"schema at {after} (was {before or 'empty'})")

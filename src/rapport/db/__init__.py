@@ -1,0 +1,1 @@
+"""Storage: engine construction, declarative base, migrations."""

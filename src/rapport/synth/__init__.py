@@ -1,0 +1,1 @@
+"""Deterministic synthetic workspaces for the demo, tests and benchmarks."""

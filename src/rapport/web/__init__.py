@@ -1,0 +1,1 @@
+"""The marketer UI: server-rendered pages (Jinja2 + htmx), vendored static files."""

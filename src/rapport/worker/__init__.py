@@ -1,0 +1,1 @@
+"""The database-backed job queue and the worker that runs it."""

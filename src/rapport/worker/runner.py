@@ -1,0 +1,170 @@
+"""The worker: claims jobs, runs the registered handler, commits its writes with the job's completion.
+
+Example::
+
+    registry = HandlerRegistry()
+    registry.register("demo.say", lambda ctx: {"said": ctx.job.payload["text"]})
+    worker = Worker(runtime, registry)
+    worker.run_once()          # or worker.start_thread() / worker.run_forever(stop)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from rapport.kit.requestctx import reset_request_id, set_request_id
+from rapport.models import Job
+from rapport.runtime import Runtime
+from rapport.worker import queue
+
+log = logging.getLogger("rapport.worker")
+
+
+class PermanentJobError(Exception):
+    """Raised by a handler when trying again cannot help: the job is dead-lettered at once."""
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the job, a session in the transaction that will complete it, the runtime."""
+
+    job: Job
+    db: Session
+    runtime: Runtime
+
+
+Handler = Callable[[JobContext], "dict[str, Any] | None"]
+
+
+@dataclass
+class HandlerRegistry:
+    """Maps job kinds to handlers."""
+
+    handlers: dict[str, Handler] = field(default_factory=dict)
+
+    def register(self, kind: str, handler: Handler) -> None:
+        """Register ``handler`` for jobs of ``kind``."""
+        self.handlers[kind] = handler
+
+    def kinds(self) -> list[str]:
+        """Return the registered kinds."""
+        return sorted(self.handlers)
+
+
+class Worker:
+    """Runs jobs from the queue; several may run against PostgreSQL, one claims at a time on SQLite."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        registry: HandlerRegistry,
+        *,
+        worker_id: str | None = None,
+        batch_size: int | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.registry = registry
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.batch_size = batch_size or runtime.settings.worker_batch_size
+        self.lease = lease
+        self.rng = rng or random.Random()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def run_once(self) -> int:
+        """Claim one batch and run it; returns how many jobs were taken."""
+        now = self.runtime.clock.now()
+        with self.runtime.sessions() as db:
+            jobs = queue.claim(
+                db,
+                worker_id=self.worker_id,
+                now=now,
+                limit=self.batch_size,
+                lease=self.lease,
+                kinds=self.registry.kinds(),
+            )
+            db.commit()
+        for job in jobs:
+            self._run(job)
+        return len(jobs)
+
+    def drain(self, *, max_rounds: int = 1000) -> int:
+        """Run batches until nothing is due; returns the total jobs run (tests and CLI)."""
+        total = 0
+        for _ in range(max_rounds):
+            taken = self.run_once()
+            total += taken
+            if taken == 0:
+                break
+        return total
+
+    def _run(self, job: Job) -> None:
+        handler = self.registry.handlers[job.kind]
+        token = set_request_id(f"job-{job.id}")
+        try:
+            with self.runtime.sessions() as db:
+                try:
+                    result = handler(JobContext(job=job, db=db, runtime=self.runtime))
+                    queue.complete(db, job, now=self.runtime.clock.now(), result=result)
+                    db.commit()
+                    return
+                except PermanentJobError as exc:
+                    db.rollback()
+                    error, permanent = f"{type(exc).__name__}: {exc}", True
+                except Exception as exc:
+                    db.rollback()
+                    error, permanent = "".join(traceback.format_exception_only(exc)).strip(), False
+                    log.warning("job failed", extra={"job_id": job.id, "kind": job.kind}, exc_info=exc)
+            with self.runtime.sessions() as db:
+                status = queue.fail(
+                    db,
+                    job_id=job.id,
+                    error=error,
+                    now=self.runtime.clock.now(),
+                    permanent=permanent,
+                    rng=self.rng,
+                )
+                db.commit()
+            log.info("job not done", extra={"job_id": job.id, "kind": job.kind, "status": status})
+        finally:
+            reset_request_id(token)
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Poll until ``stop`` is set, sleeping between empty polls."""
+        stop = stop or self._stop
+        poll = self.runtime.settings.worker_poll_seconds
+        while not stop.is_set():
+            try:
+                taken = self.run_once()
+            except Exception:
+                log.exception("worker poll failed")
+                taken = 0
+            if taken == 0:
+                stop.wait(poll)
+
+    def start_thread(self) -> None:
+        """Run the worker in a daemon thread of this process (``rapport serve`` on the embedded store)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run_forever, name="rapport-worker", daemon=True)
+        self._thread.start()
+
+    def stop_thread(self, timeout: float = 10.0) -> None:
+        """Ask the in-process worker to stop and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

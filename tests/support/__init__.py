@@ -1,0 +1,1 @@
+"""Test support: real databases, servers and factories shared by the suite."""
