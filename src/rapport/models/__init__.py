@@ -2,15 +2,24 @@
 
 from rapport.models.account import ApiKey, Membership, UiSession, User, Workspace
 from rapport.models.audit import AuditEntry
+from rapport.models.event import Event, QuarantinedEvent
 from rapport.models.idempotency import IdempotencyRecord
 from rapport.models.job import Job
+from rapport.models.profile import Identity, Profile, ProfileMerge, Suppression, TraitChange
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "Event",
     "IdempotencyRecord",
+    "Identity",
     "Job",
     "Membership",
+    "Profile",
+    "ProfileMerge",
+    "QuarantinedEvent",
+    "Suppression",
+    "TraitChange",
     "UiSession",
     "User",
     "Workspace",
