@@ -61,8 +61,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, migrated database of the current backend."""
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database of the current backend (reused and emptied on PostgreSQL)."""
+    if backend == "sqlite":
+        return str(request.getfixturevalue("sqlite_factory").new_url(tmp_path))
+    factory: PostgresFactory = request.getfixturevalue("pg_factory")
+    return factory.shared_url()
+
+
+@pytest.fixture
+def fresh_db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a brand-new migrated database, for tests that change the schema itself."""
     if backend == "sqlite":
         yield request.getfixturevalue("sqlite_factory").new_url(tmp_path)
         return

@@ -24,8 +24,8 @@ def test_models_match_migrations(runtime: Runtime) -> None:
     assert diff == []
 
 
-def test_down_to_base_and_up_again(db_url: str) -> None:
-    engine = build_engine(db_url, pool_size=1)
+def test_down_to_base_and_up_again(fresh_db_url: str) -> None:
+    engine = build_engine(fresh_db_url, pool_size=1)
     try:
         migrate.downgrade(engine, "base")
         assert migrate.current_revision(engine) is None

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from rapport.accounts import service as accounts_service
+from rapport.accounts.passwords import hash_password
 from rapport.accounts.roles import Role
+from rapport.models import User
 from rapport.runtime import Runtime
 
 PASSWORD = "correct-horse-battery"
@@ -36,6 +42,21 @@ class Tenant:
         return {"Authorization": f"Basic {token}"}
 
 
+@functools.cache
+def _password_hash() -> str:
+    # argon2 is deliberately slow (~0.2 s); tests share one hash of PASSWORD instead of hashing per user.
+    return hash_password(PASSWORD)
+
+
+def _user(db: Session, email: str) -> User:
+    user = db.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email, name=email.split("@")[0], password_hash=_password_hash())
+        db.add(user)
+        db.flush()
+    return user
+
+
 def make_tenant(runtime: Runtime, slug: str) -> Tenant:
     """Create a workspace with a write key, an admin secret key, an admin and a viewer."""
     with runtime.sessions() as db:
@@ -44,9 +65,9 @@ def make_tenant(runtime: Runtime, slug: str) -> Tenant:
         secret = accounts_service.create_key(
             db, workspace_id=ws.id, kind="secret", name="server", scopes=["admin"], actor="test"
         )
-        admin = accounts_service.get_or_create_user(db, email=f"admin@{slug}.test", password=PASSWORD)
+        admin = _user(db, f"admin@{slug}.test")
         accounts_service.set_role(db, workspace_id=ws.id, user_id=admin.id, role=Role.ADMIN, actor="test")
-        viewer = accounts_service.get_or_create_user(db, email=f"viewer@{slug}.test", password=PASSWORD)
+        viewer = _user(db, f"viewer@{slug}.test")
         accounts_service.set_role(db, workspace_id=ws.id, user_id=viewer.id, role=Role.VIEWER, actor="test")
         db.commit()
         return Tenant(

@@ -1,0 +1,42 @@
+"""Workspace isolation (R20): every API route that takes an id is listed here with a way to make an object
+of that kind in one workspace. tests/test_isolation.py then asks for it with another workspace's key and
+expects 404, never data — and fails when a route with an id has no case here, so new features extend it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.support.tenants import Tenant
+
+Maker = Callable[[TestClient, Tenant], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class IsolationCase:
+    """One route: how to make the object it addresses in workspace A."""
+
+    method: str
+    path: str
+    make: Maker
+    body: dict[str, Any] | None = field(default=None)
+
+
+def _make_key(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/keys",
+        json={"kind": "secret", "name": "iso", "scopes": ["profiles:read"]},
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    return {"key_id": answer.json()["id"]}
+
+
+CASES: list[IsolationCase] = [
+    IsolationCase("GET", "/api/v1/keys/{key_id}", _make_key),
+    IsolationCase("DELETE", "/api/v1/keys/{key_id}", _make_key),
+]
