@@ -13,6 +13,7 @@ from rapport.accounts import api as accounts_api
 from rapport.api import health
 from rapport.api.errors import install_error_handlers
 from rapport.api.middleware import RequestIdMiddleware
+from rapport.collect.processor import Processor
 from rapport.config import Settings
 from rapport.runtime import Runtime, build_runtime
 from rapport.web import mount as web_mount
@@ -39,6 +40,7 @@ def create_app(
     registry = build_registry(runtime)
     run_worker = settings.run_worker_in_process if start_worker is None else start_worker
     worker = Worker(runtime, registry)
+    worker.add_tick(Processor(runtime).tick)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -47,6 +47,10 @@ class JobContext:
 
 Handler = Callable[[JobContext], "dict[str, Any] | None"]
 
+#: Work run on every poll besides jobs (e.g. the event processor). A tick opens and commits its own
+#: transaction(s) and returns how much it did (0: idle); one tick failing does not stop the others.
+Tick = Callable[[], int]
+
 
 @dataclass
 class HandlerRegistry:
@@ -84,9 +88,24 @@ class Worker:
         self.rng = rng or random.Random()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.ticks: list[Tick] = []
+
+    def add_tick(self, tick: Tick) -> None:
+        """Run ``tick`` on every poll, after the jobs."""
+        self.ticks.append(tick)
+
+    def run_ticks(self) -> int:
+        """Run every tick once; returns the work they reported."""
+        done = 0
+        for tick in self.ticks:
+            try:
+                done += tick()
+            except Exception:
+                log.exception("worker tick failed")
+        return done
 
     def run_once(self) -> int:
-        """Claim one batch and run it; returns how many jobs were taken."""
+        """Claim one batch of jobs and run it, then the ticks; returns the jobs taken plus the ticks' work."""
         now = self.runtime.clock.now()
         with self.runtime.sessions() as db:
             jobs = queue.claim(
@@ -100,7 +119,7 @@ class Worker:
             db.commit()
         for job in jobs:
             self._run(job)
-        return len(jobs)
+        return len(jobs) + self.run_ticks()
 
     def drain(self, *, max_rounds: int = 1000) -> int:
         """Run batches until nothing is due; returns the total jobs run (tests and CLI)."""

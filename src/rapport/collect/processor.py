@@ -1,0 +1,374 @@
+"""The processor: applies pending events to profiles, in id order per workspace, in small batches.
+
+One batch = one transaction: claim pending events (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, behind a
+per-workspace advisory lock so workers never interleave one workspace's log; on SQLite the single writer
+lock), resolve identities and traits in bulk (:mod:`rapport.collect.resolution`), set ``profile_id`` and
+``state=PROCESSED``, run the after-apply hooks, commit. Re-running is harmless: only PENDING rows are taken.
+
+Events carrying an erased (suppressed) identifier are deleted from the log and counted (R17): keeping them
+unlinked would keep personal data the person asked us to erase. Events with no usable identifier (junk
+ids only) are marked processed with no profile.
+
+Extension points (computed traits, segments, triggers)::
+
+    hooks = hooks_for(runtime)
+    hooks.after_apply.append(lambda batch: recompute(batch.db, batch.profile_ids))
+    hooks.on_merge.append(lambda db, workspace_id, survivor_id, merged_id: move_consent(...))
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, exists, select, text, update
+from sqlalchemy.orm import Session
+
+from rapport.collect import identity as ident
+from rapport.collect.resolution import MergeHook, Resolution, Touch, resolve_batch
+from rapport.kit.clock import as_utc
+from rapport.models import Event, Identity, Workspace
+from rapport.models.event import PENDING, PROCESSED
+from rapport.runtime import Runtime
+
+log = logging.getLogger("rapport.collect.processor")
+
+_EVENTS = cast(Table, Event.__table__)
+#: Namespace of the PostgreSQL advisory locks that serialise identity writes per workspace.
+LOCK_NAMESPACE = 7261
+HOOKS_PORT = "collect.hooks"
+
+
+@dataclass
+class BatchApplied:
+    """What one applied batch hands to after-apply hooks (same transaction; hooks flush, never commit)."""
+
+    db: Session
+    runtime: Runtime
+    workspace_id: int
+    event_ids: list[int]
+    profile_ids: set[int]
+    changed_traits: dict[int, set[str]]
+    merges: list[tuple[int, int]]
+    source: str  # "processor" | "import"
+
+
+AfterApplyHook = Callable[[BatchApplied], None]
+
+
+@dataclass
+class ProcessingHooks:
+    """Per-batch extension points registered by other domains at the composition root."""
+
+    after_apply: list[AfterApplyHook] = field(default_factory=list)
+    on_merge: list[MergeHook] = field(default_factory=list)
+
+
+@dataclass
+class BatchStats:
+    """Counts of one processed batch."""
+
+    processed: int = 0
+    dropped_suppressed: int = 0
+    unlinked: int = 0
+    created: int = 0
+    merged: int = 0
+    failed: int = 0
+
+
+def hooks_for(runtime: Runtime) -> ProcessingHooks:
+    """Return the runtime's processing hooks (created empty on first use)."""
+    hooks = runtime.ports.get(HOOKS_PORT)
+    if hooks is None:
+        hooks = runtime.ports[HOOKS_PORT] = ProcessingHooks()
+    return cast(ProcessingHooks, hooks)
+
+
+def rules_for(db: Session, workspace_id: int) -> ident.IdentityRules:
+    """Load a workspace's identity rules."""
+    row = db.execute(
+        select(Workspace.settings, Workspace.default_region).where(Workspace.id == workspace_id)
+    ).one()
+    return ident.rules_from_settings(row.settings, default_region=row.default_region)
+
+
+def lock_workspace(db: Session, workspace_id: int, *, wait: bool) -> bool:
+    """Take the workspace's identity lock for this transaction (PostgreSQL; SQLite's writer lock suffices)."""
+    if db.get_bind().dialect.name != "postgresql":
+        return True
+    fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    got = db.execute(text(f"SELECT {fn}(:ns, :ws)"), {"ns": LOCK_NAMESPACE, "ws": workspace_id}).scalar()
+    return True if wait else bool(got)
+
+
+def _previous_id(row: Any) -> str | None:
+    for bag in (row.extra, row.properties, row.context):
+        if isinstance(bag, dict):
+            value = bag.get("previousId", bag.get("previous_id"))
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return str(value)
+    return None
+
+
+def touch_for_event(row: Any, rules: ident.IdentityRules, owner_kind: Callable[[str], str]) -> Touch:
+    """Build the identity evidence of one event row (identify/alias/track/page/screen/group)."""
+    found: list[tuple[str, str]] = []
+    for kind, raw in ((ident.USER_ID, row.user_id), (ident.ANONYMOUS_ID, row.anonymous_id)):
+        try:
+            value = ident.normalize(kind, raw, rules)
+        except ident.InvalidIdentifier:
+            value = None
+        if value is not None:
+            found.append((kind, value))
+    traits: dict[str, Any] | None = None
+    if row.type == "identify":
+        traits = dict(row.traits or {})
+    elif row.type != "group":
+        ctx_traits = (row.context or {}).get("traits") if isinstance(row.context, dict) else None
+        traits = dict(ctx_traits) if isinstance(ctx_traits, dict) else None
+    if traits:
+        extra_ids, _errors = ident.identifiers_from_traits(traits, rules)
+        found.extend(extra_ids)
+    alias = False
+    if row.type == "alias":
+        previous = _previous_id(row)
+        if previous is not None:
+            kind = owner_kind(previous)
+            try:
+                value = ident.normalize(kind, previous, rules)
+            except ident.InvalidIdentifier:
+                value = None
+            if value is not None:
+                found.append((kind, value))
+                alias = True
+    tz = (row.context or {}).get("timezone") if isinstance(row.context, dict) else None
+    return Touch(
+        identifiers=ident.ordered(found, rules),
+        at=as_utc(row.timestamp),
+        traits=traits,
+        alias=alias,
+        event_id=row.id,
+        source="event",
+        timezone=tz if isinstance(tz, str) and tz else None,
+    )
+
+
+def alias_kinds(db: Session, workspace_id: int, rows: Sequence[Any]) -> Callable[[str], str]:
+    """previousId of an alias may be a user id or an anonymous id: prefer the kind that already exists."""
+    previous = {p for r in rows if r.type == "alias" and (p := _previous_id(r)) is not None}
+    known: set[str] = set()
+    if previous:
+        known = set(
+            db.execute(
+                select(Identity.value).where(
+                    Identity.workspace_id == workspace_id,
+                    Identity.kind == ident.USER_ID,
+                    Identity.value.in_(sorted(previous)),
+                )
+            ).scalars()
+        )
+    return lambda value: ident.USER_ID if value.strip() in known else ident.ANONYMOUS_ID
+
+
+def pending_workspaces(db: Session) -> list[int]:
+    """Return the workspaces that have pending events (cheap: the partial index on pending rows)."""
+    pending = exists().where(Event.workspace_id == Workspace.id, Event.state == PENDING)
+    return list(db.execute(select(Workspace.id).where(pending).order_by(Workspace.id)).scalars())
+
+
+def process_batch(
+    db: Session,
+    *,
+    runtime: Runtime,
+    workspace_id: int,
+    limit: int = 500,
+    hooks: ProcessingHooks | None = None,
+    now: datetime | None = None,
+) -> BatchStats | None:
+    """Apply up to ``limit`` pending events of one workspace in the caller's transaction.
+
+    Returns None when another worker holds the workspace (PostgreSQL). The caller commits.
+    """
+    if not lock_workspace(db, workspace_id, wait=False):
+        return None
+    hooks = hooks or hooks_for(runtime)
+    now = now or runtime.clock.now()
+    stmt = (
+        select(
+            Event.id,
+            Event.type,
+            Event.user_id,
+            Event.anonymous_id,
+            Event.timestamp,
+            Event.traits,
+            Event.context,
+            Event.extra,
+            Event.properties,
+        )
+        .where(Event.workspace_id == workspace_id, Event.state == PENDING)
+        .order_by(Event.id)
+        .limit(limit)
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(db.execute(stmt))
+    stats = BatchStats()
+    if not rows:
+        return stats
+    rules = rules_for(db, workspace_id)
+    kinds = alias_kinds(db, workspace_id, rows)
+    touches = [touch_for_event(r, rules, kinds) for r in rows]
+    outcome = resolve_batch(
+        db, workspace_id=workspace_id, rules=rules, touches=touches, now=now, merge_hooks=hooks.on_merge
+    )
+    apply_outcome(db, rows=rows, outcome=outcome, stats=stats)
+    batch = BatchApplied(
+        db=db,
+        runtime=runtime,
+        workspace_id=workspace_id,
+        event_ids=[r.id for r in rows],
+        profile_ids=outcome.touched,
+        changed_traits=outcome.changed_traits,
+        merges=outcome.merges,
+        source="processor",
+    )
+    for hook in hooks.after_apply:
+        hook(batch)
+    if stats.dropped_suppressed:
+        log.info(
+            "dropped events of erased identifiers",
+            extra={"workspace_id": workspace_id, "dropped": stats.dropped_suppressed},
+        )
+    return stats
+
+
+def apply_outcome(db: Session, *, rows: Sequence[Any], outcome: Resolution, stats: BatchStats) -> None:
+    """Write the resolution back onto the event rows: link and mark processed, or drop suppressed ones."""
+    drop = [r.id for r, s in zip(rows, outcome.suppressed, strict=True) if s]
+    keep = [
+        {"b_id": r.id, "b_pid": pid}
+        for r, pid, s in zip(rows, outcome.profile_ids, outcome.suppressed, strict=True)
+        if not s
+    ]
+    if drop:
+        db.execute(delete(Event).where(Event.id.in_(drop)).execution_options(synchronize_session=False))
+    if keep:
+        db.execute(
+            update(_EVENTS)
+            .where(_EVENTS.c.id == bindparam("b_id"))
+            .values(profile_id=bindparam("b_pid"), state=PROCESSED),
+            keep,
+        )
+    stats.processed += len(keep)
+    stats.dropped_suppressed += len(drop)
+    stats.unlinked += sum(1 for k in keep if k["b_pid"] is None)
+    stats.created += outcome.created
+    stats.merged += len(outcome.merges)
+
+
+def _quarantine_one(db: Session, event_id: int, error: Exception) -> None:
+    """Mark an event that cannot be applied as processed without a profile, with the error's type."""
+    row = db.get(Event, event_id)
+    if row is None:
+        return
+    row.extra = {**(row.extra or {}), "processing_error": type(error).__name__}
+    row.state = PROCESSED
+    db.flush()
+
+
+class Processor:
+    """Drains pending events; ``tick`` is registered on the worker and runs on every poll."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        batch_size: int = 500,
+        budget_seconds: float = 0.5,
+        hooks: ProcessingHooks | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.budget_seconds = budget_seconds
+        self.hooks = hooks
+
+    def run_batch(self, workspace_id: int) -> BatchStats | None:
+        """Process one batch of one workspace in its own transaction; isolate a poison event if it fails."""
+        with self.runtime.sessions() as db:
+            try:
+                stats = process_batch(
+                    db,
+                    runtime=self.runtime,
+                    workspace_id=workspace_id,
+                    limit=self.batch_size,
+                    hooks=self.hooks,
+                )
+                db.commit()
+                return stats
+            except Exception as exc:
+                db.rollback()
+                log.warning("batch failed; retrying one event at a time", exc_info=exc)
+        return self._one_by_one(workspace_id)
+
+    def _one_by_one(self, workspace_id: int) -> BatchStats:
+        stats = BatchStats()
+        for _ in range(self.batch_size):
+            with self.runtime.sessions() as db:
+                try:
+                    one = process_batch(
+                        db, runtime=self.runtime, workspace_id=workspace_id, limit=1, hooks=self.hooks
+                    )
+                    db.commit()
+                except Exception as exc:
+                    db.rollback()
+                    one = None
+                    first = db.execute(
+                        select(Event.id)
+                        .where(Event.workspace_id == workspace_id, Event.state == PENDING)
+                        .order_by(Event.id)
+                        .limit(1)
+                    ).scalar()
+                    if first is not None:
+                        log.error("event cannot be applied", extra={"event_id": first}, exc_info=exc)
+                        _quarantine_one(db, first, exc)
+                        db.commit()
+                        stats.failed += 1
+                        continue
+            if one is None or one.processed + one.dropped_suppressed == 0:
+                break
+            stats.processed += one.processed
+            stats.dropped_suppressed += one.dropped_suppressed
+        return stats
+
+    def tick(self) -> int:
+        """Process pending events of every workspace until none are left or the time budget is spent."""
+        deadline = time.monotonic() + self.budget_seconds
+        with self.runtime.read_sessions() as db:
+            workspaces = pending_workspaces(db)
+        done = 0
+        while workspaces and time.monotonic() < deadline:
+            still = []
+            for ws in workspaces:
+                stats = self.run_batch(ws)
+                if stats is None:
+                    continue
+                moved = stats.processed + stats.dropped_suppressed + stats.failed
+                done += moved
+                if moved >= self.batch_size:
+                    still.append(ws)
+            workspaces = still
+        return done
+
+    def drain(self, *, max_rounds: int = 10_000) -> int:
+        """Process until nothing is pending (tests, CLI)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = self.tick()
+            total += n
+            if n == 0:
+                break
+        return total

@@ -1,0 +1,599 @@
+"""Bulk identity resolution: one batch of touches → profiles created, linked, merged, traits applied.
+
+Shared by the processor (a batch of pending events) and the importer (a batch of rows). A *touch* is one
+piece of evidence: identifiers that belong to one person, optional traits and the time they were true.
+The batch is resolved in memory after a handful of bulk reads (identities, suppressions, profiles), then
+written with a handful of bulk statements, inside the caller's transaction (the caller commits).
+
+Per touch, identifiers are taken in priority order (rules.priority). Each one either belongs to no profile
+(it is attached, unless the kind's limit is reached), to a profile already in the group, or to another
+profile, which joins the group when the workspace rules allow it: always when either side is anonymous
+only (identify/alias of a visitor), otherwise only for a mergeable kind (or any kind on ``alias`` if
+``alias`` is mergeable) and when the union stays within ``max_per_kind``. An identifier that cannot join is
+dropped from the touch, never moved. The group then merges into its oldest profile: events, identities,
+trait history move, traits merge last-write-wins by trait time, the loser stays as a tombstone with
+``merged_into_id`` and a ``profile_merges`` row records it. A touch carrying any suppressed (erased)
+identifier resolves to nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from rapport.collect import identity as ident
+from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
+
+CHUNK = 500
+_PROFILES = cast(Table, Profile.__table__)
+_MISSING = object()
+
+#: Called after the SQL of one merge ran: (db, workspace_id, survivor_id, merged_id).
+MergeHook = Callable[[Session, int, int, int], None]
+
+
+@dataclass
+class Touch:
+    """Evidence about one person: normalised identifiers, traits true at ``at``."""
+
+    identifiers: list[tuple[str, str]]
+    at: datetime
+    traits: dict[str, Any] | None = None
+    alias: bool = False
+    seen: bool = True
+    event_id: int | None = None
+    source: str = "event"
+    timezone: str | None = None
+
+
+@dataclass
+class _Prof:
+    id: int
+    order: int
+    traits: dict[str, Any]
+    trait_times: dict[str, str]
+    email: str | None
+    phone: str | None
+    name: str | None
+    timezone: str | None
+    timezone_source: str | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    counts: Counter[str]
+    new: bool = False
+    dirty: bool = False
+
+    @property
+    def anonymous_only(self) -> bool:
+        return all(k == ident.ANONYMOUS_ID for k, n in self.counts.items() if n)
+
+
+@dataclass
+class Resolution:
+    """What a batch did: the profile of each touch (None: suppressed or no identifier) and counts."""
+
+    profile_ids: list[int | None]
+    suppressed: list[bool]
+    created: int = 0
+    merges: list[tuple[int, int]] = field(default_factory=list)
+    identities_added: int = 0
+    identifiers_dropped: int = 0
+    trait_changes: int = 0
+    changed_traits: dict[int, set[str]] = field(default_factory=dict)
+    touched: set[int] = field(default_factory=set)
+
+
+def iso(at: datetime) -> str:
+    """Return the fixed-width UTC ISO string kept in ``trait_times`` (compares as text)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def suppressed_identifiers(
+    db: Session, *, workspace_id: int, identifiers: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Return which of ``identifiers`` are suppressed (erased) in the workspace."""
+    by_hash = {ident.suppression_hash(workspace_id, k, v): (k, v) for k, v in identifiers}
+    found: set[tuple[str, str]] = set()
+    hashes = list(by_hash)
+    for part in _chunks(hashes):
+        rows = db.execute(
+            select(Suppression.value_hash).where(
+                Suppression.workspace_id == workspace_id, Suppression.value_hash.in_(part)
+            )
+        ).scalars()
+        found.update(by_hash[h] for h in rows)
+    return found
+
+
+class BatchResolver:
+    """Resolves one batch of touches inside the caller's transaction."""
+
+    def __init__(
+        self,
+        db: Session,
+        *,
+        workspace_id: int,
+        rules: ident.IdentityRules,
+        now: datetime,
+        merge_hooks: Sequence[MergeHook] = (),
+    ) -> None:
+        self.db = db
+        self.workspace_id = workspace_id
+        self.rules = rules
+        self.now = now
+        self.merge_hooks = merge_hooks
+        self.owner: dict[tuple[str, str], int] = {}
+        self.profs: dict[int, _Prof] = {}
+        self.redirect: dict[int, int] = {}
+        self._temp = itertools.count(-1, -1)
+        self._order = itertools.count(1 << 62)
+        self.new_order: list[int] = []
+        self.new_identities: list[tuple[int, str, str, int | None]] = []
+        self.history: list[dict[str, Any]] = []
+        self.merge_ops: list[tuple[int, int, str, int | None]] = []
+        self.result = Resolution(profile_ids=[], suppressed=[])
+
+    # -- loading -------------------------------------------------------------------------------------------
+    def _load(self, touches: Sequence[Touch]) -> set[tuple[str, str]]:
+        wanted = {i for t in touches for i in t.identifiers}
+        suppressed = suppressed_identifiers(self.db, workspace_id=self.workspace_id, identifiers=wanted)
+        by_kind: dict[str, list[str]] = {}
+        for kind, value in wanted - suppressed:
+            by_kind.setdefault(kind, []).append(value)
+        for kind, values in by_kind.items():
+            for part in _chunks(values):
+                rows = self.db.execute(
+                    select(Identity.value, Identity.profile_id).where(
+                        Identity.workspace_id == self.workspace_id,
+                        Identity.kind == kind,
+                        Identity.value.in_(part),
+                    )
+                )
+                for value, pid in rows:
+                    self.owner[(kind, value)] = pid
+        self._load_profiles(set(self.owner.values()))
+        return suppressed
+
+    def _load_profiles(self, ids: set[int]) -> None:
+        pending = sorted(ids - set(self.profs))
+        while pending:
+            follow: set[int] = set()
+            for part in _chunks(pending):
+                rows = self.db.execute(
+                    select(
+                        Profile.id,
+                        Profile.traits,
+                        Profile.trait_times,
+                        Profile.email,
+                        Profile.phone,
+                        Profile.name,
+                        Profile.timezone,
+                        Profile.timezone_source,
+                        Profile.first_seen_at,
+                        Profile.last_seen_at,
+                        Profile.merged_into_id,
+                    ).where(Profile.workspace_id == self.workspace_id, Profile.id.in_(part))
+                )
+                for r in rows:
+                    if r.merged_into_id is not None:
+                        self.redirect[r.id] = r.merged_into_id
+                        follow.add(r.merged_into_id)
+                        continue
+                    self.profs[r.id] = _Prof(
+                        id=r.id,
+                        order=r.id,
+                        traits=dict(r.traits or {}),
+                        trait_times=dict(r.trait_times or {}),
+                        email=r.email,
+                        phone=r.phone,
+                        name=r.name,
+                        timezone=r.timezone,
+                        timezone_source=r.timezone_source,
+                        first_seen=r.first_seen_at,
+                        last_seen=r.last_seen_at,
+                        counts=Counter(),
+                    )
+                counts = self.db.execute(
+                    select(Identity.profile_id, Identity.kind, func.count())
+                    .where(Identity.workspace_id == self.workspace_id, Identity.profile_id.in_(part))
+                    .group_by(Identity.profile_id, Identity.kind)
+                )
+                for pid, kind, n in counts:
+                    if pid in self.profs:
+                        self.profs[pid].counts[kind] += n
+            pending = sorted(follow - set(self.profs))
+
+    # -- in-memory resolution ------------------------------------------------------------------------------
+    def find(self, pid: int) -> int:
+        """Follow merges to the surviving profile id (temporary ids are negative)."""
+        while pid in self.redirect:
+            pid = self.redirect[pid]
+        return pid
+
+    def _new_profile(self) -> _Prof:
+        pid = next(self._temp)
+        prof = _Prof(
+            id=pid,
+            order=next(self._order),
+            traits={},
+            trait_times={},
+            email=None,
+            phone=None,
+            name=None,
+            timezone=None,
+            timezone_source=None,
+            first_seen=None,
+            last_seen=None,
+            counts=Counter(),
+            new=True,
+            dirty=True,
+        )
+        self.profs[pid] = prof
+        self.new_order.append(pid)
+        self.result.created += 1
+        return prof
+
+    def _exceeds(self, counts: Counter[str], extra: Counter[str]) -> bool:
+        for kind, n in extra.items():
+            limit = self.rules.limit(kind)
+            if limit is not None and counts[kind] + n > limit:
+                return True
+        return False
+
+    def _resolve_one(self, touch: Touch) -> _Prof | None:
+        group: list[_Prof] = []
+        reasons: dict[int, str] = {}
+        counts: Counter[str] = Counter()
+        unowned: list[tuple[str, str]] = []
+        for kind, value in touch.identifiers:
+            pid = self.owner.get((kind, value))
+            if pid is None:
+                if self._exceeds(counts, Counter({kind: 1})):
+                    self.result.identifiers_dropped += 1
+                    continue
+                counts[kind] += 1
+                unowned.append((kind, value))
+                continue
+            prof = self.profs[self.find(pid)]
+            if any(prof is g for g in group):
+                continue
+            if group or unowned:
+                group_anonymous = all(k == ident.ANONYMOUS_ID for k, n in counts.items() if n)
+                allowed = (
+                    prof.anonymous_only
+                    or group_anonymous
+                    or self.rules.may_merge(kind)
+                    or (touch.alias and self.rules.may_merge(ident.ALIAS))
+                )
+                if not allowed or self._exceeds(counts, prof.counts):
+                    self.result.identifiers_dropped += 1
+                    continue
+            group.append(prof)
+            reasons[prof.id] = ident.ALIAS if touch.alias else ident.base_kind(kind)
+            counts.update(prof.counts)
+        if not group:
+            if not unowned:
+                return None
+            target = self._new_profile()
+        else:
+            group.sort(key=lambda p: p.order)
+            target = group[0]
+            for other in group[1:]:
+                self._merge(target, other, reason=reasons[other.id], event_id=touch.event_id)
+        for kind, value in unowned:
+            self.owner[(kind, value)] = target.id
+            target.counts[kind] += 1
+            self.new_identities.append((target.id, kind, value, touch.event_id))
+            if kind == ident.EMAIL and target.email is None:
+                target.email, target.dirty = value, True
+            elif kind == ident.PHONE and target.phone is None:
+                target.phone, target.dirty = value, True
+        return target
+
+    def _merge(self, survivor: _Prof, loser: _Prof, *, reason: str, event_id: int | None) -> None:
+        for name, value in loser.traits.items():
+            when = loser.trait_times.get(name, "")
+            current = survivor.trait_times.get(name)
+            if current is None or when >= current:
+                self._set_trait(survivor, name, value, when, source="merge", event_id=event_id)
+        survivor.counts.update(loser.counts)
+        survivor.email = survivor.email or loser.email
+        survivor.phone = survivor.phone or loser.phone
+        survivor.name = ident.display_name(survivor.traits) or survivor.name or loser.name
+        if survivor.timezone is None and loser.timezone is not None:
+            survivor.timezone, survivor.timezone_source = loser.timezone, loser.timezone_source
+        survivor.first_seen = _min(survivor.first_seen, loser.first_seen)
+        survivor.last_seen = _max(survivor.last_seen, loser.last_seen)
+        survivor.dirty = True
+        self.redirect[loser.id] = survivor.id
+        del self.profs[loser.id]
+        if not loser.new:
+            self.merge_ops.append((survivor.id, loser.id, reason, event_id))
+
+    def _set_trait(
+        self, prof: _Prof, name: str, value: Any, when: str, *, source: str, event_id: int | None
+    ) -> None:
+        previous = prof.traits.get(name, _MISSING)
+        prof.trait_times[name] = when
+        prof.dirty = True
+        if previous is not _MISSING and previous == value:
+            return
+        prof.traits[name] = value
+        self.history.append(
+            {
+                "profile_id": prof.id,
+                "name": name[:200],
+                "value": value,
+                "previous": None if previous is _MISSING else previous,
+                "set_at": datetime.fromisoformat(when) if when else self.now,
+                "source": source,
+                "source_event_id": event_id,
+            }
+        )
+        self.result.changed_traits.setdefault(prof.id, set()).add(name)
+
+    def _apply(self, prof: _Prof, touch: Touch) -> None:
+        if touch.traits:
+            when = iso(touch.at)
+            for name, value in touch.traits.items():
+                current = prof.trait_times.get(name)
+                if current is not None and when < current:
+                    continue  # an older value loses (last write wins by event time)
+                if touch.source == "import" and prof.traits.get(name, _MISSING) == value:
+                    continue  # re-importing the same value changes nothing, not even its time
+                if current == when and prof.traits.get(name, _MISSING) == value:
+                    continue
+                self._set_trait(prof, name, value, when, source=touch.source, event_id=touch.event_id)
+                if name == ident.EMAIL:
+                    prof.email = _normalised(ident.EMAIL, value, self.rules) or prof.email
+                elif name == ident.PHONE:
+                    prof.phone = _normalised(ident.PHONE, value, self.rules) or prof.phone
+            name_now = ident.display_name(prof.traits)
+            if name_now and name_now != prof.name:
+                prof.name, prof.dirty = name_now, True
+            tz = prof.traits.get("timezone")
+            if isinstance(tz, str) and tz and tz[:64] != prof.timezone:
+                prof.timezone, prof.timezone_source, prof.dirty = tz[:64], "trait", True
+        if touch.timezone and prof.timezone_source in (None, "context") and prof.timezone != touch.timezone:
+            prof.timezone, prof.timezone_source, prof.dirty = touch.timezone[:64], "context", True
+        if touch.seen:
+            first = _min(prof.first_seen, touch.at)
+            last = _max(prof.last_seen, touch.at)
+            if first != prof.first_seen or last != prof.last_seen:
+                prof.first_seen, prof.last_seen, prof.dirty = first, last, True
+
+    def resolve(self, touches: Sequence[Touch]) -> Resolution:
+        """Resolve every touch and write the outcome; returns real profile ids in touch order."""
+        suppressed = self._load(touches)
+        chosen: list[int | None] = []
+        for touch in touches:
+            if any(i in suppressed for i in touch.identifiers):
+                chosen.append(None)
+                self.result.suppressed.append(True)
+                continue
+            self.result.suppressed.append(False)
+            prof = self._resolve_one(touch)
+            if prof is None:
+                chosen.append(None)
+                continue
+            self._apply(prof, touch)
+            chosen.append(prof.id)
+        real = self._flush()
+        self.result.profile_ids = [None if c is None else real(c) for c in chosen]
+        changed: dict[int, set[str]] = {}
+        for pid, names in self.result.changed_traits.items():
+            changed.setdefault(real(pid), set()).update(names)
+        self.result.changed_traits = changed
+        self.result.touched = {p for p in self.result.profile_ids if p is not None}
+        return self.result
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def _flush(self) -> Callable[[int], int]:
+        db, ws, now = self.db, self.workspace_id, self.now
+        real_of: dict[int, int] = {}
+
+        def real(pid: int) -> int:
+            pid = self.find(pid)
+            return real_of.get(pid, pid)
+
+        fresh = [self.profs[p] for p in self.new_order if p in self.profs]
+        if fresh:
+            rows = [
+                {
+                    "workspace_id": ws,
+                    "traits": p.traits,
+                    "trait_times": p.trait_times,
+                    "email": p.email,
+                    "phone": p.phone,
+                    "name": p.name,
+                    "timezone": p.timezone,
+                    "timezone_source": p.timezone_source,
+                    "first_seen_at": p.first_seen,
+                    "last_seen_at": p.last_seen,
+                    "updated_at": now,
+                    "created_at": now,
+                }
+                for p in fresh
+            ]
+            ids = db.execute(
+                insert(Profile).returning(Profile.id, sort_by_parameter_order=True), rows
+            ).scalars()
+            for p, new_id in zip(fresh, ids, strict=True):
+                real_of[p.id] = new_id
+        for survivor, loser, reason, event_id in self.merge_ops:
+            self._write_merge(real(survivor), loser, reason, event_id)
+        if self.new_identities:
+            db.execute(
+                insert(Identity),
+                [
+                    {
+                        "workspace_id": ws,
+                        "profile_id": real(pid),
+                        "kind": kind,
+                        "value": value,
+                        "source_event_id": event_id,
+                        "created_at": now,
+                    }
+                    for pid, kind, value, event_id in self.new_identities
+                ],
+            )
+            self.result.identities_added += len(self.new_identities)
+        stale = [p for p in self.profs.values() if p.dirty and not p.new and self.find(p.id) == p.id]
+        if stale:
+            stmt = (
+                update(_PROFILES)
+                .where(_PROFILES.c.id == bindparam("b_id"))
+                .values(
+                    traits=bindparam("b_traits"),
+                    trait_times=bindparam("b_times"),
+                    email=bindparam("b_email"),
+                    phone=bindparam("b_phone"),
+                    name=bindparam("b_name"),
+                    timezone=bindparam("b_tz"),
+                    timezone_source=bindparam("b_tzs"),
+                    first_seen_at=bindparam("b_first"),
+                    last_seen_at=bindparam("b_last"),
+                    updated_at=bindparam("b_now"),
+                )
+            )
+            db.execute(
+                stmt,
+                [
+                    {
+                        "b_id": p.id,
+                        "b_traits": p.traits,
+                        "b_times": p.trait_times,
+                        "b_email": p.email,
+                        "b_phone": p.phone,
+                        "b_name": p.name,
+                        "b_tz": p.timezone,
+                        "b_tzs": p.timezone_source,
+                        "b_first": p.first_seen,
+                        "b_last": p.last_seen,
+                        "b_now": now,
+                    }
+                    for p in stale
+                ],
+            )
+        if self.history:
+            for row in self.history:
+                row["profile_id"] = real(row["profile_id"])
+                row["workspace_id"] = ws
+                row["recorded_at"] = now
+            db.execute(insert(TraitChange), self.history)
+            self.result.trait_changes += len(self.history)
+        return real
+
+    def _write_merge(self, survivor: int, loser: int, reason: str, event_id: int | None) -> None:
+        db, ws = self.db, self.workspace_id
+        moved_events = _rowcount(
+            db.execute(
+                update(Event)
+                .where(Event.workspace_id == ws, Event.profile_id == loser)
+                .values(profile_id=survivor)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        moved_identities = _rowcount(
+            db.execute(
+                update(Identity)
+                .where(Identity.workspace_id == ws, Identity.profile_id == loser)
+                .values(profile_id=survivor)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        db.execute(
+            update(TraitChange)
+            .where(TraitChange.workspace_id == ws, TraitChange.profile_id == loser)
+            .values(profile_id=survivor)
+            .execution_options(synchronize_session=False)
+        )
+        db.execute(
+            update(Profile)
+            .where(Profile.workspace_id == ws, Profile.merged_into_id == loser)
+            .values(merged_into_id=survivor)
+            .execution_options(synchronize_session=False)
+        )
+        db.execute(
+            update(Profile)
+            .where(Profile.workspace_id == ws, Profile.id == loser)
+            .values(
+                merged_into_id=survivor,
+                traits={},
+                trait_times={},
+                email=None,
+                phone=None,
+                name=None,
+                updated_at=self.now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        db.execute(
+            insert(ProfileMerge).values(
+                workspace_id=ws,
+                survivor_id=survivor,
+                merged_id=loser,
+                reason=f"identifier:{reason}",
+                source_event_id=event_id,
+                details={"moved_events": moved_events, "moved_identities": moved_identities},
+                created_at=self.now,
+            )
+        )
+        for hook in self.merge_hooks:
+            hook(db, ws, survivor, loser)
+        self.result.merges.append((survivor, loser))
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _normalised(kind: str, value: Any, rules: ident.IdentityRules) -> str | None:
+    try:
+        return ident.normalize(kind, value, rules)
+    except ident.InvalidIdentifier:
+        return None
+
+
+def _min(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _max(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def resolve_batch(
+    db: Session,
+    *,
+    workspace_id: int,
+    rules: ident.IdentityRules,
+    touches: Sequence[Touch],
+    now: datetime,
+    merge_hooks: Sequence[MergeHook] = (),
+) -> Resolution:
+    """Resolve ``touches`` in the caller's transaction (see the module docstring)."""
+    resolver = BatchResolver(db, workspace_id=workspace_id, rules=rules, now=now, merge_hooks=merge_hooks)
+    return resolver.resolve(touches)
