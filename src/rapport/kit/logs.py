@@ -21,10 +21,16 @@ _PHONE = re.compile(r"(?<![\w/])\+?\d[\d \-().]{7,}\d(?![\w/])")
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+def _mask_phone(match: re.Match[str]) -> str:
+    # Phone numbers have 9-15 digits; dates and times (8 or fewer, or with colons) are left alone.
+    digits = sum(ch.isdigit() for ch in match.group(0))
+    return "[phone]" if 9 <= digits <= 15 else match.group(0)
+
+
 def redact(text: str) -> str:
     """Mask email addresses and phone numbers in ``text``."""
     text = _EMAIL.sub("[email]", text)
-    return _PHONE.sub("[phone]", text)
+    return _PHONE.sub(_mask_phone, text)
 
 
 class JsonFormatter(logging.Formatter):

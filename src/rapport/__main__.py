@@ -1,0 +1,5 @@
+"""``python -m rapport`` is the ``rapport`` command."""
+
+from rapport.cli import main
+
+main()
