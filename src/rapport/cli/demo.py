@@ -64,7 +64,14 @@ def demo(
         db.commit()
         workspace_id = workspace.id
     if created:
-        synth_demo.fill_workspace(runtime, workspace_id=workspace_id, customers=customers, seed=seed)
+        console.print(f"Generating {customers:,} customers of a UK retailer (seed {seed}) ...")
+        filled = synth_demo.fill_workspace(
+            runtime, workspace_id=workspace_id, customers=customers, seed=seed, console=console
+        )
+        console.print(
+            f"Loaded {filled.profiles:,} customers and {filled.events:,} events in {filled.seconds:.1f} s "
+            f"(a year of activity up to {filled.reference_date:%Y-%m-%d})"
+        )
     runtime.close()
     console.rule("Rapport demo")
     console.print(
