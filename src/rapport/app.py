@@ -13,6 +13,8 @@ from rapport.accounts import api as accounts_api
 from rapport.api import health
 from rapport.api.errors import install_error_handlers
 from rapport.api.middleware import RequestIdMiddleware
+from rapport.collect import api as collect_api
+from rapport.collect import quarantine as collect_quarantine
 from rapport.collect.processor import Processor
 from rapport.config import Settings
 from rapport.runtime import Runtime, build_runtime
@@ -42,8 +44,11 @@ def create_app(
     worker = Worker(runtime, registry)
     worker.add_tick(Processor(runtime).tick)
 
+    ingest = collect_api.build_ingest(runtime)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ingest.start()
         if run_worker:
             worker.start_thread()
         try:
@@ -51,6 +56,7 @@ def create_app(
         finally:
             if run_worker:
                 worker.stop_thread()
+            await ingest.stop()
 
     app = FastAPI(
         title="Rapport",
@@ -62,9 +68,12 @@ def create_app(
     app.state.runtime = runtime
     app.state.worker = worker
     app.state.registry = registry
+    app.state.ingest = ingest
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(accounts_api.router)
+    app.include_router(collect_api.router)
+    app.include_router(collect_quarantine.router)
     web_mount.mount(app, runtime)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rapport.cli import admin, demo, server
+from rapport.cli import admin, demo, events, server
 
 app = typer.Typer(
     name="rapport",
@@ -16,6 +16,7 @@ app = typer.Typer(
 server.register(app)
 admin.register(app)
 demo.register(app)
+events.register(app)
 
 
 def main() -> None:

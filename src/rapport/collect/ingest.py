@@ -1,0 +1,261 @@
+"""Ingest: turn accepted messages into event rows, dedupe on (workspace, messageId), append, quarantine.
+
+Ingest validates and appends only; identity resolution, traits and segments happen in the processor from
+the pending events (see docs/architecture.md). Three entry points:
+
+* ``prepare`` (pure): messages → an ``IngestWork`` (event rows, quarantine rows, audit entries) plus what
+  to answer the client;
+* ``write_works``: writes several units in one transaction (the committer calls it from its thread);
+* ``append_events`` / ``add_quarantined``: the statements, for other edges that own a session (replay,
+  imports): ``INSERT … ON CONFLICT (workspace_id, message_id) DO NOTHING`` on both SQLite and PostgreSQL,
+  so a repeat, even inside one batch, is accepted and not stored twice (R1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from sqlalchemy.orm import Session
+
+from rapport.accounts.principal import Principal
+from rapport.audit import service as audit_service
+from rapport.collect.normalize import Envelope, Normalized, Rejected, normalize
+from rapport.errors import BadRequest
+from rapport.kit.requestctx import current_request_id, reset_request_id, set_request_id
+from rapport.models import Event, QuarantinedEvent
+
+#: The consent scope that lets a sender grant consent (R16); write keys never hold it.
+CONSENT_SCOPE = "consent:write"
+
+
+class StorageRejected(BadRequest):
+    """The database refused an event that passed validation (a gap in validation; the client gets 400)."""
+
+    code = "storage_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineNote:
+    """What the client is told about one quarantined message."""
+
+    index: int
+    message_id: str | None
+    reason: str
+    code: str
+
+    def as_dict(self, quarantine_id: int | None = None) -> dict[str, Any]:
+        """Render for the batch answer."""
+        out: dict[str, Any] = {"index": self.index, "messageId": self.message_id, "reason": self.reason}
+        if quarantine_id is not None:
+            out["id"] = quarantine_id
+        return out
+
+
+@dataclass
+class IngestWork:
+    """One request's writes: event rows, quarantine rows and audit entries, committed together."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Return the number of rows this unit writes (at least 1)."""
+        return max(1, len(self.events) + len(self.quarantined))
+
+
+@dataclass
+class Prepared:
+    """The outcome of validating one request's messages."""
+
+    work: IngestWork
+    accepted: int
+    notes: list[QuarantineNote]
+    rejections: list[Rejected]
+
+
+def may_grant_consent(principal: Principal) -> bool:
+    """Tell whether this sender may grant consent: never a write key (R16)."""
+    return principal.kind != "write_key" and principal.can(CONSENT_SCOPE)
+
+
+def quarantine_row(
+    message: Any,
+    rejected: Rejected,
+    *,
+    workspace_id: int,
+    principal: Principal,
+    received_at: datetime,
+    route_type: str | None,
+    envelope: Envelope | None,
+    index: int | None,
+    source: str = "api",
+) -> dict[str, Any]:
+    """Build the quarantine row that keeps a bad message with its reason and what replay needs."""
+    details: dict[str, Any] = {
+        "code": rejected.code,
+        "errors": [e.as_dict() for e in rejected.errors],
+        "messageId": rejected.message_id,
+        "index": index,
+        "route_type": route_type,
+        "sender": {"kind": principal.kind, "id": principal.id, "may_grant": may_grant_consent(principal)},
+    }
+    if envelope is not None and (envelope.sent_at is not None or envelope.context):
+        details["envelope"] = {"sentAt": envelope.sent_at, "context": dict(envelope.context or {})}
+    return {
+        "workspace_id": workspace_id,
+        # ASCII-escaped: keeps unpaired surrogates and NUL storable as text on both databases.
+        "payload": json.dumps(message, ensure_ascii=True, separators=(",", ":")),
+        "reason": rejected.reason[:500],
+        "details": details,
+        "source": source,
+        "received_at": received_at,
+    }
+
+
+def consent_audit(principal: Principal, normalized: Normalized, *, workspace_id: int) -> dict[str, Any]:
+    """Build the audit entry recording a consent grant refused because a write key sent it (R16)."""
+    return {
+        "workspace_id": workspace_id,
+        "actor": principal.actor,
+        "action": "consent.grant_refused",
+        "target_type": "event",
+        "target_id": normalized.message_id[:100],
+        "details": {
+            "messageId": normalized.message_id,
+            "type": normalized.row["type"],
+            "refused": [{"path": s.path, "subject": s.subject} for s in normalized.refused_grants],
+            "reason": "write keys can withdraw consent but never grant it",
+        },
+        "_request_id": current_request_id(),
+    }
+
+
+def prepare(
+    messages: Sequence[Any],
+    *,
+    principal: Principal,
+    received_at: datetime,
+    route_type: str | None = None,
+    envelope: Envelope | None = None,
+    raw_size: int | None = None,
+    source: str = "api",
+) -> Prepared:
+    """Validate ``messages``: good ones become event rows, bad ones quarantine rows (R4)."""
+    workspace_id = principal.workspace_id
+    grant_ok = may_grant_consent(principal)
+    work = IngestWork()
+    notes: list[QuarantineNote] = []
+    rejections: list[Rejected] = []
+    for index, message in enumerate(messages):
+        result = normalize(
+            message,
+            received_at=received_at,
+            route_type=route_type,
+            envelope=envelope,
+            raw_size=raw_size,
+            may_grant_consent=grant_ok,
+            source=source,
+        )
+        if isinstance(result, Rejected):
+            rejections.append(result)
+            notes.append(QuarantineNote(index, result.message_id, result.reason, result.code))
+            work.quarantined.append(
+                quarantine_row(
+                    message,
+                    result,
+                    workspace_id=workspace_id,
+                    principal=principal,
+                    received_at=received_at,
+                    route_type=route_type,
+                    envelope=envelope,
+                    index=index,
+                    source=source,
+                )
+            )
+            continue
+        result.row["workspace_id"] = workspace_id
+        work.events.append(result.row)
+        if result.refused_grants:
+            work.audits.append(consent_audit(principal, result, workspace_id=workspace_id))
+    return Prepared(work=work, accepted=len(work.events), notes=notes, rejections=rejections)
+
+
+def append_events(db: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert event rows, ignoring any whose (workspace_id, message_id) is already stored (R1)."""
+    if not rows:
+        return
+    table = cast(Table, Event.__table__)
+    if db.get_bind().dialect.name == "postgresql":
+        stmt: Any = pg_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
+    else:
+        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
+    db.execute(stmt, list(rows))
+
+
+def add_quarantined(db: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert quarantine rows and return their ids."""
+    if not rows:
+        return []
+    objects = [QuarantinedEvent(**row) for row in rows]
+    db.add_all(objects)
+    db.flush()
+    return [obj.id for obj in objects]
+
+
+def _record_audits(db: Session, audits: Sequence[dict[str, Any]]) -> None:
+    for entry in audits:
+        kwargs = {k: v for k, v in entry.items() if k != "_request_id"}
+        token = set_request_id(entry.get("_request_id") or "")
+        try:
+            audit_service.record(db, **kwargs)
+        finally:
+            reset_request_id(token)
+
+
+@contextmanager
+def durable_session(engine: Engine) -> Iterator[Session]:
+    """Yield a session whose commit is durable: on SQLite the connection syncs fully for this transaction.
+
+    The shared engine runs SQLite WAL with ``synchronous=NORMAL`` (survives a process crash, not a power
+    cut); acknowledging an event promises more, so ingest commits with ``synchronous=FULL``. Group commit
+    pays the extra fsync once per transaction, not once per event.
+    """
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if raw is not None:
+            raw.execute("PRAGMA synchronous=FULL")
+        try:
+            with Session(bind=conn, expire_on_commit=False) as db:
+                yield db
+        finally:
+            if raw is not None and not conn.invalidated:
+                raw.execute("PRAGMA synchronous=NORMAL")
+
+
+def write_works(engine: Engine, works: Sequence[IngestWork]) -> list[list[int]]:
+    """Write several units in one durable transaction; return each unit's quarantine ids."""
+    with durable_session(engine) as db:
+        append_events(db, [row for work in works for row in work.events])
+        ids = [add_quarantined(db, work.quarantined) for work in works]
+        for work in works:
+            _record_audits(db, work.audits)
+        db.commit()
+    return ids
+
+
+def is_data_error(error: Exception) -> bool:
+    """Tell whether a failed write may be caused by one unit's data (then units are retried one by one)."""
+    return isinstance(error, DataError | IntegrityError) or (
+        isinstance(error, StatementError) and isinstance(error.orig, UnicodeError | ValueError | TypeError)
+    )
