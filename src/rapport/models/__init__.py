@@ -2,6 +2,7 @@
 
 from rapport.models.account import ApiKey, Membership, UiSession, User, Workspace
 from rapport.models.audit import AuditEntry
+from rapport.models.consent import ConsentRecord, Subscription, Topic
 from rapport.models.event import Event, QuarantinedEvent
 from rapport.models.idempotency import IdempotencyRecord
 from rapport.models.job import Job
@@ -10,6 +11,7 @@ from rapport.models.profile import Identity, Profile, ProfileMerge, Suppression,
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "ConsentRecord",
     "Event",
     "IdempotencyRecord",
     "Identity",
@@ -18,7 +20,9 @@ __all__ = [
     "Profile",
     "ProfileMerge",
     "QuarantinedEvent",
+    "Subscription",
     "Suppression",
+    "Topic",
     "TraitChange",
     "UiSession",
     "User",
