@@ -14,9 +14,11 @@ from rapport.api import health
 from rapport.api.errors import install_error_handlers
 from rapport.api.middleware import RequestIdMiddleware
 from rapport.collect import api as collect_api
+from rapport.collect import import_api, import_tasks
 from rapport.collect import quarantine as collect_quarantine
 from rapport.collect.processor import Processor
 from rapport.config import Settings
+from rapport.profiles import api as profiles_api
 from rapport.runtime import Runtime, build_runtime
 from rapport.web import mount as web_mount
 from rapport.worker.runner import HandlerRegistry, Worker
@@ -27,6 +29,7 @@ log = logging.getLogger("rapport.app")
 def build_registry(runtime: Runtime) -> HandlerRegistry:
     """Register every domain's background job handlers."""
     registry = HandlerRegistry()
+    registry.register(import_tasks.JOB_KIND, import_tasks.run_import)
     return registry
 
 
@@ -75,5 +78,7 @@ def create_app(
     app.include_router(accounts_api.router)
     app.include_router(collect_api.router)
     app.include_router(collect_quarantine.router)
+    app.include_router(profiles_api.router)
+    app.include_router(import_api.router)
     web_mount.mount(app, runtime)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rapport.cli import admin, demo, events, server
+from rapport.cli import admin, data, demo, events, server
 
 app = typer.Typer(
     name="rapport",
@@ -17,6 +17,7 @@ server.register(app)
 admin.register(app)
 demo.register(app)
 events.register(app)
+data.register(app)
 
 
 def main() -> None:

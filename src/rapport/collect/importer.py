@@ -50,6 +50,8 @@ DEFAULT_BATCH = 5000
 KEPT_ERRORS = 200
 
 Progress = Callable[[int], None]
+#: A row carrying this key could not be read (bad CSV/JSON line); its value is the reason.
+PARSE_ERROR_KEY = "__rapport_parse_error__"
 
 _PROFILE_ID_FIELDS = {
     "user_id": ident.USER_ID,
@@ -201,6 +203,9 @@ def import_profile_rows(
             touches: list[Touch] = []
             numbers: list[int] = []
             for number, row in batch:
+                if PARSE_ERROR_KEY in row:
+                    report.add_error(RowError(number, "", str(row[PARSE_ERROR_KEY])), on_error)
+                    continue
                 touch, errors = profile_touch(row, rules, now)
                 if touch is None:
                     column, reason = errors[0]
@@ -279,6 +284,9 @@ def import_event_rows(
         for number, message in batch:
             if not isinstance(message, Mapping):
                 report.add_error(RowError(number, "", "each row must be an object"), on_error)
+                continue
+            if PARSE_ERROR_KEY in message:
+                report.add_error(RowError(number, "", str(message[PARSE_ERROR_KEY])), on_error)
                 continue
             message = dict(message)
             if _blank(message.get("messageId")):

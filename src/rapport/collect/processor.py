@@ -14,6 +14,8 @@ Extension points (computed traits, segments, triggers)::
     hooks = hooks_for(runtime)
     hooks.after_apply.append(lambda batch: recompute(batch.db, batch.profile_ids))
     hooks.on_merge.append(lambda db, workspace_id, survivor_id, merged_id: move_consent(...))
+    hooks.on_erase.append(lambda db, workspace_id, profile_ids: delete_messages(...))
+    hooks.exporters["messages"] = lambda db, workspace_id, profile_id: list_messages(...)
 """
 
 from __future__ import annotations
@@ -58,14 +60,21 @@ class BatchApplied:
 
 
 AfterApplyHook = Callable[[BatchApplied], None]
+#: Called when a person is erased, before the profile rows go: (db, workspace_id, profile_ids).
+EraseHook = Callable[[Session, int, list[int]], None]
+#: Adds a section to a GDPR export: (db, workspace_id, profile_id) -> JSON-able rows.
+Exporter = Callable[[Session, int, int], Any]
 
 
 @dataclass
 class ProcessingHooks:
-    """Per-batch extension points registered by other domains at the composition root."""
+    """Extension points registered by other domains at the composition root: per applied batch, per
+    merge (move consent, messages, …), per erasure (delete messages, …) and per export section."""
 
     after_apply: list[AfterApplyHook] = field(default_factory=list)
     on_merge: list[MergeHook] = field(default_factory=list)
+    on_erase: list[EraseHook] = field(default_factory=list)
+    exporters: dict[str, Exporter] = field(default_factory=dict)
 
 
 @dataclass

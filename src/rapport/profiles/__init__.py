@@ -1,0 +1,1 @@
+"""Profiles: reads (by id or identifier, search, timeline, traits with history, merges), GDPR export/erase."""
