@@ -1,0 +1,81 @@
+"""Pages of sections whose features arrive with later work: each shows an honest empty state.
+
+When a domain ships its own pages (``rapport/<domain>/web.py`` with ``route_class=UiRoute``), drop its
+entry from :data:`PLACEHOLDERS` and include its router in :func:`rapport.web.mount.mount`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from rapport.web.rendering import render
+from rapport.web.session import UiPage, UiRoute, UiUser
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    """A section that exists in the navigation but has no features yet."""
+
+    path: str
+    title: str
+    headline: str
+    text: str
+
+
+PLACEHOLDERS: tuple[Placeholder, ...] = (
+    Placeholder(
+        "/customers",
+        "Customers",
+        "Customers arrive with the collect work",
+        "Search by name, email, phone or id, and open a profile with its identities, traits, scores, "
+        "consent and timeline. Events sent with a write key will show up here.",
+    ),
+    Placeholder(
+        "/segments",
+        "Segments",
+        "Segments arrive with the segment work",
+        "Build audiences with a visual editor and a text form kept in sync, with live counts as you type.",
+    ),
+    Placeholder(
+        "/templates",
+        "Templates",
+        "Templates arrive with the personalisation work",
+        "Write email, SMS, push and in-app messages with a live preview as a chosen customer.",
+    ),
+    Placeholder(
+        "/campaigns",
+        "Campaigns",
+        "Campaigns arrive with the campaign work",
+        "Create broadcast, triggered and date-relative campaigns step by step, with A/B/n tests and "
+        "results per variant.",
+    ),
+    Placeholder(
+        "/data",
+        "Data",
+        "Imports and computed traits arrive with the collect and process work",
+        "Upload CSV files, define computed traits, browse lifestyle reference tables and replay "
+        "quarantined events.",
+    ),
+)
+
+
+def build_router(placeholders: tuple[Placeholder, ...] = PLACEHOLDERS) -> APIRouter:
+    """Return a router with one empty-state page per placeholder."""
+    router = APIRouter(route_class=UiRoute, include_in_schema=False)
+    for item in placeholders:
+        router.add_api_route(
+            item.path, _page_for(item), methods=["GET"], name=f"ui{item.path.replace('/', '_')}"
+        )
+    return router
+
+
+def _page_for(item: Placeholder) -> Callable[[Request, UiUser], Response]:
+    def page(request: Request, ui: UiPage) -> Response:
+        return render(request, "placeholder.html", {"title": item.title, "section": item})
+
+    page.__doc__ = f"The {item.title} section (empty until its feature lands)."
+    return page

@@ -1,0 +1,133 @@
+"""Daily time series for the dashboard's charts, behind a small registry later work adds metrics to.
+
+A metric is a name, a label and a function returning ``{day: value}`` for one workspace over an inclusive
+range of UTC days; days without a value are filled with zero by :func:`daily_series`. Example::
+
+    registry.add(SeriesMetric("messages_sent", "Messages sent per day", "messages", messages_per_day))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from rapport.errors import ValidationFailed
+from rapport.models import AuditEntry
+
+#: The longest range a chart asks for, in days.
+MAX_RANGE_DAYS = 731
+
+DailyValues = Callable[[Session, int, date, date], Mapping[date, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesMetric:
+    """A chartable per-day metric of a workspace."""
+
+    name: str
+    label: str
+    unit: str
+    daily: DailyValues
+
+
+@dataclass
+class MetricRegistry:
+    """The metrics the dashboard can chart, in the order the selector lists them."""
+
+    metrics: dict[str, SeriesMetric] = field(default_factory=dict)
+
+    def add(self, metric: SeriesMetric) -> None:
+        """Register a metric; names are unique."""
+        if metric.name in self.metrics:
+            raise ValueError(f"metric {metric.name!r} is registered twice")
+        self.metrics[metric.name] = metric
+
+    def get(self, name: str) -> SeriesMetric:
+        """Return the metric called ``name`` or raise ValidationFailed."""
+        metric = self.metrics.get(name)
+        if metric is None:
+            raise ValidationFailed(
+                f"unknown metric {name!r}", details={"known": sorted(self.metrics)}, code="unknown_metric"
+            )
+        return metric
+
+    def __iter__(self) -> Iterator[SeriesMetric]:
+        return iter(self.metrics.values())
+
+
+def day_start(day: date) -> datetime:
+    """Return midnight UTC at the start of ``day``."""
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def utc_day(column: Any, dialect: str) -> ColumnElement[str]:
+    """Return an SQL expression giving the UTC day of a timestamp column as ``YYYY-MM-DD`` text."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)
+
+
+def days_in(first: date, last: date) -> list[date]:
+    """Return every day from ``first`` to ``last`` inclusive."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def check_range(first: date, last: date) -> None:
+    """Refuse a range that is backwards or longer than :data:`MAX_RANGE_DAYS`."""
+    if last < first:
+        raise ValidationFailed("'from' must not be after 'to'", details={"from": str(first), "to": str(last)})
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise ValidationFailed(f"a chart covers at most {MAX_RANGE_DAYS} days")
+
+
+def daily_series(
+    db: Session, metric: SeriesMetric, *, workspace_id: int, first: date, last: date
+) -> dict[str, Any]:
+    """Return the chart payload of ``metric`` for a workspace, one point per day, zeros included."""
+    check_range(first, last)
+    values = metric.daily(db, workspace_id, first, last)
+    points = [{"date": day.isoformat(), "value": values.get(day, 0)} for day in days_in(first, last)]
+    return {
+        "metric": metric.name,
+        "label": metric.label,
+        "unit": metric.unit,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "total": sum(p["value"] for p in points),
+        "points": points,
+    }
+
+
+def audit_entries_per_day(db: Session, workspace_id: int, first: date, last: date) -> dict[date, float]:
+    """Count the workspace's audit entries per UTC day."""
+    day = utc_day(AuditEntry.created_at, db.get_bind().dialect.name).label("day")
+    rows = db.execute(
+        select(day, func.count())
+        .where(
+            AuditEntry.workspace_id == workspace_id,
+            AuditEntry.created_at >= day_start(first),
+            AuditEntry.created_at < day_start(last + timedelta(days=1)),
+        )
+        .group_by(day)
+    ).all()
+    return {date.fromisoformat(str(d)): int(n) for d, n in rows}
+
+
+AUDIT_ENTRIES = SeriesMetric(
+    name="audit_entries",
+    label="Audit entries per day",
+    unit="entries",
+    daily=audit_entries_per_day,
+)
+
+
+def default_metrics() -> MetricRegistry:
+    """Return the registry with every metric that exists so far; later work adds its own here."""
+    registry = MetricRegistry()
+    registry.add(AUDIT_ENTRIES)
+    return registry
