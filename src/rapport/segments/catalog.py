@@ -65,7 +65,11 @@ class Problem:
 
 @dataclass(frozen=True)
 class Catalog:
-    """What a workspace's segments may name; ``None`` collections are not checked."""
+    """What a workspace's segments may name; ``None`` collections are not checked.
+
+    ``opt_out_topics`` are topics a person receives until they say no (``Topic.opt_in`` false): without a
+    state of their own they count as subscribed, as far as the channel itself is.
+    """
 
     traits: Mapping[str, FieldType] | None = None
     computed: Mapping[str, FieldType] = field(default_factory=dict)
@@ -75,6 +79,7 @@ class Catalog:
     stores: Mapping[str, tuple[float, float]] | None = None
     segments: Collection[str] | None = None
     topics: Collection[str] | None = None
+    opt_out_topics: Collection[str] = ()
     campaigns: Collection[str] | None = None
 
     def __post_init__(self) -> None:

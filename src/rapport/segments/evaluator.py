@@ -8,7 +8,9 @@ It is written to be obviously right rather than fast; every rule of the language
 - ``today`` is the date of ``now`` in the profile's timezone (UTC when unknown or invalid);
 - event windows are instants: ``in last N days`` is ``now - N days < timestamp <= now``; ``between A and B``
   covers the UTC days A to B included;
-- ``random bucket`` is ``bucket(seed, profile_id)`` below.
+- ``random bucket`` is ``bucket(seed, profile_id)`` below;
+- ``subscribed to sms topic "offers"`` needs both the channel and the topic subscribed (an opt-out topic
+  with no state of its own counts as subscribed); ``unsubscribed from`` a topic needs a no to either.
 """
 
 from __future__ import annotations
@@ -288,7 +290,7 @@ class _Evaluator:
         if isinstance(node, Engagement):
             return count_matches(sum(1 for m in self.profile.messages if self.engaged(node, m)), node.count)
         if isinstance(node, Subscription):
-            return self.profile.subscriptions.get((node.channel, node.topic)) == node.state
+            return self.subscription(node)
         if isinstance(node, InSegment):
             return node.segment in self.profile.segments
         if isinstance(node, Within):
@@ -340,6 +342,17 @@ class _Evaluator:
             and (node.campaign is None or message.campaign == node.campaign)
             and in_window(message.timestamp, node.window, self.now)
         )
+
+    def subscription(self, node: Subscription) -> bool:
+        channel = self.profile.subscriptions.get((node.channel, None))
+        if node.topic is None:
+            return channel == node.state
+        topic = self.profile.subscriptions.get((node.channel, node.topic))
+        if topic is None and self.catalog is not None and node.topic in self.catalog.opt_out_topics:
+            topic = "subscribed"
+        if node.state == "subscribed":
+            return channel == "subscribed" and topic == "subscribed"
+        return channel == "unsubscribed" or topic == "unsubscribed"
 
     def within(self, node: Within) -> bool:
         if self.profile.location is None:
