@@ -1,0 +1,250 @@
+"""The template engine: one sandboxed Liquid environment, a compile cache and ``render`` with limits.
+
+Build one ``TemplateEngine`` per process (the composition root does) and share it; it is thread-safe.
+
+    engine = TemplateEngine(snippets={"footer": "<p>{{ unsubscribe_url }}</p>"})
+    result = engine.render("Hi {{ first_name | default: 'there' }}{% render 'footer' %}", context)
+    result.text        # the rendered message
+    # a bad or runaway template raises RenderFailed(reason, line) for that message only
+
+Parsed templates are cached by their source text (the string is the key, so equal sources share one
+parse); snippets are cached by (name, source), so a workspace's snippets can be passed per render.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from liquid import BoundTemplate, Environment, RenderContext
+from liquid.exceptions import (
+    ContextDepthError,
+    LiquidError,
+    LiquidSyntaxError,
+    LocalNamespaceLimitError,
+    LoopIterationLimitError,
+    OutputStreamLimitError,
+    TemplateNotFoundError,
+    UnknownFilterError,
+)
+from liquid.loader import BaseLoader, TemplateSource
+
+from rapport.errors import Unprocessable
+from rapport.personalize import filters as rapport_filters
+from rapport.personalize.limits import (
+    GuardedContext,
+    GuardedTemplate,
+    OutputBuffer,
+    RenderBudget,
+    RenderLimits,
+    RenderTimeLimitError,
+    ValueSizeLimitError,
+    apply_limits,
+)
+
+_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (RenderTimeLimitError, "time_limit"),
+    (LoopIterationLimitError, "loop_limit"),
+    (OutputStreamLimitError, "output_limit"),
+    (ValueSizeLimitError, "output_limit"),
+    (LocalNamespaceLimitError, "memory_limit"),
+    (ContextDepthError, "depth_limit"),
+    (RecursionError, "depth_limit"),
+    (MemoryError, "memory_limit"),
+    (LiquidSyntaxError, "syntax_error"),
+    (TemplateNotFoundError, "snippet_not_found"),
+    (UnknownFilterError, "unknown_filter"),
+    (LiquidError, "template_error"),
+)
+
+
+class RenderFailed(Unprocessable):
+    """One message's template could not be rendered; ``reason`` is a stable code, ``line`` 1-based."""
+
+    code = "render_failed"
+
+    def __init__(self, reason: str, message: str, *, line: int | None = None, column: int | None = None):
+        super().__init__(message, details={"reason": reason, "line": line, "column": column})
+        self.reason = reason
+        self.line = line
+        self.column = column
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """A parsed template bound to the engine that compiled it."""
+
+    source: str
+    bound: BoundTemplate
+    html: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    """The rendered text and how long it took."""
+
+    text: str
+    elapsed_ms: float
+
+
+def error_position(err: BaseException) -> tuple[int | None, int | None]:
+    """Return the 1-based (line, column) a python-liquid error points at, or (None, None)."""
+    if isinstance(err, LiquidError):
+        try:
+            ctx = err.context()
+        except ValueError:
+            ctx = None
+        if ctx is not None:
+            return ctx[0], ctx[1] + 1
+    return None, None
+
+
+def failure_from(err: BaseException) -> RenderFailed:
+    """Translate any exception raised while compiling or rendering into ``RenderFailed``."""
+    if isinstance(err, RenderFailed):
+        return err
+    reason = next((code for kind, code in _REASONS if isinstance(err, kind)), "error")
+    line, column = error_position(err)
+    if isinstance(err, LiquidError):
+        message = str(err.message)
+    elif isinstance(err, RecursionError):
+        message = "templates nested too deeply"
+    else:
+        message = f"{type(err).__name__}: {err}"
+    return RenderFailed(reason, message, line=line, column=column)
+
+
+class _SnippetLoader(BaseLoader):
+    """Loads ``{% render 'name' %}`` snippets from the render's snippets or the engine's defaults."""
+
+    def __init__(self, engine: TemplateEngine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def _lookup(self, name: str, context: RenderContext | None) -> str:
+        snippets = context.snippets if isinstance(context, GuardedContext) else None
+        if snippets is None:
+            snippets = self._engine.snippets
+        try:
+            return snippets[name]
+        except KeyError as err:
+            raise TemplateNotFoundError(name) from err
+
+    def get_source(
+        self, env: Environment, template_name: str, *, context: RenderContext | None = None, **kwargs: object
+    ) -> TemplateSource:
+        """Return the snippet's source text."""
+        return TemplateSource(self._lookup(template_name, context), template_name, None)
+
+    def load(
+        self,
+        env: Environment,
+        name: str,
+        *,
+        globals: Mapping[str, object] | None = None,  # python-liquid's name
+        context: RenderContext | None = None,
+        **kwargs: object,
+    ) -> BoundTemplate:
+        """Return the parsed snippet, from the engine's cache when its source is unchanged."""
+        source = self._lookup(name, context)
+        return self._engine._parse_cached(env, source, name)
+
+
+class TemplateEngine:
+    """Compiles and renders marketer templates in a sandboxed Liquid environment with limits."""
+
+    def __init__(
+        self,
+        *,
+        limits: RenderLimits | None = None,
+        snippets: Mapping[str, str] | None = None,
+        cache_size: int = 1024,
+    ) -> None:
+        self.limits = limits or RenderLimits()
+        self.snippets: Mapping[str, str] = dict(snippets or {})
+        self._cache: OrderedDict[tuple[bool, str, str], BoundTemplate] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        loader = _SnippetLoader(self)
+        self._text_env = self._build_env(loader, autoescape=False)
+        self._html_env = self._build_env(loader, autoescape=True)
+
+    def _build_env(self, loader: BaseLoader, *, autoescape: bool) -> Environment:
+        env = Environment(loader=loader, autoescape=autoescape, strict_filters=True)
+        env.template_class = GuardedTemplate
+        rapport_filters.register(env)
+        apply_limits(env, self.limits)
+        return env
+
+    @property
+    def filter_names(self) -> frozenset[str]:
+        """Names of every filter templates may use."""
+        return frozenset(self._text_env.filters)
+
+    def _parse_cached(self, env: Environment, source: str, name: str) -> BoundTemplate:
+        key = (env is self._html_env, name, source)
+        with self._lock:
+            bound = self._cache.get(key)
+            if bound is not None:
+                self._cache.move_to_end(key)
+                return bound
+        if len(source.encode("utf-8")) > self.limits.max_source_bytes:
+            raise RenderFailed(
+                "source_too_large", f"template is larger than {self.limits.max_source_bytes} bytes"
+            )
+        bound = env.from_string(source, name=name)
+        with self._lock:
+            self._cache[key] = bound
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return bound
+
+    def new_budget(self) -> RenderBudget:
+        """Start the time budget of one render (see ``RenderBudget``)."""
+        return RenderBudget(self.limits.max_render_ms / 1000, hard_factor=self.limits.hard_factor)
+
+    def compile(self, source: str, *, html: bool = False) -> CompiledTemplate:
+        """Parse ``source`` (cached); a syntax error raises ``RenderFailed`` with reason ``syntax_error``."""
+        env = self._html_env if html else self._text_env
+        try:
+            bound = self._parse_cached(env, source, "")
+        except Exception as err:  # any parse failure fails this template only
+            raise failure_from(err) from err
+        return CompiledTemplate(source=source, bound=bound, html=html)
+
+    def render(
+        self,
+        template: str | CompiledTemplate,
+        context: Mapping[str, Any],
+        *,
+        html: bool = False,
+        snippets: Mapping[str, str] | None = None,
+        budget: RenderBudget | None = None,
+    ) -> RenderResult:
+        """Render ``template`` with ``context`` within the limits, or raise ``RenderFailed``.
+
+        ``html`` escapes variables (ignored for an already compiled template, which keeps its own mode);
+        ``snippets`` overrides the engine's snippets for this render; ``budget`` replaces the engine's time
+        budget (pass one ``new_budget()`` to several renders to share it between the parts of a message).
+        """
+        started = perf_counter()
+        compiled = template if isinstance(template, CompiledTemplate) else self.compile(template, html=html)
+        bound = compiled.bound
+        ctx = GuardedContext(bound, globals=bound.make_globals(context))
+        ctx.budget = budget or self.new_budget()
+        ctx.snippets = snippets
+        buffer = OutputBuffer(limit=self.limits.max_output_chars)
+        try:
+            bound.render_with_context(ctx, buffer)
+        except Exception as err:  # R22: a bad template fails this message only
+            raise failure_from(err) from err
+        try:
+            # A single slow step (one huge filter call) can overrun between checks; still refuse it.
+            ctx.budget.check()
+        except RenderTimeLimitError as err:
+            raise failure_from(err) from err
+        return RenderResult(text=buffer.getvalue(), elapsed_ms=(perf_counter() - started) * 1000)

@@ -1,0 +1,207 @@
+"""Resource limits for marketer-written templates (R22) and the sandboxed Liquid classes that enforce them.
+
+python-liquid already caps loop iterations (the product of nested loop lengths, checked when a loop
+starts), output size, context depth and local namespace size. It has no clock, and a few cheap
+expressions escape its loop limit (a range literal fed to a filter: ``{{ (1..100000000) | join }}``).
+``GuardedContext`` adds what is missing, cooperatively and without threads or signals:
+
+- a time budget (``RenderBudget``), checked on every loop iteration (the loop's iterator is wrapped, so
+  a loop whose body writes nothing is still caught), every filter call and every ``render`` of a snippet;
+- a filter may not receive a range longer than the loop limit, nor return a string longer than the
+  output limit.
+
+The budget counts the CPU time of the rendering thread, not wall-clock time: on a busy worker a cheap
+template can wait 200 ms for the CPU, and failing it would punish a good message for the machine's
+load. Reading the thread's CPU clock costs ~2 µs, so the hot path compares a wall-clock deadline (cheap)
+and only when that passes consults the CPU clock, pushing the wall deadline out by the CPU budget left.
+A hard wall-clock cap (``hard_factor`` × the budget) still bounds the latency of any one render.
+
+A limit that trips raises a ``liquid`` ``ResourceLimitError``; the engine turns it into ``RenderFailed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import StringIO
+from time import perf_counter, thread_time
+from typing import TYPE_CHECKING, Any, TextIO
+
+from liquid import Environment, RenderContext
+from liquid.exceptions import OutputStreamLimitError, ResourceLimitError
+from liquid.output import LimitedStringIO
+from liquid.template import BoundTemplate
+
+if TYPE_CHECKING:
+    from liquid.builtin.tags.for_tag import ForLoop
+    from liquid.builtin.tags.tablerow_tag import TableRow
+    from liquid.token import Token
+
+
+@dataclass(frozen=True, slots=True)
+class RenderLimits:
+    """Caps applied to every render; the defaults suit a marketing email."""
+
+    max_render_ms: float = 200.0
+    hard_factor: float = 5.0
+    max_loop_iterations: int = 10_000
+    max_output_chars: int = 512_000
+    max_context_depth: int = 30
+    max_source_bytes: int = 100_000
+    max_local_bytes: int = 1_000_000
+    max_block_nesting: int = 30
+
+
+class RenderTimeLimitError(ResourceLimitError):
+    """The render ran past its wall-clock budget."""
+
+
+class ValueSizeLimitError(ResourceLimitError):
+    """A filter was given or produced a value larger than the limits allow."""
+
+
+class RenderBudget:
+    """The time one render (or several parts sharing a budget) may spend; see the module docstring."""
+
+    __slots__ = ("cpu_deadline", "hard_deadline", "wall_deadline")
+
+    def __init__(self, seconds: float, *, hard_factor: float = 5.0) -> None:
+        now = perf_counter()
+        self.wall_deadline = now + seconds
+        self.hard_deadline = now + seconds * hard_factor
+        self.cpu_deadline = thread_time() + seconds
+
+    @classmethod
+    def unlimited(cls) -> RenderBudget:
+        """A budget that never runs out (for contexts created outside the engine)."""
+        return cls(float("inf"))
+
+    def check(self) -> None:
+        """Raise ``RenderTimeLimitError`` once the budget is spent."""
+        if perf_counter() > self.wall_deadline:
+            self.recheck()
+
+    def recheck(self) -> None:
+        """Consult the CPU clock; raise if the budget is spent, else move the wall deadline out."""
+        now = perf_counter()
+        cpu_left = self.cpu_deadline - thread_time()
+        if cpu_left <= 0 or now >= self.hard_deadline:
+            raise RenderTimeLimitError("render time limit reached", token=None)
+        self.wall_deadline = min(now + cpu_left, self.hard_deadline)
+
+
+def _budgeted(items: Iterator[Any], budget: RenderBudget) -> Iterator[Any]:
+    for item in items:
+        if perf_counter() > budget.wall_deadline:
+            budget.recheck()
+        yield item
+
+
+class OutputBuffer(LimitedStringIO):
+    """The output stream, capped in characters (cheaper than encoding every write to count bytes)."""
+
+    def write(self, text: str) -> int:
+        """Append ``text`` unless the output would pass its limit."""
+        self.size += len(text)
+        if self.size > self.limit:
+            raise OutputStreamLimitError("output stream limit reached", token=None)
+        return StringIO.write(self, text)
+
+
+def guard_filter(func: Callable[..., Any], *, max_items: int, max_string: int) -> Callable[..., Any]:
+    """Wrap a filter so it refuses ranges longer than ``max_items`` and returns no longer string."""
+
+    def guarded(left: object, *args: object, **kwargs: object) -> object:
+        if type(left) is range and len(left) > max_items:
+            raise ValueSizeLimitError("range too long for a filter", token=None)
+        for arg in args:
+            if type(arg) is range and len(arg) > max_items:
+                raise ValueSizeLimitError("range too long for a filter", token=None)
+        result = func(left, *args, **kwargs)
+        if type(result) is str and len(result) > max_string:
+            raise ValueSizeLimitError("filter result too large", token=None)
+        return result
+
+    # python-liquid reads flags such as ``with_context`` off the filter function itself.
+    guarded.__dict__.update(getattr(func, "__dict__", {}))
+    guarded.__doc__ = func.__doc__
+    return guarded
+
+
+_UNLIMITED = RenderBudget.unlimited()
+
+
+class GuardedContext(RenderContext):
+    """A render context with a time budget and per-render snippets, inherited by every copy."""
+
+    __slots__ = ("budget", "snippets")
+
+    def __init__(
+        self,
+        template: BoundTemplate,
+        *,
+        globals: Mapping[str, object] | None = None,  # python-liquid's name
+        disabled_tags: list[str] | None = None,
+        copy_depth: int = 0,
+        parent_context: RenderContext | None = None,
+        loop_iteration_carry: int = 1,
+        local_namespace_size_carry: int = 0,
+    ) -> None:
+        super().__init__(
+            template,
+            globals=globals,
+            disabled_tags=disabled_tags,
+            copy_depth=copy_depth,
+            parent_context=parent_context,
+            loop_iteration_carry=loop_iteration_carry,
+            local_namespace_size_carry=local_namespace_size_carry,
+        )
+        if isinstance(parent_context, GuardedContext):
+            self.budget: RenderBudget = parent_context.budget
+            self.snippets: Mapping[str, str] | None = parent_context.snippets
+            self.budget.check()
+        else:
+            self.budget = _UNLIMITED
+            self.snippets = None
+
+    def filter(self, name: str, token: Token | None) -> Callable[..., object]:
+        """Return the named filter after checking the time budget."""
+        if perf_counter() > self.budget.wall_deadline:
+            self.budget.recheck()
+        return super().filter(name, token)
+
+    def get_buffer(self, buf: TextIO | None = None) -> StringIO:
+        """Return a capture buffer that shares the output limit with ``buf``."""
+        limit = self.env.output_stream_limit
+        if limit is None:
+            return StringIO()
+        carry = buf.size if isinstance(buf, LimitedStringIO) else 0
+        return OutputBuffer(limit=limit - carry)
+
+    @contextmanager
+    def loop(self, namespace: Mapping[str, object], forloop: ForLoop | TableRow) -> Iterator[RenderContext]:
+        """Enter a loop whose every iteration checks the time budget."""
+        self.budget.check()
+        forloop.it = _budgeted(forloop.it, self.budget)
+        with super().loop(namespace, forloop) as ctx:
+            yield ctx
+
+
+class GuardedTemplate(BoundTemplate):
+    """A bound template rendered with ``GuardedContext``."""
+
+    context_class = GuardedContext
+
+
+def apply_limits(env: Environment, limits: RenderLimits) -> None:
+    """Set python-liquid's own limits on ``env`` and guard every registered filter."""
+    env.loop_iteration_limit = limits.max_loop_iterations  # type: ignore[misc]
+    env.output_stream_limit = limits.max_output_chars  # type: ignore[misc]
+    env.context_depth_limit = limits.max_context_depth  # type: ignore[misc]
+    env.local_namespace_limit = limits.max_local_bytes  # type: ignore[misc]
+    env.block_nesting_limit = limits.max_block_nesting  # type: ignore[misc]
+    for name, func in list(env.filters.items()):
+        env.filters[name] = guard_filter(
+            func, max_items=limits.max_loop_iterations, max_string=limits.max_output_chars
+        )

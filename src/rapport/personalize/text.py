@@ -1,0 +1,181 @@
+"""The plain-text part of an email, generated from its HTML when the marketer did not write one.
+
+Rules (deterministic, stdlib ``html.parser`` only):
+
+- scripts, styles, the head and comments are dropped; entities are decoded; runs of whitespace collapse;
+- paragraphs, divs, headings, tables rows and list blocks are separated by line breaks, paragraphs and
+  headings by a blank line; ``<br>`` is a line break; ``<hr>`` is a line of dashes;
+- ``<h1>`` is underlined with ``=``, ``<h2>`` with ``-``;
+- a link is ``text (url)``, or just the url when the text is the url or empty; ``#`` and ``javascript:``
+  links keep only their text; an image inside a link counts its ``alt`` as text;
+- list items are ``- item`` (``1. item`` in ordered lists), indented two spaces per nesting level;
+- table cells in a row are separated by two spaces;
+- ``<pre>`` keeps its whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+_SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
+_PARAGRAPH = frozenset(
+    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl", "address"}
+)
+_LINE = frozenset({"div", "section", "article", "header", "footer", "tr", "li", "dt", "dd", "center", "main"})
+_UNDERLINE = {"h1": "=", "h2": "-"}
+_SPACE = re.compile(r"[ \t\r\n\f\v]+")
+
+
+class _TextBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip_depth = 0
+        self.pre_depth = 0
+        self.lists: list[list[int]] = []  # per open list: [is_ordered, counter]
+        self.links: list[tuple[str, int]] = []
+        self.heading_start: int | None = None
+
+    # -- output helpers -------------------------------------------------------------------------
+    def _tail(self) -> str:
+        for part in reversed(self.out):
+            if part:
+                return part[-1]
+        return "\n"
+
+    def _trim_tail(self) -> int:
+        """Drop trailing spaces and newlines; return how many newlines there were (-1: nothing written)."""
+        newlines = 0
+        while self.out:
+            last = self.out[-1]
+            kept = last.rstrip(" \n")
+            newlines += last.count("\n", len(kept))
+            if kept:
+                self.out[-1] = kept
+                return newlines
+            self.out.pop()
+        return -1
+
+    def _newlines(self, count: int) -> None:
+        existing = self._trim_tail()
+        if existing >= 0:
+            self.out.append("\n" * max(count, existing))
+
+    def _trim_spaces(self) -> None:
+        while self.out and not self.out[-1].rstrip(" "):
+            self.out.pop()
+        if self.out:
+            self.out[-1] = self.out[-1].rstrip(" ")
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.append(text)
+
+    # -- parser callbacks -----------------------------------------------------------------------
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP:
+            self.skip_depth += 1
+            return
+        if self.skip_depth:
+            return
+        attributes = dict(attrs)
+        if tag in ("ul", "ol") and self.lists:
+            self._newlines(1)
+        elif tag in _PARAGRAPH:
+            self._newlines(2)
+        elif tag in _LINE:
+            self._newlines(1)
+        if tag == "pre":
+            self.pre_depth += 1
+        elif tag in ("h1", "h2"):
+            self.heading_start = len(self.out)
+        elif tag == "br":
+            self._write("\n")
+        elif tag == "hr":
+            self._newlines(1)
+            self._write("-" * 20)
+            self._newlines(1)
+        elif tag in ("ul", "ol"):
+            self.lists.append([1 if tag == "ol" else 0, 0])
+        elif tag == "li":
+            indent = "  " * max(0, len(self.lists) - 1)
+            if self.lists and self.lists[-1][0]:
+                self.lists[-1][1] += 1
+                self._write(f"{indent}{self.lists[-1][1]}. ")
+            else:
+                self._write(f"{indent}- ")
+        elif tag == "a":
+            self.links.append((attributes.get("href") or "", len(self.out)))
+        elif tag == "img":
+            alt = (attributes.get("alt") or "").strip()
+            if alt:
+                self.handle_data(alt)
+        elif tag in ("td", "th") and self._tail() not in ("\n", " "):
+            self._write("  ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in ("br", "hr", "img"):
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP:
+            self.skip_depth = max(0, self.skip_depth - 1)
+            return
+        if self.skip_depth:
+            return
+        if tag == "a" and self.links:
+            self._close_link()
+        elif tag in ("ul", "ol") and self.lists:
+            self.lists.pop()
+        elif tag == "pre":
+            self.pre_depth = max(0, self.pre_depth - 1)
+        if tag in _UNDERLINE and self.heading_start is not None:
+            title = "".join(self.out[self.heading_start :]).strip()
+            if title:
+                self._trim_tail()
+                self.out.append("\n" + _UNDERLINE[tag] * len(title))
+            self.heading_start = None
+        if tag in ("ul", "ol") and self.lists:
+            self._newlines(1)
+        elif tag in _PARAGRAPH:
+            self._newlines(2)
+        elif tag in _LINE:
+            self._newlines(1)
+
+    def _close_link(self) -> None:
+        href, start = self.links.pop()
+        label = "".join(self.out[start:]).strip()
+        href = href.strip()
+        if not href or href.startswith("#") or href.lower().startswith("javascript:"):
+            return
+        shown = href[7:] if href.lower().startswith("mailto:") else href
+        if not label:
+            self._write(shown if self._tail() in ("\n", " ") else f" {shown}")
+        elif label not in (href, shown):
+            self._trim_spaces()
+            self.out.append(f" ({shown})")
+
+    def handle_data(self, data: str) -> None:
+        if self.skip_depth or not data:
+            return
+        if self.pre_depth:
+            self._write(data)
+            return
+        text = _SPACE.sub(" ", data)
+        if self._tail() in ("\n", " ", "(") or not self.out:
+            text = text.lstrip(" ")
+        self._write(text)
+
+
+def html_to_text(html: str) -> str:
+    """Return the plain-text rendering of an HTML email body (see the module rules)."""
+    builder = _TextBuilder()
+    builder.feed(html)
+    builder.close()
+    text = "".join(builder.out)
+    lines = [line.rstrip() for line in text.split("\n")]
+    text = "\n".join(lines)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip("\n").strip() + ("\n" if text.strip() else "")
