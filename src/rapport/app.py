@@ -16,14 +16,36 @@ from rapport.api.middleware import RequestIdMiddleware
 from rapport.collect import api as collect_api
 from rapport.collect import import_api, import_tasks
 from rapport.collect import quarantine as collect_quarantine
-from rapport.collect.processor import Processor
+from rapport.collect.processor import Processor, hooks_for
 from rapport.config import Settings
+from rapport.consent import api as consent_api
+from rapport.consent import hooks as consent_hooks
+from rapport.consent import web as consent_web
 from rapport.profiles import api as profiles_api
 from rapport.runtime import Runtime, build_runtime
 from rapport.web import mount as web_mount
 from rapport.worker.runner import HandlerRegistry, Worker
 
 log = logging.getLogger("rapport.app")
+
+
+def wire_runtime(runtime: Runtime) -> Runtime:
+    """Register every domain's processing hooks on ``runtime`` (once); every edge that processes data
+    (the app, ``rapport worker``, CLI imports) wires its runtime through here."""
+    if runtime.ports.get("wired"):
+        return runtime
+    hooks = hooks_for(runtime)
+    consent_hooks.register(hooks)
+    runtime.ports["wired"] = True
+    return runtime
+
+
+def build_worker(runtime: Runtime) -> Worker:
+    """Return the worker with every job handler and tick (the processor) registered."""
+    wire_runtime(runtime)
+    worker = Worker(runtime, build_registry(runtime))
+    worker.add_tick(Processor(runtime).tick)
+    return worker
 
 
 def build_registry(runtime: Runtime) -> HandlerRegistry:
@@ -42,10 +64,9 @@ def create_app(
     """Build the FastAPI application; nothing connects until the first request or the worker starts."""
     settings = settings or (runtime.settings if runtime else Settings())
     runtime = runtime or build_runtime(settings)
-    registry = build_registry(runtime)
     run_worker = settings.run_worker_in_process if start_worker is None else start_worker
-    worker = Worker(runtime, registry)
-    worker.add_tick(Processor(runtime).tick)
+    worker = build_worker(runtime)
+    registry = worker.registry
 
     ingest = collect_api.build_ingest(runtime)
 
@@ -80,5 +101,7 @@ def create_app(
     app.include_router(collect_quarantine.router)
     app.include_router(profiles_api.router)
     app.include_router(import_api.router)
+    app.include_router(consent_api.router)
+    app.include_router(consent_web.router)
     web_mount.mount(app, runtime)
     return app

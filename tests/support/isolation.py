@@ -36,7 +36,45 @@ def _make_key(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     return {"key_id": answer.json()["id"]}
 
 
+def _make_topic(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post("/api/v1/topics", json={"key": "iso", "name": "Iso"}, headers=tenant.secret_headers)
+    assert answer.status_code == 201, answer.text
+    return {"topic_id": answer.json()["id"]}
+
+
+def _make_profile(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/v1/identify",
+        json={"userId": "iso-user", "traits": {"email": "iso@example.com"}},
+        headers=tenant.write_headers,
+    )
+    assert answer.status_code == 200, answer.text
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    client.app.state.worker.drain()  # type: ignore[attr-defined]
+    with runtime.read_sessions() as db:
+        from sqlalchemy import select
+
+        from rapport.models import Identity
+
+        profile_id = db.scalar(
+            select(Identity.profile_id).where(
+                Identity.workspace_id == tenant.workspace_id, Identity.value == "iso-user"
+            )
+        )
+    assert profile_id is not None
+    return {"profile_id": profile_id}
+
+
 CASES: list[IsolationCase] = [
+    IsolationCase("GET", "/api/v1/topics/{topic_id}", _make_topic),
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}/consent", _make_profile),
+    IsolationCase(
+        "POST",
+        "/api/v1/profiles/{profile_id}/consent",
+        _make_profile,
+        body={"channel": "email", "action": "withdrawn"},
+    ),
+    IsolationCase("POST", "/api/v1/profiles/{profile_id}/consent/double-opt-in", _make_profile, body={}),
     IsolationCase("GET", "/api/v1/keys/{key_id}", _make_key),
     IsolationCase("DELETE", "/api/v1/keys/{key_id}", _make_key),
 ]

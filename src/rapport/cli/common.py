@@ -10,6 +10,7 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from rapport.accounts import service as accounts_service
+from rapport.app import wire_runtime
 from rapport.config import Settings
 from rapport.errors import RapportError
 from rapport.kit.logs import configure_logging
@@ -33,7 +34,7 @@ def cli_runtime(database_url: str | None = None, *, quiet_logs: bool = True) -> 
     """Yield a runtime for one command and dispose of it afterwards; RapportErrors exit with code 1."""
     settings = load_settings(database_url)
     configure_logging(level="WARNING" if quiet_logs else settings.log_level, json_lines=False)
-    runtime = build_runtime(settings)
+    runtime = wire_runtime(build_runtime(settings))
     try:
         yield runtime
     except RapportError as exc:

@@ -8,13 +8,12 @@ import threading
 import typer
 import uvicorn
 
-from rapport.app import build_registry, create_app
+from rapport.app import build_worker, create_app
 from rapport.cli.common import DatabaseOption, cli_runtime, console, load_settings
 from rapport.db import migrate
 from rapport.db.engine import is_sqlite
 from rapport.kit.logs import configure_logging
 from rapport.runtime import build_runtime
-from rapport.worker.runner import Worker
 
 
 def register(app: typer.Typer) -> None:
@@ -60,7 +59,7 @@ def worker(
     settings = load_settings(database_url)
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
     runtime = build_runtime(settings)
-    runner = Worker(runtime, build_registry(runtime))
+    runner = build_worker(runtime)
     if once:
         ran = runner.drain()
         console.print(f"ran {ran} jobs")
