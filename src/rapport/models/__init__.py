@@ -6,6 +6,7 @@ from rapport.models.consent import ConsentRecord, Subscription, Topic
 from rapport.models.event import Event, QuarantinedEvent
 from rapport.models.idempotency import IdempotencyRecord
 from rapport.models.job import Job
+from rapport.models.message import Message, SendCounter
 from rapport.models.profile import Identity, Profile, ProfileMerge, Suppression, TraitChange
 
 __all__ = [
@@ -17,9 +18,11 @@ __all__ = [
     "Identity",
     "Job",
     "Membership",
+    "Message",
     "Profile",
     "ProfileMerge",
     "QuarantinedEvent",
+    "SendCounter",
     "Subscription",
     "Suppression",
     "Topic",
