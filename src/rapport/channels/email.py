@@ -1,0 +1,299 @@
+"""Email over SMTP with a small pool of persistent connections.
+
+Each ``send(batch)`` borrows one connection (opening it if none is idle), sends the messages one after the
+other (MAIL FROM, RCPT TO, DATA), and gives it back for the next batch; up to ``pool_size`` batches run in
+parallel from different threads. Outcomes, per recipient:
+
+- 250 after the end-of-data ``.`` → sent (``provider_id`` is the server's queue id when it says one);
+- a 4xx reply at any step → failed_transient; a 5xx reply → failed_permanent;
+- connection lost or timed out BEFORE the final ``.`` was written → failed_transient (the server cannot
+  have accepted a message whose data never ended); a stale pooled connection is reopened and the message
+  retried once when that happens before MAIL FROM was accepted;
+- connection lost or timed out AFTER the ``.`` was written but before the reply → unknown (R8, RFC 1047):
+  the server may have queued it, so the caller must not resend blindly; the Message-ID, derived from the
+  message_id, is stable if it does.
+
+The envelope sender (bounce address) is separate from ``From``: ``EmailPayload.envelope_from``, else
+``SmtpConfig.envelope_from``, else the From address.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rapport.channels.base import OutboundMessage, SendResult, SendStatus, permanent, transient
+from rapport.channels.mime import DkimSigner, MimeError, build_email, check_address
+
+_DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
+_QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._@-]+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Where and how to connect; ``security`` is ``none``, ``starttls`` or ``ssl`` (implicit TLS)."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    pool_size: int = 4
+    max_messages_per_connection: int = 1000
+    idle_seconds: float = 30.0
+    envelope_from: str | None = None
+    local_hostname: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+
+
+class _StageError(Exception):
+    """A reply that ends this message's transaction (after RSET)."""
+
+    def __init__(self, stage: str, code: int, text: str) -> None:
+        super().__init__(f"{stage}: {code} {text}")
+        self.stage = stage
+        self.code = code
+        self.text = text
+
+
+@dataclass
+class _Connection:
+    smtp: smtplib.SMTP
+    sent: int = 0
+    last_used: float = 0.0
+    broken: bool = False
+
+
+class SmtpChannel:
+    """Sends email through one SMTP server (a relay, Postfix, an ESP's SMTP endpoint); thread-safe."""
+
+    def __init__(
+        self,
+        config: SmtpConfig,
+        *,
+        id_domain: str | None = None,
+        dkim: DkimSigner | None = None,
+        name: str = "email",
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.id_domain = id_domain
+        self.dkim = dkim
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(config.pool_size)
+        self._closed = False
+        self.connections_opened = 0
+
+    # -- connections -------------------------------------------------------------------------------------
+
+    def _connect(self) -> _Connection:
+        cfg = self.config
+        context = cfg.ssl_context or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if cfg.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=cfg.timeout, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=cfg.timeout)
+        try:
+            smtp.ehlo()
+            if cfg.security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if cfg.username:
+                smtp.login(cfg.username, cfg.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        with self._lock:
+            self.connections_opened += 1
+        return _Connection(smtp, last_used=time.monotonic())
+
+    def _acquire(self) -> _Connection:
+        if self._closed:
+            raise RuntimeError(f"channel {self.name!r} is closed")
+        if not self._slots.acquire(timeout=self.config.timeout):
+            raise TimeoutError("no SMTP connection became free")
+        try:
+            while True:
+                with self._lock:
+                    conn = self._idle.pop() if self._idle else None
+                if conn is None:
+                    return self._connect()
+                if time.monotonic() - conn.last_used <= self.config.idle_seconds:
+                    return conn
+                self._discard(conn)  # servers drop idle clients; do not gamble on it
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _release(self, conn: _Connection | None) -> None:
+        try:
+            if conn is None:
+                return
+            if conn.broken or self._closed or conn.sent >= self.config.max_messages_per_connection:
+                self._discard(conn, polite=not conn.broken)
+                return
+            conn.last_used = time.monotonic()
+            with self._lock:
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    @staticmethod
+    def _discard(conn: _Connection, *, polite: bool = True) -> None:
+        try:
+            if polite:
+                conn.smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            conn.smtp.close()
+
+    # -- sending -----------------------------------------------------------------------------------------
+
+    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        """Send each message over one pooled connection and classify the server's answers."""
+        results: list[SendResult] = []
+        prepared: list[tuple[OutboundMessage, bytes, str] | SendResult] = [self._prepare(m) for m in batch]
+        if all(isinstance(p, SendResult) for p in prepared):
+            return [p for p in prepared if isinstance(p, SendResult)]
+        conn: _Connection | None = None
+        try:
+            conn = self._acquire()
+        except (OSError, smtplib.SMTPException, TimeoutError) as exc:
+            error = f"cannot connect: {type(exc).__name__}: {exc}"
+            return [p if isinstance(p, SendResult) else transient(p[0], error) for p in prepared]
+        try:
+            for item in prepared:
+                if isinstance(item, SendResult):
+                    results.append(item)
+                    continue
+                result, conn = self._deliver(conn, *item)
+                results.append(result)
+        finally:
+            self._release(conn)
+        return results
+
+    def _prepare(self, message: OutboundMessage) -> tuple[OutboundMessage, bytes, str] | SendResult:
+        payload = message.email
+        if payload is None:
+            return permanent(message, "message has no email payload", code="no_payload")
+        try:
+            data = build_email(
+                payload,
+                to=message.to,
+                message_id=message.message_id,
+                id_domain=self.id_domain,
+                dkim=self.dkim,
+            )
+            sender = check_address(payload.envelope_from or self.config.envelope_from or payload.from_address)
+        except MimeError as exc:
+            return permanent(message, str(exc), code="invalid_message")
+        return message, data, sender
+
+    def _deliver(
+        self, conn: _Connection | None, message: OutboundMessage, data: bytes, sender: str
+    ) -> tuple[SendResult, _Connection | None]:
+        """Send one message; reopen a dead pooled connection once if it died before MAIL was accepted."""
+        for attempt in (1, 2):
+            if conn is None or conn.broken:
+                if conn is not None:
+                    self._discard(conn, polite=False)
+                    conn = None
+                try:
+                    conn = self._connect()
+                except (OSError, smtplib.SMTPException) as exc:
+                    return transient(message, f"cannot connect: {type(exc).__name__}: {exc}"), None
+            stage = "connect"
+            try:
+                return self._transaction(conn, message, data, sender), conn
+            except _Disconnected as lost:
+                conn.broken = True
+                stage = lost.stage
+                error = lost.error
+            if stage == "data-end":
+                return SendResult(
+                    message.message_id, SendStatus.UNKNOWN, error=error, error_code="lost_ack"
+                ), conn
+            if stage != "mail" or attempt == 2:
+                return transient(message, error, code="connection_lost"), conn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transaction(
+        self, conn: _Connection, message: OutboundMessage, data: bytes, sender: str
+    ) -> SendResult:
+        smtp = conn.smtp
+        stage = "mail"
+        try:
+            code, text = smtp.mail(sender)
+            self._expect(conn, "MAIL FROM", code, text, (250,))
+            stage = "rcpt"
+            code, text = smtp.rcpt(check_address(message.to))
+            self._expect(conn, "RCPT TO", code, text, (250, 251))
+            stage = "data"
+            code, text = smtp.docmd("DATA")
+            self._expect(conn, "DATA", code, text, (354,))
+            stuffed = _DOT_LINE.sub(b"..", data)
+            if not stuffed.endswith(b"\r\n"):
+                stuffed += b"\r\n"
+            smtp.send(stuffed + b".\r\n")
+            stage = "data-end"  # from here on the server may have the whole message
+            code, text = smtp.getreply()
+            conn.sent += 1
+            self._expect(conn, "end of data", code, text, (250,))
+        except _StageError as exc:
+            return self._classify(message, exc)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Disconnected(stage, f"{type(exc).__name__} during {stage}: {exc}") from exc
+        except MimeError as exc:
+            return permanent(message, str(exc), code="invalid_message")
+        reply = text.decode("utf-8", "replace")
+        found = _QUEUE_ID.search(reply)
+        provider_id = found.group(1) if found else (reply.split()[-1] if reply.split() else None)
+        return SendResult(message.message_id, SendStatus.SENT, provider_id=provider_id)
+
+    @staticmethod
+    def _expect(conn: _Connection, stage: str, code: int, raw: bytes | str, ok: tuple[int, ...]) -> None:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if code in ok:
+            return
+        if code == 421 or code == -1:  # the server is closing this connection
+            conn.broken = True
+        elif stage != "end of data":
+            try:
+                conn.smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                conn.broken = True
+        raise _StageError(stage, code, text)
+
+    @staticmethod
+    def _classify(message: OutboundMessage, exc: _StageError) -> SendResult:
+        error = f"{exc.stage}: {exc.code} {exc.text}"
+        if 400 <= exc.code < 500 or exc.code == -1:
+            return transient(message, error, code=str(exc.code))
+        return permanent(message, error, code=str(exc.code))
+
+    def close(self) -> None:
+        """Close the idle connections; batches still running close theirs when they finish."""
+        self._closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._discard(conn)
+
+
+class _Disconnected(Exception):
+    def __init__(self, stage: str, error: str) -> None:
+        super().__init__(error)
+        self.stage = stage
+        self.error = error
