@@ -213,6 +213,8 @@ def parse_json(data: bytes) -> Any:
         raise InvalidJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise InvalidJson("JSON nesting is too deep") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's 4,300-digit conversion limit
+        raise InvalidJson(str(exc).split(";")[0]) from None
 
 
 def encoded_size(message: Any) -> int:
