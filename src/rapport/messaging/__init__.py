@@ -1,0 +1,1 @@
+"""Delivery: the outbox, claim-time checks (consent, suppression, caps, quiet hours), channels, feedback."""
