@@ -32,6 +32,8 @@ STORE_FIELDS = (
     "latitude",
     "longitude",
     "distance_km",
+    "opens_at",
+    "closes_at",
 )
 # Traits copied to the top level as shortcuts: ``{{ first_name | default: "there" }}``.
 SHORTCUT_TRAITS = ("first_name", "last_name", "email", "phone")

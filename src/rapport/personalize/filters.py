@@ -213,7 +213,8 @@ def _capitalise(word: str) -> str:
 
 
 def titlecase(value: object) -> str:
-    """Capitalise each word; an all-lower or all-upper input is lower-cased first ("o'NEIL" kept as is)."""
+    """Capitalise the first letter of each word (an apostrophe stays inside a word: "don't" → "Don't");
+    an all-lower or all-upper input is lower-cased first, mixed case is otherwise kept ("McDonald")."""
     if value is None or isinstance(value, Undefined):
         return ""
     text = str(value)

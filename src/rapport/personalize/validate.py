@@ -82,7 +82,7 @@ def _tokens(env: Environment, source: str) -> list[tuple[str, str, int]]:
         return []
 
 
-def _unclosed_block(tokens: list[tuple[str, str, int]]) -> int | None:
+def _unclosed_block(tokens: list[tuple[str, str, int]]) -> tuple[str, int] | None:
     stack: list[tuple[str, int]] = []
     for kind, value, index in tokens:
         if kind != TOKEN_TAG:
@@ -91,7 +91,7 @@ def _unclosed_block(tokens: list[tuple[str, str, int]]) -> int | None:
             stack.append((value, index))
         elif value.startswith("end") and stack and stack[-1][0] == value[3:]:
             stack.pop()
-    return stack[-1][1] if stack else None
+    return stack[-1] if stack else None
 
 
 def _failing_markup(env: Environment, tokens: list[tuple[str, str, int]]) -> int | None:
@@ -121,19 +121,24 @@ def _failing_markup(env: Environment, tokens: list[tuple[str, str, int]]) -> int
     return None
 
 
-def locate_syntax_error(env: Environment, source: str, err: BaseException) -> tuple[int | None, int | None]:
-    """Return the 1-based (line, column) of a syntax error, also when python-liquid gives none."""
+def locate_syntax_error(
+    env: Environment, source: str, err: BaseException
+) -> tuple[int | None, int | None, str]:
+    """Return the 1-based (line, column) and a message for a syntax error, also when python-liquid
+    gives no position."""
+    message = str(getattr(err, "message", err))
     line, column = error_position(err)
     if line is not None:
-        return line, column
+        return line, column, message
     tokens = _tokens(env, source)
-    message = str(getattr(err, "message", err))
-    index = _unclosed_block(tokens) if "expected tag end" in message else None
-    if index is None:
-        index = _failing_markup(env, tokens)
-    if index is None:
-        return None, None
-    return line_col(source, index)
+    unclosed = _unclosed_block(tokens) if "expected tag end" in message else None
+    if unclosed is not None:
+        tag, opened_at = unclosed
+        return (*line_col(source, opened_at), f"'{tag}' is never closed: add {{% end{tag} %}}")
+    failing_at = _failing_markup(env, tokens)
+    if failing_at is None:
+        return None, None, message
+    return (*line_col(source, failing_at), message)
 
 
 class _KnownPaths:
@@ -197,11 +202,12 @@ def validate_template(
         compiled = engine.compile(source)
     except RenderFailed as failure:
         cause = failure.__cause__ or failure
+        message = failure.message
         if failure.reason == "syntax_error":
-            line, column = locate_syntax_error(env, source, cause)
+            line, column, message = locate_syntax_error(env, source, cause)
         else:
             line, column = failure.line, failure.column
-        issue = TemplateIssue("error", failure.reason, failure.message, line, column)
+        issue = TemplateIssue("error", failure.reason, message, line, column)
         return ValidationReport(errors=(issue,), warnings=())
 
     analysis = compiled.bound.analyze(include_partials=False)
