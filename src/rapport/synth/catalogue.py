@@ -165,23 +165,12 @@ PRODUCTS: tuple[Product, ...] = (
 
 CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(p.category for p in PRODUCTS))
 
-#: Marketing sends of the year: (id, channel, days before the reference date, name).
+#: Marketing sends of the year, fortnightly from early November: (id, days before the reference date, name).
 EMAIL_CAMPAIGNS: tuple[tuple[str, int, str], ...] = tuple(
     (f"em-{i:02d}", 364 - i * 14, name)
     for i, name in enumerate(
         [
-            "New season edit",
-            "Weekend offers",
-            "Spring clean",
-            "Easter treats",
-            "Garden ready",
-            "Summer linen",
-            "Festival boots",
-            "Holiday essentials",
-            "Back to school",
             "Autumn layers",
-            "Knitwear week",
-            "Cosy home",
             "Black Friday preview",
             "Black Friday",
             "Gift guide",
@@ -189,13 +178,24 @@ EMAIL_CAMPAIGNS: tuple[tuple[str, int, str], ...] = tuple(
             "January sale",
             "Sale final days",
             "Valentine's",
-            "Mother's Day",
-            "Loyalty rewards",
             "Spring arrivals",
-            "Outdoor living",
+            "Mother's Day",
+            "Easter treats",
+            "Garden ready",
+            "Spring clean",
+            "Summer linen",
+            "Festival boots",
             "Summer sale",
+            "Holiday essentials",
             "Travel edit",
+            "Back to school",
             "Style notes",
+            "Outdoor living",
+            "Knitwear week",
+            "Cosy home",
+            "New season edit",
+            "Loyalty rewards",
+            "Weekend offers",
         ]
     )
 )

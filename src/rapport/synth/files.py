@@ -71,15 +71,23 @@ def read_profiles_csv(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def write_workspace(
-    directory: Path, spec: SynthSpec, *, progress: Callable[[int, int], None] | None = None
+    directory: Path,
+    spec: SynthSpec,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    first: int = 0,
+    stop: int | None = None,
+    suffix: str = "",
+    header: bool = True,
 ) -> WorkspaceFiles:
-    """Generate ``spec`` into ``directory``/profiles.csv and events.jsonl in one streaming pass.
+    """Generate ``spec`` into ``directory``/profiles{suffix}.csv and events{suffix}.jsonl in one pass.
 
-    ``progress(profiles_done, events_done)`` is called after each chunk.
+    ``progress(profiles_done, events_done)`` is called after each chunk; ``first``/``stop`` write a part
+    of the workspace (customers ``first`` to ``stop - 1``), ``header=False`` leaves out the CSV header.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    profiles_path = directory / "profiles.csv"
-    events_path = directory / "events.jsonl"
+    profiles_path = directory / f"profiles{suffix}.csv"
+    events_path = directory / f"events{suffix}.jsonl"
     n_profiles = n_events = 0
     dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
     with (
@@ -87,8 +95,9 @@ def write_workspace(
         events_path.open("w", encoding="utf-8") as e_out,
     ):
         writer = csv.DictWriter(p_out, fieldnames=PROFILE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for chunk in iter_chunks(spec):
+        if header:
+            writer.writeheader()
+        for chunk in iter_chunks(spec, first=first, stop=stop):
             writer.writerows(chunk.profiles)
             e_out.write("\n".join(dumps(e) for e in chunk.events))
             if chunk.events:

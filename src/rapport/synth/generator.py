@@ -151,12 +151,16 @@ class Chunk:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def iter_chunks(spec: SynthSpec) -> Iterator[Chunk]:
-    """Yield the workspace chunk by chunk (``spec.chunk_size`` customers each)."""
+def iter_chunks(spec: SynthSpec, *, first: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+    """Yield the workspace chunk by chunk (``spec.chunk_size`` customers each).
+
+    ``first``/``stop`` select customers ``first`` to ``stop - 1`` only (to generate parts in parallel).
+    """
     calendar = _Calendar(spec)
-    for index, start in enumerate(range(0, spec.profiles, spec.chunk_size)):
+    end = spec.profiles if stop is None else min(stop, spec.profiles)
+    for index, start in enumerate(range(first, end, spec.chunk_size)):
         chunk = Chunk(index=index, start=start)
-        for i in range(start, min(start + spec.chunk_size, spec.profiles)):
+        for i in range(start, min(start + spec.chunk_size, end)):
             row, events = _Customer(spec, calendar, i).build()
             chunk.profiles.append(row)
             chunk.events.extend(events)

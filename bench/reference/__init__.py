@@ -1,0 +1,1 @@
+"""Same-run reference implementations the workloads compare Rapport with."""

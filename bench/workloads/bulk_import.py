@@ -1,0 +1,231 @@
+"""B3: bulk import of the generated profiles (CSV) and events (JSONL) through Rapport's importer, against
+raw DBAPI ``executemany`` of the same rows into the same tables, on SQLite and PostgreSQL.
+
+Each run is a fresh process on a fresh migrated database, so its peak RSS is its own. Throughput is
+events per second of the whole import (profiles + events): ``events / (profile seconds + event seconds)``.
+"""
+
+# ruff: noqa: S608  (fixed INSERT statements built from constant placeholders)
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.data import DataFiles, ensure_data
+from bench.harness import Context, Measurement, Result, run_in_child
+
+TITLE = "bulk import profiles + events"
+TARGET = ">= 200k events/s, < 500 MB RSS"
+BATCH = 5000
+
+
+def _runtime(url: str) -> Any:
+    from rapport.config import Settings
+    from rapport.runtime import build_runtime
+
+    settings = Settings(database_url=url, secret_key="bench-secret", log_level="WARNING", db_pool_size=2)
+    return build_runtime(settings)
+
+
+def _new_workspace(runtime: Any) -> int:
+    from rapport.accounts import service as accounts_service
+
+    with runtime.sessions() as db:
+        ws = accounts_service.create_workspace(db, name="Bench", slug="bench")
+        db.commit()
+        return int(ws.id)
+
+
+def rapport_import(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
+    """Child: import both files through rapport.collect.importer; return timings and counts."""
+    from rapport.collect.importer import import_event_rows, import_profile_rows
+    from rapport.kit.logs import configure_logging
+    from rapport.synth.files import read_jsonl, read_profiles_csv
+
+    configure_logging(level="WARNING", json_lines=False)
+    runtime = _runtime(url)
+    workspace_id = _new_workspace(runtime)
+    t0 = time.perf_counter()
+    p = import_profile_rows(runtime, workspace_id=workspace_id, rows=read_profiles_csv(Path(profiles_csv)))
+    t1 = time.perf_counter()
+    e = import_event_rows(runtime, workspace_id=workspace_id, rows=read_jsonl(Path(events_jsonl)))
+    t2 = time.perf_counter()
+    runtime.close()
+    return {
+        "profile_seconds": t1 - t0,
+        "event_seconds": t2 - t1,
+        "profiles": p.imported,
+        "events": e.imported,
+        "failed": p.failed + e.failed,
+    }
+
+
+def _sqlite_time(value: str) -> str:
+    return datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+def raw_executemany(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
+    """Child: the reference: parse the same files and executemany plain INSERTs, one commit per batch."""
+    from rapport.synth.files import read_profiles_csv
+
+    runtime = _runtime(url)
+    workspace_id = _new_workspace(runtime)
+    sqlite = runtime.is_sqlite
+    raw = runtime.engine.raw_connection()
+    cur = raw.cursor()
+    ph = "?" if sqlite else "%s"
+    js = ph if sqlite else "%s::jsonb"
+    conv = _sqlite_time if sqlite else datetime.fromisoformat
+    now = conv(datetime.now(UTC).isoformat())
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    profile_sql = (
+        "INSERT INTO profiles (workspace_id, traits, trait_times, email, phone, name, timezone, updated_at, "
+        f"created_at) VALUES ({ph}, {js}, {js}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph})"
+    )
+    event_sql = (
+        "INSERT INTO events (workspace_id, message_id, type, event, user_id, anonymous_id, channel, timestamp,"
+        " received_at, properties, traits, context, extra, source, state) VALUES "
+        f"({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {js}, {js}, {js}, {js}, {ph}, {ph})"
+    )
+
+    def flush(sql: str, batch: list[tuple[Any, ...]]) -> None:
+        cur.executemany(sql, batch)
+        raw.commit()
+        batch.clear()
+
+    t0 = time.perf_counter()
+    batch: list[tuple[Any, ...]] = []
+    n_profiles = 0
+    for row in read_profiles_csv(Path(profiles_csv)):
+        name = f"{row['first_name']} {row['last_name']}"
+        batch.append(
+            (workspace_id, dumps(row), "{}", row["email"], row["phone"], name, row["timezone"], now, now)
+        )
+        n_profiles += 1
+        if len(batch) >= BATCH:
+            flush(profile_sql, batch)
+    if batch:
+        flush(profile_sql, batch)
+    t1 = time.perf_counter()
+    n_events = 0
+    loads = json.loads
+    with Path(events_jsonl).open(encoding="utf-8") as src:
+        for line in src:
+            m = loads(line)
+            ctx = m.get("context") or {}
+            batch.append(
+                (
+                    workspace_id, m["messageId"], m["type"], m.get("event"), m.get("userId"),
+                    m.get("anonymousId"), ctx.get("channel", "server"), conv(m["timestamp"]), now,
+                    dumps(m.get("properties") or {}), dumps(m.get("traits") or {}), dumps(ctx), "{}", "import", 1,
+                )
+            )  # fmt: skip
+            n_events += 1
+            if len(batch) >= BATCH:
+                flush(event_sql, batch)
+    if batch:
+        flush(event_sql, batch)
+    t2 = time.perf_counter()
+    raw.close()
+    runtime.close()
+    return {
+        "profile_seconds": t1 - t0,
+        "event_seconds": t2 - t1,
+        "profiles": n_profiles,
+        "events": n_events,
+        "failed": 0,
+    }
+
+
+class _Store:
+    """Fresh migrated databases of one kind, one per run."""
+
+    def __init__(self, ctx: Context, kind: str) -> None:
+        from rapport.db import migrate
+        from rapport.db.engine import build_engine
+
+        self.ctx, self.kind, self.n = ctx, kind, 0
+        self.dir = ctx.out / "b3"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if kind == "sqlite":
+            self.template = self.dir / "template.db"
+            self.template.unlink(missing_ok=True)
+            url = f"sqlite:///{self.template}"
+        else:
+            self.server = ctx.pg_server()
+            url = self.server.create_database("bench_b3_template")
+        engine = build_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+
+    def new_url(self) -> str:
+        self.n += 1
+        if self.kind == "sqlite":
+            for old in self.dir.glob("run-*.db*"):
+                old.unlink()
+            target = self.dir / f"run-{self.n}.db"
+            shutil.copyfile(self.template, target)
+            return f"sqlite:///{target}"
+        return str(self.server.create_database(f"bench_b3_run_{self.n}", template="bench_b3_template"))
+
+    def cleanup(self) -> None:
+        if self.kind == "sqlite":
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            for k in range(1, self.n + 1):
+                self.server.drop_database(f"bench_b3_run_{k}")
+            self.server.drop_database("bench_b3_template")
+
+
+def _available() -> bool:
+    try:
+        from rapport.collect import importer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(ctx: Context, ids: set[str]) -> list[Result]:
+    """Run B3 on each store: the importer and the raw executemany reference, alternating, ctx.runs times."""
+    if not _available():
+        return [Result("B3", TITLE, TARGET, status="not available", note="rapport.collect.importer missing")]
+    data: DataFiles = ensure_data(ctx.size, ctx.seed, log=ctx.log)
+    results = []
+    for kind in ctx.stores:
+        store = _Store(ctx, kind)
+        mine = Measurement("Rapport importer", "events/s")
+        ref = Measurement("raw executemany", "events/s")
+        profile_rates: list[float] = []
+        try:
+            for run_no in range(ctx.runs):
+                for target, m in ((rapport_import, mine), (raw_executemany, ref)):
+                    out = run_in_child(
+                        f"{__name__}:{target.__name__}",
+                        url=store.new_url(),
+                        profiles_csv=str(data.profiles_csv),
+                        events_jsonl=str(data.events_jsonl),
+                    )
+                    seconds = out["profile_seconds"] + out["event_seconds"]
+                    m.values.append(out["events"] / seconds)
+                    m.rss_mb = max(m.rss_mb or 0.0, out["rss_mb"])
+                    m.extra["events"] = out["events"]
+                    m.extra["failed"] = out["failed"]
+                    if m is mine:
+                        profile_rates.append(out["profiles"] / out["profile_seconds"])
+                    ctx.log(
+                        f"  B3 {kind} run {run_no + 1}/{ctx.runs} {m.label}: {out['events']:,} events, "
+                        f"{seconds:.1f} s, {out['events'] / seconds:,.0f} events/s, RSS {out['rss_mb']:.0f} MB"
+                    )
+        finally:
+            store.cleanup()
+        note = f"{data.profiles:,} profiles + {data.events:,} events"
+        if profile_rates:
+            note += f"; importer profiles {min(profile_rates):,.0f}-{max(profile_rates):,.0f}/s"
+        if mine.extra.get("failed"):
+            note += f"; {mine.extra['failed']} rows refused"
+        results.append(Result("B3", TITLE, TARGET, store=kind, measurement=mine, reference=ref, note=note))
+    return results

@@ -1,0 +1,234 @@
+"""B1 (single ~300-byte events on /v1/track) and B2 (/v1/batch of 100 events): Rapport's ingest API on
+one uvicorn worker against a null FastAPI handler that only keeps the raw body, with the same bodies.
+
+Load comes from wrk in a separate process on 127.0.0.1 (one thread, 16 connections, ``ctx.duration``
+seconds per run); every event has a unique messageId, so nothing is deduplicated away. The servers start
+once and the runs alternate between them. After the runs the events Rapport stored are counted and must
+equal the accepted (2xx) events times the events per request: acceptance means durable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.harness import ROOT, Context, Measurement, Result
+from bench.loadgen import ensure_wrk, run_wrk, write_bodies
+from rapport.synth.generator import SynthSpec, iter_events
+
+SPECS = {
+    "B1": ("HTTP ingest, single ~300-byte events", ">= 5k events/s, p99 < 25 ms, >= 0.6x null handler",
+           "/v1/track", 1),
+    "B2": ("HTTP ingest, /v1/batch of 100 events", ">= 50k events/s", "/v1/batch", 100),
+}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A uvicorn process serving one app on a free loopback port."""
+
+    def __init__(self, app: str, *, factory: bool, env: dict[str, str], health: str, log: Path) -> None:
+        self.port = _free_port()
+        self.log = log.open("ab")
+        cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port),
+               "--workers", "1", "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        if factory:
+            cmd.append("--factory")
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, stdout=self.log, stderr=self.log
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{app} exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{health}", timeout=2) as r:
+                    if r.status < 500:
+                        return
+            except OSError as exc:
+                if getattr(exc, "code", None) and int(exc.code) < 500:  # type: ignore[attr-defined]
+                    return
+                time.sleep(0.2)
+        raise RuntimeError(f"{app} did not start")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def _small_events(seed: int, n: int = 1000) -> list[dict[str, Any]]:
+    """Generated events trimmed to about 300 bytes of JSON (context: channel, ip, timezone)."""
+    import json
+
+    out = []
+    for event in iter_events(SynthSpec(profiles=400, seed=seed)):
+        ctx = event["context"]
+        props = {k: v for k, v in (event.get("properties") or {}).items() if k != "products"}
+        small = {**event, "properties": props,
+                 "context": {"channel": ctx["channel"], "ip": ctx["ip"], "timezone": ctx["timezone"]}}  # fmt: skip
+        small.pop("messageId", None)
+        if len(json.dumps(small, separators=(",", ":"))) <= 380:
+            out.append(small)
+        if len(out) >= n:
+            break
+    return out
+
+
+class _RapportStore:
+    """A migrated database with a workspace and write key, served by Rapport."""
+
+    def __init__(self, ctx: Context, kind: str) -> None:
+        from rapport.accounts import service as accounts_service
+        from rapport.config import Settings
+        from rapport.db import migrate
+        from rapport.runtime import build_runtime
+
+        self.kind = kind
+        if kind == "sqlite":
+            self.url = f"sqlite:///{ctx.out / 'http-ingest.db'}"
+        else:
+            self.url = ctx.pg_server().create_database("bench_http")
+        runtime = build_runtime(Settings(database_url=self.url, secret_key="bench-secret"))
+        migrate.upgrade(runtime.engine)
+        with runtime.sessions() as db:
+            ws = accounts_service.create_workspace(db, name="Bench", slug=f"bench-{kind}")
+            key = accounts_service.create_key(
+                db, workspace_id=ws.id, kind="write", name="bench", actor="bench"
+            )
+            db.commit()
+            self.workspace_id = ws.id
+            self.write_key = key.plain
+        runtime.close()
+        env = {"RAPPORT_DATABASE_URL": self.url, "RAPPORT_SECRET_KEY": "bench-secret", "RAPPORT_LOG_LEVEL": "WARNING",
+               "RAPPORT_RUN_WORKER_IN_PROCESS": "false"}  # fmt: skip
+        self.server = Server("bench.reference.rapport_app:build", factory=True, env=env, health="/healthz",
+                             log=ctx.out / f"server-{kind}.log")  # fmt: skip
+
+    def stored(self) -> int:
+        from sqlalchemy import func, select
+
+        from rapport.config import Settings
+        from rapport.models import Event
+        from rapport.runtime import build_runtime
+
+        runtime = build_runtime(Settings(database_url=self.url, secret_key="bench-secret"))
+        with runtime.sessions() as db:
+            n = db.scalar(
+                select(func.count()).select_from(Event).where(Event.workspace_id == self.workspace_id)
+            )
+        runtime.close()
+        return int(n or 0)
+
+    @property
+    def authorization(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.write_key}:".encode()).decode()
+
+
+def _available() -> bool:
+    try:
+        from rapport.collect import api  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(ctx: Context, ids: set[str]) -> list[Result]:
+    """Run B1 and/or B2 against the null handler and Rapport on each store."""
+    wanted = [i for i in ("B1", "B2") if i in ids]
+    if not ensure_wrk():
+        return [Result(i, SPECS[i][0], SPECS[i][1], status="not available",
+                       note="wrk missing and not installable (apt-get install -y wrk)") for i in wanted]  # fmt: skip
+    if not _available():
+        return [Result(i, SPECS[i][0], SPECS[i][1], status="not available",
+                       note="rapport.collect.api (POST /v1/track, /v1/batch) not available yet") for i in wanted]  # fmt: skip
+    bodies = ctx.out / "bodies.jsonl"
+    write_bodies(bodies, _small_events(ctx.seed))
+    null = Server("bench.reference.null_app:app", factory=False, env={}, health="/v1/track",
+                  log=ctx.out / "server-null.log")  # fmt: skip
+    stores: list[_RapportStore] = []
+    results: list[Result] = []
+    try:
+        for kind in ctx.stores:
+            stores.append(_RapportStore(ctx, kind))
+        accepted = {s.kind: 0 for s in stores}
+        for wid in wanted:
+            title, target, path, per_request = SPECS[wid]
+            ref = Measurement("null handler", "events/s")
+            mine = {s.kind: Measurement("Rapport", "events/s") for s in stores}
+            errors = {s.kind: 0 for s in stores}
+            ref_latency: list[tuple[float, float]] = []
+            latency: dict[str, list[tuple[float, float]]] = {s.kind: [] for s in stores}
+            for run_no in range(ctx.runs):
+                load = run_wrk(url=null.url(path), bodies=bodies, per_request=per_request, authorization="Basic x",
+                               run_id=f"{wid}-null-{run_no}", duration=ctx.duration, workdir=ctx.out)  # fmt: skip
+                ref.values.append((load.requests - load.errors) * per_request / load.seconds)
+                ref_latency.append((load.p50_ms, load.p99_ms))
+                for store in stores:
+                    load = run_wrk(url=store.server.url(path), bodies=bodies, per_request=per_request,
+                                   authorization=store.authorization, run_id=f"{wid}-{store.kind}-{run_no}",
+                                   duration=ctx.duration, workdir=ctx.out)  # fmt: skip
+                    ok = load.requests - load.errors
+                    accepted[store.kind] += ok * per_request
+                    errors[store.kind] += load.errors
+                    mine[store.kind].values.append(ok * per_request / load.seconds)
+                    latency[store.kind].append((load.p50_ms, load.p99_ms))
+                    ctx.log(f"  {wid} {store.kind} run {run_no + 1}: {ok * per_request / load.seconds:,.0f} events/s "
+                            f"p99 {load.p99_ms:.1f} ms, {load.errors} non-2xx/errors; null "
+                            f"{ref.values[-1]:,.0f} events/s")  # fmt: skip
+            ref.p50_ms, ref.p99_ms = _median_pair(ref_latency)
+            ref.rss_mb = null.peak_rss_mb()
+            for store in stores:
+                m = mine[store.kind]
+                m.p50_ms, m.p99_ms = _median_pair(latency[store.kind])
+                m.rss_mb = store.server.peak_rss_mb()
+                note = f"wrk 1 thread, 16 connections, {ctx.duration:.0f} s per run; {errors[store.kind]} non-2xx"
+                results.append(
+                    Result(wid, title, target, store=store.kind, measurement=m, reference=ref, note=note)
+                )
+        time.sleep(0.5)  # the group committer's last flush
+        for store in stores:
+            stored = store.stored()
+            check = "all accepted events stored" if stored == accepted[store.kind] else (
+                f"MISMATCH: {accepted[store.kind]:,} accepted, {stored:,} stored")  # fmt: skip
+            for r in results:
+                if r.store == store.kind:
+                    r.note += f"; {check}"
+    finally:
+        null.stop()
+        for store in stores:
+            store.server.stop()
+    return results
+
+
+def _median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    import statistics
+
+    return statistics.median(p for p, _ in pairs), statistics.median(q for _, q in pairs)
