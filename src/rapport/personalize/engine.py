@@ -22,6 +22,7 @@ from typing import Any
 
 from liquid import BoundTemplate, Environment, RenderContext
 from liquid.exceptions import (
+    BlockNestingError,
     ContextDepthError,
     LiquidError,
     LiquidSyntaxError,
@@ -53,6 +54,7 @@ _REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (ValueSizeLimitError, "output_limit"),
     (LocalNamespaceLimitError, "memory_limit"),
     (ContextDepthError, "depth_limit"),
+    (BlockNestingError, "depth_limit"),
     (RecursionError, "depth_limit"),
     (MemoryError, "memory_limit"),
     (LiquidSyntaxError, "syntax_error"),
