@@ -65,7 +65,27 @@ def _make_profile(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     return {"profile_id": profile_id}
 
 
+def _make_import(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/imports",
+        files={"file": ("iso.csv", b"email,plan\niso@example.com,pro\nbad,free\n", "text/csv")},
+        data={"kind": "profiles"},
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 202, answer.text
+    client.app.state.worker.drain()  # type: ignore[attr-defined]
+    return {"import_id": answer.json()["id"]}
+
+
 CASES: list[IsolationCase] = [
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}", _make_profile),
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}/events", _make_profile),
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}/traits", _make_profile),
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}/traits/history", _make_profile),
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}/export", _make_profile),
+    IsolationCase("DELETE", "/api/v1/profiles/{profile_id}", _make_profile),
+    IsolationCase("GET", "/api/v1/imports/{import_id}", _make_import),
+    IsolationCase("GET", "/api/v1/imports/{import_id}/errors", _make_import),
     IsolationCase("GET", "/api/v1/topics/{topic_id}", _make_topic),
     IsolationCase("GET", "/api/v1/profiles/{profile_id}/consent", _make_profile),
     IsolationCase(

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rapport.app import wire_runtime
 from rapport.cli.common import DatabaseOption, WorkspaceOption, cli_runtime, console, resolve_workspace
 from rapport.collect import import_files
 from rapport.collect.importer import DEFAULT_BATCH, ImportReport
@@ -55,6 +56,7 @@ def _run_import(
     error_path = errors or file.with_name(file.name + ".errors.csv")
     total = max(0, _count_lines(file) - (1 if fmt == "csv" else 0))
     with cli_runtime(database_url) as runtime:
+        wire_runtime(runtime)
         with runtime.read_sessions() as db:
             ws = resolve_workspace(db, workspace)
         columns = (
@@ -141,6 +143,7 @@ def profiles_export(
 ) -> None:
     """Export everything held about a person as JSON (audited)."""
     with cli_runtime(database_url) as runtime, runtime.sessions() as db:
+        wire_runtime(runtime)
         ws = resolve_workspace(db, workspace)
         data = gdpr.export_profile(
             db,
@@ -170,6 +173,7 @@ def profiles_erase(
     if not yes:
         typer.confirm(f"Erase profile {profile_id} and everything about this person?", abort=True)
     with cli_runtime(database_url) as runtime, runtime.sessions() as db:
+        wire_runtime(runtime)
         ws = resolve_workspace(db, workspace)
         result = gdpr.erase_profile(
             db, workspace_id=ws.id, profile_id=profile_id, actor="cli", hooks=hooks_for(runtime)

@@ -154,7 +154,9 @@ def normalize(kind: str, raw: Any, rules: IdentityRules) -> str | None:
         value = normalize_email(text)
     elif kind == PHONE:
         digits = re.sub(r"\D", "", text)
-        if not digits or len(set(digits)) == 1 or digits in {"1234567890", "0123456789", "123456789"}:
+        if not digits:
+            raise InvalidIdentifier("not a phone number")
+        if len(set(digits)) == 1 or digits in {"1234567890", "0123456789", "123456789"}:
             return None
         value = normalize_phone(text, rules.default_region)
     else:

@@ -85,5 +85,5 @@ def import_errors(import_id: int, principal: Writer, db: ReadDbSession) -> FileR
     job = import_tasks.get_import(db, workspace_id=principal.workspace_id, job_id=import_id)
     path = Path(job.payload.get("errors_path", ""))
     if not path.is_file():
-        raise NotFound("no error report for this import (yet)", code="import_errors_not_found")
+        raise NotFound("no error report for this import (yet)")
     return FileResponse(path, media_type="text/csv", filename=f"import-{import_id}-errors.csv")

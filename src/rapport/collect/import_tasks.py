@@ -119,7 +119,7 @@ def get_import(db: Session, *, workspace_id: int, job_id: int) -> Job:
         select(Job).where(Job.id == job_id, Job.workspace_id == workspace_id, Job.kind == JOB_KIND)
     ).one_or_none()
     if job is None:
-        raise NotFound("no such import", code="import_not_found")
+        raise NotFound("no such import")
     return job
 
 

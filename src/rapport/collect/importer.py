@@ -256,6 +256,18 @@ def _existing_message_ids(db: Session, workspace_id: int, ids: list[str]) -> set
     return found
 
 
+def _event_ids(db: Session, workspace_id: int, message_ids: list[str]) -> list[int]:
+    found: list[int] = []
+    for start in range(0, len(message_ids), 500):
+        part = message_ids[start : start + 500]
+        found.extend(
+            db.execute(
+                select(Event.id).where(Event.workspace_id == workspace_id, Event.message_id.in_(part))
+            ).scalars()
+        )
+    return sorted(found)
+
+
 def _insert_events(db: Session, rows: list[dict[str, Any]]) -> None:
     dialect = db.get_bind().dialect.name
     make = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -337,7 +349,12 @@ def import_event_rows(
             report.imported += len(out)
             report.created += outcome.created
             report.merges += len(outcome.merges)
-            _after_apply(runtime, db, workspace_id, [], outcome.touched, outcome.changed_traits, outcome)
+            if hooks.after_apply and out:
+                # Hooks (consent statements, computed traits, …) look events up by id.
+                inserted = _event_ids(db, workspace_id, [r["message_id"] for r in out])
+                _after_apply(
+                    runtime, db, workspace_id, inserted, outcome.touched, outcome.changed_traits, outcome
+                )
             db.commit()
         report.rows += len(batch)
         if progress is not None:

@@ -282,8 +282,11 @@ class BatchResolver:
                 if not allowed or self._exceeds(counts, prof.counts):
                     self.result.identifiers_dropped += 1
                     continue
+            reason = ident.ALIAS if touch.alias else ident.base_kind(kind)
+            if group:
+                reasons[prof.id] = reason
+                reasons.setdefault(group[0].id, reason)  # the first link explains the anchor's merge too
             group.append(prof)
-            reasons[prof.id] = ident.ALIAS if touch.alias else ident.base_kind(kind)
             counts.update(prof.counts)
         if not group:
             if not unowned:

@@ -28,7 +28,7 @@ def get_profile(db: Session, *, workspace_id: int, profile_id: int) -> Profile:
         profile = repository.get(db, workspace_id=workspace_id, profile_id=profile.merged_into_id)
         hops += 1
     if profile is None or profile.merged_into_id is not None:
-        raise NotFound("no such profile", code="profile_not_found")
+        raise NotFound("no such profile")
     return profile
 
 
@@ -69,7 +69,7 @@ def find_profile_id(db: Session, *, workspace_id: int, kind: str, value: str) ->
     if normalised is not None:
         owner = repository.owner_of(db, workspace_id=workspace_id, kind=kind, value=normalised)
     if owner is None:
-        raise NotFound("no profile has this identifier", code="profile_not_found")
+        raise NotFound("no profile has this identifier")
     return owner
 
 

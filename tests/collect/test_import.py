@@ -1,0 +1,317 @@
+"""Bulk import: rows and files, idempotency, error reports, erased people stay erased (R17), the API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from rapport.collect import import_files
+from rapport.collect.import_files import ErrorReportWriter, import_file, safe_cell
+from rapport.collect.importer import RowError, derive_message_id, import_event_rows, import_profile_rows
+from rapport.models import Event, Identity, Profile, TraitChange
+from rapport.models.event import PROCESSED
+from rapport.profiles import gdpr
+from rapport.runtime import Runtime
+from tests.collect.processing_support import append, at, events, identities, live_profiles, process
+from tests.support.tenants import Tenant
+
+PROFILE_CSV = (
+    "Customer ID,E-mail,Mobile,First,Plan,Since\n"
+    "c-1,Ann@Example.org,07911 123456,Ann,gold,2024-01-02\n"
+    "c-2,bob@example.org,,Bob,free,2024-02-03\n"
+    "c-3,not-an-email,,Cat,free,2024-03-04\n"
+    ",,,,nobody,\n"
+    'c-4,=HYPERLINK("http://x"),,Dan,free,\n'
+)
+MAPPING = [
+    "Customer ID=user_id",
+    "E-mail=email",
+    "Mobile=phone",
+    "First=first_name",
+    "Plan=plan",
+    "Since=since",
+]
+
+
+def _snapshot(runtime: Runtime, ws: int) -> dict[str, Any]:
+    with runtime.read_sessions() as db:
+        return {
+            "profiles": [
+                (p.id, p.traits, p.trait_times, p.email, p.phone, p.name, p.merged_into_id, p.updated_at)
+                for p in db.scalars(select(Profile).where(Profile.workspace_id == ws).order_by(Profile.id))
+            ],
+            "identities": sorted(
+                db.execute(
+                    select(Identity.kind, Identity.value, Identity.profile_id).where(
+                        Identity.workspace_id == ws
+                    )
+                )
+            ),
+            "history": db.scalar(
+                select(func.count()).select_from(TraitChange).where(TraitChange.workspace_id == ws)
+            ),
+            "events": [
+                (e.id, e.message_id, e.profile_id, e.state)
+                for e in db.scalars(select(Event).where(Event.workspace_id == ws).order_by(Event.id))
+            ],
+        }
+
+
+def test_profile_rows_create_profiles_with_identities_and_traits(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    report = import_profile_rows(
+        runtime,
+        workspace_id=ws,
+        rows=[
+            {
+                "user_id": "u1",
+                "email": "A@X.io",
+                "phone": "+44 7911 123456",
+                "first_name": "Ann",
+                "plan": "pro",
+            },
+            {"email": "b@x.io", "external:crm": "CRM-7", "vip": True, "updated_at": "2025-05-01T00:00:00Z"},
+        ],
+    )
+    assert (report.rows, report.imported, report.created, report.failed) == (2, 2, 2, 0)
+    ann, bee = live_profiles(runtime, ws)
+    assert ann.traits == {"email": "a@x.io", "phone": "+447911123456", "first_name": "Ann", "plan": "pro"}
+    assert (ann.email, ann.phone, ann.name) == ("a@x.io", "+447911123456", "Ann")
+    assert bee.trait_times["vip"] == "2025-05-01T00:00:00.000000+00:00"
+    assert identities(runtime, ws) == {
+        ("user_id", "u1"): ann.id,
+        ("email", "a@x.io"): ann.id,
+        ("phone", "+447911123456"): ann.id,
+        ("email", "b@x.io"): bee.id,
+        ("external:crm", "CRM-7"): bee.id,
+    }
+    assert ann.first_seen_at is None  # an import is not a visit
+
+
+def test_reimporting_profiles_changes_nothing_and_updates_upsert(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    rows = [{"user_id": f"u{i}", "email": f"p{i}@x.io", "plan": "free"} for i in range(30)]
+    import_profile_rows(runtime, workspace_id=ws, rows=rows, batch_size=7)
+    before = _snapshot(runtime, ws)
+    again = import_profile_rows(runtime, workspace_id=ws, rows=rows, batch_size=11)
+    assert again.created == 0 and again.updated == 0
+    assert _snapshot(runtime, ws) == before
+    changed = import_profile_rows(runtime, workspace_id=ws, rows=[{"email": "P3@x.io", "plan": "pro"}])
+    assert changed.created == 0 and changed.updated == 1
+    assert len(live_profiles(runtime, ws)) == 30
+    [p3] = [p for p in live_profiles(runtime, ws) if p.email == "p3@x.io"]
+    assert p3.traits["plan"] == "pro"
+
+
+def test_event_rows_arrive_processed_and_linked(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    rows = [
+        {
+            "type": "identify",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "traits": {"email": "u1@x.io", "tier": "gold"},
+            "timestamp": at(0),
+        },
+        {
+            "type": "track",
+            "anonymousId": "a1",
+            "event": "Viewed",
+            "properties": {"sku": "S1"},
+            "timestamp": at(1),
+        },
+        {
+            "type": "track",
+            "userId": "u2",
+            "event": "Order Completed",
+            "messageId": "m-9",
+            "properties": {"revenue": 12.5},
+            "context": {"channel": "store"},
+            "timestamp": at(2),
+        },
+        {"type": "page", "anonymousId": "a3", "name": "Home", "timestamp": at(3)},
+    ]
+    report = import_event_rows(runtime, workspace_id=ws, rows=rows)
+    assert (report.imported, report.created, report.failed) == (4, 3, 0)
+    stored = events(runtime, ws)
+    assert all(e.state == PROCESSED and e.source == "import" for e in stored)
+    u1, u2, a3 = live_profiles(runtime, ws)
+    assert [e.profile_id for e in stored] == [u1.id, u1.id, u2.id, a3.id]
+    assert u1.traits == {"email": "u1@x.io", "tier": "gold"}
+    assert u1.first_seen_at.isoformat() == at(0) and u1.last_seen_at.isoformat() == at(1)
+    assert stored[2].message_id == "m-9" and stored[2].channel == "store"
+    assert stored[0].message_id == derive_message_id(rows[0])
+    # Re-running the same rows changes nothing: messageIds (given or derived) dedupe.
+    before = _snapshot(runtime, ws)
+    again = import_event_rows(runtime, workspace_id=ws, rows=rows, batch_size=2)
+    assert (again.imported, again.duplicates) == (0, 4)
+    assert _snapshot(runtime, ws) == before
+
+
+def test_invalid_event_rows_are_reported_by_row_and_field(runtime: Runtime, tenant: Tenant) -> None:
+    errors: list[RowError] = []
+    report = import_event_rows(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        rows=[
+            {"type": "track", "userId": "u", "event": "ok"},
+            {"type": "track", "event": "no id"},
+            {"type": "bogus", "userId": "u"},
+            {"type": "track", "userId": "u", "event": "E", "timestamp": "yesterday"},
+        ],
+        on_error=errors.append,
+    )
+    assert report.imported == 1 and report.failed == 3
+    assert [(e.row, e.column) for e in errors] == [(2, "userId"), (3, "type"), (4, "timestamp")]
+
+
+def test_import_merges_profiles_linked_by_an_event(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    import_profile_rows(runtime, workspace_id=ws, rows=[{"user_id": "u1"}, {"email": "e@x.io"}])
+    report = import_event_rows(
+        runtime, workspace_id=ws, rows=[{"type": "identify", "userId": "u1", "traits": {"email": "e@x.io"}}]
+    )
+    assert report.merges == 1
+    [person] = live_profiles(runtime, ws)
+    assert set(identities(runtime, ws).values()) == {person.id}
+
+
+def test_csv_file_with_mapping_and_a_spreadsheet_safe_error_report(
+    runtime: Runtime, tenant: Tenant, tmp_path: Path
+) -> None:
+    source = tmp_path / "customers.csv"
+    source.write_text(PROFILE_CSV, encoding="utf-8")
+    report_path = tmp_path / "errors.csv"
+    report = import_file(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        path=source,
+        kind="profiles",
+        mapping=import_files.parse_mapping(MAPPING),
+        error_path=report_path,
+    )
+    assert (report.rows, report.created, report.failed) == (5, 2, 3)
+    rows = list(csv.reader(report_path.open(encoding="utf-8")))
+    assert rows[0] == ["row", "column", "reason"]
+    assert [r[:2] for r in rows[1:]] == [["3", "email"], ["4", ""], ["5", "email"]]
+    ann, bob = live_profiles(runtime, tenant.workspace_id)
+    assert ann.traits["since"] == "2024-01-02" and ann.phone == "+447911123456" and bob.name == "Bob"
+
+
+def test_error_report_cells_are_formula_safe(tmp_path: Path) -> None:
+    for raw in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"]:
+        assert safe_cell(raw) == "'" + raw
+    assert safe_cell("plain") == "plain" and safe_cell(None) == ""
+    path = tmp_path / "e.csv"
+    with ErrorReportWriter(path) as sink:
+        sink(RowError(7, "=cmd|' /C calc'!A0", "@bad"))
+    assert list(csv.reader(path.open()))[1] == ["7", "'=cmd|' /C calc'!A0", "'@bad"]
+
+
+def test_jsonl_events_file_reports_unreadable_lines(runtime: Runtime, tenant: Tenant, tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    lines = [
+        json.dumps({"type": "track", "userId": "u", "event": "A", "messageId": "x1"}),
+        "{not json",
+        "",
+        json.dumps([1, 2]),
+        json.dumps({"type": "track", "user": "u", "event": "B", "amount": 3}),
+    ]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    errors = tmp_path / "err.csv"
+    report = import_file(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        path=source,
+        kind="events",
+        mapping={"user": "userId", "amount": "properties.amount"},
+        error_path=errors,
+    )
+    assert (report.rows, report.imported, report.failed) == (4, 2, 2)
+    assert [r[0] for r in list(csv.reader(errors.open()))[1:]] == ["2", "3"]
+    stored = events(runtime, tenant.workspace_id)
+    assert stored[1].properties == {"amount": 3}
+
+
+def test_erased_person_is_not_recreated_by_import_or_replayed_events(
+    runtime: Runtime, tenant: Tenant, tmp_path: Path
+) -> None:
+    ws = tenant.workspace_id
+    source = tmp_path / "customers.csv"
+    source.write_text(PROFILE_CSV, encoding="utf-8")
+    mapping = import_files.parse_mapping(MAPPING)
+    import_file(runtime, workspace_id=ws, path=source, kind="profiles", mapping=mapping)
+    sdk = [
+        {
+            "type": "identify",
+            "userId": "c-1",
+            "anonymousId": "anon-ann",
+            "traits": {"plan": "gold"},
+            "messageId": "s1",
+        },
+        {"type": "track", "userId": "c-1", "event": "Order Completed", "messageId": "s2"},
+        {"type": "track", "anonymousId": "anon-ann", "event": "Viewed", "messageId": "s3"},
+    ]
+    append(runtime, ws, *sdk)
+    process(runtime)
+    ann = next(p for p in live_profiles(runtime, ws) if p.email == "ann@example.org")
+    with runtime.sessions() as db:
+        gdpr.erase_profile(db, workspace_id=ws, profile_id=ann.id, actor="test")
+        db.commit()
+    assert all(p.email != "ann@example.org" for p in live_profiles(runtime, ws))
+    assert events(runtime, ws) == []
+
+    # Re-import the same CSV and replay the SDK traffic: the importer, the processor and the event
+    # importer all refuse Ann; Bob is untouched.
+    again = import_file(runtime, workspace_id=ws, path=source, kind="profiles", mapping=mapping)
+    assert again.suppressed == 1
+    append(runtime, ws, *[{**m, "messageId": m["messageId"] + "-replay"} for m in sdk])
+    process(runtime)
+    replayed = import_event_rows(runtime, workspace_id=ws, rows=sdk)
+    assert replayed.suppressed == 3 and replayed.imported == 0  # anon-ann was one of Ann's identifiers too
+    emails = [p.email for p in live_profiles(runtime, ws)]
+    assert "ann@example.org" not in emails and "bob@example.org" in emails
+    assert ("user_id", "c-1") not in identities(runtime, ws)
+    assert ("email", "ann@example.org") not in identities(runtime, ws)
+    assert events(runtime, ws) == []  # the replayed pending events were dropped from the log
+
+
+def test_upload_api_runs_the_import_as_a_job(
+    client: TestClient, app: FastAPI, tenant: Tenant, runtime: Runtime
+) -> None:
+    body = PROFILE_CSV.encode()
+    answer = client.post(
+        "/api/v1/imports",
+        headers=tenant.secret_headers,
+        files={"file": ("customers.csv", io.BytesIO(body), "text/csv")},
+        data={"kind": "profiles", "mapping": json.dumps(dict(m.split("=", 1) for m in MAPPING))},
+    )
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    assert job["status"] == "queued" and job["filename"] == "customers.csv"
+    app.state.worker.drain()
+    done = client.get(f"/api/v1/imports/{job['id']}", headers=tenant.secret_headers).json()
+    assert done["status"] == "done"
+    assert done["report"]["created"] == 2 and done["report"]["failed"] == 3 and done["rows"] == 5
+    errors = client.get(f"/api/v1/imports/{job['id']}/errors", headers=tenant.secret_headers)
+    assert errors.status_code == 200 and errors.text.splitlines()[0] == "row,column,reason"
+    assert len(live_profiles(runtime, tenant.workspace_id)) == 2
+
+
+def test_upload_api_refuses_unknown_formats_and_write_keys(client: TestClient, tenant: Tenant) -> None:
+    files = {"file": ("x.xlsx", io.BytesIO(b"x"), "application/octet-stream")}
+    bad = client.post(
+        "/api/v1/imports", headers=tenant.secret_headers, files=files, data={"kind": "profiles"}
+    )
+    assert bad.status_code == 400
+    refused = client.post(
+        "/api/v1/imports", headers=tenant.write_headers, files=files, data={"kind": "profiles"}
+    )
+    assert refused.status_code == 403
