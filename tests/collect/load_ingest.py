@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -71,15 +70,32 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
-def start_rapport(db_url: str, port: int) -> subprocess.Popen[bytes]:
-    """Start ``rapport serve`` without the in-process worker (ingest only)."""
-    env = {**os.environ, "RAPPORT_SECRET_KEY": SECRET, "RAPPORT_LOG_LEVEL": "WARNING"}
-    args = [sys.executable, "-c", "from rapport.cli import main; main()", "serve", "--port", str(port)]
+def serve_rapport(db_url: str, port: int, full_sync: bool) -> None:
+    """Run Rapport's app under uvicorn like ``rapport serve --no-worker`` (in the server subprocess)."""
+    import uvicorn
+
+    from rapport.app import create_app
+    from rapport.collect.api import build_ingest
+    from rapport.config import Settings
+    from rapport.kit.logs import configure_logging
+    from rapport.runtime import build_runtime
+
+    settings = Settings(database_url=db_url, secret_key=SECRET, run_worker_in_process=False)
+    configure_logging(level="WARNING", json_lines=True)
+    runtime = build_runtime(settings)
+    app = create_app(settings, runtime=runtime)
+    if not full_sync:
+        app.state.ingest = build_ingest(runtime, full_sync=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+def start_rapport(db_url: str, port: int, *, full_sync: bool = True) -> subprocess.Popen[bytes]:
+    """Start Rapport (ingest only, no worker) in a subprocess."""
+    code = (
+        f"from tests.collect.load_ingest import serve_rapport; serve_rapport({db_url!r}, {port}, {full_sync})"
+    )
     proc = subprocess.Popen(
-        [*args, "--database-url", db_url, "--no-worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     _wait(port, proc)
     return proc
@@ -191,13 +207,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--skip-null", action="store_true")
+    parser.add_argument(
+        "--no-full-sync",
+        action="store_true",
+        help="SQLite: commit with synchronous=NORMAL (no fsync per group)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rapport-load-"))
     db_url = args.database_url or f"sqlite:///{tmp / 'load.db'}"
     key = make_workspace(db_url)
     results = []
     port = _free_port()
-    proc = start_rapport(db_url, port)
+    proc = start_rapport(db_url, port, full_sync=not args.no_full_sync)
     try:
         asyncio.run(drive(port, key, mode=args.mode, concurrency=args.concurrency, seconds=1.0))  # warm up
         results.append(

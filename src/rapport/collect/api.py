@@ -140,11 +140,17 @@ def build_ingest(
     max_pending: int = 20_000,
     max_group: int = 2_000,
     key_cache_seconds: float = KEY_CACHE_SECONDS,
+    full_sync: bool = True,
 ) -> IngestState:
-    """Build the ingest state for ``create_app``: a committer writing through ``runtime``'s engine."""
+    """Build the ingest state for ``create_app``: a committer writing through ``runtime``'s engine.
+
+    ``full_sync`` (SQLite only): fsync every group commit so an acknowledged event survives a power cut;
+    False trades that for latency (it still survives a crash of the process). PostgreSQL follows its own
+    ``synchronous_commit``.
+    """
     engine = runtime.engine
     committer: Committer[ingest.IngestWork, list[int]] = Committer(
-        write=lambda works: ingest.write_works(engine, works),
+        write=lambda works: ingest.write_works(engine, works, full_sync=full_sync),
         size=lambda work: work.size,
         isolate=ingest.is_data_error,
         max_pending=max_pending,

@@ -224,15 +224,17 @@ def _record_audits(db: Session, audits: Sequence[dict[str, Any]]) -> None:
 
 
 @contextmanager
-def durable_session(engine: Engine) -> Iterator[Session]:
+def durable_session(engine: Engine, *, full_sync: bool = True) -> Iterator[Session]:
     """Yield a session whose commit is durable: on SQLite the connection syncs fully for this transaction.
 
     The shared engine runs SQLite WAL with ``synchronous=NORMAL`` (survives a process crash, not a power
     cut); acknowledging an event promises more, so ingest commits with ``synchronous=FULL``. Group commit
-    pays the extra fsync once per transaction, not once per event.
+    pays the extra fsync once per transaction, not once per event. ``full_sync=False`` keeps NORMAL
+    (an acknowledged event then survives a crash of Rapport but not of the machine).
     """
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        sqlite = conn.dialect.name == "sqlite" and full_sync
+        raw = conn.connection.driver_connection if sqlite else None
         if raw is not None:
             raw.execute("PRAGMA synchronous=FULL")
         try:
@@ -243,9 +245,9 @@ def durable_session(engine: Engine) -> Iterator[Session]:
                 raw.execute("PRAGMA synchronous=NORMAL")
 
 
-def write_works(engine: Engine, works: Sequence[IngestWork]) -> list[list[int]]:
+def write_works(engine: Engine, works: Sequence[IngestWork], *, full_sync: bool = True) -> list[list[int]]:
     """Write several units in one durable transaction; return each unit's quarantine ids."""
-    with durable_session(engine) as db:
+    with durable_session(engine, full_sync=full_sync) as db:
         append_events(db, [row for work in works for row in work.events])
         ids = [add_quarantined(db, work.quarantined) for work in works]
         for work in works:
