@@ -51,6 +51,7 @@ def machine_info(pg_version: str | None = None) -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "postgresql": pg_version or "not used",
         "wrk": _wrk_version(),
+        "load average at the end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
     for lib in LIBRARIES:
         try:
