@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -10,7 +11,9 @@ from rapport.segments.ast import (
     ACTIONS,
     BUCKET_OPS,
     CHANNELS,
+    COMPARE_OPS,
     COUNT_OPS,
+    DATE_KINDS,
     And,
     Between,
     Compare,
@@ -68,7 +71,7 @@ ordered_scalars = st.one_of(texts, st.integers(-(10**6), 10**6), floats, dates)
 def compares(draw: st.DrawFn) -> Compare:
     """A comparison with a value that fits its operator."""
     field = draw(names)
-    op = draw(st.sampled_from(["=", "!=", ">", ">=", "<", "<=", "contains", "starts with", "in", "not in"]))
+    op: Any = draw(st.sampled_from(COMPARE_OPS))
     if op in ("in", "not in"):
         return Compare(field, op, tuple(draw(st.lists(scalars, min_size=1, max_size=4))))
     if op == "starts with":
@@ -84,7 +87,7 @@ is_sets = st.builds(IsSet, names, st.booleans())
 @st.composite
 def date_relatives(draw: st.DrawFn) -> DateRelative:
     """A date-relative condition (anniversary only where it applies)."""
-    kind = draw(st.sampled_from(["today", "in next", "in last", "more than ago", "less than ago"]))
+    kind: Any = draw(st.sampled_from(DATE_KINDS))
     days = 0 if kind == "today" else draw(st.integers(0, 5000))
     anniversary = kind in ("today", "in next", "in last") and draw(st.booleans())
     return DateRelative(draw(names), kind, days, anniversary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ CATALOG = Catalog(stores={"Leeds Briggate": (53.7966, -1.5424), "York Coppergate
 
 
 def _ann(**changes: object) -> ProfileFacts:
-    facts: dict[str, object] = {
+    facts: dict[str, Any] = {
         "profile_id": "ann",
         "traits": {
             "city": "Leeds",
@@ -72,7 +73,7 @@ def _ann(**changes: object) -> ProfileFacts:
         "timezone": "Europe/London",
     }
     facts.update(changes)
-    return ProfileFacts(**facts)  # type: ignore[arg-type]
+    return ProfileFacts(**facts)
 
 
 REFERENCE = (

@@ -11,7 +11,7 @@ from rapport.segments import SegmentError, from_json, parse, to_json, to_text
 from rapport.segments.ast import Node
 from tests.segments.strategies import segments
 
-_SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _strict(node: Node) -> str:

@@ -131,7 +131,6 @@ START_WORDS = frozenset(
     {"and", "or", "not", "did", "in", "first", "last", "subscribed", "unsubscribed", "within", "random"}
     | {"true", "false"}
 )
-MESSAGE_CHANNELS = ("email", "sms", "push", "inapp", "webhook", "message")
 _ENGAGEMENT = re.compile(
     r"(email|sms|push|inapp|webhook|message)\.(sent|delivered|opened|clicked|bounced|unsubscribed)", re.I
 )

@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TypeVar
 
 from rapport.segments.ast import (
     BUCKET_OPS,
+    CHANNELS,
     COUNT_OPS,
     And,
     Between,
@@ -52,7 +53,6 @@ from rapport.segments.errors import SegmentError
 from rapport.segments.lexer import START_WORDS, Token, engagement_parts, tokenize
 
 N = TypeVar("N")
-_CHANNELS = ("email", "sms", "push", "inapp", "webhook")
 _CONDITION = (
     "a field",
     "did",
@@ -479,8 +479,8 @@ class _Parser:
 
     def channel(self) -> str:
         token = self.peek
-        if not token.is_word(*_CHANNELS):
-            self.fail(f"expected a channel, found {token.describe()}", _CHANNELS)
+        if not token.is_word(*CHANNELS):
+            self.fail(f"expected a channel, found {token.describe()}", CHANNELS)
         self.advance()
         return token.text.lower()
 
