@@ -281,6 +281,7 @@ async def _single(request: Request, route_type: str) -> Response:
         received_at=state.runtime.clock.now(),
         route_type=route_type,
         raw_size=len(body),
+        prechecked=b"\\u" not in body,
     )
     ids = await _commit(state, prepared.work)
     if prepared.rejections:
@@ -321,8 +322,14 @@ async def _batch(request: Request) -> Response:
     envelope = Envelope(sent_at=doc.get("sentAt"), context=context)
     if not batch:
         return _ok()
+    # A batch no bigger than one event, without \u escapes, cannot hold an oversized or unstorable item.
+    prechecked = len(body) <= MAX_EVENT_BYTES and b"\\u" not in body
     prepared = ingest.prepare(
-        batch, principal=principal, received_at=state.runtime.clock.now(), envelope=envelope
+        batch,
+        principal=principal,
+        received_at=state.runtime.clock.now(),
+        envelope=envelope,
+        prechecked=prechecked,
     )
     ids = await _commit(state, prepared.work)
     if not prepared.notes:

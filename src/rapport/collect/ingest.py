@@ -150,6 +150,7 @@ def prepare(
     envelope: Envelope | None = None,
     raw_size: int | None = None,
     source: str = "api",
+    prechecked: bool = False,
 ) -> Prepared:
     """Validate ``messages``: good ones become event rows, bad ones quarantine rows (R4)."""
     workspace_id = principal.workspace_id
@@ -166,6 +167,7 @@ def prepare(
             raw_size=raw_size,
             may_grant_consent=grant_ok,
             source=source,
+            prechecked=prechecked,
         )
         if isinstance(result, Rejected):
             rejections.append(result)

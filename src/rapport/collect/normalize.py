@@ -499,6 +499,7 @@ def normalize(
     raw_size: int | None = None,
     may_grant_consent: bool = False,
     source: str = "api",
+    prechecked: bool = False,
 ) -> Normalized | Rejected:
     """Validate one message and return its ``events`` row (minus ``workspace_id``) or the reasons it fails.
 
@@ -506,18 +507,20 @@ def normalize(
     their own. ``raw_size`` is the body size as received for single calls; batch items are measured as
     compact JSON. Consent grants are removed (and returned in ``refused_grants``) unless
     ``may_grant_consent`` (a secret key with ``consent:write``); withdrawals are always kept as intent.
+    ``prechecked``: the caller knows the message is within 32 KB and its raw JSON has no ``\\u`` escape
+    (so no NUL or unpaired surrogate), which skips re-serialising it.
     """
     if not isinstance(message, dict):
         return Rejected(None, (FieldError("", "each message must be a JSON object"),))
     errors = _Errors()
     message_id = _id(message, "messageId", errors, limit=MAX_MESSAGE_ID)
-    size = _storable(message, errors)
+    size = 0 if prechecked else _storable(message, errors)
     if size is None:
         return Rejected(None, tuple(errors.items))
     if errors.items:
         return Rejected(message_id, tuple(errors.items))
     limit_size = raw_size if raw_size is not None else size
-    if limit_size is not None and limit_size > MAX_EVENT_BYTES:
+    if limit_size > MAX_EVENT_BYTES:
         return Rejected(
             message_id,
             (FieldError("", f"event is {limit_size:,} bytes; the limit is {MAX_EVENT_BYTES:,} bytes"),),
