@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ Responder = Callable[[Recorded], Reply]
 class LocalHttpServer:
     """``with LocalHttpServer(responder) as server: server.url("/path")``; ``server.requests`` records."""
 
-    def __init__(self, responder: Responder | None = None) -> None:
+    def __init__(self, responder: Responder | None = None, *, tls: ssl.SSLContext | None = None) -> None:
         self.responder = responder or (lambda request: Reply())
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
@@ -82,12 +83,16 @@ class LocalHttpServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.port = int(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
         """The URL of ``path`` on this server."""
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def __enter__(self) -> LocalHttpServer:
         self.thread.start()

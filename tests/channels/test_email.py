@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from rapport.channels.base import EmailPayload, OutboundMessage, SendStatus
 from rapport.channels.email import SmtpChannel, SmtpConfig
+from tests.channels.certs import self_signed
 from tests.support.smtp_sink import DROP, SinkMessage, SmtpSink, free_port
 
 TEXT = "Hi Ada,\nyour offers are in.\n.\nA line that starts with a dot above.\n"
@@ -221,3 +223,22 @@ def test_concurrent_batches_use_at_most_pool_size_connections(smtp_sink: SmtpSin
     received = smtp_sink.wait_for(150)
     assert len({m.rcpt_tos[0] for m in received}) == 150
     assert channel.connections_opened <= 3
+
+
+def test_starttls_and_implicit_tls(tmp_path: Path) -> None:
+    server_ctx, client_ctx = self_signed(tmp_path, ips=("127.0.0.1",))
+    with SmtpSink(starttls_context=server_ctx) as sink:
+        plain = channel_for(sink)
+        assert plain.send([email(1)])[0].status is SendStatus.FAILED_PERMANENT  # 530 must issue STARTTLS
+        secure = channel_for(sink, security="starttls", ssl_context=client_ctx)
+        assert secure.send([email(2)])[0].status is SendStatus.SENT
+        untrusted = channel_for(sink, security="starttls")  # the system store does not know this cert
+        assert untrusted.send([email(3)])[0].status is SendStatus.FAILED_TRANSIENT
+        for channel in (plain, secure, untrusted):
+            channel.close()
+        assert [m.rcpt_tos for m in sink.wait_for(1)] == [["ada2@example.com"]]
+    with SmtpSink(implicit_tls_context=server_ctx) as sink:
+        smtps = channel_for(sink, security="ssl", ssl_context=client_ctx)
+        assert smtps.send([email(4)])[0].status is SendStatus.SENT
+        smtps.close()
+        assert [m.rcpt_tos for m in sink.wait_for(1)] == [["ada4@example.com"]]

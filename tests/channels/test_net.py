@@ -6,6 +6,7 @@ import gzip
 import ipaddress
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from rapport.channels.net import (
     SafeHttpClient,
     is_forbidden,
 )
+from tests.channels.certs import self_signed
 from tests.channels.local_http import LocalHttpServer, Recorded, Reply
 
 
@@ -172,3 +174,23 @@ def test_time_caps() -> None:
                 "GET", server.url("/drip")
             )
         assert time.monotonic() - started < 1.5
+
+
+def test_https_to_the_pinned_address_still_verifies_the_certificate_for_the_name(tmp_path: Path) -> None:
+    server_ctx, client_ctx = self_signed(tmp_path, dns=("hooks.test",))
+    resolved: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        resolved.append(host)
+        return ["127.0.0.1"]
+
+    with LocalHttpServer(tls=server_ctx) as server:
+        client = SafeHttpClient(allow_loopback=True, resolver=resolver, verify=client_ctx)
+        response = client.request("GET", server.url("/x", host="hooks.test"))
+        assert response.status_code == 200
+        # the same address under a name the certificate does not carry: the TLS check fails
+        with pytest.raises(httpx.ConnectError, match="certificate"):
+            client.request("GET", server.url("/x", host="other.test"))
+        client.close()
+    assert resolved == ["hooks.test", "other.test"]
+    assert server.requests[0].headers["host"] == f"hooks.test:{server.port}"

@@ -10,11 +10,13 @@ Usage::
 Behaviours: ``rcpt_reply(address)`` and ``data_reply(message)`` may return an SMTP reply such as
 ``"450 4.2.1 try later"`` or ``"550 5.1.1 no such user"`` to refuse; ``data_reply`` may return ``DROP`` to
 keep the message but cut the connection before answering the end of data (a lost acknowledgement).
+``starttls_context`` requires STARTTLS with that server context; ``implicit_tls_context`` serves SMTPS.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +107,8 @@ class SmtpSink:
         rcpt_reply: Callable[[str], str | None] | None = None,
         data_reply: Callable[[SinkMessage], str | None] | None = None,
         credentials: tuple[str, str] | None = None,
+        starttls_context: ssl.SSLContext | None = None,
+        implicit_tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -119,6 +123,10 @@ class SmtpSink:
         kwargs: dict[str, Any] = {}
         if credentials is not None:
             kwargs = {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
+        if starttls_context is not None:
+            kwargs.update(tls_context=starttls_context, require_starttls=True)
+        if implicit_tls_context is not None:
+            kwargs.update(ssl_context=implicit_tls_context)
         self.controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
 
     def _authenticate(

@@ -199,6 +199,8 @@ class SmtpChannel:
             sender = check_address(payload.envelope_from or self.config.envelope_from or payload.from_address)
         except MimeError as exc:
             return permanent(message, str(exc), code="invalid_message")
+        except Exception as exc:  # e.g. DKIM signing with a broken key: a configuration problem
+            return transient(message, f"cannot build: {type(exc).__name__}: {exc}", code="build_failed")
         return message, data, sender
 
     def _deliver(
@@ -253,7 +255,8 @@ class SmtpChannel:
             self._expect(conn, "end of data", code, text, (250,))
         except _StageError as exc:
             return self._classify(message, exc)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        except (smtplib.SMTPException, OSError) as exc:
+            # disconnected, timed out, or a reply smtplib could not read: the connection is unusable
             raise _Disconnected(stage, f"{type(exc).__name__} during {stage}: {exc}") from exc
         except MimeError as exc:
             return permanent(message, str(exc), code="invalid_message")
