@@ -8,14 +8,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from argon2 import PasswordHasher
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from rapport.accounts import passwords
 from rapport.config import Settings
 from rapport.runtime import build_runtime
 from tests.support.browser import PageWatch, launch_options
 from tests.support.databases import SqliteFactory
 from tests.support.server import RapportServer
 from tests.support.tenants import Tenant, make_tenant
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash with argon2id at its lowest cost here (0.5 s per hash at the default cost on a small CI box).
+
+    Still the real argon2 code path; the cost parameters travel inside each hash, so verification is
+    unchanged. The browser tests' server is a separate process and keeps the default cost.
+    """
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @dataclass(frozen=True)

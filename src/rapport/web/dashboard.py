@@ -55,6 +55,7 @@ def dashboard(
     db: ReadDbSession,
     first: Annotated[str | None, Query(alias="from")] = None,
     last: Annotated[str | None, Query(alias="to")] = None,
+    metric: str = "audit_entries",
 ) -> Response:
     """Show the workspace's figures that exist so far and the activity chart."""
     today = _runtime(request).clock.now().date()
@@ -85,6 +86,7 @@ def dashboard(
         ],
         "activity_total": activity["total"],
         "metrics": list(registry),
+        "chosen_metric": metric if metric in registry.metrics else "audit_entries",
         "range_from": start.isoformat(),
         "range_to": end.isoformat(),
         "today": today.isoformat(),

@@ -188,7 +188,7 @@ def add_user(
     email_shown = user.email
     db.commit()
     note = " They keep their existing password." if existing else ""
-    flash = Flash("success", f"{email_shown} is now a {chosen.value}.{note}")
+    flash = Flash("success", f"{email_shown} now has the {chosen.value} role.{note}")
     return redirect(request, "/settings/users", flash=flash)
 
 
@@ -217,7 +217,7 @@ def change_role(
         )
         db.commit()
     return redirect(
-        request, "/settings/users", flash=Flash("success", f"{user.email} is now a {chosen.value}.")
+        request, "/settings/users", flash=Flash("success", f"{user.email} now has the {chosen.value} role.")
     )
 
 

@@ -124,7 +124,6 @@
           }
           draw(result.body);
           if (window.history && window.history.replaceState) {
-            params.delete("metric");
             window.history.replaceState(null, "", window.location.pathname + "?" + params.toString());
           }
         })

@@ -1,0 +1,124 @@
+"""The dashboard page and its JSON series: exact per-day counts on both databases, range checks, auth."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rapport.models import AuditEntry
+from rapport.runtime import Runtime
+from rapport.web.series import MAX_RANGE_DAYS, MetricRegistry, SeriesMetric, days_in, default_metrics
+from tests.support.tenants import Tenant
+from tests.web.ui import ui_login
+
+
+def _entry(workspace_id: int, when: datetime) -> AuditEntry:
+    return AuditEntry(workspace_id=workspace_id, actor="test", action="test.seeded", created_at=when)
+
+
+def _seed(runtime: Runtime, tenant: Tenant, other: Tenant) -> None:
+    with runtime.sessions() as db:
+        db.add_all(
+            [
+                _entry(
+                    tenant.workspace_id, datetime(2025, 2, 28, 23, 59, 59, tzinfo=UTC)
+                ),  # before the range
+                _entry(tenant.workspace_id, datetime(2025, 3, 1, 0, 0, 0, tzinfo=UTC)),
+                _entry(tenant.workspace_id, datetime(2025, 3, 2, 23, 59, 59, 999000, tzinfo=UTC)),
+                _entry(tenant.workspace_id, datetime(2025, 3, 2, 12, 0, tzinfo=UTC)),
+                _entry(tenant.workspace_id, datetime(2025, 3, 5, 23, 30, tzinfo=UTC)),
+                _entry(tenant.workspace_id, datetime(2025, 3, 6, 0, 0, 0, tzinfo=UTC)),  # after the range
+                _entry(other.workspace_id, datetime(2025, 3, 3, 10, 0, tzinfo=UTC)),  # another workspace
+            ]
+        )
+        db.commit()
+
+
+def test_the_series_counts_audit_entries_per_utc_day_of_this_workspace_only(
+    client: TestClient, runtime: Runtime, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    _seed(runtime, tenant, other_tenant)
+    ui_login(client, tenant.admin_email, tenant.password)
+    answer = client.get(
+        "/ui/api/dashboard/series",
+        params={"metric": "audit_entries", "from": "2025-03-01", "to": "2025-03-05"},
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["metric"] == "audit_entries"
+    assert body["label"] == "Audit entries per day"
+    assert (body["from"], body["to"]) == ("2025-03-01", "2025-03-05")
+    assert body["points"] == [
+        {"date": "2025-03-01", "value": 1},
+        {"date": "2025-03-02", "value": 2},
+        {"date": "2025-03-03", "value": 0},
+        {"date": "2025-03-04", "value": 0},
+        {"date": "2025-03-05", "value": 1},
+    ]
+    assert body["total"] == 4
+
+
+def test_the_series_defaults_to_the_last_30_days(
+    client: TestClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    ui_login(client, tenant.admin_email, tenant.password)
+    body = client.get("/ui/api/dashboard/series").json()
+    today = runtime.clock.now().date()
+    assert body["to"] == today.isoformat()
+    assert body["from"] == (today - timedelta(days=29)).isoformat()
+    assert len(body["points"]) == 30
+    # make_tenant and the login audit: 2 keys created and 2 roles set, today.
+    assert body["points"][-1]["value"] == body["total"] >= 4
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"metric": "revenue_on_mars"}, "unknown_metric"),
+        ({"from": "2025-03-05", "to": "2025-03-01"}, "validation_failed"),
+        ({"from": "2020-01-01", "to": "2025-01-01"}, "validation_failed"),
+        ({"from": "yesterday", "to": "2025-01-01"}, "validation_failed"),
+    ],
+)
+def test_the_series_refuses_bad_questions_in_the_api_error_shape(
+    client: TestClient, tenant: Tenant, params: dict[str, str], code: str
+) -> None:
+    ui_login(client, tenant.viewer_email, tenant.password)
+    answer = client.get("/ui/api/dashboard/series", params=params)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == code
+
+
+def test_the_series_needs_a_session(client: TestClient, tenant: Tenant) -> None:
+    answer = client.get("/ui/api/dashboard/series", headers=tenant.secret_headers)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "unauthenticated"
+
+
+def test_the_dashboard_shows_real_counts(client: TestClient, runtime: Runtime, tenant: Tenant) -> None:
+    ui_login(client, tenant.viewer_email, tenant.password)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert 'data-testid="members-count">2<' in page.text
+    assert 'data-testid="keys-count">2<' in page.text
+    assert "1 write · 1 secret" in page.text
+    assert "1 admin · 0 marketers · 1 viewer" in page.text
+    assert 'data-chart-src="/ui/api/dashboard/series"' in page.text
+    assert '<option value="audit_entries" selected>Audit entries per day</option>' in page.text
+    assert "Customers arrive with the collect work." in page.text
+    chosen = client.get("/", params={"from": "2025-01-01", "to": "2025-01-31"}).text
+    assert 'value="2025-01-01"' in chosen and 'value="2025-01-31"' in chosen
+
+
+def test_the_registry_refuses_duplicates_and_lists_in_order() -> None:
+    registry = default_metrics()
+    extra = SeriesMetric("messages_sent", "Messages sent per day", "messages", lambda db, ws, a, b: {})
+    registry.add(extra)
+    assert [m.name for m in registry] == ["audit_entries", "messages_sent"]
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.add(extra)
+    assert isinstance(registry, MetricRegistry)
+    assert len(days_in(date(2024, 2, 28), date(2024, 3, 1))) == 3
+    assert MAX_RANGE_DAYS >= 366
