@@ -84,12 +84,17 @@ class Server:
         self.log.close()
 
 
-def _small_events(seed: int, n: int = 1000) -> list[dict[str, Any]]:
-    """Generated events trimmed to about 300 bytes of JSON (context: channel, ip, timezone)."""
+def _small_events(seed: int, n: int = 1000, *, track_only: bool = False) -> list[dict[str, Any]]:
+    """Generated events trimmed to about 300 bytes of JSON (context: channel, ip, timezone).
+
+    ``track_only`` keeps track calls only: /v1/track refuses page, screen and identify messages.
+    """
     import json
 
     out = []
     for event in iter_events(SynthSpec(profiles=400, seed=seed)):
+        if track_only and event["type"] != "track":
+            continue
         ctx = event["context"]
         props = {k: v for k, v in (event.get("properties") or {}).items() if k != "products"}
         small = {**event, "properties": props,
@@ -169,8 +174,9 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     if not _available():
         return [Result(i, SPECS[i][0], SPECS[i][1], status="not available",
                        note="rapport.collect.api (POST /v1/track, /v1/batch) not available yet") for i in wanted]  # fmt: skip
-    bodies = ctx.out / "bodies.jsonl"
-    write_bodies(bodies, _small_events(ctx.seed))
+    body_files = {"B1": ctx.out / "bodies-track.jsonl", "B2": ctx.out / "bodies-batch.jsonl"}
+    write_bodies(body_files["B1"], _small_events(ctx.seed, track_only=True))
+    write_bodies(body_files["B2"], _small_events(ctx.seed))
     null = Server("bench.reference.null_app:app", factory=False, env={}, health="/v1/track",
                   log=ctx.out / "server-null.log")  # fmt: skip
     stores: list[_RapportStore] = []
@@ -181,6 +187,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
         accepted = {s.kind: 0 for s in stores}
         for wid in wanted:
             title, target, path, per_request = SPECS[wid]
+            bodies = body_files[wid]
             ref = Measurement("null handler", "events/s")
             mine = {s.kind: Measurement("Rapport", "events/s") for s in stores}
             errors = {s.kind: 0 for s in stores}

@@ -85,3 +85,17 @@ def test_duckdb_segments_agree_with_an_independent_python_evaluation(size: int, 
     assert got == expected
     assert all(n > 0 for name, n in got.items() if name != "reference")
     con.close()
+
+
+@pytest.mark.slow
+def test_http_workloads_run_against_rapport_and_the_null_handler(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    code = main(["run", "--size", "300", "--runs", "1", "--only", "B1,B2", "--stores", "sqlite",
+                 "--duration", "1", "--results", str(results)])  # fmt: skip
+    assert code == 0
+    rows = [line for line in results.read_text().splitlines() if line.startswith("| B")]
+    assert [r.split("|")[1].strip() for r in rows] == ["B1", "B2"]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[3] == "ok" and "events/s" in cells[4] and "null handler" in cells[7]
+        assert "all accepted events stored" in cells[10] and " 0 non-2xx" in cells[10]
