@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rapport.errors import ValidationFailed
-from rapport.segments import Catalog, SegmentError, check, parse
+from rapport.segments import Catalog, FieldInfo, SegmentError, check, parse
 from rapport.segments.ast import Compare, Did, InSegment
 
 CATALOG = Catalog(
@@ -163,3 +163,13 @@ def test_aliases_must_be_plain_non_keyword_words() -> None:
     for alias in ("in", "two words", "email.opened", "Not"):
         with pytest.raises(SegmentError, match="cannot be an event alias"):
             Catalog(event_aliases={alias: "x"})
+
+
+def test_field_info_says_where_a_field_lives() -> None:
+    assert CATALOG.field_info("city") == FieldInfo("city", "string", "trait")
+    assert CATALOG.field_info("total_spend") == FieldInfo("total_spend", "number", "computed")
+    assert CATALOG.field_info("propensity.purchase_30d") == FieldInfo(
+        "propensity.purchase_30d", "number", "score"
+    )
+    assert CATALOG.field_info("nope") is None
+    assert CATALOG.field_names()[:3] == ["age", "churn_danger", "city"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -353,3 +354,9 @@ def test_an_opt_out_topic_without_its_own_state_counts_as_subscribed_if_the_chan
 def test_now_must_be_aware() -> None:
     with pytest.raises(SegmentError, match="aware"):
         evaluate(parse("city is set"), _ann(), datetime(2026, 1, 15))
+
+
+def test_numbers_from_a_database_compare_as_numbers() -> None:
+    profile = _ann(traits={"total_spend": Decimal("250.00"), "age": 34.0})
+    assert evaluate(parse("total_spend >= 250 and total_spend < 250.01"), profile, NOW) is True
+    assert evaluate(parse("age = 34 and age in (33, 34)"), profile, NOW) is True

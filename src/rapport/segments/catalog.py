@@ -89,7 +89,7 @@ class Catalog:
                     f"{alias!r} cannot be an event alias: use one plain word that is no keyword"
                 )
 
-    def field(self, name: str) -> FieldInfo | None:
+    def field_info(self, name: str) -> FieldInfo | None:
         """Return what the catalogue knows of field ``name`` (None when unknown)."""
         for source, table in (("score", self.scores), ("computed", self.computed), ("trait", self.traits)):
             if table is not None and name in table:
@@ -106,7 +106,7 @@ class Catalog:
 
     def field_problem(self, name: str) -> Problem | None:
         """Return why ``name`` cannot be used as a field, or None."""
-        if not self.checks_fields() or self.field(name) is not None:
+        if not self.checks_fields() or self.field_info(name) is not None:
             return None
         return Problem(f"unknown field {name!r}", ("a known field",), nearest(name, self.field_names()))
 
@@ -189,7 +189,7 @@ def _raise(problem: Problem | None, node: Node, part: str, locate: Locate) -> No
 def _check(node: Node, catalog: Catalog, locate: Locate, *, in_where: bool) -> None:
     if isinstance(node, Compare | IsSet | DateRelative) and not in_where:
         _raise(catalog.field_problem(node.field), node, "field", locate)
-        info = catalog.field(node.field)
+        info = catalog.field_info(node.field)
         if info is not None and isinstance(node, Compare):
             _raise(compare_problem(info, node.op, node.value), node, "value", locate)
         if info is not None and isinstance(node, DateRelative) and info.type != "date":

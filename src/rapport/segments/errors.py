@@ -48,9 +48,7 @@ class SegmentError(ValidationFailed):
 
     def at_path(self, path: str) -> SegmentError:
         """Return a copy of this error located at ``path`` inside a JSON document."""
-        inner = (
-            f"{path}.{self.path}" if self.path and not self.path.startswith("[") else path + (self.path or "")
-        )
+        inner = f"{path}.{self.path}" if self.path else path
         return SegmentError(self.reason, self.line, self.column, self.expected, self.suggestion, path=inner)
 
     def render(self, text: str) -> str:
