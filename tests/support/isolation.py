@@ -77,6 +77,12 @@ def _make_import(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     return {"import_id": answer.json()["id"]}
 
 
+def _make_quarantined(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post("/v1/batch", json={"batch": [{"type": "track"}]}, headers=tenant.write_headers)
+    assert answer.status_code == 200, answer.text
+    return {"quarantine_id": answer.json()["quarantined"][0]["id"]}
+
+
 CASES: list[IsolationCase] = [
     IsolationCase("GET", "/api/v1/profiles/{profile_id}", _make_profile),
     IsolationCase("GET", "/api/v1/profiles/{profile_id}/events", _make_profile),
@@ -95,6 +101,11 @@ CASES: list[IsolationCase] = [
         body={"channel": "email", "action": "withdrawn"},
     ),
     IsolationCase("POST", "/api/v1/profiles/{profile_id}/consent/double-opt-in", _make_profile, body={}),
+    IsolationCase("GET", "/api/v1/quarantine/{quarantine_id}", _make_quarantined),
+    IsolationCase("POST", "/api/v1/quarantine/{quarantine_id}/replay", _make_quarantined),
+    IsolationCase(
+        "PUT", "/api/v1/quarantine/{quarantine_id}/payload", _make_quarantined, body={"payload": {}}
+    ),
     IsolationCase("GET", "/api/v1/keys/{key_id}", _make_key),
     IsolationCase("DELETE", "/api/v1/keys/{key_id}", _make_key),
 ]
