@@ -105,7 +105,7 @@ def betweens(draw: st.DrawFn) -> Between:
 
 windows = st.one_of(
     st.just(Ever()),
-    st.builds(InLast, st.integers(1, 100_000), st.sampled_from(["days", "hours"])),
+    st.builds(InLast, st.integers(1, 36_500), st.sampled_from(["days", "hours"])),
     betweens(),
 )
 property_exprs = st.recursive(

@@ -173,3 +173,14 @@ def test_field_info_says_where_a_field_lives() -> None:
     )
     assert CATALOG.field_info("nope") is None
     assert CATALOG.field_names()[:3] == ["age", "churn_danger", "city"]
+
+
+def test_absurd_inputs_are_refused_cleanly() -> None:
+    deep = "(" * 150 + "a = 1" + ")" * 150
+    error = _error(deep, catalog=None)
+    assert "nested more than 100 deep" in error.message
+    assert parse("(" * 50 + "a = 1" + ")" * 50) == parse("a = 1")
+    assert "at most 20000 characters" in _error("a = 1 or " * 3000 + "a = 1", catalog=None).message
+    assert "at most 36500" in _error('did "x" in last 36501 days', catalog=None).message
+    assert parse('did "x" in last 876000 hours')
+    assert "at most 36500" in _error("d in next 99999999 days", catalog=None).message

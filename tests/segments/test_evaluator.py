@@ -360,3 +360,14 @@ def test_numbers_from_a_database_compare_as_numbers() -> None:
     profile = _ann(traits={"total_spend": Decimal("250.00"), "age": 34.0})
     assert evaluate(parse("total_spend >= 250 and total_spend < 250.01"), profile, NOW) is True
     assert evaluate(parse("age = 34 and age in (33, 34)"), profile, NOW) is True
+
+
+def test_extreme_dates_and_naive_timestamps_do_not_break_evaluation() -> None:
+    naive = [EventFact("x", datetime(9999, 12, 31, 23, 0)), EventFact("x", datetime(2026, 1, 15, 11, 0))]
+    profile = _ann(events=naive)
+    assert evaluate(parse('did "x" between 9999-12-31 and 9999-12-31'), profile, NOW) is True
+    assert evaluate(parse('did "x" in last 2 hours'), profile, NOW) is True
+    assert evaluate(parse('last did "x" after 9999-12-30'), profile, NOW) is True
+    assert evaluate(parse('first did "x" before 0001-01-01'), profile, NOW) is False
+    far = _ann(traits={"d": "0001-01-01", "e": "9999-12-31"})
+    assert evaluate(parse("d more than 36500 days ago and not e in next 36500 days"), far, NOW) is True

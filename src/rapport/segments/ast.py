@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal, TypeAlias, get_args
+from typing import Literal, NoReturn, TypeAlias, get_args
 
 from rapport.segments.errors import SegmentError
 
@@ -37,9 +37,11 @@ Action = Literal["sent", "delivered", "opened", "clicked", "bounced", "unsubscri
 ACTIONS: tuple[str, ...] = get_args(Action)
 BucketOp = Literal["<", "<=", ">", ">="]
 BUCKET_OPS: tuple[str, ...] = get_args(BucketOp)
+MAX_DAYS = 36_500  # a century: longer spans mean nothing to a marketer and overflow date arithmetic
+MAX_DEPTH = 100  # nesting of and/or/not/parentheses
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise SegmentError(message)
 
 
@@ -48,9 +50,11 @@ def _text(value: object, what: str) -> None:
         _fail(f"{what} must be a non-empty string")
 
 
-def _natural(value: object, what: str, minimum: int = 0) -> None:
+def _natural(value: object, what: str, minimum: int = 0, maximum: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         _fail(f"{what} must be a whole number of at least {minimum}")
+    if maximum is not None and value > maximum:
+        _fail(f"{what} must be at most {maximum}")
 
 
 def _is_number(value: object) -> bool:
@@ -138,8 +142,8 @@ class Compare:
         if self.op in ("in", "not in"):
             if not isinstance(self.value, tuple | list) or not self.value:
                 _fail(f"{self.op} needs a non-empty list of values")
-            object.__setattr__(self, "value", tuple(self.value))  # type: ignore[arg-type]
-            for item in self.value:  # type: ignore[union-attr]
+            object.__setattr__(self, "value", tuple(self.value))
+            for item in self.value:
                 _scalar(item, "list value")
             return
         _scalar(self.value, "value")
@@ -177,7 +181,7 @@ class DateRelative:
     def __post_init__(self) -> None:
         _text(self.field, "field")
         _op(self.kind, DATE_KINDS, "date condition")
-        _natural(self.days, "days")
+        _natural(self.days, "days", 0, MAX_DAYS)
         if self.kind == "today" and self.days != 0:
             _fail("is today takes no number of days")
         if not isinstance(self.anniversary, bool):
@@ -214,8 +218,10 @@ class InLast:
     unit: WindowUnit = "days"
 
     def __post_init__(self) -> None:
-        _natural(self.amount, "window length", 1)
         _op(self.unit, ("days", "hours"), "window unit")
+        _natural(
+            self.amount, f"window length in {self.unit}", 1, MAX_DAYS * (24 if self.unit == "hours" else 1)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +248,7 @@ class DaysAgo:
     days: int
 
     def __post_init__(self) -> None:
-        _natural(self.days, "days")
+        _natural(self.days, "days", 0, MAX_DAYS)
 
 
 TimePoint: TypeAlias = date | DaysAgo

@@ -19,11 +19,12 @@ import hashlib
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rapport.kit.clock import as_utc
 from rapport.segments.ast import (
     And,
     Between,
@@ -56,7 +57,7 @@ EARTH_RADIUS_KM = 6371.0088  # the IUGG mean radius
 
 @dataclass(frozen=True, slots=True)
 class EventFact:
-    """One event of the profile: its name, aware timestamp and properties (nested JSON)."""
+    """One event of the profile: its name, timestamp (naive means UTC) and properties (nested JSON)."""
 
     name: str
     timestamp: datetime
@@ -101,7 +102,7 @@ def evaluate(
     """
     if now.tzinfo is None:
         raise SegmentError("now must be an aware datetime")
-    return _Evaluator(profile, now, catalog, seed).holds(node)
+    return _Evaluator(profile, as_utc(now), catalog, seed).holds(node)
 
 
 def bucket(seed: str, profile_id: str) -> float:
@@ -128,7 +129,7 @@ def timezone_of(name: str | None) -> ZoneInfo:
 def calendar_date(value: object) -> date | None:
     """Return the calendar date of a trait value (date, timestamp or ISO string); timestamps by UTC date."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+        return as_utc(value).date()
     if isinstance(value, date):
         return value
     if isinstance(value, str) and len(value) >= 10:
@@ -241,11 +242,9 @@ def in_window(timestamp: datetime, window: Window, now: datetime) -> bool:
         return True
     if isinstance(window, InLast):
         length = timedelta(days=window.amount) if window.unit == "days" else timedelta(hours=window.amount)
-        return now - length < timestamp <= now
+        return now - length < as_utc(timestamp) <= now
     assert isinstance(window, Between)
-    start = datetime.combine(window.start, datetime.min.time(), UTC)
-    end = datetime.combine(window.end + timedelta(days=1), datetime.min.time(), UTC)
-    return start <= timestamp < end
+    return window.start <= as_utc(timestamp).date() <= window.end
 
 
 def count_matches(n: int, count: Count) -> bool:
@@ -324,17 +323,15 @@ class _Evaluator:
         return (lookup(event.properties, node.field) is not None) == node.is_set
 
     def event_time(self, node: EventTime) -> bool:
-        times = [e.timestamp for e in self.matching_events(node.event, node.where)]
+        times = [as_utc(e.timestamp) for e in self.matching_events(node.event, node.where)]
         if not times:
             return False
         moment = min(times) if node.which == "first" else max(times)
         if isinstance(node.point, DaysAgo):
             point = self.now - timedelta(days=node.point.days)
             return moment < point if node.op == "before" else moment > point
-        day_start = datetime.combine(node.point, datetime.min.time(), UTC)
-        if node.op == "before":
-            return moment < day_start
-        return moment >= day_start + timedelta(days=1)
+        day = as_utc(moment).date()
+        return day < node.point if node.op == "before" else day > node.point
 
     def engaged(self, node: Engagement, message: MessageFact) -> bool:
         return (

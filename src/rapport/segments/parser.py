@@ -23,6 +23,7 @@ from rapport.segments.ast import (
     BUCKET_OPS,
     CHANNELS,
     COUNT_OPS,
+    MAX_DEPTH,
     And,
     Between,
     Compare,
@@ -90,8 +91,13 @@ _FIELD_OPS = (
 _VALUE = ("a string", "a number", "a date", "true", "false")
 
 
+MAX_LENGTH = 20_000  # characters; far beyond any segment a person writes
+
+
 def parse(text: str, *, catalog: Catalog | None = None) -> Node:
     """Parse segment ``text`` into its AST; with ``catalog``, also check every name and type in it."""
+    if len(text) > MAX_LENGTH:
+        raise SegmentError(f"a segment may be at most {MAX_LENGTH} characters long", 1, 1)
     return _Parser(text, catalog).parse()
 
 
@@ -103,6 +109,7 @@ class _Parser:
         aliases = catalog.event_aliases if catalog is not None else DEFAULT_EVENT_ALIASES
         self.aliases: Mapping[str, str] = {name.lower(): event for name, event in aliases.items()}
         self.spans: dict[tuple[int, str], tuple[int, int]] = {}
+        self.depth = 0
 
     # ---- plumbing ----------------------------------------------------------------------------------------
 
@@ -241,6 +248,15 @@ class _Parser:
         return items[0] if len(items) == 1 else self.build(start, And, tuple(items))
 
     def parse_unary(self, *, where: bool) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                self.fail(f"conditions are nested more than {MAX_DEPTH} deep", ["a flatter segment"])
+            return self.unary(where=where)
+        finally:
+            self.depth -= 1
+
+    def unary(self, *, where: bool) -> Node:
         if self.accept("not"):
             return Not(self.parse_unary(where=where))
         if self.peek.kind == "punct" and self.peek.text == "(":
