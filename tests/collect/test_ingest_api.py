@@ -293,7 +293,7 @@ def test_client_mistakes_get_400_with_a_field_reason(
     error = answer.json()["error"]
     assert error["code"] == code
     assert error["message"]
-    if field:
+    if field is not None:
         assert field in {e["field"] for e in error["details"]["errors"]}
 
 
@@ -316,6 +316,9 @@ def test_batch_envelope_mistakes(client: TestClient, tenant: Tenant) -> None:
     assert client.post("/v1/batch", json={"batch": {"a": 1}}, headers=headers).status_code == 400
     assert client.post("/v1/batch", json={}, headers=headers).status_code == 400
     assert client.post("/v1/batch", json={"batch": [], "context": 5}, headers=headers).status_code == 400
+    many = client.post("/v1/batch", json={"batch": [{}] * 5_001}, headers=headers)
+    assert many.status_code == 400
+    assert many.json()["error"]["code"] == "batch_too_large"
     empty = client.post("/v1/batch", json={"batch": []}, headers=headers)
     assert empty.status_code == 200
     assert empty.json() == {"success": True}

@@ -50,6 +50,8 @@ _CORS = {
 KEY_CACHE_SECONDS = 1.0
 _LAST_USED_EVERY = 300.0
 _COMPRESSED_SLACK = 1024
+#: Messages per batch request: bounds the work (and quarantine rows) one request can cause.
+MAX_BATCH_MESSAGES = 5_000
 _BODY_SCHEMA = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
@@ -217,7 +219,7 @@ async def read_body(request: Request, limit: int, too_large: type[BadRequest]) -
 def _parse(body: bytes) -> Any:
     if not body.strip():
         raise ValidationFailed(
-            "the body is empty; send a JSON object", details=[{"field": "", "reason": "empty"}]
+            "the body is empty; send a JSON object", details={"errors": [{"field": "", "reason": "empty"}]}
         )
     try:
         return parse_json(body)
@@ -229,7 +231,7 @@ def _object_body(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ValidationFailed(
             "the body must be a JSON object",
-            details=[FieldError("", "must be a JSON object").as_dict()],
+            details={"errors": [FieldError("", "must be a JSON object").as_dict()]},
         )
     return doc
 
@@ -309,16 +311,25 @@ async def _batch(request: Request) -> Response:
     batch = doc.get("batch")
     if not isinstance(batch, list):
         raise ValidationFailed(
-            "batch: must be an array of messages", details=[{"field": "batch", "reason": "must be an array"}]
+            "batch: must be an array of messages",
+            details={"errors": [{"field": "batch", "reason": "must be an array"}]},
+        )
+    if len(batch) > MAX_BATCH_MESSAGES:
+        raise BatchTooLarge(
+            f"the batch has {len(batch):,} messages; the limit is {MAX_BATCH_MESSAGES:,}",
+            details={"limit": MAX_BATCH_MESSAGES, "size": len(batch)},
         )
     context = doc.get("context")
     if context is not None and not isinstance(context, dict):
         raise ValidationFailed(
-            "context: must be an object", details=[{"field": "context", "reason": "must be an object"}]
+            "context: must be an object",
+            details={"errors": [{"field": "context", "reason": "must be an object"}]},
         )
     _size, problem = storable_size(context)
     if problem:
-        raise ValidationFailed(f"context: {problem}", details=[{"field": "context", "reason": problem}])
+        raise ValidationFailed(
+            f"context: {problem}", details={"errors": [{"field": "context", "reason": problem}]}
+        )
     envelope = Envelope(sent_at=doc.get("sentAt"), context=context)
     if not batch:
         return _ok()

@@ -218,7 +218,7 @@ def add_quarantined(db: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
 def _record_audits(db: Session, audits: Sequence[dict[str, Any]]) -> None:
     for entry in audits:
         kwargs = {k: v for k, v in entry.items() if k != "_request_id"}
-        token = set_request_id(entry.get("_request_id") or "")
+        token = set_request_id(entry.get("_request_id"))
         try:
             audit_service.record(db, **kwargs)
         finally:
