@@ -371,3 +371,12 @@ def test_extreme_dates_and_naive_timestamps_do_not_break_evaluation() -> None:
     assert evaluate(parse('first did "x" before 0001-01-01'), profile, NOW) is False
     far = _ann(traits={"d": "0001-01-01", "e": "9999-12-31"})
     assert evaluate(parse("d more than 36500 days ago and not e in next 36500 days"), far, NOW) is True
+
+
+def test_in_and_not_in_are_chains_of_equals_and_not_equals() -> None:
+    profile = _ann(traits={"age": 34, "tags": ["vip", 3]})
+    assert evaluate(parse('age not in ("x")'), profile, NOW) is False  # like age != "x": other type
+    assert evaluate(parse("age not in (1, 2)"), profile, NOW) is True
+    assert evaluate(parse('age in ("34", 34)'), profile, NOW) is True
+    assert evaluate(parse('tags not in ("x", 4)'), profile, NOW) is True  # list: shares no element
+    assert evaluate(parse("tags in (3)"), profile, NOW) is True

@@ -182,9 +182,12 @@ def compare(actual: object, op: str, value: Scalar | tuple[Scalar, ...]) -> bool
         return False
     if op in ("in", "not in"):
         assert isinstance(value, tuple)
-        elements = actual if isinstance(actual, list) else [actual]
-        overlap = any(_equal(element, literal) for element in elements for literal in value)
-        return overlap if op == "in" else not overlap
+        if isinstance(actual, list):  # a list field: does it share an element with the values?
+            overlap = any(_equal(element, literal) for element in actual for literal in value)
+            return overlap if op == "in" else not overlap
+        if op == "in":  # x in (a, b) is x = a or x = b
+            return any(compare(actual, "=", literal) for literal in value)
+        return all(compare(actual, "!=", literal) for literal in value)  # x != a and x != b
     assert not isinstance(value, tuple)
     if op == "contains":
         if isinstance(actual, list):
