@@ -184,3 +184,12 @@ def test_absurd_inputs_are_refused_cleanly() -> None:
     assert "at most 36500" in _error('did "x" in last 36501 days', catalog=None).message
     assert parse('did "x" in last 876000 hours')
     assert "at most 36500" in _error("d in next 99999999 days", catalog=None).message
+
+
+def test_a_quoted_date_on_a_date_field_says_how_to_write_it() -> None:
+    error = _error('signup_date > "2025-01-01"')
+    assert (
+        error.reason
+        == "'signup_date' is a date field; '2025-01-01' is a string (write dates without quotes: 2025-01-01)"
+    )
+    assert (error.line, error.column) == (1, 15)

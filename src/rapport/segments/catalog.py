@@ -163,11 +163,19 @@ def compare_problem(info: FieldInfo, op: str, value: object) -> Problem | None:
     values = value if isinstance(value, tuple) else (value,)
     for item in values:
         if _value_kind(item) != info.type:
-            return Problem(
-                f"{info.name!r} is a {info.type} field; {item!r} is a {_value_kind(item)}",
-                (f"a {info.type}",),
-            )
+            message = f"{info.name!r} is a {info.type} field; {item!r} is a {_value_kind(item)}"
+            if info.type == "date" and isinstance(item, str) and _looks_like_date(item):
+                message += f" (write dates without quotes: {item})"
+            return Problem(message, (f"a {info.type}",))
     return None
+
+
+def _looks_like_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 # Where in the source each part of a node came from; the parser provides it, JSON has none.
