@@ -149,6 +149,37 @@ class Channel(Protocol):
         ...
 
 
+class SendJournal(Protocol):
+    """Where an adapter notes the point of no return and the provider's acceptance (crash recovery, R6/R8).
+
+    Adapters that set ``supports_journal = True`` accept ``send(batch, journal=…)`` and call
+    ``committing(message_id)`` just before the provider can first have the message (before the SMTP
+    end-of-data ``.``, before an HTTP request is written) and ``accepted(message_id, provider_id)`` once it
+    said yes. A message with neither line was never seen by the provider and may be sent again.
+    """
+
+    def committing(self, message_id: str) -> None:
+        """Record that the provider may have ``message_id`` from now on."""
+        ...
+
+    def accepted(self, message_id: str, provider_id: str | None) -> None:
+        """Record that the provider accepted ``message_id``."""
+        ...
+
+
+class NullJournal:
+    """A journal that records nothing (the default when the caller keeps none)."""
+
+    def committing(self, message_id: str) -> None:
+        """Do nothing."""
+
+    def accepted(self, message_id: str, provider_id: str | None) -> None:
+        """Do nothing."""
+
+
+NULL_JOURNAL = NullJournal()
+
+
 def permanent(message: OutboundMessage, error: str, *, code: str | None = None) -> SendResult:
     """Build a ``failed_permanent`` result for ``message``."""
     return SendResult(message.message_id, SendStatus.FAILED_PERMANENT, error=error, error_code=code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from rapport.channels.base import OutboundMessage, SendResult, SendStatus
+from rapport.channels.base import OutboundMessage, SendJournal, SendResult, SendStatus
 
 
 class FakeChannel:
@@ -38,7 +38,9 @@ class FakeChannel:
         self._lock = threading.Lock()
         self._counter = 0
 
-    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+    supports_journal = True
+
+    def send(self, batch: Sequence[OutboundMessage], journal: SendJournal | None = None) -> list[SendResult]:
         """Record the batch and answer a result per message (``sent`` unless told otherwise)."""
         if self.closed:
             raise RuntimeError(f"channel {self.name!r} is closed")
@@ -53,6 +55,10 @@ class FakeChannel:
                     self.sent.append(message)
                 self._counter += 1
                 provider_id = f"fake-{self._counter}" if status is SendStatus.SENT else None
+                if journal is not None:
+                    journal.committing(message.message_id)
+                    if status is SendStatus.SENT:
+                        journal.accepted(message.message_id, provider_id)
                 error = None if status is SendStatus.SENT else f"fake {status.value}"
                 results.append(SendResult(message.message_id, status, provider_id=provider_id, error=error))
         return results

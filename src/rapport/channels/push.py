@@ -17,7 +17,15 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from rapport.channels.base import OutboundMessage, SendResult, SendStatus, permanent, transient
+from rapport.channels.base import (
+    NULL_JOURNAL,
+    OutboundMessage,
+    SendJournal,
+    SendResult,
+    SendStatus,
+    permanent,
+    transient,
+)
 from rapport.channels.net import (
     OutboundRefused,
     ResponseTooLarge,
@@ -52,6 +60,8 @@ def load_vapid(private_key: str | bytes) -> object:
 class WebPushChannel:
     """Sends encrypted Web Push messages signed with the application's VAPID key."""
 
+    supports_journal = True
+
     def __init__(
         self,
         *,
@@ -84,11 +94,12 @@ class WebPushChannel:
             self._tokens[audience] = (expires, header)
             return header
 
-    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+    def send(self, batch: Sequence[OutboundMessage], journal: SendJournal | None = None) -> list[SendResult]:
         """Encrypt and post each message to its subscription's push service."""
-        return [self._send_one(message) for message in batch]
+        notes = journal if journal is not None else NULL_JOURNAL
+        return [self._send_one(message, notes) for message in batch]
 
-    def _send_one(self, message: OutboundMessage) -> SendResult:
+    def _send_one(self, message: OutboundMessage, journal: SendJournal) -> SendResult:
         from pywebpush import WebPusher, WebPushException
 
         push = message.push
@@ -116,6 +127,7 @@ class WebPushChannel:
             "TTL": str(max(0, push.ttl_seconds)),
             "Urgency": push.urgency,
         }
+        journal.committing(message.message_id)
         try:
             response = self.http.request(
                 "POST", push.subscription.endpoint, headers=headers, content=bytes(body)
@@ -132,9 +144,9 @@ class WebPushChannel:
             return transient(message, f"{type(exc).__name__}: {exc}")
         status = response.status_code
         if 200 <= status < 300:
-            return SendResult(
-                message.message_id, SendStatus.SENT, provider_id=response.headers.get("location")
-            )
+            location = response.headers.get("location")
+            journal.accepted(message.message_id, location)
+            return SendResult(message.message_id, SendStatus.SENT, provider_id=location)
         error = f"HTTP {status}: {response.text[:200]}"
         if status in (404, 410):
             return SendResult(

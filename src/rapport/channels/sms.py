@@ -23,7 +23,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from rapport.channels.base import OutboundMessage, SendResult, SendStatus, permanent, transient
+from rapport.channels.base import (
+    NULL_JOURNAL,
+    OutboundMessage,
+    SendJournal,
+    SendResult,
+    SendStatus,
+    permanent,
+    transient,
+)
 from rapport.channels.net import (
     OutboundRefused,
     ResponseTooLarge,
@@ -162,6 +170,8 @@ def _retry_after(response: SafeResponse) -> float | None:
 class TwilioSmsChannel:
     """Sends SMS through the Twilio Messages API (or any server speaking its wire format)."""
 
+    supports_journal = True
+
     def __init__(
         self,
         *,
@@ -187,9 +197,10 @@ class TwilioSmsChannel:
         self.http = http or SafeHttpClient(allowed_hosts={host}, max_response_bytes=256_000)
         self.messages_url = f"{self.base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
 
-    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+    def send(self, batch: Sequence[OutboundMessage], journal: SendJournal | None = None) -> list[SendResult]:
         """Post each message to the Messages API and classify the answer."""
-        return [self._send_one(message) for message in batch]
+        notes = journal if journal is not None else NULL_JOURNAL
+        return [self._send_one(message, notes) for message in batch]
 
     def _form(self, message: OutboundMessage) -> dict[str, str]:
         assert message.sms is not None
@@ -204,13 +215,14 @@ class TwilioSmsChannel:
             form["StatusCallback"] = _with_message_id(callback, message.message_id)
         return form
 
-    def _send_one(self, message: OutboundMessage) -> SendResult:
+    def _send_one(self, message: OutboundMessage, journal: SendJournal) -> SendResult:
         if message.sms is None:
             return permanent(message, "message has no SMS payload", code="no_payload")
         if not is_e164(message.to):
             return permanent(message, f"not an E.164 number: {message.to!r}", code="invalid_number")
         if not message.sms.body:
             return permanent(message, "empty SMS body", code="empty_body")
+        journal.committing(message.message_id)
         try:
             response = self.http.request(
                 "POST", self.messages_url, data=self._form(message), auth=(self.account_sid, self.auth_token)
@@ -225,7 +237,10 @@ class TwilioSmsChannel:
                     message.message_id, SendStatus.UNKNOWN, error=f"{type(exc).__name__}: {exc}"
                 )
             return transient(message, f"{type(exc).__name__}: {exc}")
-        return self._classify(message, response)
+        result = self._classify(message, response)
+        if result.status is SendStatus.SENT:
+            journal.accepted(message.message_id, result.provider_id)
+        return result
 
     def _classify(self, message: OutboundMessage, response: SafeResponse) -> SendResult:
         try:

@@ -19,7 +19,15 @@ import hmac
 import json
 from collections.abc import Sequence
 
-from rapport.channels.base import OutboundMessage, SendResult, SendStatus, permanent, transient
+from rapport.channels.base import (
+    NULL_JOURNAL,
+    OutboundMessage,
+    SendJournal,
+    SendResult,
+    SendStatus,
+    permanent,
+    transient,
+)
 from rapport.channels.net import (
     OutboundRefused,
     ResponseTooLarge,
@@ -76,6 +84,8 @@ def encode_body(document: object) -> bytes:
 class WebhookChannel:
     """POSTs each message's JSON document to its URL, signed with the channel's secret."""
 
+    supports_journal = True
+
     def __init__(
         self,
         *,
@@ -91,11 +101,12 @@ class WebhookChannel:
         self.http = http or SafeHttpClient(max_response_bytes=64_000, timeout=10.0, total_timeout=15.0)
         self.clock = clock or SystemClock()
 
-    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+    def send(self, batch: Sequence[OutboundMessage], journal: SendJournal | None = None) -> list[SendResult]:
         """Sign and POST each message; 2xx is sent, 408/429/5xx transient, other answers permanent."""
-        return [self._send_one(message) for message in batch]
+        notes = journal if journal is not None else NULL_JOURNAL
+        return [self._send_one(message, notes) for message in batch]
 
-    def _send_one(self, message: OutboundMessage) -> SendResult:
+    def _send_one(self, message: OutboundMessage, journal: SendJournal) -> SendResult:
         if message.webhook is None:
             return permanent(message, "message has no webhook payload", code="no_payload")
         body = encode_body(message.webhook.body)
@@ -105,6 +116,7 @@ class WebhookChannel:
             MESSAGE_ID_HEADER: message.message_id,
             SIGNATURE_HEADER: signature_header(self.secret, timestamp, body),
         }
+        journal.committing(message.message_id)
         try:
             response = self.http.request("POST", message.webhook.url, headers=headers, content=body)
         except OutboundRefused as exc:
@@ -119,6 +131,7 @@ class WebhookChannel:
             return transient(message, f"{type(exc).__name__}: {exc}")
         status = response.status_code
         if 200 <= status < 300:
+            journal.accepted(message.message_id, None)
             return SendResult(message.message_id, SendStatus.SENT, provider_id=f"http-{status}")
         error = f"HTTP {status}: {response.text[:200]}"
         if status in (408, 425, 429) or status >= 500:
