@@ -117,11 +117,11 @@ def test_python_internals_are_not_reachable(source: str) -> None:
 
 
 def test_the_nested_loop_bomb_is_refused_at_once() -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     failure = _fail(TemplateEngine(), NESTED_LOOP_BOMB)
     assert failure.reason == "loop_limit"
     assert failure.line == 1
-    assert time.perf_counter() - started < 0.2
+    assert time.thread_time() - started < 0.2
 
 
 def test_sequential_loops_under_the_loop_limit_are_stopped_by_the_time_budget() -> None:
@@ -147,10 +147,10 @@ def test_recursive_snippets_are_stopped() -> None:
 
 def test_output_bomb_is_stopped_at_the_output_limit() -> None:
     engine = TemplateEngine(limits=RenderLimits(max_output_chars=10_000))
-    started = time.perf_counter()
+    started = time.thread_time()
     failure = _fail(engine, "{% for a in (1..5000) %}0123456789{% endfor %}")
     assert failure.reason == "output_limit"
-    assert time.perf_counter() - started < 0.2
+    assert time.thread_time() - started < 0.2
 
 
 def test_output_just_under_the_limit_is_fine() -> None:
@@ -171,10 +171,10 @@ def test_string_doubling_is_stopped() -> None:
 
 
 def test_a_huge_range_fed_to_a_filter_is_refused() -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     failure = _fail(TemplateEngine(), "{{ (1..100000000) | join: ',' }}")
     assert failure.reason == "output_limit"
-    assert time.perf_counter() - started < 0.2
+    assert time.thread_time() - started < 0.2
 
 
 def test_template_source_size_is_capped() -> None:
@@ -208,7 +208,8 @@ def test_a_failing_render_raises_render_failed_with_a_reason(source: str, reason
 
 
 def test_one_bad_template_does_not_disturb_other_renders_on_other_threads() -> None:
-    engine = TemplateEngine(limits=RenderLimits(max_render_ms=50))
+    # a generous hard wall-clock cap: the good thread may wait for the GIL on a busy machine
+    engine = TemplateEngine(limits=RenderLimits(max_render_ms=50, hard_factor=40))
     good = engine.compile("Hi {{ first_name }}")
     results: list[str] = []
     errors: list[str] = []
@@ -268,3 +269,21 @@ def test_loop_limits_hold_in_tablerow_liquid_tags_and_snippets(source: str) -> N
 def test_recursive_include_is_stopped() -> None:
     engine = TemplateEngine(snippets={"me": "{% include 'me' %}"})
     assert _fail(engine, "{% include 'me' %}").reason == "depth_limit"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for a in (1..5000) %}0123456789{% endfor %}",
+        "{% for a in (1..5000) %}{{ '0123456789' }}{% endfor %}",
+        "{% for a in (1..5000) %}{% echo '0123456789' %}{% endfor %}",
+        "{% for a in (1..5000) %}{% cycle '0123456789', 'abcdefghij' %}{% endfor %}",
+        "{% tablerow a in (1..5000) %}0{% endtablerow %}",
+        "{% for a in (1..5000) %}{% increment n %}{% endfor %}",
+        "{% for a in (1..5000) %}{% ifchanged %}{{ a }}--------{% endifchanged %}{% endfor %}",
+        "{% for a in (1..5000) %}{% render 'ten' %}{% endfor %}",
+    ],
+)
+def test_every_way_of_writing_respects_the_output_limit(source: str) -> None:
+    engine = TemplateEngine(limits=RenderLimits(max_output_chars=10_000), snippets={"ten": "0123456789"})
+    assert _fail(engine, source).reason == "output_limit"
