@@ -45,7 +45,7 @@ bench: install
 
 bench-quick: install
 	./scripts/system-deps.sh
-	$(BIN)/python -m bench run --size 10000
+	$(BIN)/python -m bench run --size 10000 --import-size 2000
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

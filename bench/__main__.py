@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=int, default=5, help="runs per workload (>= 5 for recorded figures)")
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--duration", type=float, default=None, help="seconds of HTTP load per run")
+    run.add_argument("--import-size", type=int, default=None,
+                     help="customers B3 imports (default --size; a prefix of the same workspace)")  # fmt: skip
     run.add_argument("--stores", default="sqlite,postgresql", help="stores for storage workloads")
     run.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     run.add_argument("--results", type=Path, default=None, help="append to this file instead of RESULTS.md")
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             duration=duration,
             out=Path(tmp),
             stores=tuple(s.strip() for s in args.stores.split(",") if s.strip()),
+            import_size=min(args.import_size or args.size, args.size),
             log=lambda msg: console.print(f"[dim]{msg}[/dim]"),
         )
         results: list[Result] = []

@@ -79,6 +79,7 @@ class Context:
     duration: float
     out: Path
     stores: tuple[str, ...] = ("sqlite", "postgresql")
+    import_size: int = 0  # customers B3 imports; 0: all of ``size``
     log: Callable[[str], None] = print
     _pg: Any = None
 

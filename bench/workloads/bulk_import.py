@@ -193,7 +193,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     """Run B3 on each store: the importer and the raw executemany reference, alternating, ctx.runs times."""
     if not _available():
         return [Result("B3", TITLE, TARGET, status="not available", note="rapport.collect.importer missing")]
-    data: DataFiles = ensure_data(ctx.size, ctx.seed, log=ctx.log)
+    data: DataFiles = ensure_data(ctx.import_size or ctx.size, ctx.seed, log=ctx.log)
     results = []
     for kind in ctx.stores:
         store = _Store(ctx, kind)
