@@ -21,6 +21,9 @@ from rapport.config import Settings
 from rapport.consent import api as consent_api
 from rapport.consent import hooks as consent_hooks
 from rapport.consent import web as consent_web
+from rapport.messaging import api as messaging_api
+from rapport.messaging import setup as messaging_setup
+from rapport.messaging.delivery import Deliverer
 from rapport.profiles import api as profiles_api
 from rapport.runtime import Runtime, build_runtime
 from rapport.web import mount as web_mount
@@ -36,6 +39,8 @@ def wire_runtime(runtime: Runtime) -> Runtime:
         return runtime
     hooks = hooks_for(runtime)
     consent_hooks.register(hooks)
+    hooks.exporters["messages"] = messaging_setup.export_messages
+    messaging_setup.register_channels(runtime)
     runtime.ports["wired"] = True
     return runtime
 
@@ -45,6 +50,7 @@ def build_worker(runtime: Runtime) -> Worker:
     wire_runtime(runtime)
     worker = Worker(runtime, build_registry(runtime))
     worker.add_tick(Processor(runtime).tick)
+    worker.add_tick(Deliverer(runtime, worker_id=worker.worker_id).tick)
     return worker
 
 
@@ -103,5 +109,6 @@ def create_app(
     app.include_router(import_api.router)
     app.include_router(consent_api.router)
     app.include_router(consent_web.router)
+    app.include_router(messaging_api.router)
     web_mount.mount(app, runtime)
     return app

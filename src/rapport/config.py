@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     worker_poll_seconds: float = 0.2
     worker_batch_size: int = 20
+    spool_dir: str = Field(default=".rapport-spool", description="Per-host send journals of the workers")
+    email_from: str = "hello@rapport.local"
+    smtp_host: str = Field(default="", description="SMTP server for email; empty: no email channel")
+    smtp_port: int = 25
+    smtp_security: str = Field(default="none", description="none, starttls or ssl")
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_pool_size: int = 4
 
     def resolved_secret_key(self, state_dir: Path | None = None) -> str:
         """Return the secret key, creating and persisting one beside the SQLite file when unset."""

@@ -1,0 +1,117 @@
+"""Turn an outbox row and its recipient into the channel's ``OutboundMessage`` (Liquid, with limits)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rapport.channels.base import EmailPayload, OutboundMessage, SmsPayload, WebhookPayload
+from rapport.models import Message
+from rapport.personalize import (
+    ContextInputs,
+    Recipient,
+    RenderFailed,
+    TemplateEngine,
+    build_context,
+    html_to_text,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    """What rendering needs to know about the person."""
+
+    profile_id: int
+    address: str
+    traits: dict[str, Any]
+    timezone: str
+    locale: str = "en_GB"
+
+
+class RenderError(Exception):
+    """The message cannot be built (bad template, missing field); it is dead-lettered with the reason."""
+
+
+def build(
+    engine: TemplateEngine,
+    message: Message,
+    recipient: RecipientFacts,
+    *,
+    now: datetime,
+    links: dict[str, str],
+    defaults: dict[str, str],
+) -> OutboundMessage:
+    """Render ``message.content`` for ``recipient`` into the channel payload."""
+    content = message.content or {}
+    ctx = build_context(
+        ContextInputs(
+            now=now,
+            profile=recipient.traits,
+            profile_id=str(recipient.profile_id),
+            recipient=Recipient(
+                locale=recipient.locale,
+                timezone=recipient.timezone,
+                channel=message.channel,
+                address=recipient.address,
+            ),
+            event=content.get("event"),
+            campaign=content.get("campaign"),
+            links=links,
+            extra={"data": content.get("data") or {}},
+        )
+    )
+    budget = engine.new_budget()
+
+    def text(key: str, *, html: bool = False, required: bool = False) -> str | None:
+        source = content.get(key)
+        if source is None or source == "":
+            if required:
+                raise RenderError(f"{message.channel} message has no {key}")
+            return None
+        try:
+            return engine.render(str(source), ctx, html=html, budget=budget).text
+        except RenderFailed as exc:
+            raise RenderError(f"{key}: {exc.message}") from exc
+
+    if message.channel == "email":
+        html = text("html", html=True)
+        plain = text("text") or (html_to_text(html) if html else None)
+        if not html and not plain:
+            raise RenderError("email message has neither html nor text")
+        return OutboundMessage(
+            message_id=message.message_id,
+            channel="email",
+            to=recipient.address,
+            email=EmailPayload(
+                subject=text("subject", required=True) or "",
+                from_address=str(content.get("from_address") or defaults.get("from_address") or ""),
+                from_name=str(content.get("from_name") or defaults.get("from_name") or ""),
+                to_name=str(recipient.traits.get("first_name") or ""),
+                reply_to=content.get("reply_to"),
+                text=plain,
+                html=html,
+                unsubscribe_url=links.get("unsubscribe") if message.kind == "marketing" else None,
+            ),
+        )
+    if message.channel == "sms":
+        return OutboundMessage(
+            message_id=message.message_id,
+            channel="sms",
+            to=recipient.address,
+            sms=SmsPayload(body=text("body", required=True) or "", from_number=content.get("from_number")),
+        )
+    if message.channel == "webhook":
+        rendered = text("body", required=True) or "{}"
+        try:
+            body = json.loads(rendered)
+        except json.JSONDecodeError as exc:
+            raise RenderError(f"webhook body is not JSON after rendering: {exc}") from exc
+        return OutboundMessage(
+            message_id=message.message_id,
+            channel="webhook",
+            to=recipient.address,
+            webhook=WebhookPayload(url=str(content.get("url") or recipient.address), body=body),
+        )
+    raise RenderError(f"channel {message.channel} is not deliverable through the outbox")
