@@ -6,6 +6,8 @@ from datetime import date
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rapport.segments import SegmentError, from_json, parse, to_json
 from rapport.segments.ast import Compare, Did, InLast
@@ -197,3 +199,59 @@ def test_bad_documents_are_refused_naming_the_path(document: Any, path: str, mes
     assert message in caught.value.message
     assert caught.value.details["path"] == path
     assert caught.value.line is None
+
+
+_json = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 5),
+        st.floats(allow_nan=False),
+        st.sampled_from(
+            ["and", "or", "not", "did", "compare", "within", "=", "in", "ever", "in last", "x", "2025-01-01"]
+        ),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "items",
+                    "item",
+                    "field",
+                    "op",
+                    "value",
+                    "event",
+                    "count",
+                    "window",
+                    "kind",
+                    "n",
+                    "amount",
+                    "km",
+                    "target",
+                    "store",
+                    "lat",
+                    "lon",
+                    "where",
+                    "date",
+                    "point",
+                ]
+            ),
+            inner,
+            max_size=5,
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json)
+def test_any_json_either_decodes_to_a_tree_or_raises_a_segment_error_with_a_path(root: Any) -> None:
+    try:
+        tree = from_json({"version": 1, "root": root})
+    except SegmentError as error:
+        assert error.path
+        return
+    assert from_json(to_json(tree)) == tree
