@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,7 @@ from rapport.models.event import PROCESSED
 from rapport.runtime import Runtime
 
 DEFAULT_BATCH = 5000
+_EVENTS = cast(Table, Event.__table__)
 #: How many row errors the report keeps in memory; all of them go to ``on_error``.
 KEPT_ERRORS = 200
 
@@ -271,7 +272,7 @@ def _event_ids(db: Session, workspace_id: int, message_ids: list[str]) -> list[i
 def _insert_events(db: Session, rows: list[dict[str, Any]]) -> None:
     dialect = db.get_bind().dialect.name
     make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make(Event).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
+    stmt = make(_EVENTS).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
     db.execute(stmt, rows)
 
 

@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
 
-CHUNK = 500
+CHUNK = 2000
 _PROFILES = cast(Table, Profile.__table__)
+_IDENTITIES = cast(Table, Identity.__table__)
+_HISTORY = cast(Table, TraitChange.__table__)
 _MISSING = object()
 
 #: Called after the SQL of one merge ran: (db, workspace_id, survivor_id, merged_id).
@@ -336,6 +338,9 @@ class BatchResolver:
         if previous is not _MISSING and previous == value:
             return
         prof.traits[name] = value
+        self.result.changed_traits.setdefault(prof.id, set()).add(name)
+        if previous is _MISSING and source == "import":
+            return  # a bulk import's first values are not history (trait_times says when); changes are
         self.history.append(
             {
                 "profile_id": prof.id,
@@ -347,7 +352,6 @@ class BatchResolver:
                 "source_event_id": event_id,
             }
         )
-        self.result.changed_traits.setdefault(prof.id, set()).add(name)
 
     def _apply(self, prof: _Prof, touch: Touch) -> None:
         if touch.traits:
@@ -415,8 +419,10 @@ class BatchResolver:
 
         fresh = [self.profs[p] for p in self.new_order if p in self.profs]
         if fresh:
+            new_ids = allocate_ids(db, _PROFILES, len(fresh))
             rows = [
                 {
+                    "id": new_id,
                     "workspace_id": ws,
                     "traits": p.traits,
                     "trait_times": p.trait_times,
@@ -430,18 +436,16 @@ class BatchResolver:
                     "updated_at": now,
                     "created_at": now,
                 }
-                for p in fresh
+                for p, new_id in zip(fresh, new_ids, strict=True)
             ]
-            ids = db.execute(
-                insert(Profile).returning(Profile.id, sort_by_parameter_order=True), rows
-            ).scalars()
-            for p, new_id in zip(fresh, ids, strict=True):
+            db.execute(insert(_PROFILES), rows)
+            for p, new_id in zip(fresh, new_ids, strict=True):
                 real_of[p.id] = new_id
         for survivor, loser, reason, event_id in self.merge_ops:
             self._write_merge(real(survivor), loser, reason, event_id)
         if self.new_identities:
             db.execute(
-                insert(Identity),
+                insert(_IDENTITIES),
                 [
                     {
                         "workspace_id": ws,
@@ -497,7 +501,7 @@ class BatchResolver:
                 row["profile_id"] = real(row["profile_id"])
                 row["workspace_id"] = ws
                 row["recorded_at"] = now
-            db.execute(insert(TraitChange), self.history)
+            db.execute(insert(_HISTORY), self.history)
             self.result.trait_changes += len(self.history)
         return real
 
@@ -559,6 +563,24 @@ class BatchResolver:
         for hook in self.merge_hooks:
             hook(db, ws, survivor, loser)
         self.result.merges.append((survivor, loser))
+
+
+def allocate_ids(db: Session, table: Table, count: int) -> list[int]:
+    """Reserve ``count`` primary keys of ``table`` for an executemany insert without RETURNING.
+
+    PostgreSQL draws them from the column's sequence; SQLite continues after the largest rowid, which is
+    safe because the caller's transaction holds the database's write lock (BEGIN IMMEDIATE).
+    """
+    if count <= 0:
+        return []
+    if db.get_bind().dialect.name == "postgresql":
+        rows = db.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": count},
+        ).scalars()
+        return sorted(int(r) for r in rows)
+    top = db.execute(select(func.max(table.c.id))).scalar() or 0
+    return list(range(int(top) + 1, int(top) + 1 + count))
 
 
 def _rowcount(result: Any) -> int:
