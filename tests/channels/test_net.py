@@ -194,3 +194,8 @@ def test_https_to_the_pinned_address_still_verifies_the_certificate_for_the_name
         client.close()
     assert resolved == ["hooks.test", "other.test"]
     assert server.requests[0].headers["host"] == f"hooks.test:{server.port}"
+
+
+def test_unknown_names_are_refused() -> None:
+    with pytest.raises(OutboundRefused, match="cannot resolve"):
+        SafeHttpClient().check("https://no-such-host.invalid/")

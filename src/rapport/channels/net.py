@@ -77,10 +77,15 @@ class ResponseTooSlow(RapportError):
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    """Resolve ``host`` with ``getaddrinfo`` and return its addresses (scope ids removed)."""
+    """Resolve ``host`` with ``getaddrinfo`` (scope ids removed); unknown names are refused, a temporary
+    DNS failure raises ``httpx.ConnectError`` (retryable)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:  # a temporary DNS failure: worth trying again later
+            raise httpx.ConnectError(f"temporary failure resolving {host!r}") from exc
+        raise OutboundRefused(f"cannot resolve {host!r}") from exc
+    except UnicodeError as exc:
         raise OutboundRefused(f"cannot resolve {host!r}") from exc
     return list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
 
