@@ -193,3 +193,13 @@ def test_a_quoted_date_on_a_date_field_says_how_to_write_it() -> None:
         == "'signup_date' is a date field; '2025-01-01' is a string (write dates without quotes: 2025-01-01)"
     )
     assert (error.line, error.column) == (1, 15)
+
+
+def test_a_birthday_compares_its_anniversary_or_is_refused_with_the_fix() -> None:
+    catalog = Catalog(traits={"birthday": "date", "contract_end": "date"})
+    error = _error("birthday is today", catalog)
+    assert (error.line, error.column, error.suggestion) == (1, 1, "birthday anniversary is today")
+    assert _error("birthday in last 3 days", catalog).suggestion == "birthday anniversary in last 3 days"
+    assert parse("birthday anniversary in next 7 days and birthday more than 6570 days ago", catalog=catalog)
+    assert parse("contract_end is today", catalog=catalog)
+    assert parse("birthday is today", catalog=Catalog(traits={"birthday": "date"}, annual_dates=()))

@@ -102,8 +102,10 @@ def typed_date_relatives(draw: st.DrawFn) -> DateRelative:
     """A date-relative condition on a date field."""
     kind: Any = draw(st.sampled_from(DATE_KINDS))
     days = 0 if kind == "today" else draw(st.integers(0, 400))
-    anniversary = kind in ("today", "in next", "in last") and draw(st.booleans())
-    return DateRelative(draw(st.sampled_from(["signup_date", "birthday"])), kind, days, anniversary)
+    field = draw(st.sampled_from(["signup_date", "birthday"]))
+    recurring = kind in ("today", "in next", "in last")
+    anniversary = recurring and (field == "birthday" or draw(st.booleans()))  # birthdays must say anniversary
+    return DateRelative(field, kind, days, anniversary)
 
 
 _property_compares = st.one_of(

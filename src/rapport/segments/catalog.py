@@ -68,7 +68,9 @@ class Catalog:
     """What a workspace's segments may name; ``None`` collections are not checked.
 
     ``opt_out_topics`` are topics a person receives until they say no (``Topic.opt_in`` false): without a
-    state of their own they count as subscribed, as far as the channel itself is.
+    state of their own they count as subscribed, as far as the channel itself is. ``annual_dates`` are date
+    fields that recur every year: ``is today``, ``in next`` and ``in last`` on them must say ``anniversary``
+    (``birthday is today`` would mean born today).
     """
 
     traits: Mapping[str, FieldType] | None = None
@@ -80,6 +82,7 @@ class Catalog:
     segments: Collection[str] | None = None
     topics: Collection[str] | None = None
     opt_out_topics: Collection[str] = ()
+    annual_dates: Collection[str] = frozenset({"birthday", "date_of_birth", "birth_date", "dob"})
     campaigns: Collection[str] | None = None
 
     def __post_init__(self) -> None:
@@ -178,6 +181,24 @@ def _looks_like_date(text: str) -> bool:
     return True
 
 
+def annual_problem(node: DateRelative, catalog: Catalog) -> Problem | None:
+    """Return why a date-relative condition on a yearly date (a birthday) must compare anniversaries, or None."""
+    if (
+        node.anniversary
+        or node.kind not in ("today", "in next", "in last")
+        or node.field not in catalog.annual_dates
+    ):
+        return None
+    fixed = f"{node.field} anniversary " + (
+        "is today" if node.kind == "today" else f"{node.kind} {node.days} days"
+    )
+    return Problem(
+        f"{node.field!r} recurs every year: compare its anniversary (as written it means the very date)",
+        ("anniversary",),
+        fixed,
+    )
+
+
 # Where in the source each part of a node came from; the parser provides it, JSON has none.
 Locate: TypeAlias = Callable[[Node, str], tuple[int, int] | None]
 
@@ -203,6 +224,8 @@ def _check(node: Node, catalog: Catalog, locate: Locate, *, in_where: bool) -> N
         if info is not None and isinstance(node, DateRelative) and info.type != "date":
             problem = Problem(f"{node.field!r} is a {info.type} field, not a date", ("a date field",))
             _raise(problem, node, "field", locate)
+        if isinstance(node, DateRelative):
+            _raise(annual_problem(node, catalog), node, "field", locate)
     elif isinstance(node, Did | EventTime):
         _raise(catalog.event_problem(node.event), node, "event", locate)
     elif isinstance(node, Engagement) and node.campaign is not None:
