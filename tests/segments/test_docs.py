@@ -15,8 +15,8 @@ DOC = (Path(__file__).parents[2] / "docs" / "segment-language.md").read_text()
 
 def _section(title: str) -> str:
     start = DOC.index(f"### {title}\n")
-    end = DOC.find("\n### ", start + 1)
-    return DOC[start : end if end != -1 else None]
+    match = re.compile(r"\n##+ ").search(DOC, start + 1)
+    return DOC[start : match.start() if match else None]
 
 
 def _examples() -> list[str]:
