@@ -13,6 +13,7 @@ the pending events (see docs/architecture.md). Three entry points:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, Engine, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
@@ -29,7 +31,9 @@ from sqlalchemy.orm import Session
 from rapport.accounts.principal import Principal
 from rapport.audit import service as audit_service
 from rapport.collect.normalize import Envelope, Normalized, Rejected, normalize
+from rapport.db.base import UTCDateTime
 from rapport.errors import BadRequest
+from rapport.kit.clock import as_utc
 from rapport.kit.requestctx import current_request_id, reset_request_id, set_request_id
 from rapport.models import Event, QuarantinedEvent
 
@@ -197,12 +201,79 @@ def append_events(db: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert event rows, ignoring any whose (workspace_id, message_id) is already stored (R1)."""
     if not rows:
         return
+    if _driver_insert(db, rows):
+        return
     table = cast(Table, Event.__table__)
     if db.get_bind().dialect.name == "postgresql":
         stmt: Any = pg_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
     else:
         stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
     db.execute(stmt, list(rows))
+
+
+@functools.cache
+def _event_columns() -> tuple[tuple[str, str], ...]:
+    """The events columns (but id) with how to bind each: json, time or plain."""
+    out = []
+    for column in cast(Table, Event.__table__).columns:
+        if column.name == "id":
+            continue
+        kind = (
+            "json"
+            if isinstance(column.type, JSON)
+            else "time"
+            if isinstance(column.type, UTCDateTime)
+            else ""
+        )
+        out.append((column.name, kind))
+    return tuple(out)
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # The text SQLAlchemy's SQLite DateTime stores (and UTCDateTime reads back as UTC).
+    if value is None:
+        return None
+    v = as_utc(value)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+
+
+def _driver_insert(db: Session, rows: Sequence[dict[str, Any]]) -> bool:
+    """Insert through the driver's executemany: the hot path, ~5x cheaper per row than Core's binding.
+
+    Same statement and stored representation as the Core path (JSON text or JSONB, UTC times); used only
+    when every row carries every column. Returns False when it does not apply.
+    """
+    columns = _event_columns()
+    if any(name not in rows[0] for name, _kind in columns):
+        return False
+    dialect = db.get_bind().dialect.name
+    if dialect not in {"sqlite", "postgresql"}:
+        return False
+    names = ", ".join(f'"{name}"' for name, _kind in columns)
+    mark = "?" if dialect == "sqlite" else "%s"
+    # Column names come from the table definition; every value is bound.
+    placeholders = ", ".join([mark] * len(columns))
+    sql = f"INSERT INTO events ({names}) VALUES ({placeholders}) ON CONFLICT (workspace_id, message_id) DO NOTHING"  # noqa: S608
+    dumps = json.dumps
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values: list[Any] = []
+        for name, kind in columns:
+            value = row[name]
+            if kind == "json":
+                value = dumps(value) if dialect == "sqlite" else Jsonb(value)
+            elif kind == "time" and dialect == "sqlite":
+                value = _sqlite_time(value)
+            values.append(value)
+        params.append(tuple(values))
+    raw = db.connection().connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
+    return True
 
 
 def add_quarantined(db: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
