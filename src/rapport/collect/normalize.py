@@ -86,20 +86,22 @@ _COLUMN_FIELDS = frozenset(
         "writeKey",
     }
 )
-_STRING_CONTEXT_FIELDS = ("ip", "locale", "timezone", "userAgent")
-_OBJECT_CONTEXT_FIELDS = (
-    "app",
-    "campaign",
-    "device",
-    "library",
-    "location",
-    "network",
-    "os",
-    "page",
-    "referrer",
-    "screen",
-    "traits",
-    "consent",
+_STRING_CONTEXT_FIELDS = frozenset({"ip", "locale", "timezone", "userAgent"})
+_OBJECT_CONTEXT_FIELDS = frozenset(
+    {
+        "app",
+        "campaign",
+        "device",
+        "library",
+        "location",
+        "network",
+        "os",
+        "page",
+        "referrer",
+        "screen",
+        "traits",
+        "consent",
+    }
 )
 
 # Consent signals (R16). Keys are compared lower-cased with "_" and "-" removed.
@@ -304,13 +306,13 @@ def _object(container: Mapping[str, Any], name: str, errors: _Errors, *, prefix:
 
 
 def _check_context(context: Mapping[str, Any], errors: _Errors) -> None:
-    for name in _STRING_CONTEXT_FIELDS:
-        value = context.get(name)
-        if value is not None and not isinstance(value, str):
-            errors.add(f"context.{name}", "must be a string")
-    for name in _OBJECT_CONTEXT_FIELDS:
-        value = context.get(name)
-        if value is not None and not isinstance(value, dict):
+    for name, value in context.items():  # contexts are small; walk them rather than probe every field
+        if value is None:
+            continue
+        if name in _STRING_CONTEXT_FIELDS:
+            if not isinstance(value, str):
+                errors.add(f"context.{name}", "must be a string")
+        elif name in _OBJECT_CONTEXT_FIELDS and not isinstance(value, dict):
             errors.add(f"context.{name}", "must be an object")
     location = context.get("location")
     if isinstance(location, dict):
@@ -388,7 +390,10 @@ def _consent_value(value: Any) -> bool | None:
 
 def _flag_subject(key: str) -> tuple[str, bool] | None:
     """Map a flag trait name to (subject, inverted) — ``email_opt_in`` → ("email", False)."""
-    word = key.lower().replace("_", "").replace("-", "")
+    word = key.lower()
+    if "opt" not in word and "subscri" not in word and "marketing" not in word:
+        return None
+    word = word.replace("_", "").replace("-", "")
     for suffix, inverted in (
         ("unsubscribed", True),
         ("optout", True),
