@@ -38,5 +38,12 @@ def test_the_hard_wall_clock_cap_holds_even_when_waiting() -> None:
         budget.check()
 
 
+def test_credit_gives_time_back() -> None:
+    budget = RenderBudget(0.05, hard_factor=10)
+    _spin(0.06)
+    budget.credit(0.05)  # e.g. the first render for a locale loading babel's data
+    budget.check()
+
+
 def test_an_unlimited_budget_never_runs_out() -> None:
     RenderBudget.unlimited().check()

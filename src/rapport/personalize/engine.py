@@ -171,6 +171,7 @@ class TemplateEngine:
         self._cache: OrderedDict[tuple[bool, str, str], BoundTemplate] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        rapport_filters.warm_locales([rapport_filters.DEFAULT_LOCALE])
         loader = _SnippetLoader(self)
         self._text_env = self._build_env(loader, autoescape=False)
         self._html_env = self._build_env(loader, autoescape=True)

@@ -9,10 +9,11 @@ renders as an empty string, so ``| default: "…"`` can follow it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from time import thread_time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,15 +30,43 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_CURRENCY = "GBP"
 
 _CURRENCIES = frozenset(list_currencies())
+_WARM: set[str] = set()
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 
 
 @lru_cache(maxsize=256)
 def _locale(tag: str) -> Locale:
     try:
-        return Locale.parse(tag.replace("-", "_"))
+        locale = Locale.parse(tag.replace("-", "_"))
     except (UnknownLocaleError, ValueError, TypeError):
-        return Locale.parse(DEFAULT_LOCALE)
+        locale = Locale.parse(DEFAULT_LOCALE)
+    locale.number_symbols  # noqa: B018 (babel loads a locale's data lazily: load it now, all of it)
+    return locale
+
+
+def warm_locales(tags: Iterable[str]) -> None:
+    """Load the data of these locales now (at start-up), so first renders do not pay for it."""
+    for tag in tags:
+        _locale(tag)
+        if len(_WARM) < 1024:
+            _WARM.add(tag)
+
+
+def _warm_locale(tag: str, context: RenderContext) -> None:
+    """Load a locale's data the first time it is seen, without charging the render's time budget.
+
+    Reading babel's data for a new locale costs tens of milliseconds once per process; that is not the
+    template's doing and must not fail the first message to a French recipient.
+    """
+    if tag in _WARM:
+        return
+    started = thread_time()
+    _locale(tag)
+    budget = getattr(context, "budget", None)
+    if budget is not None:
+        budget.credit(thread_time() - started)
+    if len(_WARM) < 1024:
+        _WARM.add(tag)
 
 
 @lru_cache(maxsize=512)
@@ -54,9 +83,12 @@ def _recipient(context: RenderContext) -> Mapping[str, Any]:
 
 
 def recipient_locale(context: RenderContext) -> str:
-    """Return the recipient's locale tag (``recipient.locale``, else en_GB)."""
+    """Return the recipient's locale tag (``recipient.locale``, else en_GB), its data loaded."""
     tag = _recipient(context).get("locale")
-    return tag if isinstance(tag, str) and tag else DEFAULT_LOCALE
+    if not isinstance(tag, str) or not tag:
+        tag = DEFAULT_LOCALE
+    _warm_locale(tag, context)
+    return tag
 
 
 def recipient_zone(context: RenderContext) -> tzinfo:

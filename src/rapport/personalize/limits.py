@@ -81,6 +81,12 @@ class RenderBudget:
         """A budget that never runs out (for contexts created outside the engine)."""
         return cls(float("inf"))
 
+    def credit(self, seconds: float) -> None:
+        """Give back ``seconds`` spent on one-off work that is not the template's (loading locale data)."""
+        self.cpu_deadline += seconds
+        self.wall_deadline += seconds
+        self.hard_deadline += seconds
+
     def check(self) -> None:
         """Raise ``RenderTimeLimitError`` once the budget is spent."""
         if perf_counter() > self.wall_deadline:
