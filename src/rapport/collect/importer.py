@@ -22,12 +22,11 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
@@ -46,7 +45,6 @@ from rapport.models.event import PROCESSED
 from rapport.runtime import Runtime
 
 DEFAULT_BATCH = 5000
-_EVENTS = cast(Table, Event.__table__)
 #: How many row errors the report keeps in memory; all of them go to ``on_error``.
 KEPT_ERRORS = 200
 
@@ -269,11 +267,64 @@ def _event_ids(db: Session, workspace_id: int, message_ids: list[str]) -> list[i
     return sorted(found)
 
 
+_EVENT_COLUMNS = (
+    "workspace_id",
+    "message_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "profile_id",
+    "channel",
+    "timestamp",
+    "received_at",
+    "sent_at",
+    "properties",
+    "traits",
+    "context",
+    "extra",
+    "source",
+    "state",
+)
+_COLUMN_LIST = ", ".join(_EVENT_COLUMNS)
+_ON_DUPLICATE = "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+_JSON_COLUMNS = frozenset({"properties", "traits", "context", "extra"})
+_TIME_COLUMNS = frozenset({"timestamp", "received_at", "sent_at"})
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # The text SQLAlchemy's SQLite DATETIME stores (UTC, no zone), so values compare and read back alike.
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
 def _insert_events(db: Session, rows: list[dict[str, Any]]) -> None:
-    dialect = db.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make(_EVENTS).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
-    db.execute(stmt, rows)
+    """Append events with one executemany of pre-serialised values (the bulk path's hot loop).
+
+    Values are encoded here exactly as the ORM types would encode them (JSON text; UTC timestamps,
+    as SQLite text or aware datetimes for PostgreSQL); duplicates of (workspace, messageId) are skipped.
+    """
+    postgres = db.get_bind().dialect.name == "postgresql"
+    dumps = json.dumps
+    if postgres:
+        marks = ", ".join("%s::jsonb" if c in _JSON_COLUMNS else "%s" for c in _EVENT_COLUMNS)
+    else:
+        marks = ", ".join("?" for _ in _EVENT_COLUMNS)
+    # Column names and placeholders are constants of this module; every value is a bound parameter.
+    sql = f"INSERT INTO events ({_COLUMN_LIST}) VALUES ({marks}) {_ON_DUPLICATE}"  # noqa: S608
+    params = []
+    for row in rows:
+        values: list[Any] = []
+        for column in _EVENT_COLUMNS:
+            value = row.get(column)
+            if column in _JSON_COLUMNS:
+                value = dumps(value if value is not None else {})
+            elif column in _TIME_COLUMNS and not postgres:
+                value = _sqlite_time(value)
+            values.append(value)
+        params.append(tuple(values))
+    db.connection().exec_driver_sql(sql, params)
 
 
 def import_event_rows(

@@ -71,6 +71,7 @@ class _Prof:
     counts: Counter[str]
     new: bool = False
     dirty: bool = False
+    seen_dirty: bool = False  # only first/last seen changed: a narrow UPDATE
 
     @property
     def anonymous_only(self) -> bool:
@@ -381,7 +382,7 @@ class BatchResolver:
             first = _min(prof.first_seen, touch.at)
             last = _max(prof.last_seen, touch.at)
             if first != prof.first_seen or last != prof.last_seen:
-                prof.first_seen, prof.last_seen, prof.dirty = first, last, True
+                prof.first_seen, prof.last_seen, prof.seen_dirty = first, last, True
 
     def resolve(self, touches: Sequence[Touch]) -> Resolution:
         """Resolve every touch and write the outcome; returns real profile ids in touch order."""
@@ -459,7 +460,23 @@ class BatchResolver:
                 ],
             )
             self.result.identities_added += len(self.new_identities)
-        stale = [p for p in self.profs.values() if p.dirty and not p.new and self.find(p.id) == p.id]
+        live = [p for p in self.profs.values() if not p.new and self.find(p.id) == p.id]
+        seen_only = [p for p in live if p.seen_dirty and not p.dirty]
+        if seen_only:
+            db.execute(
+                update(_PROFILES)
+                .where(_PROFILES.c.id == bindparam("b_id"))
+                .values(
+                    first_seen_at=bindparam("b_first"),
+                    last_seen_at=bindparam("b_last"),
+                    updated_at=bindparam("b_now"),
+                ),
+                [
+                    {"b_id": p.id, "b_first": p.first_seen, "b_last": p.last_seen, "b_now": now}
+                    for p in seen_only
+                ],
+            )
+        stale = [p for p in live if p.dirty]
         if stale:
             stmt = (
                 update(_PROFILES)
