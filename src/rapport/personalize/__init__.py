@@ -5,6 +5,7 @@ The public surface (other domains import from here):
     engine = TemplateEngine(limits=RenderLimits(), snippets={...})   # one per process
     ctx = build_context(ContextInputs(now=..., profile=..., recipient=Recipient(...), ...))
     engine.render(source, ctx, html=True).text        # or raises RenderFailed(reason, line) (R22)
+    render_parts(engine, {"subject": ..., "html": ...}, ctx)   # a whole message, one budget, text part made
     validate_template(engine, source, known=known_variable_paths(traits=...))   # on save
     html_to_text(html)                                  # the text part when none was written
     render_blocks(engine, blocks, ctx, predicate=...)   # rule-based variants, first match wins
@@ -28,7 +29,14 @@ from rapport.personalize.context import (
     build_context,
     known_variable_paths,
 )
-from rapport.personalize.engine import CompiledTemplate, RenderFailed, RenderResult, TemplateEngine
+from rapport.personalize.engine import (
+    CompiledTemplate,
+    RenderFailed,
+    RenderResult,
+    TemplateEngine,
+    render_parts,
+    single_line,
+)
 from rapport.personalize.limits import RenderBudget, RenderLimits
 from rapport.personalize.text import html_to_text
 from rapport.personalize.validate import TemplateIssue, ValidationReport, validate_template
@@ -57,5 +65,7 @@ __all__ = [
     "known_variable_paths",
     "render_blocks",
     "render_layout",
+    "render_parts",
+    "single_line",
     "validate_template",
 ]

@@ -13,6 +13,7 @@ parse); snippets are cached by (name, source), so a workspace's snippets can be 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ from rapport.personalize.limits import (
     ValueSizeLimitError,
     apply_limits,
 )
+from rapport.personalize.text import html_to_text
 
 _REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (RenderTimeLimitError, "time_limit"),
@@ -251,3 +253,43 @@ class TemplateEngine:
         except RenderTimeLimitError as err:
             raise failure_from(err) from err
         return RenderResult(text=buffer.getvalue(), elapsed_ms=(perf_counter() - started) * 1000)
+
+
+HTML_PARTS = frozenset({"html"})
+SINGLE_LINE_PARTS = frozenset({"subject", "preheader", "title", "from_name"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def single_line(text: str) -> str:
+    """Collapse control characters (CR, LF, tab, ...) and runs of spaces to one space: safe in a header."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def render_parts(
+    engine: TemplateEngine,
+    parts: Mapping[str, str],
+    context: Mapping[str, Any],
+    *,
+    snippets: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Render every part of one message (subject, preheader, html, text, body, ...) under one budget.
+
+    ``html`` is rendered with escaping; ``subject``, ``preheader``, ``title`` and ``from_name`` come out
+    on one line, so personal data cannot add a header (R23); an email with ``html`` and no (or a blank)
+    ``text`` gets one generated from the HTML. A failing part raises ``RenderFailed`` naming the part.
+    """
+    budget = engine.new_budget()
+    rendered: dict[str, str] = {}
+    for name, source in parts.items():
+        try:
+            text = engine.render(
+                source, context, html=name in HTML_PARTS, snippets=snippets, budget=budget
+            ).text
+        except RenderFailed as failure:
+            raise RenderFailed(
+                failure.reason, f"{name}: {failure.message}", line=failure.line, column=failure.column
+            ) from failure
+        rendered[name] = single_line(text) if name in SINGLE_LINE_PARTS else text
+    if "html" in rendered and not rendered.get("text", "").strip():
+        rendered["text"] = html_to_text(rendered["html"])
+    return rendered
