@@ -99,6 +99,14 @@ def test_label_window_keeps_training_labels_out_of_the_holdout_period() -> None:
     assert model.validation.n_train < int((dates < cutoff).sum())
 
 
+def test_reference_dates_may_be_python_dates() -> None:
+    features, labels, dates = _population(2000, seed=9, signal=1.5)
+    as_numpy = propensity.train(features, labels, NAMES, reference_dates=dates)
+    as_python = propensity.train(features, labels, NAMES, reference_dates=dates.tolist())
+    assert as_python.holdout_from == as_numpy.holdout_from
+    assert as_python.validation == as_numpy.validation
+
+
 def test_round_trip_through_bytes_and_json() -> None:
     features, labels, dates = _population(2000, seed=6, signal=1.0)
     model = propensity.train(features, labels, NAMES, reference_dates=dates)

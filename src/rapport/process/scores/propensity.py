@@ -37,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from rapport.process.scores.errors import ScoreFitFailed
+from rapport.process.scores.summary import to_days
 
 Algorithm = Literal["gradient_boosting", "logistic"]
 
@@ -260,6 +261,8 @@ def train(
         holdout_from = None
     else:
         dates = np.asarray(reference_dates)
+        if dates.dtype == object:  # datetime/date objects: compare as calendar days
+            dates = to_days(dates)
         if dates.shape != y.shape:
             raise ValueError("reference_dates must be one date per row")
         mask, holdout_from = holdout_by_time(dates, fraction=holdout_fraction)
