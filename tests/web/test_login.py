@@ -39,13 +39,18 @@ def test_pages_send_strangers_to_the_login_page_and_back(client: TestClient, ten
     assert login.headers["location"] == "/settings/keys?revoked=true"
 
 
-@pytest.mark.parametrize(
-    "next_path", ["https://evil.test/", "//evil.test/x", "/\\evil.test", "javascript:alert(1)", "/ok\r\nX: y"]
-)
-def test_login_never_redirects_off_site(client: TestClient, tenant: Tenant, next_path: str) -> None:
-    answer = post_login(client, tenant.admin_email, tenant.password, next_path=next_path)
-    assert answer.status_code == 303
-    assert answer.headers["location"] == "/"
+def test_login_never_redirects_off_site(client: TestClient, tenant: Tenant) -> None:
+    for next_path in [
+        "https://evil.test/",
+        "//evil.test/x",
+        "/\\evil.test",
+        "javascript:alert(1)",
+        "/ok\r\nX: y",
+    ]:
+        answer = post_login(client, tenant.admin_email, tenant.password, next_path=next_path)
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/", next_path
+        client.cookies.clear()
 
 
 def test_safe_next_and_login_url() -> None:

@@ -12,7 +12,7 @@ from rapport.accounts.roles import SCOPES, Role
 from rapport.accounts.service import IssuedKey
 from rapport.api.deps import DbSession, ReadDbSession
 from rapport.audit import service as audit_service
-from rapport.errors import Conflict, ValidationFailed
+from rapport.errors import Conflict, NotFound, ValidationFailed
 from rapport.kit.pagination import Page
 from rapport.runtime import Runtime
 from rapport.web.rendering import Flash, redirect, render
@@ -137,6 +137,7 @@ def _users_page(
         "members": members,
         "roles": ROLES,
         "role_help": ROLE_HELP,
+        "row_message": None,
         "error": error,
         "form": form or {"email": "", "name": "", "role": Role.MARKETER.value},
     }
@@ -200,25 +201,27 @@ def change_role(
     db: DbSession,
     role: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Change a member's role; the workspace always keeps at least one admin."""
+    """Change a member's role (the workspace keeps at least one admin); htmx gets the table row back."""
     chosen = _parse_role(role)
     members = accounts_service.list_members(db, ui.workspace_id)
     target = next(((m, u) for m, u in members if m.user_id == user_id), None)
     if target is None:
-        return redirect(request, "/settings/users", flash=Flash("error", "That user is not a member here."))
+        raise NotFound("that user is not a member of this workspace")
     membership, user = target
     admins = [m for m, _u in members if m.role == Role.ADMIN.value]
     if membership.role == Role.ADMIN.value and chosen is not Role.ADMIN and len(admins) == 1:
-        message = "A workspace needs at least one admin: make someone else admin first."
-        return redirect(request, "/settings/users", flash=Flash("error", message))
-    if membership.role != chosen.value:
-        accounts_service.set_role(
-            db, workspace_id=ui.workspace_id, user_id=user_id, role=chosen, actor=ui.principal.actor
-        )
-        db.commit()
-    return redirect(
-        request, "/settings/users", flash=Flash("success", f"{user.email} now has the {chosen.value} role.")
-    )
+        message = Flash("error", "A workspace needs at least one admin: make someone else admin first.")
+    else:
+        if membership.role != chosen.value:
+            accounts_service.set_role(
+                db, workspace_id=ui.workspace_id, user_id=user_id, role=chosen, actor=ui.principal.actor
+            )
+            db.commit()
+        message = Flash("success", f"{user.email} now has the {chosen.value} role.")
+    if request.headers.get("hx-request") == "true":
+        context = {"membership": membership, "user": user, "roles": ROLES, "row_message": message}
+        return render(request, "settings/_member_row.html", context)
+    return redirect(request, "/settings/users", flash=message)
 
 
 @router.get("/audit")
