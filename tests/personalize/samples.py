@@ -19,6 +19,8 @@ Your last order on {{ event.properties.order_date | local_date: "long" }} came t
 {% else %}
 <p>Here is something you might like.</p>
 {% endif %}
+<p style="font-size:14px;color:#333333">Free delivery on orders over {{ 50 | money: "GBP" }} until
+{{ event.properties.order_date | local_date: "d MMMM" }}, and free returns within 30 days of delivery.</p>
 <h2>Picked for you</h2>
 <ul>
 {% for p in recommendations limit: 3 %}
