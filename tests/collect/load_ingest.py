@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -216,40 +217,39 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rapport-load-"))
     db_url = args.database_url or f"sqlite:///{tmp / 'load.db'}"
     key = make_workspace(db_url)
-    results = []
-    port = _free_port()
-    proc = start_rapport(db_url, port, full_sync=not args.no_full_sync)
-    try:
-        asyncio.run(drive(port, key, mode=args.mode, concurrency=args.concurrency, seconds=1.0))  # warm up
-        results.append(
-            {
-                "target": "rapport",
-                **asyncio.run(
-                    drive(port, key, mode=args.mode, concurrency=args.concurrency, seconds=args.seconds)
-                ),
-            }
-        )
-    finally:
-        proc.terminate()
-        proc.wait()
+    targets = [("rapport", lambda port: start_rapport(db_url, port, full_sync=not args.no_full_sync))]
     if not args.skip_null:
+        targets.append(("null", start_null))
+    for name, start in targets:
         port = _free_port()
-        proc = start_null(port)
+        proc = start(port)
         try:
-            asyncio.run(drive(port, key, mode=args.mode, concurrency=args.concurrency, seconds=1.0))
-            results.append(
-                {
-                    "target": "null",
-                    **asyncio.run(
-                        drive(port, key, mode=args.mode, concurrency=args.concurrency, seconds=args.seconds)
-                    ),
-                }
+            asyncio.run(
+                drive(port, key, mode=args.mode, concurrency=args.concurrency, seconds=1.0)
+            )  # warm up
+            cpu_before = _cpu_seconds(proc.pid)
+            result = asyncio.run(
+                drive(port, key, mode=args.mode, concurrency=args.concurrency, seconds=args.seconds)
             )
+            cpu = _cpu_seconds(proc.pid) - cpu_before
         finally:
             proc.terminate()
             proc.wait()
-    for result in results:
-        print(json.dumps(result))
+        events = result["events_per_s"] * args.seconds
+        extra = {"full_sync": not args.no_full_sync} if name == "rapport" else {}
+        # Server CPU per event does not depend on what else the machine runs: the fair comparison on a
+        # busy box.
+        print(
+            json.dumps(
+                {"target": name, **extra, **result, "server_cpu_us_per_event": round(cpu / events * 1e6, 1)}
+            )
+        )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -142,15 +142,18 @@ def build_ingest(
     max_pending: int = 20_000,
     max_group: int = 2_000,
     key_cache_seconds: float = KEY_CACHE_SECONDS,
-    full_sync: bool = True,
+    full_sync: bool | None = None,
 ) -> IngestState:
     """Build the ingest state for ``create_app``: a committer writing through ``runtime``'s engine.
 
     ``full_sync`` (SQLite only): fsync every group commit so an acknowledged event survives a power cut;
     False trades that for latency (it still survives a crash of the process). PostgreSQL follows its own
-    ``synchronous_commit``.
+    ``synchronous_commit``. Unset, it follows ``settings.ingest_full_sync`` when Settings has that field,
+    else True.
     """
     engine = runtime.engine
+    if full_sync is None:
+        full_sync = bool(getattr(runtime.settings, "ingest_full_sync", True))
     committer: Committer[ingest.IngestWork, list[int]] = Committer(
         write=lambda works: ingest.write_works(engine, works, full_sync=full_sync),
         size=lambda work: work.size,
