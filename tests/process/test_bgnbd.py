@@ -174,3 +174,20 @@ def test_history_is_validated() -> None:
         bgnbd.p_alive(CDNOW, [1], [12.0], [10.0])
     with pytest.raises(ValueError, match="whole number"):
         bgnbd.p_alive(CDNOW, [1.5], [1.0], [10.0])
+
+
+def test_a_equal_to_one_is_the_limit_of_its_neighbours() -> None:
+    # The closed form divides by a − 1; at a = 1 exactly it must still give the continuous limit.
+    near = [
+        float(bgnbd.expected_purchases(BgNbdParams(r=0.5, alpha=5.0, a=a, b=2.0), 20.0, 3, 10.0, 15.0))
+        for a in (1.0 - 1e-5, 1.0, 1.0 + 1e-5)
+    ]
+    assert near[1] == pytest.approx((near[0] + near[2]) / 2, rel=1e-5)
+    oracle = oracles.expected_purchases(0.5, 5.0, 1.0, 2.0, 20.0, 3, 10.0, 15.0)
+    assert near[1] == pytest.approx(oracle, rel=1e-5)
+
+
+def test_penalizer_shrinks_the_parameters(cdnow_summary: CdnowSummary, fitted: BgNbdParams) -> None:
+    shrunk = bgnbd.fit_bgnbd(cdnow_summary.x, cdnow_summary.t_x, cdnow_summary.T, penalizer=0.01)
+    assert shrunk.alpha < fitted.alpha
+    assert shrunk.log_likelihood < fitted.log_likelihood

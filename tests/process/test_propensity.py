@@ -27,7 +27,7 @@ def _population(n: int, seed: int, signal: float) -> tuple[np.ndarray, np.ndarra
 
 
 @pytest.mark.parametrize("algorithm", ["gradient_boosting", "logistic"])
-def test_a_real_signal_gives_a_usable_model(algorithm: str) -> None:
+def test_a_real_signal_gives_a_usable_model(algorithm: propensity.Algorithm) -> None:
     features, labels, dates = _population(6000, seed=1, signal=1.5)
     model = propensity.train(features, labels, NAMES, reference_dates=dates, algorithm=algorithm)
     v = model.validation
