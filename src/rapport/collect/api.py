@@ -9,6 +9,7 @@ a full ingest queue → 429 with Retry-After. See docs/tracking-api.md.
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from rapport.errors import BadRequest, Forbidden, RapportError, RateLimited, Una
 from rapport.kit.tokens import hash_token
 from rapport.runtime import Runtime
 
+log = logging.getLogger("rapport.collect.api")
 router = APIRouter(prefix="/v1", tags=["tracking"])
 
 _SUCCESS = b'{"success":true}'
@@ -113,9 +115,12 @@ class IngestAuth:
         now = time.monotonic()
         if now - self._touched.get(principal.id, -_LAST_USED_EVERY) >= _LAST_USED_EVERY:
             self._touched[principal.id] = now
-            with runtime.sessions() as db:
-                accounts_service.authenticate_key(db, key, now=runtime.clock.now())
-                db.commit()
+            try:
+                with runtime.sessions() as db:
+                    accounts_service.authenticate_key(db, key, now=runtime.clock.now())
+                    db.commit()
+            except Exception as exc:  # last-used is bookkeeping: it must never refuse an event
+                log.warning("could not record key use: %s", type(exc).__name__)
         return principal
 
 

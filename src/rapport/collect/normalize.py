@@ -206,7 +206,7 @@ def _refuse_constant(name: str) -> Any:
 def parse_json(data: bytes) -> Any:
     """Parse a request body; refuses NaN/Infinity (PostgreSQL cannot store them) and absurd nesting."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"body is not UTF-8 (byte {exc.start})") from None
     try:
