@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
 from rapport.models import Event, Identity, Workspace
+from rapport.models.consent import Subscription
 from rapport.runtime import Runtime
 from rapport.synth.catalogue import STORES
 from rapport.synth.demo import demo_reference_date, fill_workspace
-from rapport.synth.generator import SynthSpec, iter_events
+from rapport.synth.generator import SynthSpec, iter_events, iter_profiles
 from tests.support.tenants import Tenant
 
 REF = datetime(2026, 6, 1, tzinfo=UTC)
@@ -48,6 +50,22 @@ def test_fill_loads_every_customer_and_event_deterministically(
         assert workspace is not None
         assert [s["id"] for s in workspace.settings["stores"]] == [s.id for s in STORES]
         assert workspace.settings["products"]
+        states = Counter(
+            (channel, state)
+            for channel, state in db.execute(
+                select(Subscription.channel, Subscription.state).where(
+                    Subscription.workspace_id == tenant.workspace_id
+                )
+            )
+        )
+    profiles = list(iter_profiles(SynthSpec(profiles=60, seed=3, reference_date=REF)))
+    expected_states = Counter(
+        (channel, p[f"{channel}_consent"])
+        for p in profiles
+        for channel in ("email", "sms")
+        if p[f"{channel}_consent"] != "never_asked"
+    )
+    assert states == expected_states and report.consents == sum(expected_states.values())
     keys = _event_keys(runtime, tenant.workspace_id)
     assert {k[0] for k in keys} == {e["messageId"] for e in expected}
     fill_workspace(

@@ -69,7 +69,8 @@ def demo(
             runtime, workspace_id=workspace_id, customers=customers, seed=seed, console=console
         )
         console.print(
-            f"Loaded {filled.profiles:,} customers and {filled.events:,} events in {filled.seconds:.1f} s "
+            f"Loaded {filled.profiles:,} customers, {filled.events:,} events and {filled.consents:,} consent "
+            f"statements in {filled.seconds:.1f} s "
             f"(a year of activity up to {filled.reference_date:%Y-%m-%d})"
         )
     runtime.close()

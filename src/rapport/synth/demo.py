@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
 
 from rapport.collect import importer
-from rapport.models import Workspace
+from rapport.consent import rules as consent_rules
+from rapport.consent import service as consent_service
+from rapport.models import Identity, Workspace
 from rapport.runtime import Runtime
 from rapport.synth import catalogue
 from rapport.synth.generator import SynthSpec, iter_chunks, products, stores
@@ -29,6 +32,7 @@ class FillReport:
     profiles: int
     events: int
     failed: int
+    consents: int
     seconds: float
     reference_date: datetime
 
@@ -59,7 +63,7 @@ def fill_workspace(
     spec = SynthSpec(profiles=customers, seed=seed, reference_date=ref, chunk_size=CHUNK)
     started = time.perf_counter()
     _store_catalogue(runtime, workspace_id)
-    n_profiles = n_events = failed = 0
+    n_profiles = n_events = failed = consents = 0
     progress = Progress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
@@ -89,13 +93,54 @@ def fill_workspace(
             )
             failed += report.failed
             n_events += len(chunk.events)
+            consents += _record_consent(runtime, workspace_id, chunk.profiles)
             remaining = customers - n_profiles
             progress.update(e_task, completed=n_events, total=n_events + remaining * EVENTS_PER_CUSTOMER)
-    return FillReport(n_profiles, n_events, failed, time.perf_counter() - started, ref)
+    return FillReport(n_profiles, n_events, failed, consents, time.perf_counter() - started, ref)
 
 
 def _advance(progress: Progress, task: TaskID, base: int) -> Callable[[int], None]:
     return lambda done: progress.update(task, completed=base + done)
+
+
+_CONSENT_ACTIONS = {
+    consent_rules.SUBSCRIBED: consent_rules.GRANT,
+    consent_rules.UNSUBSCRIBED: consent_rules.WITHDRAW,
+}
+
+
+def _record_consent(runtime: Runtime, workspace_id: int, profiles: list[dict[str, object]]) -> int:
+    """Record the customers' email/SMS consent states through the consent domain; return the count."""
+    user_ids = [str(p["user_id"]) for p in profiles]
+    now = runtime.clock.now()
+    n = 0
+    with runtime.sessions() as db:
+        found = db.execute(
+            select(Identity.value, Identity.profile_id).where(
+                Identity.workspace_id == workspace_id,
+                Identity.kind == "user_id",
+                Identity.value.in_(user_ids),
+            )
+        )
+        profile_ids: dict[str, int] = {value: pid for value, pid in found}
+        for row in profiles:
+            profile_id = profile_ids.get(str(row["user_id"]))
+            if profile_id is None:
+                continue
+            for channel in ("email", "sms"):
+                action = _CONSENT_ACTIONS.get(str(row[f"{channel}_consent"]))
+                if action is None:  # never asked: no statement at all
+                    continue
+                statement = consent_service.Statement(
+                    channel=channel, action=action, source="import", actor="demo",
+                    wording="Synthetic demo customer", details={"signup_date": row["signup_date"]},
+                )  # fmt: skip
+                consent_service.record(
+                    db, workspace_id=workspace_id, profile_id=profile_id, statement=statement, now=now
+                )
+                n += 1
+        db.commit()
+    return n
 
 
 def _store_catalogue(runtime: Runtime, workspace_id: int) -> None:
