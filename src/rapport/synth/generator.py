@@ -15,7 +15,10 @@ views and app screen views, product views, online and in-store ``order_completed
 category; in-store ones carry the store), email and SMS engagement, sign-ups, and for about one in five an
 anonymous visit later tied to the customer by an ``identify``. About one customer in twenty also brings an
 anonymous visitor who never identifies. Activity is skewed: a gamma-distributed engagement factor makes a
-few heavy customers and many light ones, and about six in ten buy in the year.
+few heavy customers and many light ones, and about four in ten buy in the year.
+
+``context.channel`` is one of Rapport's channel names: web, app, store (in-store purchases), email, sms.
+Emails use reserved domains (example.com, .example) and phones the 07 4xx mobile range, unique per customer.
 """
 
 from __future__ import annotations
