@@ -83,7 +83,25 @@ def _make_quarantined(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     return {"quarantine_id": answer.json()["quarantined"][0]["id"]}
 
 
+def _make_message(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    profile = _make_profile(client, tenant)
+    answer = client.post(
+        "/api/v1/messages",
+        json={
+            "profile_id": profile["profile_id"],
+            "channel": "email",
+            "subject": "Receipt",
+            "text": "Thanks",
+        },
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 202, answer.text
+    return {"message_pk": answer.json()["id"]}
+
+
 CASES: list[IsolationCase] = [
+    IsolationCase("GET", "/api/v1/messages/{message_pk}", _make_message),
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}/messages", _make_profile),
     IsolationCase("GET", "/api/v1/profiles/{profile_id}", _make_profile),
     IsolationCase("GET", "/api/v1/profiles/{profile_id}/events", _make_profile),
     IsolationCase("GET", "/api/v1/profiles/{profile_id}/traits", _make_profile),
