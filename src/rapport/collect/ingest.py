@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Engine, Table
+from sqlalchemy import JSON, Connection, Engine, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
@@ -199,16 +199,19 @@ def prepare(
 
 def append_events(db: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert event rows, ignoring any whose (workspace_id, message_id) is already stored (R1)."""
-    if not rows:
-        return
-    if _driver_insert(db, rows):
+    if rows:
+        _insert_rows(db.connection(), rows)
+
+
+def _insert_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if _driver_insert(conn, rows):
         return
     table = cast(Table, Event.__table__)
-    if db.get_bind().dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         stmt: Any = pg_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
     else:
         stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
-    db.execute(stmt, list(rows))
+    conn.execute(stmt, list(rows))
 
 
 @functools.cache
@@ -237,23 +240,27 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
 
 
-def _driver_insert(db: Session, rows: Sequence[dict[str, Any]]) -> bool:
-    """Insert through the driver's executemany: the hot path, ~5x cheaper per row than Core's binding.
+@functools.cache
+def _insert_sql(dialect: str) -> str:
+    """The driver-level INSERT … ON CONFLICT DO NOTHING; names come from the table, values are bound."""
+    columns = _event_columns()
+    names = ", ".join(f'"{name}"' for name, _kind in columns)
+    marks = ", ".join(["?" if dialect == "sqlite" else "%s"] * len(columns))
+    conflict = " ON CONFLICT (workspace_id, message_id) DO NOTHING"
+    return "INSERT INTO events (" + names + ") VALUES (" + marks + ")" + conflict  # noqa: S608
+
+
+def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
+    """Insert through the driver's executemany: the hot path, ~3x cheaper per row than Core's binding.
 
     Same statement and stored representation as the Core path (JSON text or JSONB, UTC times); used only
     when every row carries every column. Returns False when it does not apply.
     """
     columns = _event_columns()
-    if any(name not in rows[0] for name, _kind in columns):
+    dialect = conn.dialect.name
+    if dialect not in {"sqlite", "postgresql"} or any(name not in rows[0] for name, _kind in columns):
         return False
-    dialect = db.get_bind().dialect.name
-    if dialect not in {"sqlite", "postgresql"}:
-        return False
-    names = ", ".join(f'"{name}"' for name, _kind in columns)
-    mark = "?" if dialect == "sqlite" else "%s"
-    # Column names come from the table definition; every value is bound.
-    placeholders = ", ".join([mark] * len(columns))
-    sql = f"INSERT INTO events ({names}) VALUES ({placeholders}) ON CONFLICT (workspace_id, message_id) DO NOTHING"  # noqa: S608
+    sqlite = dialect == "sqlite"
     dumps = json.dumps
     params: list[tuple[Any, ...]] = []
     for row in rows:
@@ -261,16 +268,16 @@ def _driver_insert(db: Session, rows: Sequence[dict[str, Any]]) -> bool:
         for name, kind in columns:
             value = row[name]
             if kind == "json":
-                value = dumps(value) if dialect == "sqlite" else Jsonb(value)
-            elif kind == "time" and dialect == "sqlite":
+                value = dumps(value) if sqlite else Jsonb(value)
+            elif kind == "time" and sqlite:
                 value = _sqlite_time(value)
             values.append(value)
         params.append(tuple(values))
-    raw = db.connection().connection.driver_connection
+    raw = conn.connection.driver_connection
     assert raw is not None
     cursor = raw.cursor()
     try:
-        cursor.executemany(sql, params)
+        cursor.executemany(_insert_sql(dialect), params)
     finally:
         cursor.close()
     return True
@@ -297,8 +304,8 @@ def _record_audits(db: Session, audits: Sequence[dict[str, Any]]) -> None:
 
 
 @contextmanager
-def durable_session(engine: Engine, *, full_sync: bool = True) -> Iterator[Session]:
-    """Yield a session whose commit is durable: on SQLite the connection syncs fully for this transaction.
+def durable_connection(engine: Engine, *, full_sync: bool = True) -> Iterator[Connection]:
+    """Yield a connection whose commits are durable: on SQLite it syncs fully while ingest holds it.
 
     The shared engine runs SQLite WAL with ``synchronous=NORMAL`` (survives a process crash, not a power
     cut); acknowledging an event promises more, so ingest commits with ``synchronous=FULL``. Group commit
@@ -309,10 +316,9 @@ def durable_session(engine: Engine, *, full_sync: bool = True) -> Iterator[Sessi
         sqlite = conn.dialect.name == "sqlite" and full_sync
         raw = conn.connection.driver_connection if sqlite else None
         if raw is not None:
-            raw.execute("PRAGMA synchronous=FULL")
+            raw.execute("PRAGMA synchronous=FULL")  # outside a transaction, as SQLite requires
         try:
-            with Session(bind=conn, expire_on_commit=False) as db:
-                yield db
+            yield conn
         finally:
             if raw is not None and not conn.invalidated:
                 raw.execute("PRAGMA synchronous=NORMAL")
@@ -320,12 +326,20 @@ def durable_session(engine: Engine, *, full_sync: bool = True) -> Iterator[Sessi
 
 def write_works(engine: Engine, works: Sequence[IngestWork], *, full_sync: bool = True) -> list[list[int]]:
     """Write several units in one durable transaction; return each unit's quarantine ids."""
-    with durable_session(engine, full_sync=full_sync) as db:
-        append_events(db, [row for work in works for row in work.events])
-        ids = [add_quarantined(db, work.quarantined) for work in works]
-        for work in works:
-            _record_audits(db, work.audits)
-        db.commit()
+    events = [row for work in works for row in work.events]
+    with durable_connection(engine, full_sync=full_sync) as conn:
+        if not any(work.quarantined or work.audits for work in works):
+            # The common case: events only. A bare connection costs far less than an ORM session.
+            with conn.begin():
+                if events:
+                    _insert_rows(conn, events)
+            return [[] for _ in works]
+        with Session(bind=conn, expire_on_commit=False) as db:
+            append_events(db, events)
+            ids = [add_quarantined(db, work.quarantined) for work in works]
+            for work in works:
+                _record_audits(db, work.audits)
+            db.commit()
     return ids
 
 
