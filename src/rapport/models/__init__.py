@@ -2,26 +2,36 @@
 
 from rapport.models.account import ApiKey, Membership, UiSession, User, Workspace
 from rapport.models.audit import AuditEntry
+from rapport.models.channel_state import PushSubscriptionRecord, WebhookReceipt
 from rapport.models.consent import ConsentRecord, Subscription, Topic
 from rapport.models.event import Event, QuarantinedEvent
 from rapport.models.idempotency import IdempotencyRecord
 from rapport.models.job import Job
 from rapport.models.message import Message, SendCounter
+from rapport.models.process import ComputedTrait, LifestyleRow, LifestyleTable, ScoreRun
 from rapport.models.profile import Identity, Profile, ProfileMerge, Suppression, TraitChange
+from rapport.models.segment import Segment, SegmentMember
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "ComputedTrait",
     "ConsentRecord",
     "Event",
     "IdempotencyRecord",
     "Identity",
     "Job",
+    "LifestyleRow",
+    "LifestyleTable",
     "Membership",
     "Message",
     "Profile",
     "ProfileMerge",
+    "PushSubscriptionRecord",
     "QuarantinedEvent",
+    "ScoreRun",
+    "Segment",
+    "SegmentMember",
     "SendCounter",
     "Subscription",
     "Suppression",
@@ -29,5 +39,6 @@ __all__ = [
     "TraitChange",
     "UiSession",
     "User",
+    "WebhookReceipt",
     "Workspace",
 ]

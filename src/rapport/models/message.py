@@ -55,6 +55,8 @@ class Message(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
 
 

@@ -25,6 +25,8 @@ class Profile(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
     )
 
     traits: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
+    # Materialised computed traits and scores (see rapport.process); windowed traits are not kept here.
+    computed: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
     trait_times: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
     # Denormalised from identities/traits for search and display.
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
