@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from rapport.personalize import RenderFailed, RenderLimits, TemplateEngine, render_parts, single_line
+from rapport.personalize import (
+    RenderFailed,
+    RenderLimits,
+    TemplateEngine,
+    html_to_text,
+    render_parts,
+    single_line,
+)
+from rapport.personalize.text import text_template_from_html
 from tests.personalize.samples import EMAIL_2KB, sample_context
 
 ENGINE = TemplateEngine(snippets={"sig": "<p>{{ name }}</p>"})
@@ -69,3 +77,41 @@ def test_parts_share_one_time_budget() -> None:
 )
 def test_single_line(text: str, expected: str) -> None:
     assert single_line(text) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"scores": {"rfm": {"segment": "at_risk"}}, "store": None, "first_name": "<Bo & Co>"},
+        {"recommendations": []},
+        {"recommendations": [{"name": "Solo", "url": "https://shop.example/solo", "price": 1, "stock": 9}]},
+    ],
+)
+def test_the_generated_text_equals_converting_the_rendered_html(changes: dict[str, object]) -> None:
+    context = sample_context() | changes
+    parts = render_parts(ENGINE, {"html": EMAIL_2KB}, context)
+    assert parts["text"] == html_to_text(parts["html"])
+
+
+def test_snippets_in_the_html_are_converted_for_the_text_part() -> None:
+    engine = TemplateEngine(snippets={"footer": "<p>Bye <a href='{{ url }}'>now</a></p><ul><li>x</li></ul>"})
+    parts = render_parts(
+        engine, {"html": "<h1>Hi</h1>{% render 'footer', url: link %}"}, {"link": "https://e.x"}
+    )
+    assert parts["text"] == "Hi\n==\n\nBye now (https://e.x)\n\n- x\n"
+    assert parts["text"] == html_to_text(parts["html"])
+
+
+def test_a_template_that_does_not_convert_falls_back_to_the_rendered_html() -> None:
+    # the {% if %} sits in an attribute (dropped from text) while its {% endif %} is in the body
+    html = '<p class="{% if vip %}gold">Dear VIP</p><p class="x{% endif %}">Hello {{ name }}</p>'
+    parts = render_parts(ENGINE, {"html": html}, {"vip": True, "name": "Ada"})
+    assert parts["text"] == "Dear VIP\n\nHello Ada\n"
+
+
+def test_text_template_from_html_keeps_liquid_and_shields_it_from_the_parser() -> None:
+    source = "<ul>\n{% for p in items %}\n<li>{{ p }}{% if p.size < 3 %} (short){% endif %}</li>\n{% endfor %}\n</ul>"
+    assert text_template_from_html(source) == (
+        "{% for p in items %}- {{ p }}{% if p.size < 3 %} (short){% endif %}\n{% endfor %}"
+    )

@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from time import perf_counter
 from typing import Any
 
@@ -47,7 +48,7 @@ from rapport.personalize.limits import (
     ValueSizeLimitError,
     apply_limits,
 )
-from rapport.personalize.text import html_to_text
+from rapport.personalize.text import fit_underlines, html_to_text, text_template_from_html, tidy_text
 
 _REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (RenderTimeLimitError, "time_limit"),
@@ -257,6 +258,7 @@ class TemplateEngine:
 
 HTML_PARTS = frozenset({"html"})
 SINGLE_LINE_PARTS = frozenset({"subject", "preheader", "title", "from_name"})
+_SNIPPET_TAG = re.compile(r"(?:\{%-?|\n)\s*(?:render|include)\b")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
@@ -291,5 +293,33 @@ def render_parts(
             ) from failure
         rendered[name] = single_line(text) if name in SINGLE_LINE_PARTS else text
     if "html" in rendered and not rendered.get("text", "").strip():
-        rendered["text"] = html_to_text(rendered["html"])
+        rendered["text"] = _generated_text(engine, parts["html"], rendered["html"], context, snippets, budget)
     return rendered
+
+
+@lru_cache(maxsize=512)
+def _text_template(html_source: str) -> tuple[str, bool]:
+    return text_template_from_html(html_source), bool(_SNIPPET_TAG.search(html_source))
+
+
+def _generated_text(
+    engine: TemplateEngine,
+    html_source: str,
+    html: str,
+    context: Mapping[str, Any],
+    snippets: Mapping[str, str] | None,
+    budget: RenderBudget,
+) -> str:
+    """Render the text template derived from the HTML template; else convert the rendered HTML."""
+    text_source, uses_snippets = _text_template(html_source)
+    text_snippets = None
+    if uses_snippets:
+        available = engine.snippets if snippets is None else snippets
+        text_snippets = {name: _text_template(source)[0] for name, source in available.items()}
+    try:
+        text = engine.render(text_source, context, snippets=text_snippets, budget=budget).text
+    except RenderFailed as failure:
+        if failure.reason == "time_limit":
+            raise RenderFailed(failure.reason, f"text: {failure.message}") from failure
+        return html_to_text(html)  # the derived template did not hold together: convert the result
+    return fit_underlines(tidy_text(text))
