@@ -9,6 +9,7 @@ a full ingest queue → 429 with Retry-After. See docs/tracking-api.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import zlib
@@ -90,6 +91,7 @@ class IngestAuth:
         self.ttl = ttl
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._touched: dict[int, float] = {}
+        self._inflight: dict[str, asyncio.Future[Principal]] = {}
 
     async def principal(self, runtime: Runtime, key: str) -> Principal:
         """Return the sender for ``key``: a write key, or a secret key holding ``events:write``."""
@@ -98,7 +100,13 @@ class IngestAuth:
         hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
-        principal = await anyio.to_thread.run_sync(self._load, runtime, key)
+        # One lookup per key at a time: concurrent requests arriving as the entry expires share it.
+        pending = self._inflight.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(anyio.to_thread.run_sync(self._load, runtime, key))
+            self._inflight[digest] = pending
+            pending.add_done_callback(lambda _f: self._inflight.pop(digest, None))
+        principal = await asyncio.shield(pending)
         if principal.kind == "secret_key" and not principal.can("events:write"):
             raise Forbidden("this key lacks the 'events:write' scope", code="missing_scope")
         if principal.kind not in {"write_key", "secret_key"}:
