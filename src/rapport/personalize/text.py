@@ -25,7 +25,7 @@ _PARAGRAPH = frozenset(
 _LINE = frozenset({"div", "section", "article", "header", "footer", "tr", "li", "dt", "dd", "center", "main"})
 _UNDERLINE = {"h1": "=", "h2": "-"}
 _SPACE = re.compile(r"[ \t\r\n\f\v]+")
-_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_TRAILING_SPACE = re.compile(r"[^\S\n]+\n")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _UNDERLINED = re.compile(r"^([^\n]+)\n(={3,}|-{3,})$", re.MULTILINE)
 _TAG_ONLY_LINE = re.compile(r"^((?:[ \t]*\{%.*?%\})+)[ \t]*\n", re.MULTILINE)
