@@ -118,7 +118,8 @@ def run_in_child(target: str, **kwargs: Any) -> dict[str, Any]:
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{target} failed:\n{proc.stderr[-3000:]}")
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        raise RuntimeError(f"{target} failed: {lines[-1][:300] if lines else proc.returncode}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 

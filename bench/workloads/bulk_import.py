@@ -196,36 +196,45 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     data: DataFiles = ensure_data(ctx.import_size or ctx.size, ctx.seed, log=ctx.log)
     results = []
     for kind in ctx.stores:
-        store = _Store(ctx, kind)
-        mine = Measurement("Rapport importer", "events/s")
-        ref = Measurement("raw executemany", "events/s")
-        profile_rates: list[float] = []
         try:
-            for run_no in range(ctx.runs):
-                for target, m in ((rapport_import, mine), (raw_executemany, ref)):
-                    out = run_in_child(
-                        f"{__name__}:{target.__name__}",
-                        url=store.new_url(),
-                        profiles_csv=str(data.profiles_csv),
-                        events_jsonl=str(data.events_jsonl),
-                    )
-                    seconds = out["profile_seconds"] + out["event_seconds"]
-                    m.values.append(out["events"] / seconds)
-                    m.rss_mb = max(m.rss_mb or 0.0, out["rss_mb"])
-                    m.extra["events"] = out["events"]
-                    m.extra["failed"] = out["failed"]
-                    if m is mine:
-                        profile_rates.append(out["profiles"] / out["profile_seconds"])
-                    ctx.log(
-                        f"  B3 {kind} run {run_no + 1}/{ctx.runs} {m.label}: {out['events']:,} events, "
-                        f"{seconds:.1f} s, {out['events'] / seconds:,.0f} events/s, RSS {out['rss_mb']:.0f} MB"
-                    )
-        finally:
-            store.cleanup()
-        note = f"{data.profiles:,} profiles + {data.events:,} events"
-        if profile_rates:
-            note += f"; importer profiles {min(profile_rates):,.0f}-{max(profile_rates):,.0f}/s"
-        if mine.extra.get("failed"):
-            note += f"; {mine.extra['failed']} rows refused"
-        results.append(Result("B3", TITLE, TARGET, store=kind, measurement=mine, reference=ref, note=note))
+            results.append(_run_store(ctx, data, kind))
+        except Exception as exc:  # one store failing must not hide the other's figures
+            ctx.log(f"  B3 {kind} failed: {exc}")
+            results.append(Result("B3", TITLE, TARGET, status="failed", store=kind, note=str(exc)[:300]))
     return results
+
+
+def _run_store(ctx: Context, data: DataFiles, kind: str) -> Result:
+    """Alternate the importer and the reference on fresh databases of one store."""
+    store = _Store(ctx, kind)
+    mine = Measurement("Rapport importer", "events/s")
+    ref = Measurement("raw executemany", "events/s")
+    profile_rates: list[float] = []
+    try:
+        for run_no in range(ctx.runs):
+            for target, m in ((rapport_import, mine), (raw_executemany, ref)):
+                out = run_in_child(
+                    f"{__name__}:{target.__name__}",
+                    url=store.new_url(),
+                    profiles_csv=str(data.profiles_csv),
+                    events_jsonl=str(data.events_jsonl),
+                )
+                seconds = out["profile_seconds"] + out["event_seconds"]
+                m.values.append(out["events"] / seconds)
+                m.rss_mb = max(m.rss_mb or 0.0, out["rss_mb"])
+                m.extra["events"] = out["events"]
+                m.extra["failed"] = out["failed"]
+                if m is mine:
+                    profile_rates.append(out["profiles"] / out["profile_seconds"])
+                ctx.log(
+                    f"  B3 {kind} run {run_no + 1}/{ctx.runs} {m.label}: {out['events']:,} events, "
+                    f"{seconds:.1f} s, {out['events'] / seconds:,.0f} events/s, RSS {out['rss_mb']:.0f} MB"
+                )
+    finally:
+        store.cleanup()
+    note = f"{data.profiles:,} profiles + {data.events:,} events"
+    if profile_rates:
+        note += f"; importer profiles {min(profile_rates):,.0f}-{max(profile_rates):,.0f}/s"
+    if mine.extra.get("failed"):
+        note += f"; {mine.extra['failed']} rows refused"
+    return Result("B3", TITLE, TARGET, store=kind, measurement=mine, reference=ref, note=note)

@@ -1,9 +1,9 @@
 """B7: render + MIME-build a 2 KB personalised email with unsubscribe headers, per core, against a bare
 python-liquid render of the same template with the same contexts (the same-run reference).
 
-End to end is Rapport's sandboxed ``personalize.TemplateEngine`` (HTML body and subject, limits on),
-``personalize.text.html_to_text`` for the text part and ``channels.mime.build_email`` with List-Unsubscribe
-headers. Contexts come from the generated customers (2,000 different ones per run).
+End to end is ``personalize.engine.render_parts`` (sandboxed engine with limits: subject, HTML and the
+text part derived from it, as the messaging pipeline renders) and ``channels.mime.build_email`` with
+List-Unsubscribe headers. Contexts come from the generated customers (2,000 different ones per run).
 """
 
 from __future__ import annotations
@@ -56,26 +56,24 @@ def bare_liquid(ctxs: list[dict[str, Any]]) -> float:
 
 
 def end_to_end(ctxs: list[dict[str, Any]]) -> tuple[float, int]:
-    """Render subject + HTML with Rapport's engine, derive the text part, build the MIME message."""
+    """Render subject + HTML (+ the derived text part) with ``render_parts``, build the MIME message."""
     from rapport.channels.base import EmailPayload
     from rapport.channels.mime import build_email
-    from rapport.personalize.engine import TemplateEngine
-    from rapport.personalize.text import html_to_text
+    from rapport.personalize.engine import TemplateEngine, render_parts
 
     engine = TemplateEngine()
-    body = engine.compile(TEMPLATE, html=True)
-    subject = engine.compile(SUBJECT)
+    parts = {"subject": SUBJECT, "html": TEMPLATE}
     size = 0
     started = time.perf_counter()
     for i, ctx in enumerate(ctxs):
-        html = engine.render(body, ctx).text
+        rendered = render_parts(engine, parts, ctx)
         payload = EmailPayload(
-            subject=engine.render(subject, ctx).text,
+            subject=rendered["subject"],
             from_address="news@hartleyandfinch.example",
             from_name="Hartley & Finch",
             to_name=f"{ctx['profile']['first_name']} {ctx['profile']['last_name']}",
-            html=html,
-            text=html_to_text(html),
+            html=rendered["html"],
+            text=rendered["text"],
             unsubscribe_url=ctx["links"]["unsubscribe"],
             unsubscribe_mailto="unsubscribe@hartleyandfinch.example",
         )
