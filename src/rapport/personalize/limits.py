@@ -9,6 +9,8 @@ expressions escape its loop limit (a range literal fed to a filter: ``{{ (1..100
   a loop whose body writes nothing is still caught), every filter call and every ``render`` of a snippet;
 - a filter may not receive a range longer than the loop limit, nor return a string longer than the
   output limit.
+- the output cap is counted in characters by ``OutputBuffer``; content and ``{{ }}`` nodes check it
+  inline (``GuardedContentNode``/``GuardedOutputNode``), every other writer through ``write``.
 
 The budget counts the CPU time of the rendering thread, not wall-clock time: on a busy worker a cheap
 template can wait 200 ms for the CPU, and failing it would punish a good message for the machine's
