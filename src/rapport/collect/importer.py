@@ -22,11 +22,11 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
@@ -39,7 +39,7 @@ from rapport.collect.processor import (
     rules_for,
     touch_for_event,
 )
-from rapport.collect.resolution import Touch, resolve_batch
+from rapport.collect.resolution import Touch, bulk_insert, resolve_batch
 from rapport.models import Event
 from rapport.models.event import PROCESSED
 from rapport.runtime import Runtime
@@ -267,7 +267,9 @@ def _event_ids(db: Session, workspace_id: int, message_ids: list[str]) -> list[i
     return sorted(found)
 
 
-_EVENT_COLUMNS = (
+_EVENTS = cast(Table, Event.__table__)
+_ON_DUPLICATE = "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+_EVENT_KEYS = (
     "workspace_id",
     "message_id",
     "type",
@@ -286,45 +288,11 @@ _EVENT_COLUMNS = (
     "source",
     "state",
 )
-_COLUMN_LIST = ", ".join(_EVENT_COLUMNS)
-_ON_DUPLICATE = "ON CONFLICT (workspace_id, message_id) DO NOTHING"
-_JSON_COLUMNS = frozenset({"properties", "traits", "context", "extra"})
-_TIME_COLUMNS = frozenset({"timestamp", "received_at", "sent_at"})
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    # The text SQLAlchemy's SQLite DATETIME stores (UTC, no zone), so values compare and read back alike.
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _insert_events(db: Session, rows: list[dict[str, Any]]) -> None:
-    """Append events with one executemany of pre-serialised values (the bulk path's hot loop).
-
-    Values are encoded here exactly as the ORM types would encode them (JSON text; UTC timestamps,
-    as SQLite text or aware datetimes for PostgreSQL); duplicates of (workspace, messageId) are skipped.
-    """
-    postgres = db.get_bind().dialect.name == "postgresql"
-    dumps = json.dumps
-    if postgres:
-        marks = ", ".join("%s::jsonb" if c in _JSON_COLUMNS else "%s" for c in _EVENT_COLUMNS)
-    else:
-        marks = ", ".join("?" for _ in _EVENT_COLUMNS)
-    # Column names and placeholders are constants of this module; every value is a bound parameter.
-    sql = f"INSERT INTO events ({_COLUMN_LIST}) VALUES ({marks}) {_ON_DUPLICATE}"  # noqa: S608
-    params = []
-    for row in rows:
-        values: list[Any] = []
-        for column in _EVENT_COLUMNS:
-            value = row.get(column)
-            if column in _JSON_COLUMNS:
-                value = dumps(value if value is not None else {})
-            elif column in _TIME_COLUMNS and not postgres:
-                value = _sqlite_time(value)
-            values.append(value)
-        params.append(tuple(values))
-    db.connection().exec_driver_sql(sql, params)
+    """Append events with one executemany; duplicates of (workspace, messageId) are skipped."""
+    bulk_insert(db, _EVENTS, [{k: r.get(k) for k in _EVENT_KEYS} for r in rows], suffix=_ON_DUPLICATE)
 
 
 def import_event_rows(

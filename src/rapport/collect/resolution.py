@@ -19,16 +19,18 @@ identifier resolves to nothing.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import JSON, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
+from rapport.db.base import UTCDateTime
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
 
 CHUNK = 2000
@@ -439,14 +441,15 @@ class BatchResolver:
                 }
                 for p, new_id in zip(fresh, new_ids, strict=True)
             ]
-            db.execute(insert(_PROFILES), rows)
+            bulk_insert(db, _PROFILES, rows)
             for p, new_id in zip(fresh, new_ids, strict=True):
                 real_of[p.id] = new_id
         for survivor, loser, reason, event_id in self.merge_ops:
             self._write_merge(real(survivor), loser, reason, event_id)
         if self.new_identities:
-            db.execute(
-                insert(_IDENTITIES),
+            bulk_insert(
+                db,
+                _IDENTITIES,
                 [
                     {
                         "workspace_id": ws,
@@ -518,7 +521,7 @@ class BatchResolver:
                 row["profile_id"] = real(row["profile_id"])
                 row["workspace_id"] = ws
                 row["recorded_at"] = now
-            db.execute(insert(_HISTORY), self.history)
+            bulk_insert(db, _HISTORY, self.history)
             self.result.trait_changes += len(self.history)
         return real
 
@@ -580,6 +583,46 @@ class BatchResolver:
         for hook in self.merge_hooks:
             hook(db, ws, survivor, loser)
         self.result.merges.append((survivor, loser))
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # The text SQLAlchemy's SQLite DATETIME stores (UTC, no zone), so values compare and read back alike.
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def bulk_insert(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, suffix: str = "") -> None:
+    """Insert ``rows`` (same keys each) with one executemany of values serialised here, not per value by
+    SQLAlchemy's types: JSON as text, UTC timestamps as SQLite text or aware datetimes for PostgreSQL.
+
+    The bulk paths' hot loop; ``suffix`` may add a constant ``ON CONFLICT …`` clause.
+    """
+    if not rows:
+        return
+    postgres = db.get_bind().dialect.name == "postgresql"
+    columns = list(rows[0])
+    json_cols = {c for c in columns if isinstance(table.c[c].type, JSON)}
+    time_cols = {c for c in columns if isinstance(table.c[c].type, UTCDateTime)}
+    if postgres:
+        marks = ", ".join("%s::jsonb" if c in json_cols else "%s" for c in columns)
+    else:
+        marks = ", ".join("?" for _ in columns)
+    # Table and column names come from the ORM metadata; every value is a bound parameter.
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) {suffix}"  # noqa: S608
+    dumps = json.dumps
+    params = []
+    for row in rows:
+        values: list[Any] = []
+        for column in columns:
+            value = row[column]
+            if column in json_cols:
+                value = dumps(value)
+            elif column in time_cols and value is not None:
+                value = value if postgres else _sqlite_time(value)
+            values.append(value)
+        params.append(tuple(values))
+    db.connection().exec_driver_sql(sql, params)
 
 
 def allocate_ids(db: Session, table: Table, count: int) -> list[int]:
