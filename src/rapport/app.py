@@ -101,9 +101,9 @@ def create_app(
     app.state.ingest = ingest
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.include_router(collect_api.router)  # first: the hot path should not be matched against every route
     app.include_router(health.router)
     app.include_router(accounts_api.router)
-    app.include_router(collect_api.router)
     app.include_router(collect_quarantine.router)
     app.include_router(profiles_api.router)
     app.include_router(import_api.router)
