@@ -24,6 +24,9 @@ from rapport.consent import web as consent_web
 from rapport.messaging import api as messaging_api
 from rapport.messaging import setup as messaging_setup
 from rapport.messaging.delivery import Deliverer
+from rapport.process import api as process_api
+from rapport.process import hooks as process_hooks
+from rapport.process import tasks as process_tasks
 from rapport.profiles import api as profiles_api
 from rapport.runtime import Runtime, build_runtime
 from rapport.web import mount as web_mount
@@ -39,6 +42,7 @@ def wire_runtime(runtime: Runtime) -> Runtime:
         return runtime
     hooks = hooks_for(runtime)
     consent_hooks.register(hooks)
+    process_hooks.register(hooks)
     hooks.exporters["messages"] = messaging_setup.export_messages
     messaging_setup.register_channels(runtime)
     runtime.ports["wired"] = True
@@ -51,6 +55,7 @@ def build_worker(runtime: Runtime) -> Worker:
     worker = Worker(runtime, build_registry(runtime))
     worker.add_tick(Processor(runtime).tick)
     worker.add_tick(Deliverer(runtime, worker_id=worker.worker_id).tick)
+    worker.add_tick(process_tasks.NightlyScheduler(runtime).tick)
     return worker
 
 
@@ -58,6 +63,7 @@ def build_registry(runtime: Runtime) -> HandlerRegistry:
     """Register every domain's background job handlers."""
     registry = HandlerRegistry()
     registry.register(import_tasks.JOB_KIND, import_tasks.run_import)
+    process_tasks.register(registry)
     return registry
 
 
@@ -110,5 +116,6 @@ def create_app(
     app.include_router(consent_api.router)
     app.include_router(consent_web.router)
     app.include_router(messaging_api.router)
+    app.include_router(process_api.router)
     web_mount.mount(app, runtime)
     return app

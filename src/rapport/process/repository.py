@@ -1,0 +1,160 @@
+"""Queries of the process domain: event views, profile batches, and merge-patches of ``Profile.computed``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.orm import Session
+
+from rapport.db.base import UTCDateTime
+from rapport.models import Event, Profile, Workspace
+from rapport.process.computed import EventView, PurchaseSettings
+
+_EVENT_COLUMNS = (
+    Event.id,
+    Event.profile_id,
+    Event.event,
+    Event.type,
+    Event.channel,
+    Event.timestamp,
+    Event.properties,
+    Event.context,
+)
+CHUNK = 500
+
+
+def view(row: Any) -> EventView:
+    """Turn a selected event row into the fold's view of it."""
+    return EventView(
+        id=row.id,
+        profile_id=row.profile_id,
+        event=row.event,
+        type=row.type,
+        channel=row.channel,
+        timestamp=row.timestamp,
+        properties=row.properties if isinstance(row.properties, dict) else {},
+        context=row.context if isinstance(row.context, dict) else {},
+    )
+
+
+def purchase_settings(db: Session, workspace_id: int) -> PurchaseSettings:
+    """Return the workspace's purchase settings (events and value property)."""
+    settings = db.scalar(select(Workspace.settings).where(Workspace.id == workspace_id))
+    return PurchaseSettings.from_settings(settings if isinstance(settings, dict) else {})
+
+
+def events_by_id(db: Session, workspace_id: int, event_ids: Sequence[int]) -> list[EventView]:
+    """Return the linked events among ``event_ids``, in id order."""
+    out: list[EventView] = []
+    for i in range(0, len(event_ids), CHUNK):
+        part = list(event_ids[i : i + CHUNK])
+        rows = db.execute(
+            select(*_EVENT_COLUMNS)
+            .where(Event.workspace_id == workspace_id, Event.id.in_(part), Event.profile_id.is_not(None))
+            .order_by(Event.id)
+        )
+        out.extend(view(r) for r in rows)
+    out.sort(key=lambda e: e.id)
+    return out
+
+
+def events_of_profiles(
+    db: Session,
+    workspace_id: int,
+    profile_ids: Sequence[int],
+    *,
+    names: Iterable[str] | None = None,
+    since: datetime | None = None,
+) -> Iterator[EventView]:
+    """Yield the events of ``profile_ids`` ordered by (profile, timestamp, id), optionally narrowed."""
+    for i in range(0, len(profile_ids), CHUNK):
+        part = list(profile_ids[i : i + CHUNK])
+        stmt = select(*_EVENT_COLUMNS).where(Event.workspace_id == workspace_id, Event.profile_id.in_(part))
+        if names is not None:
+            stmt = stmt.where(Event.event.in_(sorted(set(names))))
+        if since is not None:
+            stmt = stmt.where(Event.timestamp >= bindparam("since", since, type_=UTCDateTime()))
+        stmt = stmt.order_by(Event.profile_id, Event.timestamp, Event.id)
+        for row in db.execute(stmt):
+            yield view(row)
+
+
+def computed_of(db: Session, workspace_id: int, profile_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Return ``Profile.computed`` of each profile."""
+    ids = sorted(set(profile_ids))
+    out: dict[int, dict[str, Any]] = {}
+    for i in range(0, len(ids), CHUNK):
+        rows = db.execute(
+            select(Profile.id, Profile.computed).where(
+                Profile.workspace_id == workspace_id, Profile.id.in_(ids[i : i + CHUNK])
+            )
+        )
+        for pid, computed in rows:
+            out[pid] = dict(computed) if isinstance(computed, dict) else {}
+    return out
+
+
+def profile_id_batches(db: Session, workspace_id: int, *, size: int = 1000) -> Iterator[list[int]]:
+    """Yield the ids of the workspace's live (not merged-away) profiles in ascending batches (keyset)."""
+    after = 0
+    while True:
+        ids = list(
+            db.execute(
+                select(Profile.id)
+                .where(
+                    Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None), Profile.id > after
+                )
+                .order_by(Profile.id)
+                .limit(size)
+            ).scalars()
+        )
+        if not ids:
+            return
+        yield ids
+        after = ids[-1]
+
+
+_PG_PATCH = text(
+    "UPDATE profiles SET computed = computed - CAST(:rm AS TEXT[]) || CAST(:patch AS JSONB) "
+    "WHERE id = :id AND workspace_id = :ws"
+)
+_SQLITE_WRITE = text("UPDATE profiles SET computed = :c WHERE id = :id")
+
+
+def patch_computed(
+    db: Session,
+    workspace_id: int,
+    patches: Mapping[int, Mapping[str, Any]],
+    *,
+    remove: Sequence[str] = (),
+) -> int:
+    """Set top-level keys of ``Profile.computed`` (and drop ``remove`` keys) for many profiles at once.
+
+    Keys not named are left alone, so writers of different keys (computed traits, scores, lifestyle) never
+    undo each other. PostgreSQL: ``computed - keys || patch`` in one executemany; SQLite (one writer at a
+    time, and the transaction holds the lock from its start): read, merge in Python, write back.
+    """
+    if not patches:
+        return 0
+    if db.get_bind().dialect.name == "postgresql":
+        params = [
+            {"id": pid, "ws": workspace_id, "rm": list(remove), "patch": json.dumps(patch)}
+            for pid, patch in patches.items()
+        ]
+        db.execute(_PG_PATCH, params)
+        return len(params)
+    current = computed_of(db, workspace_id, patches)
+    rows = []
+    for pid, patch in patches.items():
+        if pid not in current:
+            continue
+        merged = {k: v for k, v in current[pid].items() if k not in remove}
+        merged.update(patch)
+        rows.append({"id": pid, "c": json.dumps(merged)})
+    if rows:
+        db.execute(_SQLITE_WRITE, rows)
+    return len(rows)
