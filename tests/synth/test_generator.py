@@ -160,3 +160,18 @@ def test_some_anonymous_visitors_are_identified_later(sample: tuple[list[dict], 
         assert e["traits"]["email"]
     identified = {e["anonymousId"] for e in identifies}
     assert len(set(first_anonymous) - identified) > 0  # some never identify
+
+
+def test_memory_stays_flat_while_streaming() -> None:
+    import tracemalloc
+
+    def peak(n: int) -> int:
+        tracemalloc.start()
+        for _ in iter_events(SynthSpec(profiles=n, seed=1, chunk_size=100)):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    small, big = peak(300), peak(1200)
+    assert big < small * 1.5  # four times the customers, about the same memory: one chunk at a time
