@@ -267,8 +267,10 @@ def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
         values: list[Any] = []
         for name, kind in columns:
             value = row[name]
-            if kind == "json":
-                value = dumps(value) if sqlite else Jsonb(value)
+            if kind == "json" and not sqlite:
+                value = Jsonb(value)
+            elif kind == "json":
+                value = "{}" if value == {} else dumps(value)
             elif kind == "time" and sqlite:
                 value = _sqlite_time(value)
             values.append(value)
