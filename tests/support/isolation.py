@@ -99,6 +99,35 @@ def _make_message(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     return {"message_pk": answer.json()["id"]}
 
 
+def _make_computed_trait(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/computed-traits",
+        json={"name": "iso_count", "event": "iso", "aggregation": "count"},
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    return {"trait_id": answer.json()["id"]}
+
+
+def _make_score_run(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post("/api/v1/scores/run", json={"kinds": ["rfm"]}, headers=tenant.secret_headers)
+    assert answer.status_code == 202, answer.text
+    client.app.state.worker.drain()  # type: ignore[attr-defined]
+    runs = client.get("/api/v1/scores/runs", headers=tenant.secret_headers).json()
+    return {"run_id": runs[0]["id"]}
+
+
+def _make_lifestyle_table(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/lifestyle-tables",
+        files={"file": ("iso.csv", b"key,group\nLS,Leeds\n", "text/csv")},
+        data={"name": "iso"},
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    return {"table_id": answer.json()["id"]}
+
+
 CASES: list[IsolationCase] = [
     IsolationCase("GET", "/api/v1/messages/{message_pk}", _make_message),
     IsolationCase("GET", "/api/v1/profiles/{profile_id}/messages", _make_profile),
@@ -126,4 +155,12 @@ CASES: list[IsolationCase] = [
     ),
     IsolationCase("GET", "/api/v1/keys/{key_id}", _make_key),
     IsolationCase("DELETE", "/api/v1/keys/{key_id}", _make_key),
+    IsolationCase("GET", "/api/v1/computed-traits/{trait_id}", _make_computed_trait),
+    IsolationCase(
+        "PATCH", "/api/v1/computed-traits/{trait_id}", _make_computed_trait, body={"window_days": 7}
+    ),
+    IsolationCase("DELETE", "/api/v1/computed-traits/{trait_id}", _make_computed_trait),
+    IsolationCase("GET", "/api/v1/scores/runs/{run_id}", _make_score_run),
+    IsolationCase("GET", "/api/v1/lifestyle-tables/{table_id}", _make_lifestyle_table),
+    IsolationCase("DELETE", "/api/v1/lifestyle-tables/{table_id}", _make_lifestyle_table),
 ]

@@ -1,0 +1,150 @@
+"""The scores service on both databases: exact RFM on hand-made data, a synthetic fit, failures, the job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from rapport.app import build_worker, wire_runtime
+from rapport.collect.importer import import_event_rows, import_profile_rows
+from rapport.kit.clock import FakeClock
+from rapport.models import Identity, Job, Profile, ScoreRun
+from rapport.process import scores_service, tasks
+from rapport.runtime import Runtime
+from rapport.synth.generator import DEFAULT_REFERENCE_DATE, SynthSpec, iter_chunks
+from tests.support.tenants import Tenant
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock fixed at NOW."""
+    return FakeClock(NOW)
+
+
+def _order(user: str, days_ago: int, total: float) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": "order_completed",
+        "userId": user,
+        "messageId": f"{user}-{days_ago}-{total}",
+        "timestamp": (NOW - timedelta(days=days_ago)).isoformat(),
+        "properties": {"total": total},
+    }
+
+
+def _computed(runtime: Runtime, tenant: Tenant, user: str) -> dict[str, Any]:
+    with runtime.read_sessions() as db:
+        pid = db.scalar(
+            select(Identity.profile_id).where(
+                Identity.workspace_id == tenant.workspace_id, Identity.value == user
+            )
+        )
+        p = db.get(Profile, pid)
+        assert p is not None
+        return dict(p.computed)
+
+
+def test_rfm_exact_and_failed_clv_keeps_previous_values(runtime: Runtime, tenant: Tenant) -> None:
+    wire_runtime(runtime)
+    ws = tenant.workspace_id
+    import_profile_rows(runtime, workspace_id=ws, rows=[{"user_id": "never"}])
+    rows = [_order("u1", 1, 100), _order("u1", 10, 100), _order("u1", 20, 100)]
+    rows += [
+        _order("u2", 30, 20),
+        _order("u3", 200, 5),
+        _order("u4", 100, 50),
+        _order("u4", 90, 50),
+        _order("u5", 5, 10),
+    ]
+    import_event_rows(runtime, workspace_id=ws, rows=rows)
+    with runtime.sessions() as db:  # a value from an earlier successful run
+        pid = db.scalar(
+            select(Identity.profile_id).where(Identity.value == "u1", Identity.workspace_id == ws)
+        )
+        p = db.get(Profile, pid)
+        assert p is not None
+        p.computed = {**p.computed, "clv_12m": 123.0}
+        db.commit()
+    run_ids = scores_service.run_scores(runtime, ws, ["rfm", "clv"], NOW)
+    with runtime.read_sessions() as db:
+        runs = {r.kind: r for r in db.scalars(select(ScoreRun).where(ScoreRun.id.in_(run_ids)))}
+    assert runs["rfm"].status == "done" and runs["rfm"].profiles_scored == 6
+    # R: days since last 1, 30, 200, 90, 5 → u1 best; F: 3, 1, 1, 2, 1; M: 300, 20, 5, 100, 10
+    u1, u3, never = (_computed(runtime, tenant, u) for u in ("u1", "u3", "never"))
+    assert (u1["rfm_r"], u1["rfm_f"], u1["rfm_m"], u1["rfm_segment"]) == (5, 5, 5, "champions")
+    assert (u3["rfm_r"], u3["rfm_f"], u3["rfm_m"], u3["rfm_segment"]) == (1, 1, 1, "lost")
+    assert (never["rfm_r"], never["rfm_segment"]) == (0, "never_purchased")
+    assert u1["loyalty_level"] in ("bronze", "silver", "gold", "platinum") and isinstance(
+        u1["loyalty_score"], int
+    )
+    # five customers cannot support a BG/NBD fit: the run fails with its reason, old values stay
+    clv_run = runs["clv"]
+    if clv_run.status == "failed":
+        assert clv_run.error
+        assert u1["clv_12m"] == 123.0
+    else:  # the optimiser may converge on tiny data; then values are fresh and complete
+        assert u1["clv_12m"] != 123.0 and "p_alive" in u1
+
+
+@pytest.fixture
+def synthetic(runtime: Runtime, tenant: Tenant, clock: FakeClock) -> int:
+    """A 400-customer synthetic workspace, the clock at the generator's reference date."""
+    wire_runtime(runtime)
+    clock.set(DEFAULT_REFERENCE_DATE)
+    for chunk in iter_chunks(SynthSpec(profiles=400, seed=3)):
+        import_profile_rows(runtime, workspace_id=tenant.workspace_id, rows=chunk.profiles)
+        import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=chunk.events)
+    return tenant.workspace_id
+
+
+def test_synthetic_workspace_all_scores(runtime: Runtime, synthetic: int) -> None:
+    now = DEFAULT_REFERENCE_DATE
+    run_ids = scores_service.run_scores(runtime, synthetic, None, now)
+    with runtime.read_sessions() as db:
+        runs = list(db.scalars(select(ScoreRun).where(ScoreRun.id.in_(run_ids))))
+        profiles = list(
+            db.scalars(
+                select(Profile).where(Profile.workspace_id == synthetic, Profile.merged_into_id.is_(None))
+            )
+        )
+    by_kind = {r.kind: r for r in runs}
+    assert by_kind["rfm"].status == "done"
+    assert by_kind["clv"].status == "done", by_kind["clv"].error
+    assert set(by_kind["clv"].params["bgnbd"]) >= {"r", "alpha", "a", "b"}
+    prop = by_kind["propensity"]
+    assert prop.status == "done", prop.error
+    assert prop.model is not None and "auc" in prop.metrics
+    buyers = [p for p in profiles if (p.computed.get("total_orders") or 0) > 0]
+    assert buyers and all(p.computed["rfm_segment"] != "never_purchased" for p in buyers)
+    for p in buyers:
+        assert 0.0 <= p.computed["p_alive"] <= 1.0
+        assert p.computed["churn_band"] in ("low", "medium", "high", "critical")
+        assert p.computed["value_tier"] in ("high", "medium", "low")
+        assert p.computed["clv_12m"] >= 0
+    scored = [p for p in profiles if "propensity_purchase_30d" in p.computed]
+    if prop.usable:
+        assert scored
+    else:  # a model no better than chance is stored and flagged, and its scores are not written
+        assert not scored and prop.metrics["reasons"]
+
+
+def test_nightly_job_runs_and_requeues(runtime: Runtime, tenant: Tenant, clock: FakeClock) -> None:
+    worker = build_worker(runtime)
+    import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=[_order("u1", 3, 10)])
+    with runtime.sessions() as db:
+        tasks.enqueue_nightly(db, workspace_id=tenant.workspace_id, now=NOW)
+        assert tasks.enqueue_nightly(db, workspace_id=tenant.workspace_id, now=NOW) is None  # deduped by date
+        db.commit()
+    clock.set(tasks.next_night(NOW) + timedelta(minutes=1))
+    worker.drain()
+    with runtime.read_sessions() as db:
+        jobs = list(db.scalars(select(Job).where(Job.kind == tasks.SCORES_JOB).order_by(Job.id)))
+        runs = list(db.scalars(select(ScoreRun).where(ScoreRun.workspace_id == tenant.workspace_id)))
+    assert jobs[0].status == "done"
+    assert any(j.status == "queued" and j.run_at > clock.now() for j in jobs[1:])
+    assert {r.kind for r in runs} >= {"rfm", "clv", "propensity"}
