@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rapport.cli import admin, data, demo, events, server
+from rapport.cli import admin, data, demo, events, process, server
 
 app = typer.Typer(
     name="rapport",
@@ -18,6 +18,7 @@ admin.register(app)
 demo.register(app)
 events.register(app)
 data.register(app)
+process.register(app)
 
 
 def main() -> None:
