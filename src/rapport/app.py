@@ -22,6 +22,7 @@ from rapport.consent import api as consent_api
 from rapport.consent import hooks as consent_hooks
 from rapport.consent import web as consent_web
 from rapport.messaging import api as messaging_api
+from rapport.messaging import inapp, inbound, push_api, tracking
 from rapport.messaging import setup as messaging_setup
 from rapport.messaging.delivery import Deliverer
 from rapport.process import api as process_api
@@ -117,5 +118,7 @@ def create_app(
     app.include_router(consent_web.router)
     app.include_router(messaging_api.router)
     app.include_router(process_api.router)
+    for router in (tracking.router, inbound.router, push_api.router, inapp.router):  # issue 6 routes
+        app.include_router(router)
     web_mount.mount(app, runtime)
     return app

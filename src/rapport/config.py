@@ -35,6 +35,24 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_pool_size: int = 4
+    twilio_base_url: str = Field(default="https://api.twilio.com", description="Twilio-compatible API")
+    twilio_account_sid: str = Field(default="", description="Empty: no SMS channel")
+    twilio_auth_token: str = Field(default="", description="Also verifies inbound webhooks (R21)")
+    sms_from: str = Field(default="", description="Sender number (E.164) or a MessagingServiceSid (MG…)")
+    vapid_private_key: str = Field(
+        default="", description="Web Push VAPID key (PEM or base64url); empty: no push"
+    )
+    vapid_subject: str = Field(default="", description="mailto: or https: contact sent with VAPID")
+    webhook_secret: str = Field(default="", description="Signs outgoing webhooks; empty: no webhook channel")
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts outgoing webhooks may reach (empty: any public host)"
+    )
+    outbound_allow_loopback: bool = Field(
+        default=False, description="Let channels reach 127.0.0.1 (local test servers only, R24)"
+    )
+    channel_rates: dict[str, float] = Field(
+        default_factory=dict, description='Messages per second per channel and worker, e.g. {"sms": 10}'
+    )
 
     def resolved_secret_key(self, state_dir: Path | None = None) -> str:
         """Return the secret key, creating and persisting one beside the SQLite file when unset."""

@@ -155,6 +155,7 @@ CASES: list[IsolationCase] = [
     ),
     IsolationCase("GET", "/api/v1/keys/{key_id}", _make_key),
     IsolationCase("DELETE", "/api/v1/keys/{key_id}", _make_key),
+    IsolationCase("GET", "/api/v1/messages/{message_pk}/links", _make_message),
     IsolationCase("GET", "/api/v1/computed-traits/{trait_id}", _make_computed_trait),
     IsolationCase(
         "PATCH", "/api/v1/computed-traits/{trait_id}", _make_computed_trait, body={"window_days": 7}

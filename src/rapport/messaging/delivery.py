@@ -38,7 +38,7 @@ from rapport.consent import links as consent_links
 from rapport.consent import service as consent_service
 from rapport.consent.tokens import LinkTarget
 from rapport.messaging import caps as caps_rules
-from rapport.messaging import feedback, journal
+from rapport.messaging import feedback, inbound, journal, ratelimit, tracking
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
 from rapport.messaging.render import RecipientFacts, RenderError, build
@@ -122,6 +122,7 @@ class Deliverer:
         self.spool = Path(runtime.settings.spool_dir)
         self._journal: journal.SendJournal | None = None
         self._last_recovery = 0.0
+        self.rate_limits = ratelimit.RateLimits(runtime.settings.channel_rates)  # messaging/ratelimit.py
 
     @property
     def journal(self) -> journal.SendJournal:
@@ -193,6 +194,12 @@ class Deliverer:
             workspace = workspaces.get(message.workspace_id) or db.get(Workspace, message.workspace_id)
             assert workspace is not None
             workspaces[workspace.id] = workspace
+            # complaints (messaging/inbound.py, R18): a paused campaign's rows wait in the queue
+            if inbound.campaign_paused(workspace, message.campaign_id):
+                self._defer(db, message, now + inbound.PAUSE_RECHECK, now)
+                message.status_reason = "campaign paused: complaints above 0.3%"
+                stats.deferred += 1
+                continue
             profile = self._live_profile(db, message.profile_id)
             if profile is None:
                 self._finish(db, message, repo.SKIPPED, "the profile no longer exists", now)
@@ -217,7 +224,8 @@ class Deliverer:
                 now=now,
                 is_confirmation=message.kind == "confirmation",
             )
-            if not decision.allowed:
+            # inbound.py: the answer to STOP/START/HELP goes to someone who may just have opted out (R13)
+            if not decision.allowed and not inbound.is_keyword_answer(message):
                 self._finish(db, message, repo.SKIPPED, decision.reason, now)
                 stats.skipped += 1
                 continue
@@ -229,6 +237,13 @@ class Deliverer:
                     self._defer(db, message, due, now)
                     stats.deferred += 1
                     continue
+            # rate limits (messaging/ratelimit.py): over the channel's rate → back in the queue, no try spent
+            wait = self.rate_limits.wait(message.channel, workspace.id, workspace.settings, now)
+            if wait > 0:
+                self._defer(db, message, now + timedelta(seconds=wait), now)
+                message.status_reason = f"rate limit: deferred {wait:.2f}s"
+                stats.deferred += 1
+                continue
             taken: list[tuple[str, str]] = []
             if message.kind == "marketing":
                 taken_or_none = self._take_caps(db, workspace, profile.id, message.channel, now, zones)
@@ -256,6 +271,7 @@ class Deliverer:
                     now=now,
                     links=self._links(workspace.id, profile.id, message),
                     defaults=self._defaults(workspace),
+                    tracker=tracking.for_workspace(self.runtime, workspace),  # messaging/tracking.py
                 )
             except RenderError as exc:
                 self._give_back(db, workspace.id, profile.id, taken)
@@ -282,6 +298,8 @@ class Deliverer:
             return profile.phone
         if message.channel == "webhook":
             return str((message.content or {}).get("url") or "") or None
+        if message.channel in ("push", "inapp"):  # push_delivery.py / inapp.py look the person up by id
+            return str(profile.id)
         return None
 
     @staticmethod
@@ -346,6 +364,9 @@ class Deliverer:
         return {
             "from_address": str(email.get("from_address") or self.runtime.settings.email_from),
             "from_name": str(email.get("from_name") or workspace.name),
+            "sms_status_callback": inbound.status_callback_url(
+                self.runtime.settings.base_url, workspace.slug
+            ),
         }
 
     def _finish(self, db: Session, message: Message, status: str, reason: str, now: datetime) -> None:

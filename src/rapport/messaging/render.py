@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rapport.channels.base import EmailPayload, OutboundMessage, SmsPayload, WebhookPayload
+from rapport.channels.base import EmailPayload, OutboundMessage, PushPayload, SmsPayload, WebhookPayload
+from rapport.messaging import push_delivery
+from rapport.messaging.tracking import Tracker
 from rapport.models import Message
 from rapport.personalize import (
     ContextInputs,
@@ -42,6 +44,7 @@ def build(
     now: datetime,
     links: dict[str, str],
     defaults: dict[str, str],
+    tracker: Tracker | None = None,
 ) -> OutboundMessage:
     """Render ``message.content`` for ``recipient`` into the channel payload."""
     content = message.content or {}
@@ -80,6 +83,9 @@ def build(
         plain = text("text") or (html_to_text(html) if html else None)
         if not html and not plain:
             raise RenderError("email message has neither html nor text")
+        # open/click tracking (messaging/tracking.py): marketing HTML only; the text part keeps plain links
+        if html and tracker is not None and message.kind == "marketing":
+            html = tracker.rewrite(html, message_id=message.message_id, keep=set(links.values()))
         return OutboundMessage(
             message_id=message.message_id,
             channel="email",
@@ -100,7 +106,11 @@ def build(
             message_id=message.message_id,
             channel="sms",
             to=recipient.address,
-            sms=SmsPayload(body=text("body", required=True) or "", from_number=content.get("from_number")),
+            sms=SmsPayload(
+                body=text("body", required=True) or "",
+                from_number=content.get("from_number"),
+                status_callback=defaults.get("sms_status_callback"),  # messaging/inbound.py
+            ),
         )
     if message.channel == "webhook":
         rendered = text("body", required=True) or "{}"
@@ -114,4 +124,23 @@ def build(
             to=recipient.address,
             webhook=WebhookPayload(url=str(content.get("url") or recipient.address), body=body),
         )
+    # push (messaging/push_delivery.py fans the message out to each of the profile's subscriptions)
+    if message.channel == "push":
+        return OutboundMessage(
+            message_id=message.message_id,
+            channel="push",
+            to=recipient.address,
+            push=PushPayload(
+                title=text("title", required=True) or "",
+                body=text("body") or "",
+                url=text("url"),
+                icon=content.get("icon"),
+                subscription=push_delivery.PLACEHOLDER,
+            ),
+        )
+    # in-app inbox (messaging/inapp.py): rendered now and kept on the row for the inbox API to show
+    if message.channel == "inapp":
+        shown = {key: text(key) for key in ("title", "body", "url", "image")}
+        message.content = {**content, "rendered": {k: v for k, v in shown.items() if v is not None}}
+        return OutboundMessage(message_id=message.message_id, channel="inapp", to=recipient.address)
     raise RenderError(f"channel {message.channel} is not deliverable through the outbox")

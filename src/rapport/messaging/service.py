@@ -14,10 +14,16 @@ from rapport.messaging import feedback
 from rapport.messaging import repository as repo
 from rapport.models import Message, Profile
 
-#: Channels the outbox can deliver today (push and in-app arrive with their registration APIs).
-OUTBOX_CHANNELS = ("email", "sms", "webhook")
+#: Channels the outbox can deliver (push: messaging/push_delivery.py; inapp: messaging/inapp.py).
+OUTBOX_CHANNELS = ("email", "sms", "webhook", "push", "inapp")
 KINDS = ("marketing", "service", "confirmation")
-REQUIRED = {"email": ("subject",), "sms": ("body",), "webhook": ("url", "body")}
+REQUIRED = {
+    "email": ("subject",),
+    "sms": ("body",),
+    "webhook": ("url", "body"),
+    "push": ("title",),
+    "inapp": ("title",),
+}
 
 
 def new_message_id() -> str:
