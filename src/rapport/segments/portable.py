@@ -1,0 +1,385 @@
+"""Portable SQL for the segment compiler: JSON access, dates, distance and buckets on SQLite and PostgreSQL.
+
+The compiler builds one dialect-agnostic expression; each ``Portable`` node below renders itself for the
+dialect it is compiled on (``json_type``/``json_extract``/``json_each`` on SQLite, ``jsonb_typeof``/``->``/
+``jsonb_array_elements`` on PostgreSQL). The semantics are the evaluator's (``rapport.segments.evaluator``):
+
+- a JSON value has a type (string, number, boolean, array, object, null) and a comparison only holds between
+  a value and a literal of the same type; a missing key and JSON ``null`` are both "not set";
+- strings compare by code point (``COLLATE "C"`` on PostgreSQL, SQLite's BINARY);
+- a date is a JSON string holding an ISO date or timestamp, read as its UTC calendar date;
+- an array field compares element by element (``in``/``not in``/``contains``).
+
+Literals arrive as bound parameters in ``args``; path keys are bound too (a field name may contain quotes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import BIGINT, BIT, JSONB, TIMESTAMP
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean, TypeEngine
+
+SQLITE_BUCKET_FUNCTION = "rapport_bucket"
+_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+_PG_DATE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_PG_DAY_ONLY = _PG_DATE + "$"
+_PG_WITH_OFFSET = _PG_DATE + r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_PG_NAIVE = _PG_DATE + r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$"
+EARTH_RADIUS_KM = 6371.0088
+
+
+class Portable(ColumnElement[Any]):
+    """One operation rendered per dialect: ``name`` picks it, ``keys`` is a JSON path, ``args`` its operands.
+
+    Example: ``Portable("compare:>:number", (traits, bindparam(None, 200)), ("total_spend",))``.
+    """
+
+    __visit_name__ = "rapport_portable"
+    inherit_cache = True
+    _traverse_internals = [
+        ("name", InternalTraversal.dp_string),
+        ("keys", InternalTraversal.dp_string_list),
+        ("args", InternalTraversal.dp_clauseelement_tuple),
+    ]
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[ColumnElement[Any]],
+        keys: Sequence[str] = (),
+        type_: TypeEngine[Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.args = tuple(args)
+        self.keys = tuple(keys)
+        self.type = type_ if type_ is not None else Boolean()
+
+
+@compiles(Portable)
+def _render(element: Portable, compiler: SQLCompiler, **kw: Any) -> str:
+    build = _SQLITE if compiler.dialect.name == "sqlite" else _POSTGRES
+    return f"({compiler.process(build(element), **kw)})"
+
+
+def json_compare(
+    doc: ColumnElement[Any], keys: Sequence[str], op: str, kind: str, values: Sequence[Any]
+) -> Portable:
+    """``doc[keys] op value(s)``; ``kind`` lists each literal's type (string, number, true, false, date)."""
+    return Portable(f"compare:{op}:{kind}", (doc, *values), keys)
+
+
+def json_is_set(doc: ColumnElement[Any], keys: Sequence[str]) -> Portable:
+    """The value at ``keys`` is present and not JSON null."""
+    return Portable("is_set", (doc,), keys)
+
+
+def json_date(doc: ColumnElement[Any], keys: Sequence[str]) -> Portable:
+    """The UTC calendar date of the value at ``keys`` (NULL when it is no ISO date or timestamp)."""
+    return Portable("date", (doc,), keys, Date())
+
+
+def json_number(doc: ColumnElement[Any], keys: Sequence[str]) -> Portable:
+    """The value at ``keys`` when it is a JSON number, else NULL."""
+    return Portable("number", (doc,), keys, Float())
+
+
+def month_day(day: ColumnElement[Any]) -> Portable:
+    """``MM-DD`` of a date expression."""
+    return Portable("month_day", (day,), (), String())
+
+
+def distance_km(lat: ColumnElement[Any], lon: ColumnElement[Any], lat0: Any, lon0: Any) -> Portable:
+    """Haversine distance in km from (lat, lon) to the bound point (lat0, lon0)."""
+    return Portable("distance", (lat, lon, lat0, lon0), (), Float())
+
+
+def bucket_number(seed: ColumnElement[Any], profile_id: ColumnElement[Any]) -> Portable:
+    """The first 4 bytes of sha256(seed:profile_id) as an unsigned integer."""
+    return Portable("bucket", (seed, profile_id), (), Integer())
+
+
+def sqlite_bucket(seed: str, profile_id: int | str) -> int:
+    """The SQLite function behind ``bucket_number``."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{profile_id}".encode()).digest()[:4], "big")
+
+
+def prepare(connection: Connection) -> None:
+    """Make ``connection`` able to run compiled segments (SQLite: register the bucket function)."""
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.driver_connection
+    if raw is not None:
+        raw.create_function(SQLITE_BUCKET_FUNCTION, 2, sqlite_bucket, deterministic=True)
+
+
+# ---- one JSON value, per dialect -------------------------------------------------------------------------
+
+
+class _Ref:
+    """A JSON value as SQL: its type test and its readings as text, number, date."""
+
+    def is_(self, kind: str) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def text(self) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def number(self) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def boolean_is(self, value: bool) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def date(self) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def any_element(self, test: Callable[[_Ref], ColumnElement[bool]]) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def collate(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
+        return text
+
+    def position(self, needle: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.instr(self.text(), needle)
+
+
+_SQLITE_KINDS = {
+    "string": ("text",),
+    "number": ("integer", "real"),
+    "boolean": ("true", "false"),
+    "array": ("array",),
+}
+
+
+class _SqliteRef(_Ref):
+    def __init__(
+        self, kind: ColumnElement[Any], value: ColumnElement[Any], doc: Any = None, path: Any = None
+    ):
+        self.kind, self.value, self.doc, self.path = kind, value, doc, path
+
+    @classmethod
+    def at(cls, doc: ColumnElement[Any], keys: Sequence[str]) -> _SqliteRef:
+        path = literal("$" + "".join('."' + key + '"' for key in keys), String())
+        return cls(func.json_type(doc, path), func.json_extract(doc, path), doc, path)
+
+    def is_(self, kind: str) -> ColumnElement[bool]:
+        if kind == "set":
+            return and_(self.kind.is_not(None), self.kind != "null")
+        return self.kind.in_(_SQLITE_KINDS[kind])
+
+    def text(self) -> ColumnElement[Any]:
+        return self.value
+
+    def number(self) -> ColumnElement[Any]:
+        return self.value
+
+    def boolean_is(self, value: bool) -> ColumnElement[bool]:
+        return self.kind == ("true" if value else "false")
+
+    def date(self) -> ColumnElement[Any]:
+        readable = and_(self.kind == "text", self.value.op("GLOB")(_DATE_GLOB))
+        return case((readable, func.date(self.value)), else_=None)
+
+    def any_element(self, test: Callable[[_Ref], ColumnElement[bool]]) -> ColumnElement[bool]:
+        each = func.json_each(self.doc, self.path).table_valued("value", "type").alias("e")
+        element = _SqliteRef(each.c.type, each.c.value)
+        return select(literal(1)).select_from(each).where(test(element)).exists()
+
+
+class _PgRef(_Ref):
+    def __init__(self, value: ColumnElement[Any]):
+        self.value = value
+
+    @classmethod
+    def at(cls, doc: ColumnElement[Any], keys: Sequence[str]) -> _PgRef:
+        value = doc
+        for key in keys:
+            value = value.op("->", return_type=_JSONB)(literal(key, Text()))
+        return cls(value)
+
+    def _text(self) -> ColumnElement[Any]:
+        return self.value.op("#>>", return_type=Text())(literal_column("'{}'::text[]"))
+
+    def is_(self, kind: str) -> ColumnElement[bool]:
+        typeof = func.jsonb_typeof(self.value)
+        if kind == "set":
+            return and_(typeof.is_not(None), typeof != "null")
+        return typeof == kind
+
+    def text(self) -> ColumnElement[Any]:
+        return self._text()
+
+    def collate(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
+        return text.collate("C")
+
+    def position(self, needle: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.strpos(self._text(), needle)
+
+    def number(self) -> ColumnElement[Any]:
+        return cast(self._text(), Float())
+
+    def boolean_is(self, value: bool) -> ColumnElement[bool]:
+        return and_(self.is_("boolean"), self._text() == ("true" if value else "false"))
+
+    def date(self) -> ColumnElement[Any]:
+        text = self._text()
+        string = self.is_("string")
+        return case(
+            (and_(string, text.op("~")(_PG_DAY_ONLY)), cast(text, Date())),
+            (
+                and_(string, text.op("~")(_PG_WITH_OFFSET)),
+                cast(func.timezone("UTC", cast(text, _TIMESTAMPTZ)), Date()),
+            ),
+            (and_(string, text.op("~")(_PG_NAIVE)), cast(func.substr(text, 1, 10), Date())),
+            else_=None,
+        )
+
+    def any_element(self, test: Callable[[_Ref], ColumnElement[bool]]) -> ColumnElement[bool]:
+        each = func.jsonb_array_elements(self.value).table_valued("value").alias("e")
+        return select(literal(1)).select_from(each).where(test(_PgRef(each.c.value))).exists()
+
+
+_TIMESTAMPTZ = TIMESTAMP(timezone=True)
+_JSONB = JSONB()
+
+
+# ---- comparisons (the evaluator's ``compare``) ------------------------------------------------------------
+
+
+def _typed_test(ref: _Ref, op: str, kind: str, value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A same-type comparison of a scalar JSON value with one literal; NULL or false on a type mismatch."""
+    if kind in ("true", "false"):  # booleans compare with = and != only
+        equal = ref.boolean_is(kind == "true")
+        return equal if op == "=" else and_(ref.is_("boolean"), not_(equal))
+    if kind == "date":
+        return _apply(op, ref.date(), value)
+    if kind == "number":
+        return case((ref.is_("number"), _apply(op, ref.number(), value)), else_=None)
+    return case((ref.is_("string"), _apply(op, ref.collate(ref.text()), value)), else_=None)
+
+
+def _apply(op: str, left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnElement[Any]:
+    return {
+        "=": lambda: left == right,
+        "!=": lambda: left != right,
+        ">": lambda: left > right,
+        ">=": lambda: left >= right,
+        "<": lambda: left < right,
+        "<=": lambda: left <= right,
+    }[op]()
+
+
+def _equal(ref: _Ref, kind: str, value: ColumnElement[Any]) -> ColumnElement[bool]:
+    return func.coalesce(_typed_test(ref, "=", kind, value), false())
+
+
+def _compare(
+    ref: _Ref, op: str, kinds: Sequence[str], values: Sequence[ColumnElement[Any]]
+) -> ColumnElement[Any]:
+    if op in ("in", "not in"):
+        pairs = list(zip(kinds, values, strict=True))
+
+        def overlap(element: _Ref) -> ColumnElement[bool]:
+            return or_(*(_equal(element, kind, value) for kind, value in pairs))
+
+        shared = ref.any_element(overlap)
+        if op == "in":
+            scalar = or_(*(_equal(ref, kind, value) for kind, value in pairs))
+            return case((ref.is_("array"), shared), else_=scalar)
+        scalar = and_(*(func.coalesce(_typed_test(ref, "!=", kind, value), false()) for kind, value in pairs))
+        return case((ref.is_("array"), not_(shared)), else_=scalar)
+    kind, value = kinds[0], values[0]
+    if op == "contains":
+        inside = ref.any_element(lambda element: _equal(element, kind, value))
+        substring: ColumnElement[Any] = false()
+        if kind == "string":
+            substring = and_(ref.is_("string"), ref.position(value) > 0)
+        return case((ref.is_("array"), inside), else_=substring)
+    if op == "starts with":
+        text = ref.text()
+        return and_(ref.is_("string"), func.substr(text, 1, func.length(value)) == value)
+    return _typed_test(ref, op, kind, value)
+
+
+def _build(
+    element: Portable, ref_at: Callable[[ColumnElement[Any], Sequence[str]], _Ref]
+) -> ColumnElement[Any]:
+    name, args, keys = element.name, element.args, element.keys
+    if name.startswith("compare:"):
+        _, op, kinds = name.split(":", 2)
+        return _compare(ref_at(args[0], keys), op, kinds.split(","), args[1:])
+    if name == "is_set":
+        return ref_at(args[0], keys).is_("set")
+    if name == "date":
+        return ref_at(args[0], keys).date()
+    if name == "number":
+        ref = ref_at(args[0], keys)
+        return case((ref.is_("number"), ref.number()), else_=None)
+    raise ValueError(f"unknown portable operation {name!r}")
+
+
+def _distance(lat: ColumnElement[Any], lon: ColumnElement[Any], lat0: Any, lon0: Any, least: Any) -> Any:
+    # the evaluator's formula, step for step, so both sides round alike
+    phi1, phi2 = func.radians(lat), func.radians(lat0)
+    dphi = func.radians(lat0) - func.radians(lat)
+    dlambda = func.radians(lon0) - func.radians(lon)
+    h = func.power(func.sin(dphi / 2), 2) + func.cos(phi1) * func.cos(phi2) * func.power(
+        func.sin(dlambda / 2), 2
+    )
+    return 2 * EARTH_RADIUS_KM * func.asin(least(1.0, func.sqrt(h)))
+
+
+def _SQLITE(element: Portable) -> ColumnElement[Any]:
+    if element.name == "month_day":
+        return func.strftime("%m-%d", element.args[0])
+    if element.name == "distance":
+        lat, lon, lat0, lon0 = element.args
+        return _distance(lat, lon, lat0, lon0, func.min)
+    if element.name == "bucket":
+        return getattr(func, SQLITE_BUCKET_FUNCTION)(element.args[0], element.args[1])
+    return _build(element, _SqliteRef.at)
+
+
+def _POSTGRES(element: Portable) -> ColumnElement[Any]:
+    if element.name == "month_day":
+        return func.to_char(element.args[0], "MM-DD")
+    if element.name == "distance":
+        lat, lon, lat0, lon0 = element.args
+        return _distance(lat, lon, lat0, lon0, func.least)
+    if element.name == "bucket":
+        seed, profile_id = element.args
+        text = seed.concat(":").concat(cast(profile_id, Text()))
+        digest = func.encode(func.sha256(func.convert_to(text, "UTF8")), "hex")
+        bits = literal_bits(func.substr(digest, 1, 8))
+        return bits
+    return _build(element, _PgRef.at)
+
+
+def literal_bits(hex8: ColumnElement[Any]) -> ColumnElement[Any]:
+    """PostgreSQL: eight hex digits as an unsigned 32-bit integer (bigint)."""
+    return cast(cast(literal("x", Text()).concat(hex8), BIT(32)), BIGINT())
