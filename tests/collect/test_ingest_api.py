@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
 from rapport.accounts import service as accounts_service
 from rapport.collect.normalize import MAX_BATCH_BYTES, MAX_EVENT_BYTES
+from rapport.db.engine import normalize_url
 from rapport.kit.clock import Clock, FakeClock
 from rapport.models import AuditEntry
 from rapport.runtime import Runtime
@@ -418,3 +420,34 @@ def test_cors_preflight(client: TestClient) -> None:
     answer = client.options("/v1/batch")
     assert answer.status_code == 204
     assert answer.headers["access-control-allow-origin"] == "*"
+
+
+def test_store_outage_answers_503_and_acknowledges_nothing(
+    client: TestClient, tenant: Tenant, runtime: Runtime, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("takes the PostgreSQL database away from under the server")
+    assert client.post("/v1/track", json=track("before"), headers=basic(tenant.write_key)).status_code == 200
+    name = make_url(runtime.settings.database_url).database
+    admin = create_engine(
+        normalize_url(request.getfixturevalue("pg_server_url")), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            )
+        answer = client.post("/v1/track", json=track("during"), headers=basic(tenant.write_key))
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        assert answer.headers["retry-after"] == "2"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
+        admin.dispose()
+    assert client.post("/v1/track", json=track("after"), headers=basic(tenant.write_key)).status_code == 200
+    assert {e.message_id for e in events(runtime, tenant.workspace_id)} == {"before", "after"}
