@@ -107,7 +107,7 @@ def append_results(
         "|" + "---|" * len(HEADERS),
     ]
     for cells in rows(results):
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     if not path.exists():
         path.write_text(
             "# Benchmark results\n\nAppended by `python -m bench run` (see README.md). Each figure is the median "
