@@ -37,6 +37,7 @@ CHUNK = 2000
 _PROFILES = cast(Table, Profile.__table__)
 _IDENTITIES = cast(Table, Identity.__table__)
 _HISTORY = cast(Table, TraitChange.__table__)
+_SUPPRESSIONS = cast(Table, Suppression.__table__)
 _MISSING = object()
 
 #: Called after the SQL of one merge ran: (db, workspace_id, survivor_id, merged_id).
@@ -116,8 +117,8 @@ def suppressed_identifiers(
     hashes = list(by_hash)
     for part in _chunks(hashes):
         rows = db.execute(
-            select(Suppression.value_hash).where(
-                Suppression.workspace_id == workspace_id, Suppression.value_hash.in_(part)
+            select(_SUPPRESSIONS.c.value_hash).where(
+                _SUPPRESSIONS.c.workspace_id == workspace_id, _SUPPRESSIONS.c.value_hash.in_(part)
             )
         ).scalars()
         found.update(by_hash[h] for h in rows)
@@ -162,10 +163,10 @@ class BatchResolver:
         for kind, values in by_kind.items():
             for part in _chunks(values):
                 rows = self.db.execute(
-                    select(Identity.value, Identity.profile_id).where(
-                        Identity.workspace_id == self.workspace_id,
-                        Identity.kind == kind,
-                        Identity.value.in_(part),
+                    select(_IDENTITIES.c.value, _IDENTITIES.c.profile_id).where(
+                        _IDENTITIES.c.workspace_id == self.workspace_id,
+                        _IDENTITIES.c.kind == kind,
+                        _IDENTITIES.c.value.in_(part),
                     )
                 )
                 for value, pid in rows:
@@ -180,18 +181,18 @@ class BatchResolver:
             for part in _chunks(pending):
                 rows = self.db.execute(
                     select(
-                        Profile.id,
-                        Profile.traits,
-                        Profile.trait_times,
-                        Profile.email,
-                        Profile.phone,
-                        Profile.name,
-                        Profile.timezone,
-                        Profile.timezone_source,
-                        Profile.first_seen_at,
-                        Profile.last_seen_at,
-                        Profile.merged_into_id,
-                    ).where(Profile.workspace_id == self.workspace_id, Profile.id.in_(part))
+                        _PROFILES.c.id,
+                        _PROFILES.c.traits,
+                        _PROFILES.c.trait_times,
+                        _PROFILES.c.email,
+                        _PROFILES.c.phone,
+                        _PROFILES.c.name,
+                        _PROFILES.c.timezone,
+                        _PROFILES.c.timezone_source,
+                        _PROFILES.c.first_seen_at,
+                        _PROFILES.c.last_seen_at,
+                        _PROFILES.c.merged_into_id,
+                    ).where(_PROFILES.c.workspace_id == self.workspace_id, _PROFILES.c.id.in_(part))
                 )
                 for r in rows:
                     if r.merged_into_id is not None:
@@ -213,9 +214,11 @@ class BatchResolver:
                         counts=Counter(),
                     )
                 counts = self.db.execute(
-                    select(Identity.profile_id, Identity.kind, func.count())
-                    .where(Identity.workspace_id == self.workspace_id, Identity.profile_id.in_(part))
-                    .group_by(Identity.profile_id, Identity.kind)
+                    select(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind, func.count())
+                    .where(
+                        _IDENTITIES.c.workspace_id == self.workspace_id, _IDENTITIES.c.profile_id.in_(part)
+                    )
+                    .group_by(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind)
                 )
                 for pid, kind, n in counts:
                     if pid in self.profs:
