@@ -30,6 +30,8 @@ from rapport.process import hooks as process_hooks
 from rapport.process import tasks as process_tasks
 from rapport.profiles import api as profiles_api
 from rapport.runtime import Runtime, build_runtime
+from rapport.segments import api as segments_api
+from rapport.segments import realtime as segments_realtime
 from rapport.web import mount as web_mount
 from rapport.worker.runner import HandlerRegistry, Worker
 
@@ -44,6 +46,7 @@ def wire_runtime(runtime: Runtime) -> Runtime:
     hooks = hooks_for(runtime)
     consent_hooks.register(hooks)
     process_hooks.register(hooks)
+    segments_realtime.register(hooks)  # after process: computed traits first
     hooks.exporters["messages"] = messaging_setup.export_messages
     messaging_setup.register_channels(runtime)
     runtime.ports["wired"] = True
@@ -56,6 +59,7 @@ def build_worker(runtime: Runtime) -> Worker:
     worker = Worker(runtime, build_registry(runtime))
     worker.add_tick(Processor(runtime).tick)
     worker.add_tick(Deliverer(runtime, worker_id=worker.worker_id).tick)
+    worker.add_tick(segments_realtime.RefreshTick(runtime))
     worker.add_tick(process_tasks.NightlyScheduler(runtime).tick)
     return worker
 
@@ -117,6 +121,7 @@ def create_app(
     app.include_router(consent_api.router)
     app.include_router(consent_web.router)
     app.include_router(messaging_api.router)
+    app.include_router(segments_api.router)
     app.include_router(process_api.router)
     for router in (tracking.router, inbound.router, push_api.router, inapp.router):  # issue 6 routes
         app.include_router(router)

@@ -164,4 +164,23 @@ CASES: list[IsolationCase] = [
     IsolationCase("GET", "/api/v1/scores/runs/{run_id}", _make_score_run),
     IsolationCase("GET", "/api/v1/lifestyle-tables/{table_id}", _make_lifestyle_table),
     IsolationCase("DELETE", "/api/v1/lifestyle-tables/{table_id}", _make_lifestyle_table),
+    IsolationCase("GET", "/api/v1/segments/{segment_id}", lambda c, t: _make_segment(c, t)),
+    IsolationCase(
+        "PATCH", "/api/v1/segments/{segment_id}", lambda c, t: _make_segment(c, t), body={"description": "x"}
+    ),
+    IsolationCase("DELETE", "/api/v1/segments/{segment_id}", lambda c, t: _make_segment(c, t)),
+    IsolationCase(
+        "POST", "/api/v1/segments/{segment_id}/duplicate", lambda c, t: _make_segment(c, t), body={}
+    ),
+    IsolationCase("GET", "/api/v1/segments/{segment_id}/members", lambda c, t: _make_segment(c, t)),
 ]
+
+
+def _make_segment(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/segments",
+        json={"name": "Iso", "text": "random bucket < 50%"},
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    return {"segment_id": answer.json()["id"]}

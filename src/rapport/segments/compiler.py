@@ -101,6 +101,9 @@ class Scope:
     segment_ids: Mapping[str, int] = field(default_factory=dict)
     campaign_ids: Mapping[str, int] = field(default_factory=dict)
     computed: ComputedResolver | None = None
+    #: True: probe each profile's own rows (EXISTS on the profile indexes) — for re-evaluating a few
+    #: profiles in real time; False: build one id set per condition — for counting a whole workspace.
+    per_profile: bool = False
 
 
 def compile_segment(node: Node, *, scope: Scope, profiles: FromClause) -> ColumnElement[bool]:
@@ -215,7 +218,7 @@ class _Compiler:
             if segment_id is None:
                 return false(), False
             members = select(MEMBERS.c.profile_id).where(MEMBERS.c.segment_id == segment_id)
-            return self.id.in_(members), False
+            return self.has(members, MEMBERS.c.profile_id), False
         if isinstance(node, Within):
             return self.within(node), True
         if isinstance(node, RandomBucket):
@@ -333,6 +336,12 @@ class _Compiler:
         kinds = ",".join(_kind(v) for v in values)
         return portable.json_compare(EVENTS.c.properties, keys, node.op, kinds, [_bind(v) for v in values])
 
+    def has(self, query: Any, profile_id: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The profile is among the ids ``query`` selects: one set for everyone, or a probe per profile."""
+        if self.scope.per_profile:
+            return query.where(profile_id == self.id).exists()
+        return self.id.in_(query)
+
     def matching(self, conditions: list[ColumnElement[Any]]) -> Any:
         return select(EVENTS.c.profile_id).where(
             EVENTS.c.workspace_id == self.scope.workspace_id, *conditions, EVENTS.c.profile_id.is_not(None)
@@ -344,7 +353,7 @@ class _Compiler:
         query = self.matching(conditions)
         if n > 1:
             query = query.group_by(EVENTS.c.profile_id).having(func.count() >= n)
-        return self.id.in_(query)
+        return self.has(query, EVENTS.c.profile_id)
 
     def counted(self, conditions: list[ColumnElement[Any]], count: Count) -> ColumnElement[Any]:
         if count.op == "at least":
@@ -354,7 +363,7 @@ class _Compiler:
         if count.n == 0:
             return not_(self.at_least(conditions, 1))
         query = self.matching(conditions).group_by(EVENTS.c.profile_id).having(func.count() == count.n)
-        return self.id.in_(query)
+        return self.has(query, EVENTS.c.profile_id)
 
     def event_time(self, node: EventTime) -> ColumnElement[Any]:
         conditions = [EVENTS.c.event == node.event]
@@ -378,7 +387,7 @@ class _Compiler:
             ((extreme > point) if strict else (extreme >= point)) if node.op == "after" else extreme < point
         )
         grouped = self.matching(conditions).group_by(EVENTS.c.profile_id).having(having)
-        return self.id.in_(grouped)
+        return self.has(grouped, EVENTS.c.profile_id)
 
     def engagement(self, node: Engagement) -> ColumnElement[Any]:
         channels = [node.channel] if node.channel is not None else list(CHANNELS)
@@ -407,7 +416,7 @@ class _Compiler:
             )
             if state is not None:
                 query = query.where(SUBSCRIPTIONS.c.state == state)
-            return self.id.in_(query)
+            return self.has(query, SUBSCRIPTIONS.c.profile_id)
 
         if node.topic is None:
             return rows("", node.state)

@@ -1,0 +1,162 @@
+"""Build a workspace's ``Catalog`` from its real data: traits sampled from profiles, events, stores, topics,
+segments and computed traits.
+
+Two flavours: ``build_catalog`` for checking what a marketer writes (names and types, with suggestions), and
+``compile_catalog`` for compiling saved segments (only what changes the SQL: where computed fields live,
+stores, opt-out topics) — cheap enough to build for every processed batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rapport.models import ComputedTrait, Event, Profile, Segment, Topic, Workspace
+from rapport.segments.catalog import Catalog, FieldType
+
+SAMPLE = 2000
+#: Fields every profile may be asked about, whatever the sample shows.
+_KNOWN_TRAITS: Mapping[str, FieldType] = {
+    "email": "string",
+    "phone": "string",
+    "latitude": "number",
+    "longitude": "number",
+}
+_FEEDBACK = [
+    f"{channel}_{action}"
+    for channel in ("email", "sms", "push", "inapp", "webhook")
+    for action in ("sent", "delivered", "opened", "clicked", "bounced", "unsubscribed")
+]
+
+
+def value_type(value: Any) -> FieldType | None:
+    """Return the catalogue type of one JSON value (None for null and objects)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, date | datetime):
+        return "date"
+    if isinstance(value, str):
+        if len(value) >= 10 and value[4:5] == "-" and value[7:8] == "-":
+            try:
+                date.fromisoformat(value[:10])
+                return "date"
+            except ValueError:
+                return "string"
+        return "string"
+    return None
+
+
+def infer_types(documents: Iterable[Mapping[str, Any]]) -> dict[str, FieldType]:
+    """Return each key's most frequent type over ``documents`` (keys starting with ``_`` are internal)."""
+    seen: dict[str, Counter[FieldType]] = {}
+    for document in documents:
+        for key, value in (document or {}).items():
+            kind = value_type(value)
+            if kind is None or key.startswith("_"):
+                continue
+            seen.setdefault(key, Counter())[kind] += 1
+    return {key: counts.most_common(1)[0][0] for key, counts in seen.items()}
+
+
+def stores_of(settings: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
+    """Return the stores of a workspace's settings by name: ``{name, lat|latitude, lon|longitude}``."""
+    found: dict[str, tuple[float, float]] = {}
+    for store in (settings or {}).get("stores") or []:
+        if not isinstance(store, Mapping):
+            continue
+        name, lat, lon = (
+            store.get("name"),
+            store.get("lat", store.get("latitude")),
+            store.get("lon", store.get("longitude")),
+        )
+        if isinstance(name, str) and isinstance(lat, int | float) and isinstance(lon, int | float):
+            found[name] = (float(lat), float(lon))
+    return found
+
+
+def _event_names(db: Session, workspace_id: int) -> set[str]:
+    """Distinct event names by a loose index scan on (workspace_id, event, …): one seek per name."""
+    names: set[str] = set()
+    current = db.scalar(select(func.min(Event.event)).where(Event.workspace_id == workspace_id))
+    while current is not None and len(names) < 5000:
+        names.add(current)
+        current = db.scalar(
+            select(func.min(Event.event)).where(Event.workspace_id == workspace_id, Event.event > current)
+        )
+    return names
+
+
+def _computed(db: Session, workspace_id: int, sample: list[Any]) -> dict[str, FieldType]:
+    computed = infer_types(row.computed for row in sample)
+    for name in db.scalars(
+        select(ComputedTrait.name).where(
+            ComputedTrait.workspace_id == workspace_id, ComputedTrait.archived_at.is_(None)
+        )
+    ):
+        computed.setdefault(name, "number")
+    return computed
+
+
+def _topics(db: Session, workspace_id: int) -> tuple[list[str], list[str]]:
+    rows = db.execute(
+        select(Topic.key, Topic.opt_in).where(Topic.workspace_id == workspace_id, Topic.archived_at.is_(None))
+    ).all()
+    return [key for key, _ in rows], [key for key, opt_in in rows if not opt_in]
+
+
+def _sample(db: Session, workspace_id: int, size: int, columns: Any) -> list[Any]:
+    return list(
+        db.execute(
+            select(*columns)
+            .where(Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None))
+            .order_by(Profile.id.desc())
+            .limit(size)
+        )
+    )
+
+
+def build_catalog(db: Session, *, workspace_id: int, sample: int = SAMPLE) -> Catalog:
+    """The catalogue a marketer's segment is checked against (names, types, suggestions)."""
+    rows = _sample(db, workspace_id, sample, (Profile.traits, Profile.computed))
+    traits = {**_KNOWN_TRAITS, **infer_types(row.traits for row in rows)}
+    computed = _computed(db, workspace_id, rows)
+    for name in computed:
+        traits.pop(name, None)
+    topics, opt_out = _topics(db, workspace_id)
+    settings = db.scalar(select(Workspace.settings).where(Workspace.id == workspace_id))
+    segments = db.scalars(
+        select(Segment.name).where(Segment.workspace_id == workspace_id, Segment.archived_at.is_(None))
+    )
+    events = _event_names(db, workspace_id)
+    return Catalog(
+        # a workspace with no data yet checks no names: a segment may be written before the data arrives
+        traits=traits if len(traits) > len(_KNOWN_TRAITS) else None,
+        computed=computed,
+        events=(events | set(_FEEDBACK)) if events else None,
+        stores=stores_of(settings),
+        segments=set(segments),
+        topics=topics,
+        opt_out_topics=opt_out,
+    )
+
+
+def compile_catalog(db: Session, *, workspace_id: int) -> Catalog:
+    """The catalogue saved segments are compiled with: computed names, stores, opt-out topics; no checks."""
+    rows = _sample(db, workspace_id, 200, (Profile.computed,))
+    _topics_list, opt_out = _topics(db, workspace_id)
+    settings = db.scalar(select(Workspace.settings).where(Workspace.id == workspace_id))
+    return Catalog(
+        traits=None,
+        computed=_computed(db, workspace_id, rows),
+        stores=stores_of(settings),
+        opt_out_topics=opt_out,
+    )

@@ -1,0 +1,304 @@
+"""Membership that follows the data: re-evaluate segments for changed profiles, refresh time-based segments,
+record entries and exits, and publish them.
+
+- ``after_apply`` (registered on the collect processor with ``register(hooks_for(runtime))``) re-evaluates,
+  for the batch's profiles only, the active segments whose dependencies the batch can affect (its events,
+  changed traits, merges, consent, other segments that changed), in dependency order.
+- ``RefreshTick`` (a worker tick) refreshes whole segments that change with time alone (``by_time``: rolling
+  windows, ``N days ago``, date-relative traits) every ``interval``, and every segment every ``full_interval``
+  (catches changes that bypass the processor: message feedback, consent changes made in the UI or API).
+- Every entry and exit becomes a ``segment_members`` row change, a ``segment_entered``/``segment_exited`` event
+  on the profile (properties ``segment_id``, ``segment_name``) and a ``MembershipChange`` published on the
+  runtime's ``MembershipBus``. Subscribers run inside the transaction that made the change (they flush, never
+  commit), so work they enqueue commits or rolls back with it::
+
+      bus_for(runtime).subscribe(lambda db, changes: enqueue_triggers(db, changes))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal, cast
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rapport.collect.processor import BatchApplied, ProcessingHooks
+from rapport.models import Event, Segment, Workspace
+from rapport.runtime import Runtime
+from rapport.segments import catalog_service, repository
+from rapport.segments.ast import Node
+from rapport.segments.catalog import Catalog
+from rapport.segments.codec import from_json
+from rapport.segments.compiler import LATITUDE, LONGITUDE, Scope
+from rapport.segments.dependencies import Dependencies, dependencies
+
+log = logging.getLogger("rapport.segments.realtime")
+BUS_PORT = "segments.bus"
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """A profile entered or exited a segment at ``at``."""
+
+    workspace_id: int
+    segment_id: int
+    segment_name: str
+    profile_id: int
+    kind: Literal["entered", "exited"]
+    at: datetime
+
+
+Subscriber = Callable[[Session, list[MembershipChange]], None]
+
+
+@dataclass
+class MembershipBus:
+    """In-process publish/subscribe of membership changes (campaign triggers subscribe here)."""
+
+    subscribers: list[Subscriber] = field(default_factory=list)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber(db, changes)`` for every batch of changes, inside the changing transaction."""
+        self.subscribers.append(subscriber)
+
+    def publish(self, db: Session, changes: list[MembershipChange]) -> None:
+        """Hand ``changes`` to every subscriber; one failing subscriber does not stop the others."""
+        if not changes:
+            return
+        for subscriber in self.subscribers:
+            try:
+                subscriber(db, changes)
+            except Exception:
+                log.exception("segment membership subscriber failed")
+
+
+def bus_for(runtime: Runtime) -> MembershipBus:
+    """Return the runtime's membership bus (created on first use)."""
+    bus = runtime.ports.get(BUS_PORT)
+    if bus is None:
+        bus = runtime.ports[BUS_PORT] = MembershipBus()
+    return cast(MembershipBus, bus)
+
+
+def scope_for(
+    db: Session,
+    *,
+    workspace_id: int,
+    now: datetime,
+    seed: str = "",
+    catalog: Catalog | None = None,
+    per_profile: bool = False,
+) -> Scope:
+    """The compile scope of a workspace: catalogue, names of segments resolved to ids, the time."""
+    return Scope(
+        workspace_id=workspace_id,
+        now=now,
+        catalog=catalog
+        if catalog is not None
+        else catalog_service.compile_catalog(db, workspace_id=workspace_id),
+        seed=seed,
+        segment_ids=repository.segment_ids(db, workspace_id=workspace_id),
+        per_profile=per_profile,
+    )
+
+
+def reconcile(
+    db: Session,
+    segment: Segment,
+    scope: Scope,
+    *,
+    among: Sequence[int] | None = None,
+    emit: bool = True,
+    bus: MembershipBus | None = None,
+) -> list[MembershipChange]:
+    """Bring a segment's members in line with its definition (for ``among`` only, when given).
+
+    With ``emit`` the entries and exits are recorded as events and published; without (a new or edited
+    definition: the baseline) only the membership rows change.
+    """
+    tree = from_json(segment.ast)
+    local = replace(scope, seed=segment.seed)
+    matching = repository.matching_ids(db, tree, local, among=among)
+    current = repository.member_ids(db, segment_id=segment.id, among=among)
+    entered, exited = matching - current, current - matching
+    now = scope.now
+    if entered:
+        repository.add_members(
+            db, workspace_id=segment.workspace_id, segment_id=segment.id, profile_ids=entered, at=now
+        )
+    if exited:
+        repository.remove_members(db, segment_id=segment.id, profile_ids=exited)
+    if entered or exited or among is None:
+        segment.member_count = repository.set_counters(db, segment_id=segment.id, at=now)
+        segment.refreshed_at = now
+    if not emit or not (entered or exited):
+        return []
+    repository.record_changes(
+        db, workspace_id=segment.workspace_id, segment=segment, entered=entered, exited=exited, at=now
+    )
+    ws, sid, name = segment.workspace_id, segment.id, segment.name
+    changes = [MembershipChange(ws, sid, name, pid, "entered", now) for pid in sorted(entered)]
+    changes += [MembershipChange(ws, sid, name, pid, "exited", now) for pid in sorted(exited)]
+    if bus is not None:
+        bus.publish(db, changes)
+    return changes
+
+
+def in_dependency_order(segments: Sequence[Segment]) -> list[tuple[Segment, Node, Dependencies]]:
+    """Return active segments with their trees and dependencies, every segment after those it names."""
+    parsed = {s.name: (s, from_json(s.ast)) for s in segments}
+    deps = {name: dependencies(tree) for name, (_s, tree) in parsed.items()}
+    ordered: list[tuple[Segment, Node, Dependencies]] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: frozenset[str]) -> None:
+        if name in done or name in path or name not in parsed:
+            return
+        for other in sorted(deps[name].segments):
+            visit(other, path | {name})
+        done.add(name)
+        ordered.append((*parsed[name], deps[name]))
+
+    for name in sorted(parsed):
+        visit(name, frozenset())
+    return ordered
+
+
+def _affected(
+    deps: Dependencies, events: set[str], traits: set[str], merged: bool, changed_segments: set[str]
+) -> bool:
+    location = deps.location and bool({LATITUDE, LONGITUDE} & traits)
+    return bool(
+        merged
+        or deps.events & events
+        or deps.fields & traits
+        or location
+        or deps.subscriptions
+        or deps.segments & changed_segments
+        or (deps.messages and any(name.split("_", 1)[0] in _CHANNEL_PREFIXES for name in events))
+    )
+
+
+_CHANNEL_PREFIXES = frozenset({"email", "sms", "push", "inapp", "webhook"})
+
+
+def evaluate_batch(
+    db: Session,
+    runtime: Runtime,
+    *,
+    workspace_id: int,
+    profile_ids: Iterable[int],
+    event_names: set[str],
+    changed_traits: set[str],
+    merged: bool,
+) -> list[MembershipChange]:
+    """Re-evaluate, for ``profile_ids`` only, the active segments the described change can affect."""
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return []
+    segments = repository.list_segments(db, workspace_id=workspace_id)
+    if not segments:
+        return []
+    now = runtime.clock.now()
+    scope = scope_for(db, workspace_id=workspace_id, now=now, per_profile=True)
+    bus = bus_for(runtime)
+    changed_segments: set[str] = set()
+    changes: list[MembershipChange] = []
+    for segment, _tree, deps in in_dependency_order(segments):
+        if not _affected(deps, event_names, changed_traits, merged, changed_segments):
+            continue
+        found = reconcile(db, segment, scope, among=ids, bus=bus)
+        if found:
+            changed_segments.add(segment.name)
+            changes.extend(found)
+    return changes
+
+
+def after_apply(batch: BatchApplied) -> None:
+    """The processor hook: re-evaluate the segments this batch can affect, for its profiles only."""
+    if not batch.profile_ids and not batch.merges:
+        return
+    names = set(
+        batch.db.scalars(
+            select(Event.event)
+            .where(Event.workspace_id == batch.workspace_id, Event.id.in_(batch.event_ids))
+            .distinct()
+        )
+    ) - {None}
+    traits: set[str] = set()
+    for changed in batch.changed_traits.values():
+        traits |= changed
+    ids = set(batch.profile_ids) | {merged for _survivor, merged in batch.merges}
+    evaluate_batch(
+        batch.db,
+        batch.runtime,
+        workspace_id=batch.workspace_id,
+        profile_ids=ids,
+        event_names=cast(set[str], names),
+        changed_traits=traits,
+        merged=bool(batch.merges),
+    )
+
+
+def register(hooks: ProcessingHooks) -> None:
+    """Register the real-time re-evaluation on the collect processor."""
+    hooks.after_apply.append(after_apply)
+
+
+class RefreshTick:
+    """Worker tick: refresh time-based segments every ``interval`` and all segments every ``full_interval``."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        interval: timedelta = timedelta(minutes=1),
+        full_interval: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self.runtime = runtime
+        self.interval = interval
+        self.full_interval = full_interval
+
+    def due(self, segment: Segment, now: datetime) -> bool:
+        """Tell whether a segment needs a whole refresh at ``now``."""
+        if segment.refreshed_at is None:
+            return True
+        age = now - segment.refreshed_at
+        return age >= (self.interval if segment.by_time else self.full_interval)
+
+    def __call__(self) -> int:
+        """Refresh the segments that are due; returns how many members entered or left."""
+        runtime = self.runtime
+        with runtime.sessions() as db:
+            workspaces = list(db.scalars(select(Workspace.id).order_by(Workspace.id)))
+        total = 0
+        for workspace_id in workspaces:
+            with runtime.sessions() as db:
+                total += self.refresh_workspace(db, workspace_id)
+                db.commit()
+        return total
+
+    def refresh_workspace(self, db: Session, workspace_id: int) -> int:
+        """Refresh the workspace's due segments (and those naming a segment that changed), in order."""
+        segments = repository.list_segments(db, workspace_id=workspace_id)
+        if not segments:
+            return 0
+        now = self.runtime.clock.now()
+        scope = scope_for(db, workspace_id=workspace_id, now=now)
+        bus = bus_for(self.runtime)
+        changed: set[str] = set()
+        total = 0
+        for segment, _tree, deps in in_dependency_order(segments):
+            if not (self.due(segment, now) or deps.segments & changed):
+                continue
+            found = reconcile(db, segment, scope, bus=bus)
+            segment.refreshed_at = now
+            if found:
+                changed.add(segment.name)
+                total += len(found)
+        db.flush()
+        return total

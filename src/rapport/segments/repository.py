@@ -1,0 +1,220 @@
+"""Every query of the segments domain: segment rows, matching profiles, materialised members, entry events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
+
+from rapport.models import Event, Profile, Segment, SegmentMember
+from rapport.models.event import PROCESSED
+from rapport.segments import portable
+from rapport.segments.ast import Node
+from rapport.segments.compiler import Scope, compile_segment
+
+PROFILES = cast(Table, Profile.__table__)
+MEMBERS = cast(Table, SegmentMember.__table__)
+EVENTS = cast(Table, Event.__table__)
+CHUNK = 500
+
+
+def get_segment(db: Session, *, workspace_id: int, segment_id: int) -> Segment | None:
+    """Return one segment of the workspace, or None."""
+    return db.scalar(select(Segment).where(Segment.workspace_id == workspace_id, Segment.id == segment_id))
+
+
+def get_by_name(db: Session, *, workspace_id: int, name: str, active_only: bool = True) -> Segment | None:
+    """Return the workspace's segment called ``name`` (not archived unless asked), or None."""
+    query = select(Segment).where(Segment.workspace_id == workspace_id, Segment.name == name)
+    if active_only:
+        query = query.where(Segment.archived_at.is_(None))
+    return db.scalar(query.order_by(Segment.id.desc()).limit(1))
+
+
+def list_segments(db: Session, *, workspace_id: int, include_archived: bool = False) -> list[Segment]:
+    """Return the workspace's segments by name."""
+    query = select(Segment).where(Segment.workspace_id == workspace_id)
+    if not include_archived:
+        query = query.where(Segment.archived_at.is_(None))
+    return list(db.scalars(query.order_by(Segment.name, Segment.id)))
+
+
+def segment_ids(db: Session, *, workspace_id: int) -> dict[str, int]:
+    """Return the ids of the workspace's active segments by name."""
+    rows = db.execute(
+        select(Segment.name, Segment.id).where(
+            Segment.workspace_id == workspace_id, Segment.archived_at.is_(None)
+        )
+    )
+    return {name: sid for name, sid in rows}
+
+
+def _base(workspace_id: int) -> tuple[FromClause, list[ColumnElement[Any]]]:
+    p = PROFILES.alias("p")
+    return p, [p.c.workspace_id == workspace_id, p.c.merged_into_id.is_(None)]
+
+
+def count_matching(db: Session, node: Node, scope: Scope) -> int:
+    """Count the live profiles of the workspace that match ``node``."""
+    portable.prepare(db.connection())
+    p, live = _base(scope.workspace_id)
+    query = select(func.count()).select_from(p).where(*live, compile_segment(node, scope=scope, profiles=p))
+    return int(db.scalar(query) or 0)
+
+
+def sample_matching(db: Session, node: Node, scope: Scope, *, limit: int = 20) -> list[Any]:
+    """Return up to ``limit`` matching profiles (id, email, phone, name, traits), lowest ids first."""
+    portable.prepare(db.connection())
+    p, live = _base(scope.workspace_id)
+    condition = compile_segment(node, scope=scope, profiles=p)
+    query = (
+        select(p.c.id, p.c.email, p.c.phone, p.c.name, p.c.traits)
+        .where(*live, condition)
+        .order_by(p.c.id)
+        .limit(limit)
+    )
+    return list(db.execute(query))
+
+
+def matching_ids(db: Session, node: Node, scope: Scope, *, among: Sequence[int] | None = None) -> set[int]:
+    """Return the ids of matching live profiles (only those in ``among`` when given)."""
+    portable.prepare(db.connection())
+    p, live = _base(scope.workspace_id)
+    condition = compile_segment(node, scope=scope, profiles=p)
+    if among is None:
+        return set(db.execute(select(p.c.id).where(*live, condition)).scalars())
+    found: set[int] = set()
+    ids = sorted(set(among))
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found.update(db.execute(select(p.c.id).where(*live, p.c.id.in_(chunk), condition)).scalars())
+    return found
+
+
+def member_ids(db: Session, *, segment_id: int, among: Sequence[int] | None = None) -> set[int]:
+    """Return the current members of a segment (only those in ``among`` when given)."""
+    query = select(MEMBERS.c.profile_id).where(MEMBERS.c.segment_id == segment_id)
+    if among is None:
+        return set(db.execute(query).scalars())
+    found: set[int] = set()
+    ids = sorted(set(among))
+    for start in range(0, len(ids), CHUNK):
+        found.update(db.execute(query.where(MEMBERS.c.profile_id.in_(ids[start : start + CHUNK]))).scalars())
+    return found
+
+
+def add_members(
+    db: Session, *, workspace_id: int, segment_id: int, profile_ids: Iterable[int], at: datetime
+) -> None:
+    """Record profiles as members since ``at``."""
+    rows = [
+        {"workspace_id": workspace_id, "segment_id": segment_id, "profile_id": pid, "entered_at": at}
+        for pid in sorted(profile_ids)
+    ]
+    for start in range(0, len(rows), 5000):
+        db.execute(insert(MEMBERS), rows[start : start + 5000])
+
+
+def remove_members(db: Session, *, segment_id: int, profile_ids: Iterable[int]) -> None:
+    """Remove profiles from a segment's members."""
+    ids = sorted(profile_ids)
+    for start in range(0, len(ids), CHUNK):
+        db.execute(
+            delete(MEMBERS).where(
+                MEMBERS.c.segment_id == segment_id, MEMBERS.c.profile_id.in_(ids[start : start + CHUNK])
+            )
+        )
+
+
+def set_counters(db: Session, *, segment_id: int, at: datetime) -> int:
+    """Store the member count and refresh time of a segment; returns the count."""
+    count = int(
+        db.scalar(select(func.count()).select_from(MEMBERS).where(MEMBERS.c.segment_id == segment_id)) or 0
+    )
+    db.execute(update(Segment).where(Segment.id == segment_id).values(member_count=count, refreshed_at=at))
+    return count
+
+
+def record_changes(
+    db: Session,
+    *,
+    workspace_id: int,
+    segment: Segment,
+    entered: Iterable[int],
+    exited: Iterable[int],
+    at: datetime,
+) -> None:
+    """Append ``segment_entered``/``segment_exited`` events to the profiles' timelines."""
+    properties = {"segment_id": segment.id, "segment_name": segment.name}
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "message_id": f"seg:{segment.id}:{pid}:{kind}:{uuid.uuid4().hex}",
+            "type": "track",
+            "event": f"segment_{kind}",
+            "profile_id": pid,
+            "channel": "server",
+            "timestamp": at,
+            "received_at": at,
+            "properties": properties,
+            "traits": {},
+            "context": {},
+            "extra": {},
+            "source": "rapport",
+            "state": PROCESSED,
+        }
+        for kind, ids in (("entered", sorted(entered)), ("exited", sorted(exited)))
+        for pid in ids
+    ]
+    for start in range(0, len(rows), 5000):
+        db.execute(insert(EVENTS), rows[start : start + 5000])
+
+
+def list_members(db: Session, *, segment_id: int, limit: int, offset: int) -> list[Any]:
+    """Return one page of members (profile id, email, phone, name, entered_at), by entry then id."""
+    query = (
+        select(PROFILES.c.id, PROFILES.c.email, PROFILES.c.phone, PROFILES.c.name, MEMBERS.c.entered_at)
+        .join(PROFILES, PROFILES.c.id == MEMBERS.c.profile_id)
+        .where(MEMBERS.c.segment_id == segment_id)
+        .order_by(MEMBERS.c.profile_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(db.execute(query))
+
+
+def iter_members(db: Session, *, segment_id: int, batch: int = 2000) -> Iterator[Any]:
+    """Yield every member with profile columns, keyset-paginated by profile id."""
+    last = 0
+    while True:
+        rows = list(
+            db.execute(
+                select(
+                    PROFILES.c.id,
+                    PROFILES.c.email,
+                    PROFILES.c.phone,
+                    PROFILES.c.name,
+                    PROFILES.c.traits,
+                    MEMBERS.c.entered_at,
+                )
+                .join(PROFILES, PROFILES.c.id == MEMBERS.c.profile_id)
+                .where(MEMBERS.c.segment_id == segment_id, MEMBERS.c.profile_id > last)
+                .order_by(MEMBERS.c.profile_id)
+                .limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+
+
+def referencing(db: Session, *, workspace_id: int) -> list[Segment]:
+    """Return the workspace's active segments (callers read their ASTs for references)."""
+    return list_segments(db, workspace_id=workspace_id)

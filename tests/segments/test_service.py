@@ -1,0 +1,168 @@
+"""The segment service on both databases: validation, cycles, preview, membership baseline, CSV export."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from rapport.errors import Conflict
+from rapport.kit.pagination import Page
+from rapport.models import Event, SegmentMember
+from rapport.runtime import Runtime
+from rapport.segments import ProfileFacts, SegmentError, catalog_service, service
+from rapport.segments.evaluator import EventFact
+from rapport.segments.schemas import SegmentCreate, SegmentUpdate
+from tests.segments import sqldata
+from tests.segments.typed import CATALOG, NOW
+from tests.support.tenants import Tenant
+
+
+def _people(runtime: Runtime, workspace_id: int) -> list[ProfileFacts]:
+    facts = [
+        ProfileFacts("x", {"city": "Leeds", "total_spend": 250, "name": "=HYPERLINK(1)"}),
+        ProfileFacts("x", {"city": "York", "total_spend": 50}),
+        ProfileFacts("x", {"city": "Hull"}, events=[EventFact("order_completed", NOW - timedelta(days=2))]),
+    ]
+    with runtime.engine.begin() as conn:
+        stored = sqldata.load(conn, workspace_id, facts, catalog=CATALOG, segment_ids={}, first_id=7000)
+        conn.execute(
+            sqldata.PROFILES.update()
+            .where(sqldata.PROFILES.c.id == 7000)
+            .values(name="=HYPERLINK(1)", email="-a@x.io")
+        )
+    return stored
+
+
+def _create(runtime: Runtime, workspace_id: int, name: str, text: str) -> int:
+    with runtime.sessions() as db:
+        segment = service.create_segment(
+            db, workspace_id=workspace_id, data=SegmentCreate(name=name, text=text), actor="test", now=NOW
+        )
+        db.commit()
+        return segment.id
+
+
+def test_create_materialises_members_without_entry_events(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    sid = _create(runtime, tenant.workspace_id, "Leeds or York", 'city in ("Leeds", "York")')
+    with runtime.sessions() as db:
+        segment = service.get_segment(db, workspace_id=tenant.workspace_id, segment_id=sid)
+        assert (segment.member_count, segment.seed, segment.version, segment.by_time) == (
+            2,
+            str(sid),
+            1,
+            False,
+        )
+        assert segment.text == 'city in ("Leeds", "York")'
+        members = service.list_members(db, workspace_id=tenant.workspace_id, segment_id=sid, page=Page())
+        assert [m.id for m in members] == [7000, 7001]
+        assert all(m.entered_at == NOW for m in members)
+        assert db.scalar(select(Event.id).where(Event.event == "segment_entered")) is None
+
+
+def test_update_bumps_version_and_rebases_members(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    sid = _create(runtime, tenant.workspace_id, "Buyers", "purchased in last 7 days")
+    with runtime.sessions() as db:
+        segment = service.update_segment(
+            db,
+            workspace_id=tenant.workspace_id,
+            segment_id=sid,
+            data=SegmentUpdate(text="total_spend > 100"),
+            now=NOW,
+        )
+        db.commit()
+        assert (segment.version, segment.member_count, segment.by_time) == (2, 1, False)
+        ids = set(db.scalars(select(SegmentMember.profile_id).where(SegmentMember.segment_id == sid)))
+        assert ids == {7000}
+
+
+def test_invalid_text_reports_line_and_column(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    with runtime.sessions() as db, pytest.raises(SegmentError) as caught:
+        service.create_segment(
+            db,
+            workspace_id=tenant.workspace_id,
+            data=SegmentCreate(name="Bad", text='city = "Leeds" and\n  totl_spend > 3'),
+            actor="t",
+            now=NOW,
+        )
+    assert (caught.value.line, caught.value.column, caught.value.suggestion) == (2, 3, "total_spend")
+
+
+def test_cycles_are_refused_and_names_are_unique(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    _create(runtime, tenant.workspace_id, "A", "total_spend > 1")
+    b = _create(runtime, tenant.workspace_id, "B", 'in segment "A"')
+    with runtime.sessions() as db:
+        a = service.list_segments(db, workspace_id=tenant.workspace_id)[0]
+        with pytest.raises(SegmentError, match="segment cycle: 'A' → 'B' → 'A'"):
+            service.update_segment(
+                db,
+                workspace_id=tenant.workspace_id,
+                segment_id=a.id,
+                data=SegmentUpdate(text='in segment "B"'),
+                now=NOW,
+            )
+        with pytest.raises(Conflict):
+            service.create_segment(
+                db,
+                workspace_id=tenant.workspace_id,
+                data=SegmentCreate(name="B", text="city is set"),
+                actor="t",
+                now=NOW,
+            )
+        with pytest.raises(Conflict):  # B names A
+            service.archive_segment(db, workspace_id=tenant.workspace_id, segment_id=a.id, now=NOW)
+        assert service.get_segment(db, workspace_id=tenant.workspace_id, segment_id=b).member_count == 2
+
+
+def test_preview_counts_and_samples(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    with runtime.read_sessions() as db:
+        result = service.preview(db, workspace_id=tenant.workspace_id, text="city is set", ast=None, now=NOW)
+        assert result.count == 3
+        assert [s.id for s in result.sample] == [7000, 7001, 7002]
+        bought = service.preview(
+            db,
+            workspace_id=tenant.workspace_id,
+            text=None,
+            ast={"version": 1, "root": {"type": "did", "event": "order_completed"}},
+            now=NOW,
+        )
+        assert (bought.count, bought.text) == (1, "purchased")
+
+
+def test_duplicate_copies_definition(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    sid = _create(runtime, tenant.workspace_id, "Leeds", 'city = "Leeds"')
+    with runtime.sessions() as db:
+        copy = service.duplicate_segment(
+            db, workspace_id=tenant.workspace_id, segment_id=sid, name=None, actor="t", now=NOW
+        )
+        db.commit()
+        assert (copy.name, copy.text, copy.member_count) == ("Leeds (copy)", 'city = "Leeds"', 1)
+        assert copy.seed == str(copy.id) != str(sid)
+
+
+def test_csv_export_is_formula_safe(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    sid = _create(runtime, tenant.workspace_id, "Leeds", 'city = "Leeds"')
+    with runtime.read_sessions() as db:
+        lines = list(service.export_csv(db, workspace_id=tenant.workspace_id, segment_id=sid))
+    assert lines[0].strip() == "profile_id,email,phone,name,entered_at"
+    assert lines[1].startswith("7000,'-a@x.io,,'=HYPERLINK(1),")
+    assert [service.safe_cell(v) for v in ("=1", "+1", "-1", "@a", "\tx", "\rx", "ok", None)] == [
+        "'=1", "'+1", "'-1", "'@a", "'\tx", "'\rx", "ok", ""
+    ]  # fmt: skip
+
+
+def test_catalogue_from_real_data(runtime: Runtime, tenant: Tenant) -> None:
+    _people(runtime, tenant.workspace_id)
+    with runtime.read_sessions() as db:
+        catalog = catalog_service.build_catalog(db, workspace_id=tenant.workspace_id)
+    assert catalog.traits is not None and catalog.traits["city"] == "string"
+    assert catalog.computed["total_spend"] == "number"
+    assert catalog.events is not None and {"order_completed", "email_opened"} <= set(catalog.events)
