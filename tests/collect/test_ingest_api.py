@@ -17,13 +17,15 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from rapport.accounts import service as accounts_service
+from rapport.app import create_app
 from rapport.collect.normalize import MAX_BATCH_BYTES, MAX_EVENT_BYTES
+from rapport.config import Settings
 from rapport.db.engine import normalize_url
 from rapport.kit.clock import Clock, FakeClock
 from rapport.models import AuditEntry
-from rapport.runtime import Runtime
+from rapport.runtime import Runtime, build_runtime
 from tests.collect.ingest_support import basic, event_count, events, gzipped, quarantined, track
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, make_tenant
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -423,31 +425,42 @@ def test_cors_preflight(client: TestClient) -> None:
 
 
 def test_store_outage_answers_503_and_acknowledges_nothing(
-    client: TestClient, tenant: Tenant, runtime: Runtime, backend: str, request: pytest.FixtureRequest
+    backend: str, request: pytest.FixtureRequest
 ) -> None:
     if backend != "postgresql":
         pytest.skip("takes the PostgreSQL database away from under the server")
-    assert client.post("/v1/track", json=track("before"), headers=basic(tenant.write_key)).status_code == 200
-    name = make_url(runtime.settings.database_url).database
+    # A database of its own: the outage must not reach the connections of the shared test database.
+    factory = request.getfixturevalue("pg_factory")
+    url = factory.new_url()
+    settings = Settings(database_url=url, secret_key="outage-secret-0123456789", run_worker_in_process=False)
+    runtime = build_runtime(settings, clock=FakeClock(T0))
     admin = create_engine(
         normalize_url(request.getfixturevalue("pg_server_url")), isolation_level="AUTOCOMMIT"
     )
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-        answer = client.post("/v1/track", json=track("during"), headers=basic(tenant.write_key))
-        assert answer.status_code == 503, answer.text
-        assert answer.json()["error"]["code"] == "store_unavailable"
-        assert answer.headers["retry-after"] == "2"
+        tenant = make_tenant(runtime, "outage")
+        with TestClient(create_app(settings, runtime=runtime, start_worker=False)) as client:
+            headers = basic(tenant.write_key)
+            assert client.post("/v1/track", json=track("before"), headers=headers).status_code == 200
+            name = make_url(url).database
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :n AND pid <> pg_backend_pid()"
+                    ),
+                    {"n": name},
+                )
+            answer = client.post("/v1/track", json=track("during"), headers=headers)
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "store_unavailable"
+            assert answer.headers["retry-after"] == "2"
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
+            assert client.post("/v1/track", json=track("after"), headers=headers).status_code == 200
+        assert {e.message_id for e in events(runtime, tenant.workspace_id)} == {"before", "after"}
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
         admin.dispose()
-    assert client.post("/v1/track", json=track("after"), headers=basic(tenant.write_key)).status_code == 200
-    assert {e.message_id for e in events(runtime, tenant.workspace_id)} == {"before", "after"}
+        runtime.close()
+        factory.drop(url)
