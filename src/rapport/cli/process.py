@@ -136,7 +136,12 @@ def lifestyle_upload(
         with runtime.sessions() as db:
             ws_id = resolve_workspace(db, workspace).id
             table = lifestyle.save_table(
-                db, workspace_id=ws_id, name=name, data=file.read_bytes(), now=runtime.clock.now()
+                db,
+                workspace_id=ws_id,
+                name=name,
+                data=file.read_bytes(),
+                now=runtime.clock.now(),
+                enqueue=False,
             )
             rows = table.row_count
             db.commit()

@@ -114,9 +114,9 @@ def _floaty(value: str) -> bool:
 
 
 def save_table(
-    db: Session, *, workspace_id: int, name: str, data: bytes | str, now: datetime
+    db: Session, *, workspace_id: int, name: str, data: bytes | str, now: datetime, enqueue: bool = True
 ) -> LifestyleTable:
-    """Create or replace the named table from CSV and enqueue re-applying it to every profile."""
+    """Create or replace the named table from CSV and (unless the caller applies it) enqueue applying it."""
     name = name.strip()
     if not name or len(name) > 100:
         raise ValidationFailed("name must be 1-100 characters")
@@ -136,6 +136,8 @@ def save_table(
     items = [{"table_id": table.id, "key": k, "values": v} for k, v in rows.items()]
     for i in range(0, len(items), 5000):
         db.execute(insert(LifestyleRow), items[i : i + 5000])
+    if not enqueue:
+        return table
     queue.enqueue(
         db,
         kind=APPLY_JOB,
@@ -285,6 +287,8 @@ def load_sample(runtime: Runtime, workspace_id: int, *, name: str = "sample") ->
 
     data = resources.files("rapport.data").joinpath("lifestyle_sample.csv").read_bytes()
     with runtime.sessions() as db:
-        save_table(db, workspace_id=workspace_id, name=name, data=data, now=runtime.clock.now())
+        save_table(
+            db, workspace_id=workspace_id, name=name, data=data, now=runtime.clock.now(), enqueue=False
+        )
         db.commit()
     return apply_all(runtime, workspace_id)

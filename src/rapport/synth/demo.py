@@ -15,6 +15,7 @@ from rapport.collect import importer
 from rapport.consent import rules as consent_rules
 from rapport.consent import service as consent_service
 from rapport.models import Identity, Workspace
+from rapport.process import lifestyle as process_lifestyle
 from rapport.runtime import Runtime
 from rapport.synth import catalogue
 from rapport.synth.generator import SynthSpec, iter_chunks, products, stores
@@ -96,6 +97,8 @@ def fill_workspace(
             consents += _record_consent(runtime, workspace_id, chunk.profiles)
             remaining = customers - n_profiles
             progress.update(e_task, completed=n_events, total=n_events + remaining * EVENTS_PER_CUSTOMER)
+    # -- process (issue 4): the sample lifestyle overlay covering the demo's postcode areas -----------
+    process_lifestyle.load_sample(runtime, workspace_id)
     return FillReport(n_profiles, n_events, failed, consents, time.perf_counter() - started, ref)
 
 
