@@ -1,4 +1,9 @@
-"""The ``rapport`` command end to end: migrate, administer, serve a real process on both databases."""
+"""The ``rapport`` command end to end: migrate, administer, serve a real process on both databases.
+
+The entry point itself runs as a subprocess (``python -m rapport``) where it matters — starting, migrating,
+serving; the administration commands run the same Typer application in-process, which saves a Python start
+per command.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
+from rapport.cli import app as cli_app
 from rapport.db import migrate
 from rapport.db.engine import build_engine
 from tests.support.server import RapportServer
@@ -23,7 +31,7 @@ def rapport(
     check: bool = True,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a subprocess and return the completed process."""
+    """Run the CLI in a subprocess (the real entry point) and return the completed process."""
     result = subprocess.run(
         [sys.executable, "-m", "rapport", *args],
         capture_output=True,
@@ -37,9 +45,19 @@ def rapport(
     return result
 
 
+def cli(*args: str, database_url: str, env: dict[str, str] | None = None, check: bool = True) -> Result:
+    """Run the Typer application in this process with the given environment."""
+    result = CliRunner().invoke(
+        cli_app, list(args), env={"RAPPORT_DATABASE_URL": database_url, "COLUMNS": "200", **(env or {})}
+    )
+    if check:
+        assert result.exit_code == 0, result.output
+    return result
+
+
 def test_admin_commands_then_serve_with_the_issued_key(db_url: str, tmp_path: Path) -> None:
     rapport("workspaces", "create", "shop", "--name", "The Shop", database_url=db_url)
-    rapport(
+    cli(
         "users",
         "create",
         "owner@shop.test",
@@ -48,15 +66,15 @@ def test_admin_commands_then_serve_with_the_issued_key(db_url: str, tmp_path: Pa
         database_url=db_url,
         env={"RAPPORT_NEW_USER_PASSWORD": "a-long-password"},
     )
-    made = rapport(
+    made = cli(
         "keys", "create", "secret", "--scope", "profiles:read", "--name", "reporting", database_url=db_url
     )
-    key = re.search(r"(sk_[A-Za-z0-9_\-]+)", made.stdout)
-    assert key, made.stdout
-    listed = rapport("keys", "list", database_url=db_url).stdout
+    key = re.search(r"(sk_[A-Za-z0-9_\-]+)", made.output)
+    assert key, made.output
+    listed = cli("keys", "list", database_url=db_url).output
     assert "reporting" in listed and key.group(1) not in listed
-    bad = rapport("keys", "create", "secret", "--scope", "root", database_url=db_url, check=False)
-    assert bad.returncode == 1 and "unknown scopes: root" in bad.stderr
+    bad = cli("keys", "create", "secret", "--scope", "root", database_url=db_url, check=False)
+    assert bad.exit_code == 1 and "unknown scopes: root" in bad.output
 
     server = RapportServer(db_url, extra_args=["--no-worker"], workdir=tmp_path).start()
     try:
@@ -68,10 +86,10 @@ def test_admin_commands_then_serve_with_the_issued_key(db_url: str, tmp_path: Pa
         assert httpx.get(f"{server.url}/api/v1/workspace").status_code == 401
     finally:
         server.stop()
-    key_id = re.search(r"key (\d+) for shop", made.stdout)
+    key_id = re.search(r"key (\d+) for shop", made.output)
     assert key_id
-    rapport("keys", "revoke", key_id.group(1), database_url=db_url)
-    assert "reporting" not in rapport("keys", "list", database_url=db_url).stdout
+    cli("keys", "revoke", key_id.group(1), database_url=db_url)
+    assert "reporting" not in cli("keys", "list", database_url=db_url).output
 
 
 def test_serve_migrates_a_new_sqlite_file_on_first_start(tmp_path: Path) -> None:
@@ -96,7 +114,7 @@ def test_serve_refuses_an_unmigrated_postgresql_and_migrate_fixes_it(
     refused = rapport("serve", "--port", "1", database_url=fresh_db_url, check=False, cwd=tmp_path)
     assert refused.returncode == 1
     assert "rapport migrate" in refused.stdout
-    out = rapport("migrate", database_url=fresh_db_url).stdout
+    out = cli("migrate", database_url=fresh_db_url).output
     assert "was empty" in out
     server = RapportServer(fresh_db_url, extra_args=["--no-worker"], workdir=tmp_path).start()
     try:
