@@ -8,6 +8,7 @@ import typer
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import Role
+from rapport.app import wire_runtime
 from rapport.cli.common import console, load_settings
 from rapport.cli.server import serve
 from rapport.db import migrate
@@ -42,7 +43,7 @@ def demo(
     url = f"sqlite:///{database}"
     settings = load_settings(url)
     configure_logging(level="WARNING", json_lines=False)
-    runtime = build_runtime(settings)
+    runtime = wire_runtime(build_runtime(settings))
     migrate.upgrade(runtime.engine)
     with runtime.sessions() as db:
         try:
