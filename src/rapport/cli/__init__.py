@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rapport.cli import admin, data, demo, events, process, server
+from rapport.cli import admin, data, demo, events, process, segments, server
 
 app = typer.Typer(
     name="rapport",
@@ -19,6 +19,7 @@ demo.register(app)
 events.register(app)
 data.register(app)
 process.register(app)
+segments.register(app)
 
 
 def main() -> None:
