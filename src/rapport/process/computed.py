@@ -21,7 +21,7 @@ import builtins
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -328,17 +328,30 @@ class Accumulator:
     counts: dict[str, int] | None = None
     seen: set[str] | None = None
     overflow: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: A bounded state (incremental) stops at the bounds; an unbounded one (a full fold) does not.
+    bounded: bool = True
+    #: The exact value of an overflowed state, when a full fold computed it.
+    exact: Any = None
 
     @staticmethod
-    def empty(aggregation: str) -> Accumulator:
+    def empty(aggregation: str, *, bounded: bool = True) -> Accumulator:
         """Return the state of a profile with no matching event."""
-        acc = Accumulator(aggregation=aggregation)
+        acc = Accumulator(aggregation=aggregation, bounded=bounded)
         if aggregation == "most_frequent":
             acc.counts = {}
         elif aggregation == "distinct_count":
             acc.seen = set()
         return acc
+
+    def compact(self) -> Accumulator:
+        """Make a full fold's state storable: past the bounds keep only the exact value and an overflow mark."""
+        size = len(self.counts or ()) if self.aggregation == "most_frequent" else len(self.seen or ())
+        limit = MAX_COUNTS if self.aggregation == "most_frequent" else MAX_DISTINCT
+        if self.aggregation in ("most_frequent", "distinct_count") and size > limit:
+            self.exact = self.value()
+            self.overflow, self.counts, self.seen = True, None, None
+        self.bounded = True
+        return self
 
     def add(self, row: EventView, value: Any) -> None:
         """Fold one accepted event (``value``: its property, None when absent) into the state."""
@@ -371,18 +384,20 @@ class Accumulator:
                 return
             key = _key(value)
             self.counts[key] = self.counts.get(key, 0) + 1
-            if len(self.counts) > MAX_COUNTS:
+            if self.bounded and len(self.counts) > MAX_COUNTS:
                 self.overflow, self.counts = True, None
         elif agg == "distinct_count":
             if as_text(value) is None or self.overflow or self.seen is None:
                 return
             self.seen.add(_key(value))
-            if len(self.seen) > MAX_DISTINCT:
+            if self.bounded and len(self.seen) > MAX_DISTINCT:
                 self.overflow, self.seen = True, None
 
     def value(self, now: datetime | None = None) -> Any:
         """Return the trait's value (None when no event counted; clock-dependent ones need ``now``)."""
         agg = self.aggregation
+        if self.overflow:
+            return self.exact
         if agg == "count":
             return self.n
         if agg == "sum":
@@ -458,8 +473,8 @@ def _tidy(value: float) -> float | int:
 def fold(
     spec: TraitSpec, rows: Iterable[EventView], purchase: PurchaseSettings, now: datetime | None
 ) -> Accumulator:
-    """Fold one profile's events (in (timestamp, id) order) into a fresh accumulator."""
-    acc = Accumulator.empty(spec.aggregation)
+    """Fold one profile's events (in (timestamp, id) order) into a fresh, unbounded accumulator."""
+    acc = Accumulator.empty(spec.aggregation, bounded=False)
     for row in rows:
         if spec.accepts(row, purchase, now if spec.window_days is not None else None):
             acc.add(row, spec.value_of(row, purchase))

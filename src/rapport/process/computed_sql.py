@@ -131,7 +131,12 @@ def _position_pg(element: text_position, compiler: SQLCompiler, **kw: Any) -> st
 @compiles(days_between, "sqlite")
 def _days_sqlite(element: days_between, compiler: SQLCompiler, **kw: Any) -> str:
     a, b = (compiler.process(x) for x in _args(element))
-    return f"CAST(floor(julianday({a}) - julianday({b}) + 1e-9) AS INTEGER)"
+    # No floor(): SQLAlchemy registers a Python floor on SQLite connections that fails on NULL. The inner
+    # SELECT evaluates the difference once; the 1e-9 day (86 µs) absorbs julianday's float error.
+    return (
+        f"(SELECT CAST(d AS INTEGER) - (CAST(d AS INTEGER) > d) FROM "  # noqa: S608 (compiled SQL, bound values)
+        f"(SELECT julianday({a}) - julianday({b}) + 1e-9 AS d))"
+    )
 
 
 @compiles(days_between, "postgresql")
@@ -277,11 +282,13 @@ def computed_expression(
         )
         return select(text).where(*where, text.is_not(None)).order_by(*order).limit(1).scalar_subquery()
     if agg == "most_frequent":
+        # Group a derived table by its output column: PostgreSQL cannot match the bound path of a repeated
+        # JSON expression in GROUP BY; the derived table is correlated to the outer profile explicitly.
+        values = select(text.label("v")).where(*where, text.is_not(None)).correlate_except(Event).subquery()
         return (
-            select(text)
-            .where(*where, text.is_not(None))
-            .group_by(text)
-            .order_by(func.count().desc(), binary_order(text))
+            select(values.c.v)
+            .group_by(values.c.v)
+            .order_by(func.count().desc(), binary_order(values.c.v))
             .limit(1)
             .scalar_subquery()
         )

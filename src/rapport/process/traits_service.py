@@ -243,7 +243,7 @@ def _fold_profiles(
 ) -> dict[int, dict[str, Accumulator]]:
     """Full fold of the given traits over every event of the given profiles."""
     accs: dict[int, dict[str, Accumulator]] = {
-        pid: {s.name: Accumulator.empty(s.aggregation) for s in specs} for pid in profile_ids
+        pid: {s.name: Accumulator.empty(s.aggregation, bounded=False) for s in specs} for pid in profile_ids
     }
     if not specs or not profile_ids:
         return accs
@@ -255,6 +255,9 @@ def _fold_profiles(
         for spec in specs:
             if spec.accepts(row, purchase):
                 slot[spec.name].add(row, spec.value_of(row, purchase))
+    for slot in accs.values():
+        for acc in slot.values():
+            acc.compact()
     return accs
 
 
@@ -322,25 +325,8 @@ def apply_batch(batch: BatchApplied) -> None:
     for name, pids in redo.items():
         spec = next(s for s in specs if s.name == name)
         for pid, slot in _fold_profiles(db, ws, [spec], pids, purchase).items():
-            exact = slot[name]
-            accs[pid][name] = _Exact(exact)
+            accs[pid][name] = slot[name]
     repository.patch_computed(db, ws, _patches(accs, current))
-
-
-class _Exact(Accumulator):
-    """A full-fold accumulator whose bounded state overflowed: keep the exact value, mark the state."""
-
-    def __init__(self, inner: Accumulator) -> None:
-        super().__init__(aggregation=inner.aggregation)
-        self._value = inner.value()
-
-    def value(self, now: datetime | None = None) -> Any:
-        """Return the exact value computed from all events."""
-        return self._value
-
-    def state(self) -> Any:
-        """Overflowed states are not kept: the next batch recomputes from the events again."""
-        return {"overflow": True}
 
 
 def recompute(
@@ -422,7 +408,7 @@ def read_computed(
         spec = next(s for s in specs if s.name == name)
         since = pure.window_start(now, spec.window_days) if spec.window_days is not None else None
         names_needed = spec.event_names(purchase)
-        accs = {pid: Accumulator.empty(spec.aggregation) for pid in pids}
+        accs = {pid: Accumulator.empty(spec.aggregation, bounded=False) for pid in pids}
         for row in repository.events_of_profiles(db, workspace_id, pids, names=names_needed, since=since):
             if spec.accepts(row, purchase, now):
                 accs[cast(int, row.profile_id)].add(row, spec.value_of(row, purchase))
