@@ -58,7 +58,16 @@ def _free_port() -> int:
 
 
 def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.time() + 60
+    try:
+        _poll_health(port, proc)
+    except BaseException:
+        proc.kill()  # never leave a half-started server behind
+        proc.wait()
+        raise
+
+
+def _poll_health(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("server exited early")
