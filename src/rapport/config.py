@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     worker_poll_seconds: float = 0.2
     worker_batch_size: int = 20
+    ingest_full_sync: bool = Field(
+        default=True,
+        description="SQLite: fsync every ingest group commit (acknowledged events survive a power cut, not only "
+        "a crash); off trades that for throughput on slow disks",
+    )
     spool_dir: str = Field(default=".rapport-spool", description="Per-host send journals of the workers")
     email_from: str = "hello@rapport.local"
     smtp_host: str = Field(default="", description="SMTP server for email; empty: no email channel")
