@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import insert, select
 
 from rapport.channels.webhook import SIGNATURE_HEADER, signature_header
 from rapport.collect import identity as ident
@@ -109,9 +109,17 @@ def test_a_complaint_suppresses_at_once_and_pauses_the_campaign_above_three_per_
 ) -> None:
     p0, p1, p2 = make_people(runtime, tenant, 3)
     # The campaign's history: 400 messages already out (to p2; only the counts matter here).
-    history = [queue(runtime, tenant, p2, f"old:{i}", campaign_id=CAMPAIGN).id for i in range(400)]
     with runtime.sessions() as db:
-        db.execute(update(Message).where(Message.id.in_(history)).values(status="sent", sent_at=NOON))
+        db.execute(
+            insert(Message),
+            [
+                {"workspace_id": tenant.workspace_id, "message_id": f"old{i}", "dedupe_key": f"old:{i}",
+                 "profile_id": p2, "campaign_id": CAMPAIGN, "channel": "email", "kind": "marketing",
+                 "status": "sent", "sent_at": NOON, "run_at": NOON, "content": {}, "created_at": NOON,
+                 "updated_at": NOON}
+                for i in range(400)
+            ],
+        )  # fmt: skip
         db.commit()
     m0 = queue(runtime, tenant, p0, "c7:p0", campaign_id=CAMPAIGN)
     m1 = queue(runtime, tenant, p1, "c7:p1", campaign_id=CAMPAIGN)
