@@ -121,28 +121,49 @@ def reconcile(
     definition: the baseline) only the membership rows change.
     """
     tree = from_json(segment.ast)
-    local = replace(scope, seed=segment.seed)
-    matching = repository.matching_ids(db, tree, local, among=among)
+    matching = repository.matching_ids(db, tree, replace(scope, seed=segment.seed), among=among)
     current = repository.member_ids(db, segment_id=segment.id, among=among)
-    entered, exited = matching - current, current - matching
-    now = scope.now
+    return apply_changes(
+        db,
+        segment,
+        entered=matching - current,
+        exited=current - matching,
+        at=scope.now,
+        emit=emit,
+        bus=bus,
+        recount=among is None,
+    )
+
+
+def apply_changes(
+    db: Session,
+    segment: Segment,
+    *,
+    entered: set[int],
+    exited: set[int],
+    at: datetime,
+    emit: bool = True,
+    bus: MembershipBus | None = None,
+    recount: bool = False,
+) -> list[MembershipChange]:
+    """Write entries and exits: member rows, counters and (with ``emit``) timeline events and the bus."""
     if entered:
         repository.add_members(
-            db, workspace_id=segment.workspace_id, segment_id=segment.id, profile_ids=entered, at=now
+            db, workspace_id=segment.workspace_id, segment_id=segment.id, profile_ids=entered, at=at
         )
     if exited:
         repository.remove_members(db, segment_id=segment.id, profile_ids=exited)
-    if entered or exited or among is None:
-        segment.member_count = repository.set_counters(db, segment_id=segment.id, at=now)
-        segment.refreshed_at = now
+    if entered or exited or recount:
+        segment.member_count = repository.set_counters(db, segment_id=segment.id, at=at)
+        segment.refreshed_at = at
     if not emit or not (entered or exited):
         return []
     repository.record_changes(
-        db, workspace_id=segment.workspace_id, segment=segment, entered=entered, exited=exited, at=now
+        db, workspace_id=segment.workspace_id, segment=segment, entered=entered, exited=exited, at=at
     )
     ws, sid, name = segment.workspace_id, segment.id, segment.name
-    changes = [MembershipChange(ws, sid, name, pid, "entered", now) for pid in sorted(entered)]
-    changes += [MembershipChange(ws, sid, name, pid, "exited", now) for pid in sorted(exited)]
+    changes = [MembershipChange(ws, sid, name, pid, "entered", at) for pid in sorted(entered)]
+    changes += [MembershipChange(ws, sid, name, pid, "exited", at) for pid in sorted(exited)]
     if bus is not None:
         bus.publish(db, changes)
     return changes
@@ -272,33 +293,53 @@ class RefreshTick:
 
     def __call__(self) -> int:
         """Refresh the segments that are due; returns how many members entered or left."""
-        runtime = self.runtime
-        with runtime.sessions() as db:
+        with self.runtime.read_sessions() as db:
             workspaces = list(db.scalars(select(Workspace.id).order_by(Workspace.id)))
-        total = 0
-        for workspace_id in workspaces:
-            with runtime.sessions() as db:
-                total += self.refresh_workspace(db, workspace_id)
-                db.commit()
-        return total
+        return sum(self.refresh_workspace(workspace_id) for workspace_id in workspaces)
 
-    def refresh_workspace(self, db: Session, workspace_id: int) -> int:
-        """Refresh the workspace's due segments (and those naming a segment that changed), in order."""
-        segments = repository.list_segments(db, workspace_id=workspace_id)
-        if not segments:
-            return 0
-        now = self.runtime.clock.now()
-        scope = scope_for(db, workspace_id=workspace_id, now=now)
-        bus = bus_for(self.runtime)
+    def refresh_workspace(self, workspace_id: int) -> int:
+        """Refresh the workspace's due segments (and those naming a segment that changed), in order.
+
+        The matching set is computed in a read transaction (SQLite's write lock is not held while the
+        query runs); the write transaction then applies the difference, leaving alone the profiles whose
+        membership the real-time hook changed in between.
+        """
+        runtime = self.runtime
+        now = runtime.clock.now()
+        with runtime.read_sessions() as db:
+            segments = repository.list_segments(db, workspace_id=workspace_id)
+            if not segments:
+                return 0
+            scope = scope_for(db, workspace_id=workspace_id, now=now)
+            ordered = in_dependency_order(segments)
+        bus = bus_for(runtime)
         changed: set[str] = set()
         total = 0
-        for segment, _tree, deps in in_dependency_order(segments):
+        for segment, tree, deps in ordered:
             if not (self.due(segment, now) or deps.segments & changed):
                 continue
-            found = reconcile(db, segment, scope, bus=bus)
-            segment.refreshed_at = now
+            with runtime.read_sessions() as db:
+                scope = replace(scope, segment_ids=repository.segment_ids(db, workspace_id=workspace_id))
+                matching = repository.matching_ids(db, tree, replace(scope, seed=segment.seed))
+                before = repository.member_ids(db, segment_id=segment.id)
+            with runtime.sessions() as db:
+                live = repository.get_segment(db, workspace_id=workspace_id, segment_id=segment.id)
+                if live is None or live.archived_at is not None or live.version != segment.version:
+                    continue
+                current = repository.member_ids(db, segment_id=live.id)
+                moved = before ^ current
+                found = apply_changes(
+                    db,
+                    live,
+                    entered=matching - current - moved,
+                    exited=current - matching - moved,
+                    at=now,
+                    bus=bus,
+                    recount=True,
+                )
+                live.refreshed_at = now
+                db.commit()
             if found:
                 changed.add(segment.name)
                 total += len(found)
-        db.flush()
         return total
