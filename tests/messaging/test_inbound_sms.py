@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from rapport.app import wire_runtime
+from rapport.app import create_app, wire_runtime
 from rapport.channels.net import SafeHttpClient
 from rapport.channels.sms import TwilioSmsChannel
 from rapport.consent import service as consent_service
 from rapport.kit.clock import FakeClock
 from rapport.messaging.delivery import Deliverer, channels_of
 from rapport.models import ConsentRecord, Message, Subscription, WebhookReceipt
-from rapport.runtime import Runtime
+from rapport.runtime import Runtime, build_runtime
 from tests.messaging.conftest import make_people
 from tests.messaging.outbox_helpers import NOON, events, message, queue, set_workspace_settings
 from tests.support.fake_twilio import FakeMessage, FakeTwilio, signature
@@ -329,3 +329,40 @@ def _person(runtime: Runtime, tenant: Tenant) -> int:
         [found] = make_people(runtime, tenant, 1, consent="sms")
         runtime.ports[key] = found
     return int(found)
+
+
+def test_the_sms_channel_comes_from_the_settings_and_asks_for_status_callbacks(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    [pid] = make_people(runtime, tenant, 1, consent="sms")
+    with FakeTwilio() as fake:
+        configured = runtime.settings.model_copy(
+            update={
+                "twilio_base_url": fake.base_url,
+                "twilio_account_sid": fake.account_sid,
+                "twilio_auth_token": fake.auth_token,
+                "sms_from": "+447700900123",
+                "outbound_allow_loopback": True,
+            }
+        )
+        rt = build_runtime(configured, clock=runtime.clock)
+        wire_runtime(rt)
+        assert isinstance(channels_of(rt)["sms"], TwilioSmsChannel)
+        sent = queue(rt, tenant, pid, "cfg:1", channel="sms", kind="service", content={"body": "Hi"})
+        deliverer = Deliverer(rt, worker_id="cfg-deliverer")
+        try:
+            assert deliverer.drain().sent == 1
+        finally:
+            deliverer.close()
+            channels_of(rt)["sms"].close()
+        [got] = fake.messages
+        assert got.from_ == "+447700900123"
+        assert got.status_callback == (
+            f"{runtime.settings.base_url}/webhooks/twilio/{tenant.slug}/status?rapport_mid={sent.message_id}"
+        )
+        # Verified with the token from the settings (the workspace has none of its own).
+        params = {"MessageSid": got.sid, "MessageStatus": "delivered"}
+        with TestClient(create_app(configured, runtime=rt, start_worker=False)) as client:
+            assert post_signed(client, fake.auth_token, got.status_callback, params).status_code == 200
+        rt.close()
+    assert message(runtime, sent.message_id).delivered_at == NOON
