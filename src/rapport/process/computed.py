@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,6 +113,7 @@ class Condition:
         return {"property": self.property, "op": self.op, "value": self.value}
 
 
+@functools.lru_cache(maxsize=4096)
 def path_parts(path: str) -> tuple[str, tuple[str, ...]]:
     """Split a property path into (where, keys): ``("column", ("channel",))``, ``("context", ("a",))`` or
     ``("properties", ("total",))``; a leading ``properties.`` is optional."""
@@ -160,6 +162,8 @@ def as_text(value: Any) -> str | None:
 def condition_holds(cond: Condition, actual: Any) -> bool:
     """Evaluate one condition; ``!=`` holds for a missing value, every other operator needs one."""
     want = cond.value
+    if type(actual) is str and type(want) is str and cond.op in ("=", "!="):
+        return (actual == want) == (cond.op == "=")  # the common case, without the general conversions
     if cond.op == "!=":
         if actual is None:
             return True
@@ -215,6 +219,11 @@ class TraitSpec:
     def live(self) -> bool:
         """Tell whether the value is evaluated at read time (windowed or clock-dependent)."""
         return self.window_days is not None or self.aggregation in CLOCK_DEPENDENT
+
+    def reads_context(self) -> bool:
+        """Tell whether the property or a condition reads ``context`` (so the fold must load it)."""
+        paths = [c.property for c in self.conditions] + ([self.property] if self.property else [])
+        return any(p != PURCHASE_VALUE and path_parts(p)[0] == "context" for p in paths)
 
     def event_names(self, purchase: PurchaseSettings) -> tuple[str, ...] | None:
         """Return the event names this trait reads (None: any event)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, null, select, text
 from sqlalchemy.orm import Session
 
 from rapport.db.base import UTCDateTime
@@ -27,8 +27,12 @@ _EVENT_COLUMNS = (
 CHUNK = 500
 
 
+_NO_CONTEXT = (*_EVENT_COLUMNS[:-1], null().label("context"))
+
+
 def view(row: Any) -> EventView:
     """Turn a selected event row into the fold's view of it."""
+    properties, context = row.properties, row.context
     return EventView(
         id=row.id,
         profile_id=row.profile_id,
@@ -36,8 +40,8 @@ def view(row: Any) -> EventView:
         type=row.type,
         channel=row.channel,
         timestamp=row.timestamp,
-        properties=row.properties if isinstance(row.properties, dict) else {},
-        context=row.context if isinstance(row.context, dict) else {},
+        properties=properties if isinstance(properties, dict) else {},
+        context=context if isinstance(context, dict) else {},
     )
 
 
@@ -47,16 +51,26 @@ def purchase_settings(db: Session, workspace_id: int) -> PurchaseSettings:
     return PurchaseSettings.from_settings(settings if isinstance(settings, dict) else {})
 
 
-def events_by_id(db: Session, workspace_id: int, event_ids: Sequence[int]) -> list[EventView]:
-    """Return the linked events among ``event_ids``, in id order."""
+def events_by_id(
+    db: Session,
+    workspace_id: int,
+    event_ids: Sequence[int],
+    *,
+    names: Iterable[str] | None = None,
+    with_context: bool = True,
+) -> list[EventView]:
+    """Return the linked events among ``event_ids`` (optionally only of ``names``), in id order; without
+    ``with_context`` the (large) context is not loaded."""
     out: list[EventView] = []
+    wanted = sorted(set(names)) if names is not None else None
     for i in range(0, len(event_ids), CHUNK):
         part = list(event_ids[i : i + CHUNK])
-        rows = db.execute(
-            select(*_EVENT_COLUMNS)
-            .where(Event.workspace_id == workspace_id, Event.id.in_(part), Event.profile_id.is_not(None))
-            .order_by(Event.id)
+        stmt = select(*(_EVENT_COLUMNS if with_context else _NO_CONTEXT)).where(
+            Event.workspace_id == workspace_id, Event.id.in_(part), Event.profile_id.is_not(None)
         )
+        if wanted is not None:
+            stmt = stmt.where(Event.event.in_(wanted))
+        rows = db.execute(stmt.order_by(Event.id))
         out.extend(view(r) for r in rows)
     out.sort(key=lambda e: e.id)
     return out

@@ -295,9 +295,9 @@ def apply_batch(batch: BatchApplied) -> None:
         return
     purchase = repository.purchase_settings(db, ws)
     names = _needed_names(specs, purchase)
-    events = [
-        e for e in repository.events_by_id(db, ws, batch.event_ids) if names is None or e.event in names
-    ]
+    events = repository.events_by_id(
+        db, ws, batch.event_ids, names=names, with_context=any(s.reads_context() for s in specs)
+    )
     survivors = {s for s, _ in batch.merges}
     by_profile: dict[int, list[EventView]] = defaultdict(list)
     for e in events:
@@ -309,18 +309,25 @@ def apply_batch(batch: BatchApplied) -> None:
     current = repository.computed_of(db, ws, touched)
     accs = _fold_profiles(db, ws, specs, sorted(survivors & set(current)), purchase)
     redo: dict[str, list[int]] = defaultdict(list)
+    # Each event is offered only to the traits that read its name (and to the any-event ones).
+    any_event = [s for s in specs if s.event_names(purchase) is None]
+    by_event: dict[str, list[TraitSpec]] = defaultdict(lambda: list(any_event))
+    for spec in specs:
+        for name in spec.event_names(purchase) or ():
+            by_event[name].append(spec)
+    by_event = dict(by_event)
     for pid, rows in by_profile.items():
         if pid not in current:
             continue
         state = current[pid].get(STATE_KEY) or {}
         slot = {s.name: Accumulator.load(s.aggregation, state.get(s.name)) for s in specs}
-        for spec in specs:
-            acc = slot[spec.name]
-            for row in rows:
+        for row in rows:
+            for spec in by_event.get(row.event or "", any_event):
                 if spec.accepts(row, purchase):
-                    acc.add(row, spec.value_of(row, purchase))
-            if acc.overflow:
-                redo[spec.name].append(pid)
+                    slot[spec.name].add(row, spec.value_of(row, purchase))
+        redo_names = [name for name, acc in slot.items() if acc.overflow]
+        for name in redo_names:
+            redo[name].append(pid)
         accs[pid] = slot
     for name, pids in redo.items():
         spec = next(s for s in specs if s.name == name)
