@@ -212,6 +212,30 @@ class Overlay:
             tables.append({k: dict(v or {}) for k, v in rows})
         return Overlay(tables)
 
+    @staticmethod
+    def for_postcodes(db: Session, workspace_id: int, postcodes: Iterable[str | None]) -> Overlay:
+        """Load only the rows whose key is a prefix of one of ``postcodes`` (what a small batch needs)."""
+        prefixes = sorted({p[:end] for p in postcodes if p for end in range(1, min(len(p), 20) + 1)})
+        tables: dict[int, Lookup] = {}
+        ids = list(
+            db.scalars(
+                select(LifestyleTable.id)
+                .where(LifestyleTable.workspace_id == workspace_id, LifestyleTable.active.is_(True))
+                .order_by(LifestyleTable.id)
+            )
+        )
+        for table_id in ids:
+            tables[table_id] = {}
+        for i in range(0, len(prefixes), 500):
+            rows = db.execute(
+                select(LifestyleRow.table_id, LifestyleRow.key, LifestyleRow.values).where(
+                    LifestyleRow.table_id.in_(ids), LifestyleRow.key.in_(prefixes[i : i + 500])
+                )
+            )
+            for table_id, key, values in rows:
+                tables[table_id][key] = dict(values or {})
+        return Overlay([tables[t] for t in ids])
+
     def values_for(self, postcode: str | None) -> dict[str, Any]:
         """Return the merged columns matching ``postcode`` (empty when none)."""
         out: dict[str, Any] = {}
@@ -275,10 +299,21 @@ def apply_batch(batch: BatchApplied) -> None:
     changed = [pid for pid, names in batch.changed_traits.items() if names & {*POSTCODE_TRAITS, "address"}]
     if not changed:
         return
-    overlay = Overlay.load(batch.db, batch.workspace_id)
+    db, ws = batch.db, batch.workspace_id
+    rows: list[Any] = []
+    for i in range(0, len(changed), 500):
+        rows.extend(
+            db.execute(
+                select(Profile.id, Profile.traits).where(
+                    Profile.workspace_id == ws, Profile.id.in_(changed[i : i + 500])
+                )
+            ).all()
+        )
+    profiles = [(r.id, r.traits if isinstance(r.traits, Mapping) else {}) for r in rows]
+    overlay = Overlay.for_postcodes(db, ws, (postcode_of(t) for _, t in profiles))
     if not overlay.tables:
         return
-    apply_to_profiles(batch.db, workspace_id=batch.workspace_id, profile_ids=changed, overlay=overlay)
+    _apply(db, ws, overlay, profiles)
 
 
 def load_sample(runtime: Runtime, workspace_id: int, *, name: str = "sample") -> int:
