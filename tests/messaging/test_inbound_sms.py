@@ -6,6 +6,7 @@ the fake Twilio server on 127.0.0.1 and its status callbacks are replayed to the
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from rapport.channels.net import SafeHttpClient
 from rapport.channels.sms import TwilioSmsChannel
 from rapport.consent import service as consent_service
 from rapport.kit.clock import FakeClock
+from rapport.messaging import inbound
 from rapport.messaging.delivery import Deliverer, channels_of
 from rapport.models import ConsentRecord, Message, Subscription, WebhookReceipt
 from rapport.runtime import Runtime, build_runtime
@@ -366,3 +368,33 @@ def test_the_sms_channel_comes_from_the_settings_and_asks_for_status_callbacks(
             assert post_signed(client, fake.auth_token, got.status_callback, params).status_code == 200
         rt.close()
     assert message(runtime, sent.message_id).delivered_at == NOON
+
+
+def test_concurrent_stops_confirm_once(runtime: Runtime, tenant: Tenant, twilio: FakeTwilio) -> None:
+    [pid] = make_people(runtime, tenant, 1, consent="sms")
+    url = inbound_url(runtime, tenant)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def stop(n: int) -> None:
+        params = {"MessageSid": f"SMconc{n}", "From": "+447911000000", "To": "+447700900000", "Body": "STOP"}
+        try:
+            barrier.wait()
+            inbound.handle_twilio_inbound(
+                runtime, tenant.slug, url, sms_form(params), signature(twilio.auth_token, url, params)
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stop, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert sms_state(runtime, pid) == "unsubscribed"
+    assert len(keyword_answers(runtime, pid)) == 1
+
+
+def sms_form(params: dict[str, str]) -> dict[str, list[str]]:
+    return {k: [v] for k, v in params.items()}

@@ -211,13 +211,6 @@ def _keyword_answer(
     )
 
 
-def _sms_state(db: Session, workspace_id: int, profile_id: int) -> str | None:
-    for row in consent_service.list_subscriptions(db, workspace_id=workspace_id, profile_id=profile_id):
-        if row.channel == "sms" and row.topic == "":
-            return row.state
-    return None
-
-
 def apply_inbound(
     db: Session, workspace: Workspace, inbound: sms_channel.InboundSms, *, now: datetime
 ) -> str:
@@ -228,7 +221,6 @@ def apply_inbound(
         return "unknown_sender"
     base = {"provider_id": inbound.provider_id, "to": inbound.to_number, "keyword": inbound.keyword.value}
     if inbound.keyword is Keyword.OPT_OUT:
-        before = _sms_state(db, workspace.id, profile.id)
         entry = consent_service.record(
             db,
             workspace_id=workspace.id,
@@ -247,7 +239,8 @@ def apply_inbound(
             event_id=f"sms-in:{inbound.provider_id}", channel="sms", properties={**base, "body": inbound.body},
             now=now,
         )  # fmt: skip
-        if before != consent_rules.UNSUBSCRIBED:
+        # state_before is read under the subscription row's lock: concurrent STOPs confirm once
+        if entry.state_before != consent_rules.UNSUBSCRIBED:
             text = str(_setting(workspace, "sms", "stop_text") or DEFAULT_STOP_TEXT)
             _keyword_answer(
                 db,
@@ -260,7 +253,6 @@ def apply_inbound(
             )
         return "opted_out"
     if inbound.keyword is Keyword.OPT_IN:
-        before = _sms_state(db, workspace.id, profile.id)
         entry = consent_service.record(
             db,
             workspace_id=workspace.id,
@@ -280,7 +272,7 @@ def apply_inbound(
             event_id=f"sms-in:{inbound.provider_id}", channel="sms", properties={**base, "body": inbound.body},
             now=now,
         )  # fmt: skip
-        if before != consent_rules.SUBSCRIBED:
+        if entry.state_before != consent_rules.SUBSCRIBED:
             text = str(_setting(workspace, "sms", "start_text") or DEFAULT_START_TEXT)
             _keyword_answer(
                 db,
