@@ -370,14 +370,22 @@ def test_the_sms_channel_comes_from_the_settings_and_asks_for_status_callbacks(
     assert message(runtime, sent.message_id).delivered_at == NOON
 
 
-def test_concurrent_stops_confirm_once(runtime: Runtime, tenant: Tenant, twilio: FakeTwilio) -> None:
+@pytest.mark.parametrize("same_sid", [False, True], ids=["distinct", "duplicates"])
+def test_concurrent_stops_confirm_once(
+    runtime: Runtime, tenant: Tenant, twilio: FakeTwilio, same_sid: bool
+) -> None:
     [pid] = make_people(runtime, tenant, 1, consent="sms")
     url = inbound_url(runtime, tenant)
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
     def stop(n: int) -> None:
-        params = {"MessageSid": f"SMconc{n}", "From": "+447911000000", "To": "+447700900000", "Body": "STOP"}
+        params = {
+            "MessageSid": "SMconc" if same_sid else f"SMconc{n}",
+            "From": "+447911000000",
+            "To": "+447700900000",
+            "Body": "STOP",
+        }
         try:
             barrier.wait()
             inbound.handle_twilio_inbound(
@@ -394,6 +402,11 @@ def test_concurrent_stops_confirm_once(runtime: Runtime, tenant: Tenant, twilio:
     assert not errors, errors
     assert sms_state(runtime, pid) == "unsubscribed"
     assert len(keyword_answers(runtime, pid)) == 1
+    with runtime.read_sessions() as db:
+        withdrawals = db.scalar(
+            select(func.count()).where(ConsentRecord.profile_id == pid, ConsentRecord.action == "withdrawn")
+        )
+    assert withdrawals == (1 if same_sid else 8)
 
 
 def sms_form(params: dict[str, str]) -> dict[str, list[str]]:
