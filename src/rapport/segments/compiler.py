@@ -138,6 +138,19 @@ def _bind(value: Scalar) -> ColumnElement[Any]:
     return bindparam(None, value, type_=String())
 
 
+def _cost(node: Node) -> int:
+    """A rough per-row cost rank of a condition (stable sort keeps the author's order within a rank)."""
+    if isinstance(node, And | Or):
+        return max(_cost(item) for item in node.items)
+    if isinstance(node, Not):
+        return _cost(node.item)
+    if isinstance(node, Did | EventTime | Engagement | Subscription | InSegment):
+        return 0
+    if isinstance(node, IsSet | Compare):
+        return 1
+    return 2
+
+
 def _start_of(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
@@ -182,7 +195,9 @@ class _Compiler:
 
     def condition(self, node: Node) -> _Cond:
         if isinstance(node, And | Or):
-            parts = [self.condition(item) for item in node.items]
+            # cheapest first: SQL engines mostly evaluate terms in order and stop at the first false (and)
+            # or true (or); index-backed id sets cost far less per row than parsing JSON
+            parts = [self.condition(item) for item in sorted(node.items, key=_cost)]
             joined = and_(*(c for c, _ in parts)) if isinstance(node, And) else or_(*(c for c, _ in parts))
             return joined, any(nullable for _, nullable in parts)
         if isinstance(node, Not):

@@ -164,6 +164,10 @@ class _Ref:
     def collate(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
         return text
 
+    def switch(self, branches: Sequence[tuple[str, Any]], else_: Any) -> ColumnElement[Any]:
+        """``CASE <json type> WHEN …``: one type lookup, one branch per kind (string, number, …)."""
+        raise NotImplementedError
+
     def position(self, needle: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.instr(self.text(), needle)
 
@@ -191,6 +195,10 @@ class _SqliteRef(_Ref):
         if kind == "set":
             return and_(self.kind.is_not(None), self.kind != "null")
         return self.kind.in_(_SQLITE_KINDS[kind])
+
+    def switch(self, branches: Sequence[tuple[str, Any]], else_: Any) -> ColumnElement[Any]:
+        whens = [(name, then) for kind, then in branches for name in _SQLITE_KINDS[kind]]
+        return case(dict(whens), value=self.kind, else_=else_)
 
     def text(self) -> ColumnElement[Any]:
         return self.value
@@ -224,6 +232,9 @@ class _PgRef(_Ref):
 
     def _text(self) -> ColumnElement[Any]:
         return self.value.op("#>>", return_type=Text())(literal_column("'{}'::text[]"))
+
+    def switch(self, branches: Sequence[tuple[str, Any]], else_: Any) -> ColumnElement[Any]:
+        return case(dict(branches), value=func.jsonb_typeof(self.value), else_=else_)
 
     def is_(self, kind: str) -> ColumnElement[bool]:
         typeof = func.jsonb_typeof(self.value)
@@ -309,21 +320,65 @@ def _compare(
 
         shared = ref.any_element(overlap)
         if op == "in":
-            scalar = or_(*(_equal(ref, kind, value) for kind, value in pairs))
-            return case((ref.is_("array"), shared), else_=scalar)
-        scalar = and_(*(func.coalesce(_typed_test(ref, "!=", kind, value), false()) for kind, value in pairs))
-        return case((ref.is_("array"), not_(shared)), else_=scalar)
+            return ref.switch([("array", shared), *_scalar_in(ref, pairs)], else_=false())
+        return ref.switch([("array", not_(shared)), *_scalar_not_in(ref, pairs)], else_=false())
     kind, value = kinds[0], values[0]
     if op == "contains":
         inside = ref.any_element(lambda element: _equal(element, kind, value))
-        substring: ColumnElement[Any] = false()
-        if kind == "string":
-            substring = and_(ref.is_("string"), ref.position(value) > 0)
-        return case((ref.is_("array"), inside), else_=substring)
+        branches = [("array", inside)] + ([("string", ref.position(value) > 0)] if kind == "string" else [])
+        return ref.switch(branches, else_=false())
     if op == "starts with":
         text = ref.text()
         return and_(ref.is_("string"), func.substr(text, 1, func.length(value)) == value)
     return _typed_test(ref, op, kind, value)
+
+
+_BASE = {"string": "string", "date": "string", "number": "number", "true": "boolean", "false": "boolean"}
+
+
+def _scalar_in(ref: _Ref, pairs: list[tuple[str, ColumnElement[Any]]]) -> list[tuple[str, Any]]:
+    """Branches by JSON type for ``x in (…)`` on a scalar: equal to one literal of the same type."""
+    branches: list[tuple[str, Any]] = []
+    for base in ("string", "number", "boolean"):
+        group = [(kind, value) for kind, value in pairs if _BASE[kind] == base]
+        if not group:
+            continue
+        tests: list[ColumnElement[Any]] = []
+        strings = [value for kind, value in group if kind == "string"]
+        if strings:
+            tests.append(ref.text().in_(strings))
+        dates = [value for kind, value in group if kind == "date"]
+        if dates:
+            tests.append(func.coalesce(ref.date().in_(dates), false()))
+        numbers = [value for kind, value in group if kind == "number"]
+        if numbers:
+            tests.append(ref.number().in_(numbers))
+        for kind in {kind for kind, _ in group if base == "boolean"}:
+            tests.append(ref.boolean_is(kind == "true"))
+        branches.append((base, or_(*tests)))
+    return branches
+
+
+def _scalar_not_in(ref: _Ref, pairs: list[tuple[str, ColumnElement[Any]]]) -> list[tuple[str, Any]]:
+    """Branches for ``x not in (…)`` on a scalar: ``!=`` each literal, so of every literal's type."""
+    bases = {_BASE[kind] for kind, _ in pairs}
+    if len(bases) != 1:
+        return []  # no scalar has two types at once
+    (base,) = bases
+    tests: list[ColumnElement[Any]] = []
+    strings = [value for kind, value in pairs if kind == "string"]
+    if strings:
+        tests.append(ref.text().not_in(strings))
+    dates = [value for kind, value in pairs if kind == "date"]
+    if dates:
+        day = ref.date()
+        tests.append(and_(day.is_not(None), day.not_in(dates)))
+    numbers = [value for kind, value in pairs if kind == "number"]
+    if numbers:
+        tests.append(ref.number().not_in(numbers))
+    for kind in {kind for kind, _ in pairs if base == "boolean"}:
+        tests.append(not_(ref.boolean_is(kind == "true")))
+    return [(base, and_(*tests))]
 
 
 def _build(
