@@ -7,12 +7,14 @@ the fake Twilio server on 127.0.0.1 and its status callbacks are replayed to the
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +32,7 @@ from rapport.runtime import Runtime, build_runtime
 from tests.messaging.conftest import make_people
 from tests.messaging.outbox_helpers import NOON, events, message, queue, set_workspace_settings
 from tests.support.fake_twilio import FakeMessage, FakeTwilio, signature
+from tests.support.smtp_sink import free_port
 from tests.support.tenants import Tenant
 
 HELP_TEXT = "Hartley & Co: help at hartley.example/help. Msg&data rates may apply. Reply STOP to opt out."
@@ -411,3 +414,68 @@ def test_concurrent_stops_confirm_once(
 
 def sms_form(params: dict[str, str]) -> dict[str, list[str]]:
     return {k: [v] for k, v in params.items()}
+
+
+class _LiveApp:
+    """The app under a real uvicorn server on 127.0.0.1 (for webhooks the fake Twilio itself posts)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(runtime.settings, runtime=runtime, start_worker=False),
+                host="127.0.0.1",
+                port=int(urlsplit(runtime.settings.base_url).port or 0),
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _LiveApp:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.server.started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def test_the_fake_twilio_posts_to_a_live_server_and_the_loop_closes(runtime: Runtime, tenant: Tenant) -> None:
+    [pid] = make_people(runtime, tenant, 1, consent="sms")
+    with FakeTwilio() as fake:
+        live = runtime.settings.model_copy(
+            update={
+                "base_url": f"http://127.0.0.1:{free_port()}",
+                "twilio_base_url": fake.base_url,
+                "twilio_account_sid": fake.account_sid,
+                "twilio_auth_token": fake.auth_token,
+                "sms_from": "+447700900123",
+                "outbound_allow_loopback": True,
+            }
+        )
+        rt = build_runtime(live, clock=runtime.clock)
+        wire_runtime(rt)
+        deliverer = Deliverer(rt, worker_id="live-deliverer")
+        try:
+            with _LiveApp(rt):
+                url = f"{live.base_url}/webhooks/twilio/{tenant.slug}/sms"
+                answer = fake.send_inbound(url, from_="+447911000000", to="+447700900123", body="Stop.")
+                assert answer.status_code == 200, answer.text
+                assert sms_state(runtime, pid) == "unsubscribed"
+                assert deliverer.drain().sent == 1
+                [confirmation] = fake.messages
+                assert "START" in confirmation.body
+                assert fake.deliver(confirmation).status_code == 200
+                forged = httpx.post(url, data={"MessageSid": "SMf", "Body": "START"}, timeout=5)
+                assert forged.status_code == 403
+        finally:
+            deliverer.close()
+            channels_of(rt)["sms"].close()
+            rt.close()
+    [answer_row] = keyword_answers(runtime, pid)
+    assert message(runtime, answer_row.message_id).delivered_at == NOON
+    assert sms_state(runtime, pid) == "unsubscribed"
