@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from rapport.models import ComputedTrait, Event, Profile, Segment, Topic, Workspace
 from rapport.segments.catalog import Catalog, FieldType
 
-SAMPLE = 2000
+SAMPLE = 500
 #: Fields every profile may be asked about, whatever the sample shows.
 _KNOWN_TRAITS: Mapping[str, FieldType] = {
     "email": "string",

@@ -192,8 +192,8 @@ class _SqliteRef(_Ref):
         return cls(func.json_type(doc, path), func.json_extract(doc, path), doc, path)
 
     def is_(self, kind: str) -> ColumnElement[bool]:
-        if kind == "set":
-            return and_(self.kind.is_not(None), self.kind != "null")
+        if kind == "set":  # one lookup: missing (NULL) and JSON null alike
+            return func.coalesce(self.kind, "null") != "null"
         return self.kind.in_(_SQLITE_KINDS[kind])
 
     def switch(self, branches: Sequence[tuple[str, Any]], else_: Any) -> ColumnElement[Any]:
@@ -239,7 +239,7 @@ class _PgRef(_Ref):
     def is_(self, kind: str) -> ColumnElement[bool]:
         typeof = func.jsonb_typeof(self.value)
         if kind == "set":
-            return and_(typeof.is_not(None), typeof != "null")
+            return func.coalesce(typeof, "null") != "null"
         return typeof == kind
 
     def text(self) -> ColumnElement[Any]:

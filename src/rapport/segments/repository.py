@@ -82,6 +82,28 @@ def sample_matching(db: Session, node: Node, scope: Scope, *, limit: int = 20) -
     return list(db.execute(query))
 
 
+def count_and_sample(db: Session, node: Node, scope: Scope, *, limit: int = 20) -> tuple[int, list[Any]]:
+    """Count the matching live profiles and return the first ``limit`` of them, in one scan.
+
+    ``count(*) OVER ()`` rides along the ids of the matching rows, so the condition runs once; the sample's
+    profile columns are then read by primary key.
+    """
+    portable.prepare(db.connection())
+    p, live = _base(scope.workspace_id)
+    condition = compile_segment(node, scope=scope, profiles=p)
+    total = func.count().over().label("total")
+    rows = db.execute(select(p.c.id, total).where(*live, condition).order_by(p.c.id).limit(limit)).all()
+    if not rows:
+        return 0, []
+    ids = [row.id for row in rows]
+    sample = db.execute(
+        select(PROFILES.c.id, PROFILES.c.email, PROFILES.c.phone, PROFILES.c.name, PROFILES.c.traits)
+        .where(PROFILES.c.id.in_(ids))
+        .order_by(PROFILES.c.id)
+    ).all()
+    return int(rows[0].total), list(sample)
+
+
 def matching_ids(db: Session, node: Node, scope: Scope, *, among: Sequence[int] | None = None) -> set[int]:
     """Return the ids of matching live profiles (only those in ``among`` when given)."""
     portable.prepare(db.connection())

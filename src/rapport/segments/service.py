@@ -69,8 +69,7 @@ def preview(
     tree = parse_definition(text=text, ast=ast, catalog=catalog)
     started = time.perf_counter()
     scope = realtime.scope_for(db, workspace_id=workspace_id, now=now, catalog=catalog, seed="preview")
-    count = repository.count_matching(db, tree, scope)
-    rows = repository.sample_matching(db, tree, scope, limit=SAMPLE_SIZE) if count else []
+    count, rows = repository.count_and_sample(db, tree, scope, limit=SAMPLE_SIZE)
     return PreviewRead(
         text=to_text(tree, catalog=catalog),
         ast=to_json(tree),
