@@ -225,13 +225,15 @@ def evaluate_batch(
     if not segments:
         return []
     now = runtime.clock.now()
-    scope = scope_for(db, workspace_id=workspace_id, now=now, per_profile=True)
+    scope: Scope | None = None  # built on the first affected segment: most batches affect none
     bus = bus_for(runtime)
     changed_segments: set[str] = set()
     changes: list[MembershipChange] = []
     for segment, _tree, deps in in_dependency_order(segments):
         if not _affected(deps, event_names, changed_traits, merged, changed_segments):
             continue
+        if scope is None:
+            scope = scope_for(db, workspace_id=workspace_id, now=now, per_profile=True)
         found = reconcile(db, segment, scope, among=ids, bus=bus)
         if found:
             changed_segments.add(segment.name)
@@ -242,6 +244,8 @@ def evaluate_batch(
 def after_apply(batch: BatchApplied) -> None:
     """The processor hook: re-evaluate the segments this batch can affect, for its profiles only."""
     if not batch.profile_ids and not batch.merges:
+        return
+    if not repository.segment_ids(batch.db, workspace_id=batch.workspace_id):
         return
     names = set(
         batch.db.scalars(
@@ -308,8 +312,8 @@ class RefreshTick:
         now = runtime.clock.now()
         with runtime.read_sessions() as db:
             segments = repository.list_segments(db, workspace_id=workspace_id)
-            if not segments:
-                return 0
+            if not any(self.due(segment, now) for segment in segments):
+                return 0  # dependants of a changed segment follow only from a due one
             scope = scope_for(db, workspace_id=workspace_id, now=now)
             ordered = in_dependency_order(segments)
         bus = bus_for(runtime)
