@@ -137,6 +137,9 @@ _PG_PATCH = text(
     "WHERE id = :id AND workspace_id = :ws"
 )
 _SQLITE_WRITE = text("UPDATE profiles SET computed = :c WHERE id = :id")
+_SQLITE_PATCH = text(
+    "UPDATE profiles SET computed = json_patch(computed, :patch) WHERE id = :id AND workspace_id = :ws"
+)
 
 
 def patch_computed(
@@ -150,7 +153,8 @@ def patch_computed(
 
     Keys not named are left alone, so writers of different keys (computed traits, scores, lifestyle) never
     undo each other. PostgreSQL: ``computed - keys || patch`` in one executemany; SQLite (one writer at a
-    time, and the transaction holds the lock from its start): read, merge in Python, write back.
+    time, and the transaction holds the lock from its start): ``json_patch`` when every value is a
+    scalar, else read, merge in Python and write back (nested values replace, never merge, on both).
     """
     if not patches:
         return 0
@@ -161,6 +165,21 @@ def patch_computed(
         ]
         db.execute(_PG_PATCH, params)
         return len(params)
+    flat = all(
+        v is not None and not isinstance(v, dict) for patch in patches.values() for v in patch.values()
+    )
+    if flat:
+        # Scalars only: SQLite's json_patch (RFC 7396) sets them in C without a Python round trip of the
+        # whole document; a null in the patch removes a key, which is how ``remove`` is applied here.
+        gone = dict.fromkeys(remove)
+        db.execute(
+            _SQLITE_PATCH,
+            [
+                {"id": pid, "ws": workspace_id, "patch": json.dumps({**gone, **patch})}
+                for pid, patch in patches.items()
+            ],
+        )
+        return len(patches)
     current = computed_of(db, workspace_id, patches)
     rows = []
     for pid, patch in patches.items():

@@ -36,7 +36,7 @@ log = logging.getLogger("rapport.process.scores")
 KINDS: tuple[str, ...] = ("rfm", "clv", "propensity")
 RFM_KEYS = ("rfm_r", "rfm_f", "rfm_m", "rfm_segment", "loyalty_score", "loyalty_level")
 CLV_KEYS = ("clv_12m", "p_alive", "churn_danger", "churn_band", "value_tier", "expected_purchases_90d")
-WRITE_BATCH = 2000
+WRITE_BATCH = 5000
 
 
 class utc_day(FunctionElement[str]):
