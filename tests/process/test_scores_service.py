@@ -148,3 +148,42 @@ def test_nightly_job_runs_and_requeues(runtime: Runtime, tenant: Tenant, clock: 
     assert jobs[0].status == "done"
     assert any(j.status == "queued" and j.run_at > clock.now() for j in jobs[1:])
     assert {r.kind for r in runs} >= {"rfm", "clv", "propensity"}
+
+
+def test_clv_without_purchases_fails_and_keeps_values(runtime: Runtime, tenant: Tenant) -> None:
+    wire_runtime(runtime)
+    ws = tenant.workspace_id
+    import_profile_rows(runtime, workspace_id=ws, rows=[{"user_id": "p1"}])
+    with runtime.sessions() as db:
+        pid = db.scalar(
+            select(Identity.profile_id).where(Identity.value == "p1", Identity.workspace_id == ws)
+        )
+        p = db.get(Profile, pid)
+        assert p is not None
+        p.computed = {**p.computed, "clv_12m": 9.5, "value_tier": "high"}
+        db.commit()
+    (run_id,) = scores_service.run_scores(runtime, ws, ["clv"], NOW)
+    with runtime.read_sessions() as db:
+        run = db.get(ScoreRun, run_id)
+        assert run is not None
+        assert (run.status, run.usable) == ("failed", False)
+        assert run.error and "no purchases" in run.error
+    kept = _computed(runtime, tenant, "p1")
+    assert (kept["clv_12m"], kept["value_tier"]) == (9.5, "high")
+
+
+def test_unusable_propensity_model_is_stored_but_not_applied(runtime: Runtime, tenant: Tenant) -> None:
+    wire_runtime(runtime)
+    ws = tenant.workspace_id
+    rows = [_order(f"u{i}", 10 + 37 * i, 10.0) for i in range(4)]  # far too few positives for a holdout
+    import_event_rows(runtime, workspace_id=ws, rows=rows)
+    (run_id,) = scores_service.run_scores(runtime, ws, ["propensity"], NOW)
+    with runtime.read_sessions() as db:
+        run = db.get(ScoreRun, run_id)
+        assert run is not None
+        profiles = list(db.scalars(select(Profile).where(Profile.workspace_id == ws)))
+    if run.status == "done":
+        assert run.usable is False and run.metrics["reasons"] and run.model is not None
+    else:  # so little data that training itself refuses; recorded with its reason
+        assert run.status == "failed" and run.error
+    assert all("propensity_purchase_30d" not in p.computed for p in profiles)

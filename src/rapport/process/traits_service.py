@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from rapport.collect.processor import BatchApplied, lock_workspace
@@ -48,31 +49,34 @@ def spec_of(row: ComputedTrait) -> TraitSpec:
 
 
 def ensure_builtins(db: Session, *, workspace_id: int, now: datetime) -> int:
-    """Create the built-in definitions the workspace lacks (an archived one is not revived); returns how many."""
+    """Create the built-in definitions the workspace lacks (an archived one is not revived); returns how many.
+
+    ``INSERT … ON CONFLICT DO NOTHING``: two edges ensuring at once (a request and the processor) never fail.
+    """
     existing = set(db.scalars(select(ComputedTrait.name).where(ComputedTrait.workspace_id == workspace_id)))
-    added = 0
-    for spec, description in pure.builtin_specs():
-        if spec.name in existing:
-            continue
-        db.add(
-            ComputedTrait(
-                workspace_id=workspace_id,
-                name=spec.name,
-                description=description,
-                event=spec.event,
-                aggregation=spec.aggregation,
-                property=spec.property,
-                conditions=[c.to_dict() for c in spec.conditions],
-                window_days=spec.window_days,
-                builtin=True,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        added += 1
-    if added:
-        db.flush()
-    return added
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "name": spec.name,
+            "description": description,
+            "event": spec.event,
+            "aggregation": spec.aggregation,
+            "property": spec.property,
+            "conditions": [c.to_dict() for c in spec.conditions],
+            "window_days": spec.window_days,
+            "builtin": True,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for spec, description in pure.builtin_specs()
+        if spec.name not in existing
+    ]
+    if not rows:
+        return 0
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    db.execute(insert(ComputedTrait).on_conflict_do_nothing(index_elements=["workspace_id", "name"]), rows)
+    return len(rows)
 
 
 def _ensure_once(runtime: Runtime, db: Session, workspace_id: int, now: datetime) -> None:
