@@ -166,3 +166,29 @@ def test_catalogue_from_real_data(runtime: Runtime, tenant: Tenant) -> None:
     assert catalog.traits is not None and catalog.traits["city"] == "string"
     assert catalog.computed["total_spend"] == "number"
     assert catalog.events is not None and {"order_completed", "email_opened"} <= set(catalog.events)
+
+
+def test_windowed_computed_traits_come_from_the_process_sql(runtime: Runtime, tenant: Tenant) -> None:
+    from rapport.models import ComputedTrait
+
+    _people(runtime, tenant.workspace_id)
+    with runtime.sessions() as db:
+        db.add(
+            ComputedTrait(
+                workspace_id=tenant.workspace_id,
+                name="orders_7d",
+                event="order_completed",
+                aggregation="count",
+                window_days=7,
+            )
+        )
+        db.commit()
+    with runtime.read_sessions() as db:
+        result = service.preview(
+            db, workspace_id=tenant.workspace_id, text="orders_7d >= 1", ast=None, now=NOW
+        )
+        assert [s.id for s in result.sample] == [7002]
+        none = service.preview(
+            db, workspace_id=tenant.workspace_id, text="orders_7d >= 1", ast=None, now=NOW + timedelta(days=6)
+        )
+        assert none.count == 0

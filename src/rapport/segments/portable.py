@@ -108,6 +108,11 @@ def json_number(doc: ColumnElement[Any], keys: Sequence[str]) -> Portable:
     return Portable("number", (doc,), keys, Float())
 
 
+def json_wrap(value: ColumnElement[Any]) -> Portable:
+    """A one-key JSON object ``{"v": value}`` (so a computed SQL value reads like a stored one)."""
+    return Portable("wrap", (value,), (), _JSONB)
+
+
 def month_day(day: ColumnElement[Any]) -> Portable:
     """``MM-DD`` of a date expression."""
     return Portable("month_day", (day,), (), String())
@@ -412,6 +417,8 @@ def _distance(lat: ColumnElement[Any], lon: ColumnElement[Any], lat0: Any, lon0:
 def _SQLITE(element: Portable) -> ColumnElement[Any]:
     if element.name == "month_day":
         return func.strftime("%m-%d", element.args[0])
+    if element.name == "wrap":
+        return func.json_object("v", element.args[0])
     if element.name == "distance":
         lat, lon, lat0, lon0 = element.args
         return _distance(lat, lon, lat0, lon0, func.min)
@@ -423,6 +430,8 @@ def _SQLITE(element: Portable) -> ColumnElement[Any]:
 def _POSTGRES(element: Portable) -> ColumnElement[Any]:
     if element.name == "month_day":
         return func.to_char(element.args[0], "MM-DD")
+    if element.name == "wrap":
+        return func.jsonb_build_object("v", element.args[0])
     if element.name == "distance":
         lat, lon, lat0, lon0 = element.args
         return _distance(lat, lon, lat0, lon0, func.least)

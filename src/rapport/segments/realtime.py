@@ -21,19 +21,22 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from rapport.collect.processor import BatchApplied, ProcessingHooks
-from rapport.models import Event, Segment, Workspace
+from rapport.models import ComputedTrait, Event, Segment, Workspace
+from rapport.process import computed_sql, traits_service
+from rapport.process import repository as process_repository
 from rapport.runtime import Runtime
-from rapport.segments import catalog_service, repository
+from rapport.segments import catalog_service, portable, repository
 from rapport.segments.ast import Node
 from rapport.segments.catalog import Catalog
 from rapport.segments.codec import from_json
-from rapport.segments.compiler import LATITUDE, LONGITUDE, Scope
+from rapport.segments.compiler import LATITUDE, LONGITUDE, ComputedResolver, Scope
 from rapport.segments.dependencies import Dependencies, dependencies
 
 log = logging.getLogger("rapport.segments.realtime")
@@ -97,6 +100,7 @@ def scope_for(
     return Scope(
         workspace_id=workspace_id,
         now=now,
+        computed=windowed_traits(db, workspace_id=workspace_id),
         catalog=catalog
         if catalog is not None
         else catalog_service.compile_catalog(db, workspace_id=workspace_id),
@@ -104,6 +108,35 @@ def scope_for(
         segment_ids=repository.segment_ids(db, workspace_id=workspace_id),
         per_profile=per_profile,
     )
+
+
+def windowed_traits(db: Session, *, workspace_id: int) -> ComputedResolver | None:
+    """The compiler's seam for windowed computed traits: ``rapport.process``' SQL for each definition."""
+    rows = list(
+        db.scalars(
+            select(ComputedTrait).where(
+                ComputedTrait.workspace_id == workspace_id,
+                ComputedTrait.archived_at.is_(None),
+                ComputedTrait.window_days.is_not(None),
+            )
+        )
+    )
+    if not rows:
+        return None
+    specs = {row.name: traits_service.spec_of(row) for row in rows}
+    purchase = process_repository.purchase_settings(db, workspace_id)
+
+    def resolve(
+        name: str, profile_id: ColumnElement[Any], now: datetime
+    ) -> tuple[ColumnElement[Any], tuple[str, ...]] | None:
+        spec = specs.get(name)
+        if spec is None:
+            return None
+        return portable.json_wrap(
+            computed_sql.computed_expression(spec, profile_id, now, purchase=purchase)
+        ), ("v",)
+
+    return resolve
 
 
 def reconcile(
