@@ -35,6 +35,7 @@ def _agree(runtime: Runtime, examples: int) -> None:
     with runtime.engine.begin() as conn:
         segment_ids = sqldata.make_segments(conn, workspace_id, ["Staff", "VIP"])
     scope = _scope(workspace_id, segment_ids)
+    probe = replace(scope, per_profile=True)
     counter = iter(range(10**9))
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
@@ -51,6 +52,8 @@ def _agree(runtime: Runtime, examples: int) -> None:
                     expected = {int(f.profile_id) for f in stored if evaluate(tree, f, NOW, catalog=CATALOG)}
                     got = sqldata.matching_ids(conn, tree, scope)
                     assert got == expected, (tree, stored)
+                    probed = sqldata.matching_ids(conn, tree, probe, [int(f.profile_id) for f in stored])
+                    assert probed == expected, ("per profile", tree, stored)
             finally:
                 trans.rollback()
 
@@ -124,7 +127,7 @@ def test_buckets_split_like_the_evaluator(runtime: Runtime) -> None:
     with runtime.engine.connect() as conn:
         stored = sqldata.load(conn, workspace_id, facts, catalog=CATALOG, segment_ids={}, first_id=1)
         for op, percent in (("<", 30.0), (">=", 30.0), ("<=", 0.0), ("<", 100.0)):
-            tree = RandomBucket(op, percent, "spring")  # type: ignore[arg-type]
+            tree = RandomBucket(op, percent, "spring")
             expected = {int(f.profile_id) for f in stored if evaluate(tree, f, NOW)}
             assert sqldata.matching_ids(conn, tree, _scope(workspace_id, {})) == expected
         tree2 = Compare("city", "=", "x")
