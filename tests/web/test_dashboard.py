@@ -107,18 +107,67 @@ def test_the_dashboard_shows_real_counts(client: TestClient, runtime: Runtime, t
     assert "1 admin · 0 marketers · 1 viewer" in page.text
     assert 'data-chart-src="/ui/api/dashboard/series"' in page.text
     assert '<option value="audit_entries" selected>Audit entries per day</option>' in page.text
-    assert "Customers arrive with the collect work." in page.text
+    assert 'data-testid="customers-count">0<' in page.text
+    assert 'data-testid="messages-sent">0<' in page.text
     chosen = client.get("/", params={"from": "2025-01-01", "to": "2025-01-31"}).text
     assert 'value="2025-01-01"' in chosen and 'value="2025-01-31"' in chosen
 
 
 def test_the_registry_refuses_duplicates_and_lists_in_order() -> None:
     registry = default_metrics()
-    extra = SeriesMetric("messages_sent", "Messages sent per day", "messages", lambda db, ws, a, b: {})
+    extra = SeriesMetric("revenue", "Revenue per day", "GBP", lambda db, ws, a, b: {})
     registry.add(extra)
-    assert [m.name for m in registry] == ["audit_entries", "messages_sent"]
+    assert [m.name for m in registry] == [
+        "events",
+        "purchases",
+        "messages_sent",
+        "emails_opened",
+        "audit_entries",
+        "revenue",
+    ]
     with pytest.raises(ValueError, match="registered twice"):
         registry.add(extra)
     assert isinstance(registry, MetricRegistry)
     assert len(days_in(date(2024, 2, 28), date(2024, 3, 1))) == 3
     assert MAX_RANGE_DAYS >= 366
+
+
+def test_customer_counts_and_event_series_come_from_real_data(
+    client: TestClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    from rapport.app import wire_runtime
+    from rapport.collect.importer import import_event_rows, import_profile_rows
+
+    wire_runtime(runtime)
+    import_profile_rows(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        rows=[
+            {"user_id": "a", "email": "a@example.com"},
+            {"user_id": "b", "phone": "+447911000001"},
+            {"user_id": "c"},
+        ],
+    )
+    import_event_rows(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        rows=[
+            {
+                "type": "track",
+                "event": "order_completed",
+                "userId": "a",
+                "messageId": f"m{i}",
+                "timestamp": f"2025-03-0{n}T10:00:00Z",
+                "properties": {"total": 10},
+            }
+            for i, n in enumerate((1, 2, 2))
+        ],
+    )
+    ui_login(client, tenant.viewer_email, tenant.password)
+    page = client.get("/").text
+    assert 'data-testid="customers-count">3<' in page
+    assert "1 with email · 1 with a phone" in page
+    series = client.get(
+        "/ui/api/dashboard/series", params={"metric": "purchases", "from": "2025-03-01", "to": "2025-03-03"}
+    ).json()
+    assert [p["value"] for p in series["points"]] == [1, 2, 0]

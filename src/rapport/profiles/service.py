@@ -143,3 +143,8 @@ def trait_history(
     return repository.trait_history(
         db, workspace_id=workspace_id, profile_id=profile.id, page=page, name=name
     )
+
+
+def overview(db: Session, *, workspace_id: int) -> dict[str, int]:
+    """Count the workspace's live profiles, and those with an email address and with a phone number."""
+    return repository.count_overview(db, workspace_id=workspace_id)

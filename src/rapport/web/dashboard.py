@@ -13,6 +13,8 @@ from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import Role
 from rapport.api.deps import ReadDbSession
 from rapport.errors import Unauthenticated, ValidationFailed
+from rapport.messaging import repository as messaging_repository
+from rapport.profiles import service as profiles_service
 from rapport.runtime import Runtime
 from rapport.web.rendering import render
 from rapport.web.series import MetricRegistry, daily_series
@@ -76,8 +78,12 @@ def dashboard(
         first=today - timedelta(days=DEFAULT_RANGE_DAYS - 1),
         last=today,
     )
+    customers = profiles_service.overview(db, workspace_id=ui.workspace_id)
+    messages = messaging_repository.status_counts(db, workspace_id=ui.workspace_id)
     context: dict[str, Any] = {
         "title": "Dashboard",
+        "customers": customers,
+        "messages": messages,
         "write_keys": kinds.get("write", 0),
         "secret_keys": kinds.get("secret", 0),
         "members": sum(roles.values()),

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from rapport.errors import ValidationFailed
-from rapport.models import AuditEntry
+from rapport.models import AuditEntry, Event
 
 #: The longest range a chart asks for, in days.
 MAX_RANGE_DAYS = 731
@@ -126,8 +126,39 @@ AUDIT_ENTRIES = SeriesMetric(
 )
 
 
+def events_per_day(names: tuple[str, ...] | None = None, *, suffix: str | None = None) -> DailyValues:
+    """Return a daily counter of the workspace's events (all, by name, or by name suffix like ``_sent``)."""
+
+    def daily(db: Session, workspace_id: int, first: date, last: date) -> dict[date, float]:
+        day = utc_day(Event.timestamp, db.get_bind().dialect.name).label("day")
+        stmt = select(day, func.count()).where(
+            Event.workspace_id == workspace_id,
+            Event.timestamp >= day_start(first),
+            Event.timestamp < day_start(last + timedelta(days=1)),
+        )
+        if names:
+            stmt = stmt.where(Event.event.in_(names))
+        if suffix:
+            stmt = stmt.where(Event.event.like(f"%{suffix}"))
+        rows = db.execute(stmt.group_by(day)).all()
+        return {date.fromisoformat(str(d)): int(n) for d, n in rows}
+
+    return daily
+
+
+EVENTS = SeriesMetric("events", "Events per day", "events", events_per_day())
+PURCHASES = SeriesMetric("purchases", "Purchases per day", "orders", events_per_day(("order_completed",)))
+MESSAGES_SENT = SeriesMetric(
+    "messages_sent", "Messages sent per day", "messages", events_per_day(suffix="_sent")
+)
+EMAILS_OPENED = SeriesMetric(
+    "emails_opened", "Emails opened per day", "opens", events_per_day(("email_opened",))
+)
+
+
 def default_metrics() -> MetricRegistry:
     """Return the registry with every metric that exists so far; later work adds its own here."""
     registry = MetricRegistry()
-    registry.add(AUDIT_ENTRIES)
+    for metric in (EVENTS, PURCHASES, MESSAGES_SENT, EMAILS_OPENED, AUDIT_ENTRIES):
+        registry.add(metric)
     return registry
