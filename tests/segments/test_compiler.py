@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rapport.models import Profile
 from rapport.runtime import Runtime
 from rapport.segments import Node, ProfileFacts, evaluate, parse
-from rapport.segments.ast import Compare, RandomBucket
+from rapport.segments.ast import BucketOp, Compare, RandomBucket
 from rapport.segments.compiler import Scope, compile_segment
 from tests.segments import sqldata
 from tests.segments.typed import CATALOG, NOW, profiles, typed_segments
@@ -126,7 +126,8 @@ def test_buckets_split_like_the_evaluator(runtime: Runtime) -> None:
     facts = [ProfileFacts("x") for _ in range(200)]
     with runtime.engine.connect() as conn:
         stored = sqldata.load(conn, workspace_id, facts, catalog=CATALOG, segment_ids={}, first_id=1)
-        for op, percent in (("<", 30.0), (">=", 30.0), ("<=", 0.0), ("<", 100.0)):
+        cases: list[tuple[BucketOp, float]] = [("<", 30.0), (">=", 30.0), ("<=", 0.0), ("<", 100.0)]
+        for op, percent in cases:
             tree = RandomBucket(op, percent, "spring")
             expected = {int(f.profile_id) for f in stored if evaluate(tree, f, NOW)}
             assert sqldata.matching_ids(conn, tree, _scope(workspace_id, {})) == expected
