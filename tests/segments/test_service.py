@@ -192,3 +192,11 @@ def test_windowed_computed_traits_come_from_the_process_sql(runtime: Runtime, te
             db, workspace_id=tenant.workspace_id, text="orders_7d >= 1", ast=None, now=NOW + timedelta(days=6)
         )
         assert none.count == 0
+    assert _create_by_time(runtime, tenant.workspace_id, "orders_7d >= 1")
+    assert not _create_by_time(runtime, tenant.workspace_id, "total_spend >= 1")
+
+
+def _create_by_time(runtime: Runtime, workspace_id: int, text: str) -> bool:
+    sid = _create(runtime, workspace_id, text, text)
+    with runtime.read_sessions() as db:
+        return service.get_segment(db, workspace_id=workspace_id, segment_id=sid).by_time

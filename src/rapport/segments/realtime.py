@@ -110,6 +110,19 @@ def scope_for(
     )
 
 
+def windowed_names(db: Session, *, workspace_id: int) -> set[str]:
+    """Return the names of the workspace's windowed computed traits."""
+    return set(
+        db.scalars(
+            select(ComputedTrait.name).where(
+                ComputedTrait.workspace_id == workspace_id,
+                ComputedTrait.archived_at.is_(None),
+                ComputedTrait.window_days.is_not(None),
+            )
+        )
+    )
+
+
 def windowed_traits(db: Session, *, workspace_id: int) -> ComputedResolver | None:
     """The compiler's seam for windowed computed traits: ``rapport.process``' SQL for each definition."""
     rows = list(

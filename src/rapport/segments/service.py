@@ -95,10 +95,13 @@ def _name_free(db: Session, *, workspace_id: int, name: str, segment_id: int | N
         raise Conflict(f"a segment called {name!r} exists", code="segment_name_taken")
 
 
-def _store(segment: Segment, tree: Node, catalog: Catalog) -> None:
+def _store(db: Session, segment: Segment, tree: Node, catalog: Catalog) -> None:
     segment.ast = to_json(tree)
     segment.text = to_text(tree, catalog=catalog)
-    segment.by_time = dependencies(tree).by_time
+    deps = dependencies(tree)
+    # a windowed computed trait (orders in the last 30 days) moves with time like a rolling window
+    windowed = realtime.windowed_names(db, workspace_id=segment.workspace_id)
+    segment.by_time = deps.by_time or bool(deps.fields & windowed)
 
 
 def _baseline(db: Session, segment: Segment, now: datetime) -> None:
@@ -127,7 +130,7 @@ def create_segment(
         created_at=now,
         updated_at=now,
     )
-    _store(segment, tree, catalog)
+    _store(db, segment, tree, catalog)
     db.add(segment)
     db.flush()
     segment.seed = str(segment.id)
@@ -156,7 +159,7 @@ def update_segment(
         tree = parse_definition(text=data.text, ast=data.ast, catalog=catalog)
         _check_cycles(db, workspace_id=workspace_id, name=segment.name, tree=tree)
         if to_json(tree) != segment.ast:
-            _store(segment, tree, catalog)
+            _store(db, segment, tree, catalog)
             segment.version += 1
             _baseline(db, segment, now)
     segment.updated_at = now
