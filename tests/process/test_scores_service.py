@@ -93,10 +93,10 @@ def test_rfm_exact_and_failed_clv_keeps_previous_values(runtime: Runtime, tenant
 
 @pytest.fixture
 def synthetic(runtime: Runtime, tenant: Tenant, clock: FakeClock) -> int:
-    """A 400-customer synthetic workspace, the clock at the generator's reference date."""
+    """A 250-customer synthetic workspace, the clock at the generator's reference date."""
     wire_runtime(runtime)
     clock.set(DEFAULT_REFERENCE_DATE)
-    for chunk in iter_chunks(SynthSpec(profiles=400, seed=3)):
+    for chunk in iter_chunks(SynthSpec(profiles=250, seed=3)):
         import_profile_rows(runtime, workspace_id=tenant.workspace_id, rows=chunk.profiles)
         import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=chunk.events)
     return tenant.workspace_id
