@@ -173,6 +173,7 @@ CONDITIONS: list[list[dict[str, Any]]] = [
     [{"property": "category", "op": "contains", "value": "ag"}],
     [{"property": "channel", "op": "=", "value": "store"}, {"property": "gift", "op": "=", "value": True}],
     [{"property": "category", "op": ">=", "value": "hats"}],
+    [{"property": "context.channel", "op": "=", "value": "web"}],
 ]
 
 

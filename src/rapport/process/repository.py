@@ -83,11 +83,14 @@ def events_of_profiles(
     *,
     names: Iterable[str] | None = None,
     since: datetime | None = None,
+    with_context: bool = True,
 ) -> Iterator[EventView]:
     """Yield the events of ``profile_ids`` ordered by (profile, timestamp, id), optionally narrowed."""
     for i in range(0, len(profile_ids), CHUNK):
         part = list(profile_ids[i : i + CHUNK])
-        stmt = select(*_EVENT_COLUMNS).where(Event.workspace_id == workspace_id, Event.profile_id.in_(part))
+        stmt = select(*(_EVENT_COLUMNS if with_context else _NO_CONTEXT)).where(
+            Event.workspace_id == workspace_id, Event.profile_id.in_(part)
+        )
         if names is not None:
             stmt = stmt.where(Event.event.in_(sorted(set(names))))
         if since is not None:

@@ -252,7 +252,10 @@ def _fold_profiles(
     if not specs or not profile_ids:
         return accs
     names = _needed_names(specs, purchase)
-    for row in repository.events_of_profiles(db, workspace_id, list(profile_ids), names=names):
+    with_context = any(s.reads_context() for s in specs)
+    for row in repository.events_of_profiles(
+        db, workspace_id, list(profile_ids), names=names, with_context=with_context
+    ):
         slot = accs.get(cast(int, row.profile_id))
         if slot is None:
             continue
@@ -420,7 +423,9 @@ def read_computed(
         since = pure.window_start(now, spec.window_days) if spec.window_days is not None else None
         names_needed = spec.event_names(purchase)
         accs = {pid: Accumulator.empty(spec.aggregation, bounded=False) for pid in pids}
-        for row in repository.events_of_profiles(db, workspace_id, pids, names=names_needed, since=since):
+        for row in repository.events_of_profiles(
+            db, workspace_id, pids, names=names_needed, since=since, with_context=spec.reads_context()
+        ):
             if spec.accepts(row, purchase, now):
                 accs[cast(int, row.profile_id)].add(row, spec.value_of(row, purchase))
         for pid, acc in accs.items():
