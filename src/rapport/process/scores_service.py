@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -29,6 +29,7 @@ from rapport.process import repository
 from rapport.process.computed import PurchaseSettings
 from rapport.process.computed_sql import number_at
 from rapport.process.scores import bgnbd, clv, gamma_gamma, loyalty, rfm, summary
+from rapport.process.scores.errors import ScoreFitFailed
 from rapport.runtime import Runtime
 
 log = logging.getLogger("rapport.process.scores")
@@ -103,8 +104,6 @@ def purchase_days(
 
 
 def _param(value: datetime) -> ColumnElement[Any]:
-    from sqlalchemy import bindparam
-
     return bindparam(None, value, type_=UTCDateTime())
 
 
@@ -212,7 +211,7 @@ def run_clv(
         days.profile_ids, days.days, days.values, observation_end=end, unit="days"
     )
     if summ.customer_ids.size == 0:
-        raise clv_error("no purchases yet")
+        raise ScoreFitFailed("no purchases yet")
     fit_p = bgnbd.fit_bgnbd(summ.x, summ.t_x, summ.T)
     fit_s = gamma_gamma.fit_gamma_gamma(summ.x, summ.mean_value)
     value = clv.predict_clv(fit_p, fit_s, summ.x, summ.t_x, summ.T, summ.mean_value, unit_days=summ.unit_days)
@@ -247,13 +246,6 @@ def run_clv(
         "churn_bands": {b: int((bands == b).sum()) for b in ("low", "medium", "high", "critical")},
     }
     return params, metrics
-
-
-def clv_error(reason: str) -> Exception:
-    """The error a CLV run fails with when there is nothing to fit."""
-    from rapport.process.scores.errors import ScoreFitFailed
-
-    return ScoreFitFailed(reason)
 
 
 def _finish(runtime: Runtime, run_id: int, *, status: str, started: float, **fields: Any) -> None:
@@ -341,8 +333,3 @@ def list_runs(db: Session, *, workspace_id: int, kind: str | None = None, limit:
     if kind:
         stmt = stmt.where(ScoreRun.kind == kind)
     return list(db.scalars(stmt.order_by(ScoreRun.created_at.desc(), ScoreRun.id.desc()).limit(limit)))
-
-
-def days_before(now: datetime, n: int) -> datetime:
-    """``now`` minus ``n`` days."""
-    return now - timedelta(days=n)
