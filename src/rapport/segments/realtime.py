@@ -235,6 +235,19 @@ def in_dependency_order(segments: Sequence[Segment]) -> list[tuple[Segment, Node
     return ordered
 
 
+def _levels(segments: Sequence[Segment]) -> list[list[tuple[Segment, Node, Dependencies]]]:
+    """Group segments by dependency depth: level 0 names no segment, level n names some of level n-1."""
+    depth: dict[str, int] = {}
+    levels: list[list[tuple[Segment, Node, Dependencies]]] = []
+    for segment, tree, deps in in_dependency_order(segments):
+        level = 1 + max((depth[name] for name in deps.segments if name in depth), default=-1)
+        depth[segment.name] = level
+        while len(levels) <= level:
+            levels.append([])
+        levels[level].append((segment, tree, deps))
+    return levels
+
+
 def _affected(
     deps: Dependencies, events: set[str], traits: set[str], merged: bool, changed_segments: set[str]
 ) -> bool:
@@ -275,15 +288,33 @@ def evaluate_batch(
     bus = bus_for(runtime)
     changed_segments: set[str] = set()
     changes: list[MembershipChange] = []
-    for segment, _tree, deps in in_dependency_order(segments):
-        if not _affected(deps, event_names, changed_traits, merged, changed_segments):
+    # one query per dependency level: a segment naming another is evaluated after it has changed
+    for level in _levels(segments):
+        group = [
+            (segment, tree)
+            for segment, tree, deps in level
+            if _affected(deps, event_names, changed_traits, merged, changed_segments)
+        ]
+        if not group:
             continue
         if scope is None:
             scope = scope_for(db, workspace_id=workspace_id, now=now, per_profile=True)
-        found = reconcile(db, segment, scope, among=ids, bus=bus)
-        if found:
-            changed_segments.add(segment.name)
-            changes.extend(found)
+        base = scope
+        matching = repository.evaluate_many(
+            db,
+            [(tree, replace(base, seed=segment.seed)) for segment, tree in group],
+            workspace_id=workspace_id,
+            among=ids,
+        )
+        current = repository.memberships(db, segment_ids=[segment.id for segment, _ in group], among=ids)
+        for (segment, _tree), found_ids in zip(group, matching, strict=True):
+            members = current[segment.id]
+            found = apply_changes(
+                db, segment, entered=found_ids - members, exited=members - found_ids, at=now, bus=bus
+            )
+            if found:
+                changed_segments.add(segment.name)
+                changes.extend(found)
     return changes
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
@@ -116,6 +116,43 @@ def matching_ids(db: Session, node: Node, scope: Scope, *, among: Sequence[int] 
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         found.update(db.execute(select(p.c.id).where(*live, p.c.id.in_(chunk), condition)).scalars())
+    return found
+
+
+def evaluate_many(
+    db: Session, trees: Sequence[tuple[Node, Scope]], *, workspace_id: int, among: Sequence[int]
+) -> list[set[int]]:
+    """Evaluate several segments for the profiles ``among`` in one query: the matching ids of each."""
+    portable.prepare(db.connection())
+    p, live = _base(workspace_id)
+    columns = [
+        case((compile_segment(tree, scope=scope, profiles=p), 1), else_=0).label(f"s{n}")
+        for n, (tree, scope) in enumerate(trees)
+    ]
+    found: list[set[int]] = [set() for _ in trees]
+    ids = sorted(set(among))
+    for start in range(0, len(ids), CHUNK):
+        query = select(p.c.id, *columns).where(*live, p.c.id.in_(ids[start : start + CHUNK]))
+        for row in db.execute(query):
+            for n in range(len(trees)):
+                if row[n + 1]:
+                    found[n].add(row[0])
+    return found
+
+
+def memberships(db: Session, *, segment_ids: Sequence[int], among: Sequence[int]) -> dict[int, set[int]]:
+    """Return the members among ``among`` of each of ``segment_ids``."""
+    found: dict[int, set[int]] = {sid: set() for sid in segment_ids}
+    ids = sorted(set(among))
+    for start in range(0, len(ids), CHUNK):
+        rows = db.execute(
+            select(MEMBERS.c.segment_id, MEMBERS.c.profile_id).where(
+                MEMBERS.c.segment_id.in_(list(segment_ids)),
+                MEMBERS.c.profile_id.in_(ids[start : start + CHUNK]),
+            )
+        )
+        for sid, pid in rows:
+            found[sid].add(pid)
     return found
 
 
