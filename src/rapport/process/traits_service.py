@@ -238,6 +238,18 @@ def _needed_names(specs: Sequence[TraitSpec], purchase: PurchaseSettings) -> set
     return names
 
 
+def _by_event(
+    specs: Sequence[TraitSpec], purchase: PurchaseSettings
+) -> Callable[[str | None], list[TraitSpec]]:
+    """Return a lookup of the traits an event of a given name is offered to (its name's and any-event ones)."""
+    any_event = [s for s in specs if s.event_names(purchase) is None]
+    index: dict[str, list[TraitSpec]] = {}
+    for spec in specs:
+        for name in spec.event_names(purchase) or ():
+            index.setdefault(name, list(any_event)).append(spec)
+    return lambda name: index.get(name or "", any_event)
+
+
 def _fold_profiles(
     db: Session,
     workspace_id: int,
@@ -253,13 +265,14 @@ def _fold_profiles(
         return accs
     names = _needed_names(specs, purchase)
     with_context = any(s.reads_context() for s in specs)
+    offered = _by_event(specs, purchase)
     for row in repository.events_of_profiles(
         db, workspace_id, list(profile_ids), names=names, with_context=with_context
     ):
         slot = accs.get(cast(int, row.profile_id))
         if slot is None:
             continue
-        for spec in specs:
+        for spec in offered(row.event):
             if spec.accepts(row, purchase):
                 slot[spec.name].add(row, spec.value_of(row, purchase))
     for slot in accs.values():
@@ -316,20 +329,14 @@ def apply_batch(batch: BatchApplied) -> None:
     current = repository.computed_of(db, ws, touched)
     accs = _fold_profiles(db, ws, specs, sorted(survivors & set(current)), purchase)
     redo: dict[str, list[int]] = defaultdict(list)
-    # Each event is offered only to the traits that read its name (and to the any-event ones).
-    any_event = [s for s in specs if s.event_names(purchase) is None]
-    by_event: dict[str, list[TraitSpec]] = defaultdict(lambda: list(any_event))
-    for spec in specs:
-        for name in spec.event_names(purchase) or ():
-            by_event[name].append(spec)
-    by_event = dict(by_event)
+    offered = _by_event(specs, purchase)
     for pid, rows in by_profile.items():
         if pid not in current:
             continue
         state = current[pid].get(STATE_KEY) or {}
         slot = {s.name: Accumulator.load(s.aggregation, state.get(s.name)) for s in specs}
         for row in rows:
-            for spec in by_event.get(row.event or "", any_event):
+            for spec in offered(row.event):
                 if spec.accepts(row, purchase):
                     slot[spec.name].add(row, spec.value_of(row, purchase))
         redo_names = [name for name, acc in slot.items() if acc.overflow]
