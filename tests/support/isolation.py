@@ -5,12 +5,15 @@ expects 404, never data — and fails when a route with an id has no case here, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from rapport.models import Identity
 from tests.support.tenants import Tenant
 
 Maker = Callable[[TestClient, Tenant], dict[str, Any]]
@@ -50,17 +53,16 @@ def _make_profile(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     )
     assert answer.status_code == 200, answer.text
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    client.app.state.worker.drain()  # type: ignore[attr-defined]
-    with runtime.read_sessions() as db:
-        from sqlalchemy import select
-
-        from rapport.models import Identity
-
-        profile_id = db.scalar(
-            select(Identity.profile_id).where(
-                Identity.workspace_id == tenant.workspace_id, Identity.value == "iso-user"
+    profile_id = None
+    deadline = time.monotonic() + 10
+    while profile_id is None and time.monotonic() < deadline:
+        client.app.state.worker.drain()  # type: ignore[attr-defined]
+        with runtime.read_sessions() as db:
+            profile_id = db.scalar(
+                select(Identity.profile_id).where(
+                    Identity.workspace_id == tenant.workspace_id, Identity.value == "iso-user"
+                )
             )
-        )
     assert profile_id is not None
     return {"profile_id": profile_id}
 
