@@ -48,8 +48,11 @@ class SendJournal:
     def __init__(self, directory: Path, worker_id: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{safe_name(worker_id)}.journal"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Lock before the file is visible under its name: a peer's recovery must never see it unlocked.
+        hidden = directory / f".{safe_name(worker_id)}.{os.getpid()}.opening"
+        self._fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(hidden, self.path)
 
     def committing(self, message_id: str) -> None:
         """Record that the provider may have ``message_id`` from now on."""
