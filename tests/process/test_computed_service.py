@@ -71,6 +71,12 @@ def pid_of(runtime: Runtime, tenant: Tenant, user: str) -> int:
     return int(pid)
 
 
+def _profile(db: Any, pid: int) -> Profile:
+    profile = db.get(Profile, pid)
+    assert profile is not None
+    return profile
+
+
 ALICE = [
     order("alice", 100, 10, store="S1", category="shoes"),
     order("alice", 50, 30.5, store="S2", category="bags"),
@@ -105,7 +111,7 @@ def test_builtins_exact_after_incremental_import(runtime: Runtime, tenant: Tenan
 
 
 def _custom(runtime: Runtime, tenant: Tenant) -> None:
-    specs = [
+    specs: list[tuple[str, str, str, str | None, list[dict[str, Any]], int | None]] = [
         ("orders_total_max", "order_completed", "max", "total", [], None),
         ("orders_total_min", "order_completed", "min", "total", [], None),
         ("first_category", "order_completed", "first_value", "category", [], None),
@@ -200,7 +206,7 @@ def test_each_aggregation_exact_and_sql_agrees(runtime: Runtime, tenant: Tenant)
             value = db.scalar(select(expr).where(Profile.id == alice))
             want = EXPECTED[row.name]
             if isinstance(want, float | int) and not isinstance(want, bool):
-                assert float(value) == pytest.approx(float(want)), row.name
+                assert value is not None and float(value) == pytest.approx(float(want)), row.name
             else:
                 assert value == want, row.name
 
@@ -215,12 +221,12 @@ def test_full_recompute_equals_incremental(runtime: Runtime, tenant: Tenant) -> 
     import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=rows, batch_size=4)
     ids = [pid_of(runtime, tenant, u) for u in ("alice", "carol")]
     with runtime.read_sessions() as db:
-        before = {p: {k: v for k, v in c.items()} for p, c in ((p, db.get(Profile, p).computed) for p in ids)}
+        before = {p: {k: v for k, v in c.items()} for p, c in ((p, _profile(db, p).computed) for p in ids)}
     assert before[ids[0]]["total_orders"] == 4
     done = traits_service.recompute(runtime, tenant.workspace_id)
     assert done == 2
     with runtime.read_sessions() as db:
-        after = {p: dict(db.get(Profile, p).computed) for p in ids}
+        after = {p: dict(_profile(db, p).computed) for p in ids}
     assert after == before
 
 
@@ -265,7 +271,7 @@ def test_definition_change_enqueues_backfill_job(runtime: Runtime, tenant: Tenan
     pid = pid_of(runtime, tenant, "alice")
     worker.drain()
     with runtime.read_sessions() as db:
-        assert db.get(Profile, pid).computed["shoe_orders"] == 2
+        assert _profile(db, pid).computed["shoe_orders"] == 2
     with runtime.sessions() as db:
         traits_service.update_definition(
             db,
@@ -277,10 +283,10 @@ def test_definition_change_enqueues_backfill_job(runtime: Runtime, tenant: Tenan
         db.commit()
     worker.drain()
     with runtime.read_sessions() as db:
-        assert db.get(Profile, pid).computed["shoe_orders"] == 2  # the 2 bag orders
+        assert _profile(db, pid).computed["shoe_orders"] == 2  # the 2 bag orders
     with runtime.sessions() as db:
         traits_service.archive_definition(db, workspace_id=tenant.workspace_id, trait_id=trait_id, now=NOW)
         db.commit()
     worker.drain()
     with runtime.read_sessions() as db:
-        assert "shoe_orders" not in db.get(Profile, pid).computed
+        assert "shoe_orders" not in _profile(db, pid).computed

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Float, Integer, String, and_, bindparam, func, null, or_, select
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -35,6 +36,9 @@ from rapport.process.computed import (
     path_parts,
     window_start,
 )
+
+#: The outer query's profile id: a Core column or an ORM attribute such as ``Profile.id``.
+ProfileIdColumn = ColumnElement[Any] | InstrumentedAttribute[Any]
 
 
 class json_text(FunctionElement[str]):
@@ -224,7 +228,7 @@ def condition_sql(cond: Condition) -> ColumnElement[bool]:
 
 
 def _filters(
-    spec: TraitSpec, profile_id_col: ColumnElement[Any], now: datetime, purchase: PurchaseSettings
+    spec: TraitSpec, profile_id_col: ProfileIdColumn, now: datetime, purchase: PurchaseSettings
 ) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [Event.profile_id == profile_id_col]
     if spec.workspace_id:
@@ -242,7 +246,7 @@ def _filters(
 
 def computed_expression(
     spec: TraitSpec,
-    profile_id_col: ColumnElement[Any],
+    profile_id_col: ProfileIdColumn,
     now: datetime,
     *,
     purchase: PurchaseSettings | None = None,
