@@ -124,3 +124,24 @@ def test_an_identity_secret_makes_the_user_prove_who_they_are(
     )
     good = inapp.user_hash("customer-server-secret", "p0")
     assert len(inbox(client, tenant, f"userId=p0&userHash={good}")["messages"]) == 1
+
+
+def test_the_send_api_queues_an_in_app_message(
+    runtime: Runtime, tenant: Tenant, client: TestClient, inbox_deliverer: Deliverer
+) -> None:
+    make_people(runtime, tenant, 1, consent=None)
+    sent = client.post(
+        "/api/v1/messages",
+        headers=tenant.secret_headers,
+        json={
+            "user_id": "p0",
+            "channel": "inapp",
+            "title": "Welcome {{ profile.first_name }}",
+            "body": "Your card is ready",
+            "image": "https://s.example/card.png",
+        },
+    )
+    assert sent.status_code == 202, sent.text
+    inbox_deliverer.drain()
+    [shown] = inbox(client, tenant, "userId=p0")["messages"]
+    assert (shown["title"], shown["body"]) == ("Welcome Person0", "Your card is ready")

@@ -19,7 +19,7 @@ class MessageSend(BaseModel):
 
     profile_id: int | None = None
     user_id: str | None = Field(default=None, max_length=400)
-    channel: Literal["email", "sms", "webhook"]
+    channel: Literal["email", "sms", "webhook", "push", "inapp"]
     kind: Literal["service", "marketing"] = "service"
     topic: str = Field(default="", max_length=64)
     subject: str | None = Field(default=None, max_length=2000)
@@ -28,7 +28,12 @@ class MessageSend(BaseModel):
     body: str | None = Field(
         default=None, max_length=20_000, description="SMS text, or webhook JSON template"
     )
-    url: str | None = Field(default=None, max_length=2000, description="Webhook target")
+    url: str | None = Field(
+        default=None, max_length=2000, description="Webhook target, or where push/in-app opens"
+    )
+    title: str | None = Field(default=None, max_length=500, description="Push and in-app title")
+    image: str | None = Field(default=None, max_length=2000, description="In-app image URL")
+    icon: str | None = Field(default=None, max_length=2000, description="Push icon URL")
     from_address: str | None = Field(default=None, max_length=320)
     from_name: str | None = Field(default=None, max_length=200)
     reply_to: str | None = Field(default=None, max_length=320)
@@ -44,7 +49,19 @@ class MessageSend(BaseModel):
 
     def content(self) -> dict[str, Any]:
         """Return the outbox content of this message."""
-        keys = ("subject", "html", "text", "body", "url", "from_address", "from_name", "reply_to")
+        keys = (
+            "subject",
+            "html",
+            "text",
+            "body",
+            "url",
+            "title",
+            "image",
+            "icon",
+            "from_address",
+            "from_name",
+            "reply_to",
+        )
         out: dict[str, Any] = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
         if self.data:
             out["data"] = self.data
