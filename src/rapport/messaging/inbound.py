@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -211,6 +212,41 @@ def _keyword_answer(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _KeywordChange:
+    """What an opt-out or opt-in keyword does: the consent action, the event, the one confirmation."""
+
+    action: str
+    state_after: str
+    event: str
+    text_setting: str
+    default_text: str
+    answer: str
+    outcome: str
+
+
+_KEYWORD_CHANGES = {
+    Keyword.OPT_OUT: _KeywordChange(
+        consent_rules.WITHDRAW,
+        consent_rules.UNSUBSCRIBED,
+        "sms_unsubscribed",
+        "stop_text",
+        DEFAULT_STOP_TEXT,
+        "opt_out",
+        "opted_out",
+    ),
+    Keyword.OPT_IN: _KeywordChange(
+        consent_rules.GRANT,
+        consent_rules.SUBSCRIBED,
+        "sms_resubscribed",
+        "start_text",
+        DEFAULT_START_TEXT,
+        "opt_in",
+        "opted_in",
+    ),
+}
+
+
 def apply_inbound(
     db: Session, workspace: Workspace, inbound: sms_channel.InboundSms, *, now: datetime
 ) -> str:
@@ -220,7 +256,9 @@ def apply_inbound(
         log.info("inbound SMS from an unknown number (workspace %s)", workspace.id)
         return "unknown_sender"
     base = {"provider_id": inbound.provider_id, "to": inbound.to_number, "keyword": inbound.keyword.value}
-    if inbound.keyword is Keyword.OPT_OUT:
+    change = _KEYWORD_CHANGES.get(inbound.keyword)
+    if change is not None:
+        withdraw = change.action == consent_rules.WITHDRAW
         entry = consent_service.record(
             db,
             workspace_id=workspace.id,
@@ -228,62 +266,33 @@ def apply_inbound(
             now=now,
             statement=consent_service.Statement(
                 channel="sms",
-                action=consent_rules.WITHDRAW,
+                action=change.action,
                 source=KEYWORD_SOURCE,
                 actor="sms",
-                details={"body": inbound.body[:400], "provider_id": inbound.provider_id},
+                wording=None if withdraw else inbound.body[:400],
+                details={"body": inbound.body[:400], "provider_id": inbound.provider_id}
+                if withdraw
+                else {"provider_id": inbound.provider_id},
             ),
         )
         timeline_event(
-            db, workspace_id=workspace.id, profile_id=profile.id, name="sms_unsubscribed",
+            db, workspace_id=workspace.id, profile_id=profile.id, name=change.event,
             event_id=f"sms-in:{inbound.provider_id}", channel="sms", properties={**base, "body": inbound.body},
             now=now,
         )  # fmt: skip
-        # state_before is read under the subscription row's lock: concurrent STOPs confirm once
-        if entry.state_before != consent_rules.UNSUBSCRIBED:
-            text = str(_setting(workspace, "sms", "stop_text") or DEFAULT_STOP_TEXT)
+        # state_before is read under the subscription row's lock: concurrent keywords confirm once
+        if entry.state_before != change.state_after:
+            text = str(_setting(workspace, "sms", change.text_setting) or change.default_text)
             _keyword_answer(
                 db,
                 workspace=workspace,
                 profile=profile,
-                answer="opt_out",
+                answer=change.answer,
                 body=text,
                 key=f"c{entry.id}",
                 now=now,
             )
-        return "opted_out"
-    if inbound.keyword is Keyword.OPT_IN:
-        entry = consent_service.record(
-            db,
-            workspace_id=workspace.id,
-            profile_id=profile.id,
-            now=now,
-            statement=consent_service.Statement(
-                channel="sms",
-                action=consent_rules.GRANT,
-                source=KEYWORD_SOURCE,
-                actor="sms",
-                wording=inbound.body[:400],
-                details={"provider_id": inbound.provider_id},
-            ),
-        )
-        timeline_event(
-            db, workspace_id=workspace.id, profile_id=profile.id, name="sms_resubscribed",
-            event_id=f"sms-in:{inbound.provider_id}", channel="sms", properties={**base, "body": inbound.body},
-            now=now,
-        )  # fmt: skip
-        if entry.state_before != consent_rules.SUBSCRIBED:
-            text = str(_setting(workspace, "sms", "start_text") or DEFAULT_START_TEXT)
-            _keyword_answer(
-                db,
-                workspace=workspace,
-                profile=profile,
-                answer="opt_in",
-                body=text,
-                key=f"c{entry.id}",
-                now=now,
-            )
-        return "opted_in"
+        return change.outcome
     if inbound.keyword is Keyword.HELP:
         text = str(_setting(workspace, "sms", "help_text") or DEFAULT_HELP_TEXT)
         _keyword_answer(
