@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Rapport's tests need when they are missing: PostgreSQL server binaries
-# (the tests start a throwaway cluster themselves) and Debian's chromium (driven by Playwright).
+# (the tests start a throwaway cluster themselves), Debian's chromium (driven by Playwright) and wrk (the
+# HTTP load generator of the benchmarks and their smoke test).
 # Only root can install; anyone else is told what to install.
 set -euo pipefail
 
@@ -10,6 +11,9 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
 fi
 if [ ! -x /usr/bin/chromium ]; then
   need+=(chromium)
+fi
+if ! command -v wrk >/dev/null 2>&1; then
+  need+=(wrk)
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
