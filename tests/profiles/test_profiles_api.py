@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -9,7 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rapport.accounts import service as accounts_service
+from rapport.app import wire_runtime
+from rapport.collect.importer import import_event_rows
 from rapport.models import AuditEntry, Suppression
+from rapport.process import traits_service
 from rapport.runtime import Runtime
 from tests.collect.processing_support import append, at, live_profiles, process
 from tests.support.tenants import Tenant
@@ -258,3 +262,36 @@ def test_other_workspace_gets_404_on_every_profile_route(
     assert lookup.status_code == 404
     assert client.get("/api/v1/profiles", params={"q": "canary"}, headers=theirs).json() == []
     assert client.get(f"/api/v1/profiles/{ids['ann']}", headers=tenant.secret_headers).status_code == 200
+
+
+def test_the_profile_shows_computed_traits_exact_at_read_time(
+    runtime: Runtime, client: TestClient, tenant: Tenant
+) -> None:
+    wire_runtime(runtime)
+    now = datetime.now(UTC)
+    with runtime.sessions() as db:
+        traits_service.ensure_builtins(db, workspace_id=tenant.workspace_id, now=now)
+        db.commit()
+    import_event_rows(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        rows=[
+            {
+                "type": "track",
+                "event": "order_completed",
+                "userId": "buyer",
+                "messageId": f"o{i}",
+                "timestamp": now.isoformat(),
+                "properties": {"total": total},
+            }
+            for i, total in enumerate((20.0, 30.5))
+        ],
+    )
+    found = client.get(
+        "/api/v1/profiles/lookup", params={"kind": "user_id", "value": "buyer"}, headers=tenant.secret_headers
+    )
+    assert found.status_code == 200, found.text
+    computed = found.json()["computed"]
+    assert computed["total_orders"] == 2
+    assert computed["total_spend"] == 50.5
+    assert not any(key.startswith("_") for key in computed)

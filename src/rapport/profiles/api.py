@@ -56,17 +56,26 @@ def search_profiles(
 
 @router.get("/lookup", response_model=ProfileRead)
 def lookup_profile(
-    principal: Reader, db: ReadDbSession, kind: Annotated[str, Query()], value: Annotated[str, Query()]
+    principal: Reader,
+    db: ReadDbSession,
+    runtime: RuntimeDep,
+    kind: Annotated[str, Query()],
+    value: Annotated[str, Query()],
 ) -> object:
     """Return the profile holding an identifier (user_id, anonymous_id, email, phone, external:<x>)."""
     pid = service.find_profile_id(db, workspace_id=principal.workspace_id, kind=kind, value=value)
-    return service.read_profile(db, workspace_id=principal.workspace_id, profile_id=pid)
+    return service.read_profile(
+        db, workspace_id=principal.workspace_id, profile_id=pid, now=runtime.clock.now()
+    )
 
 
 @router.get("/{profile_id}", response_model=ProfileRead)
-def read_profile(profile_id: int, principal: Reader, db: ReadDbSession) -> object:
-    """Return a profile with traits, identifiers and merges (a merged id answers with its survivor)."""
-    return service.read_profile(db, workspace_id=principal.workspace_id, profile_id=profile_id)
+def read_profile(profile_id: int, principal: Reader, db: ReadDbSession, runtime: RuntimeDep) -> object:
+    """Return a profile with traits, computed traits and scores, identifiers and merges (a merged id
+    answers with its survivor)."""
+    return service.read_profile(
+        db, workspace_id=principal.workspace_id, profile_id=profile_id, now=runtime.clock.now()
+    )
 
 
 @router.get("/{profile_id}/events", response_model=list[EventRead])

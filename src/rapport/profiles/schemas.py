@@ -56,6 +56,8 @@ class ProfileRead(ProfileSummary):
     updated_at: datetime
     identities: list[IdentityRead]
     merges: list[MergeRead]
+    #: Computed traits (exact at the time of the request) and scores (RFM, CLV, churn, lifestyle, …).
+    computed: dict[str, Any] = {}
     #: When the id asked for was merged away, the id asked for (the answer is the survivor).
     requested_id: int | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -12,6 +13,7 @@ from rapport.collect import processor as collect_processor
 from rapport.errors import NotFound, ValidationFailed
 from rapport.kit.pagination import Page
 from rapport.models import Event, Profile, TraitChange
+from rapport.process import traits_service
 from rapport.profiles import repository
 from rapport.profiles.schemas import IdentityRead, MergeRead, ProfileRead, TraitsRead
 
@@ -32,9 +34,18 @@ def get_profile(db: Session, *, workspace_id: int, profile_id: int) -> Profile:
     return profile
 
 
-def read_profile(db: Session, *, workspace_id: int, profile_id: int) -> ProfileRead:
-    """Return a profile with its identifiers and merges (the survivor when ``profile_id`` was merged)."""
+def read_profile(
+    db: Session, *, workspace_id: int, profile_id: int, now: datetime | None = None
+) -> ProfileRead:
+    """Return a profile with its identifiers and merges (the survivor when ``profile_id`` was merged);
+    with ``now``, also its computed traits (exact at ``now``) and scores."""
     profile = get_profile(db, workspace_id=workspace_id, profile_id=profile_id)
+    computed: dict[str, Any] = {}
+    if now is not None:
+        computed = {k: v for k, v in (profile.computed or {}).items() if not k.startswith("_")}
+        computed.update(
+            traits_service.read_computed(db, workspace_id, [profile.id], None, now).get(profile.id, {})
+        )
     identities = repository.identities(db, workspace_id=workspace_id, profile_id=profile.id)
     merges = repository.merges(db, workspace_id=workspace_id, profile_id=profile.id)
     return ProfileRead(
@@ -52,6 +63,7 @@ def read_profile(db: Session, *, workspace_id: int, profile_id: int) -> ProfileR
         updated_at=profile.updated_at,
         identities=[IdentityRead.model_validate(i) for i in identities],
         merges=[MergeRead.model_validate(m) for m in merges],
+        computed=computed,
         requested_id=profile_id if profile.id != profile_id else None,
     )
 
