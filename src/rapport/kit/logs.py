@@ -84,5 +84,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = True, stream: A
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    # Alembic announces its dialect on every revision check (health checks); only its warnings matter.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # The access log would print query strings; our own middleware logs requests without them.
     logging.getLogger("uvicorn.access").disabled = True
