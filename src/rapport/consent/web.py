@@ -62,6 +62,15 @@ def _invalid(message: str) -> HTMLResponse:
     return _page("invalid.html", 404, brand={"name": "Rapport", "color": "#2f4b7c"}, message=message)
 
 
+def _stale_form(source: str) -> HTMLResponse:
+    return _page(
+        "invalid.html",
+        403,
+        brand={"name": "Rapport", "color": "#2f4b7c"},
+        message=f"This form is out of date. Open the link from your {source} again.",
+    )
+
+
 def _target(runtime: Runtime, token: str) -> LinkTarget:
     return tokens.read_unsubscribe_token(runtime.secret_key, token)
 
@@ -195,12 +204,7 @@ def save_preferences(
     except NotFound as exc:
         return _invalid(exc.message)
     if not tokens.check_form_token(runtime.secret_key, token, form_token):
-        return _page(
-            "invalid.html",
-            403,
-            brand={"name": "Rapport", "color": "#2f4b7c"},
-            message="This form is out of date. Open the link from your message again.",
-        )
+        return _stale_form("message")
     ip = request.client.host if request.client else None
     wanted_topics = set(topic or [])
     wanted_channels = set(channel or [])
@@ -212,52 +216,40 @@ def save_preferences(
             (s.channel, s.topic): s.state
             for s in service.list_subscriptions(db, workspace_id=target.workspace_id, profile_id=profile.id)
         }
+
+        def say(action: str, *, channel: str, topic: str = "") -> None:
+            service.record(
+                db,
+                workspace_id=target.workspace_id,
+                profile_id=profile.id,
+                now=now,
+                statement=service.Statement(
+                    channel=channel,
+                    topic=topic,
+                    action=action,
+                    ip=ip,
+                    actor=actor,
+                    source="preference_centre",
+                ),
+            )
+
         for t in service.list_topics(db, workspace_id=target.workspace_id):
             if t.is_service:
                 continue
             state = current.get(("", t.key)) or (rules.NEVER_ASKED if t.opt_in else rules.SUBSCRIBED)
             want = t.key in wanted_topics
             if want != (state == rules.SUBSCRIBED):
-                service.record(
-                    db,
-                    workspace_id=target.workspace_id,
-                    profile_id=profile.id,
-                    now=now,
-                    statement=service.Statement(
-                        channel="",
-                        topic=t.key,
-                        ip=ip,
-                        actor=actor,
-                        action=rules.GRANT if want else rules.WITHDRAW,
-                        source="preference_centre",
-                    ),
-                )
+                say(rules.GRANT if want else rules.WITHDRAW, channel="", topic=t.key)
         for c in ("email", "sms"):
             if (c, "") not in current and c != target.channel:
                 continue
             subscribed = current.get((c, "")) == rules.SUBSCRIBED
             if c not in wanted_channels and subscribed:
-                service.record(
-                    db,
-                    workspace_id=target.workspace_id,
-                    profile_id=profile.id,
-                    now=now,
-                    statement=service.Statement(
-                        channel=c, action=rules.WITHDRAW, ip=ip, actor=actor, source="preference_centre"
-                    ),
-                )
+                say(rules.WITHDRAW, channel=c)
             elif c in wanted_channels and not subscribed and current.get((c, "")) == rules.UNSUBSCRIBED:
                 # Only a person who had said yes before can say yes again here; a first yes needs a double
                 # opt-in (email) or a keyword (SMS), so this page never widens consent by itself.
-                service.record(
-                    db,
-                    workspace_id=target.workspace_id,
-                    profile_id=profile.id,
-                    now=now,
-                    statement=service.Statement(
-                        channel=c, action=rules.GRANT, ip=ip, actor=actor, source="preference_centre"
-                    ),
-                )
+                say(rules.GRANT, channel=c)
         if pause_weeks:
             service.pause(
                 db,
@@ -301,12 +293,7 @@ def confirm(
     except NotFound as exc:
         return _invalid(exc.message)
     if not tokens.check_form_token(runtime.secret_key, token, form_token):
-        return _page(
-            "invalid.html",
-            403,
-            brand={"name": "Rapport", "color": "#2f4b7c"},
-            message="This form is out of date. Open the link from your email again.",
-        )
+        return _stale_form("email")
     ip = request.client.host if request.client else None
     with runtime.sessions() as db:
         profile = service.get_profile(db, workspace_id=target.workspace_id, profile_id=target.profile_id)
