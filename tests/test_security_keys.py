@@ -129,3 +129,18 @@ def test_key_validation_errors(client: TestClient, tenant: Tenant) -> None:
     bad_kind = client.post("/api/v1/keys", json={"kind": "master"}, headers=tenant.secret_headers)
     assert bad_kind.status_code == 400
     assert bad_kind.json()["error"]["details"][0]["field"] == "kind"
+
+
+def test_key_use_is_recorded(client: TestClient, tenant: Tenant) -> None:
+    made = client.post(
+        "/api/v1/keys",
+        json={"kind": "secret", "name": "used", "scopes": ["profiles:read"]},
+        headers=tenant.secret_headers,
+    ).json()
+    listed = {k["id"]: k for k in client.get("/api/v1/keys", headers=tenant.secret_headers).json()}
+    assert listed[made["id"]]["last_used_at"] is None
+    assert (
+        client.get("/api/v1/workspace", headers={"Authorization": f"Bearer {made['key']}"}).status_code == 200
+    )
+    listed = {k["id"]: k for k in client.get("/api/v1/keys", headers=tenant.secret_headers).json()}
+    assert listed[made["id"]]["last_used_at"] is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from rapport.accounts.roles import has_scope
 
@@ -16,6 +17,8 @@ class Principal:
     id: int
     scopes: frozenset[str]
     role: str | None = None
+    #: For keys: when the key was last recorded as used (recorded at most every few minutes).
+    last_used_at: datetime | None = None
 
     @property
     def actor(self) -> str:

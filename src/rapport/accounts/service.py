@@ -21,6 +21,7 @@ from rapport.models import ApiKey, Membership, UiSession, User, Workspace
 
 WRITE_KEY_PREFIX = "wk"
 SECRET_KEY_PREFIX = "sk"  # noqa: S105 (a prefix, not a secret)
+LAST_USED_EVERY = timedelta(minutes=5)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,98}[a-z0-9]$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -208,10 +209,21 @@ def authenticate_key(db: Session, plain: str, *, now: datetime | None = None) ->
     key = repo.get_key_by_hash(db, hash_token(plain.strip()))
     if key is None or key.revoked_at is not None:
         raise Unauthenticated("invalid or revoked key")
-    if now is not None and (key.last_used_at is None or now - key.last_used_at > timedelta(minutes=5)):
+    if now is not None and key_use_is_stale(key.last_used_at, now):
         key.last_used_at = now
     kind = "write_key" if key.kind == "write" else "secret_key"
-    return Principal(workspace_id=key.workspace_id, kind=kind, id=key.id, scopes=frozenset(key.scopes))
+    return Principal(
+        workspace_id=key.workspace_id,
+        kind=kind,
+        id=key.id,
+        scopes=frozenset(key.scopes),
+        last_used_at=key.last_used_at,
+    )
+
+
+def key_use_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
+    """Tell whether a key's last-used time is old enough to be recorded again (at most every 5 minutes)."""
+    return last_used_at is None or now - last_used_at > LAST_USED_EVERY
 
 
 def authenticate_user(db: Session, *, email: str, password: str) -> User:

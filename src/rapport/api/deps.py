@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -75,9 +74,7 @@ def authenticate(request: Request) -> Principal:
     if key is not None:
         with runtime.read_sessions() as db:
             principal = accounts_service.authenticate_key(db, key)
-            last_used = accounts_service.get_key(db, workspace_id=principal.workspace_id, key_id=principal.id)
-            stale = last_used.last_used_at is None or now - last_used.last_used_at > timedelta(minutes=5)
-        if stale:
+        if accounts_service.key_use_is_stale(principal.last_used_at, now):
             with runtime.sessions() as db:
                 accounts_service.authenticate_key(db, key, now=now)
                 db.commit()
