@@ -355,11 +355,15 @@ class Processor:
 
     def tick(self) -> int:
         """Process pending events of every workspace until none are left or the time budget is spent."""
-        deadline = time.monotonic() + self.budget_seconds
         with self.runtime.read_sessions() as db:
             workspaces = pending_workspaces(db)
+        deadline = time.monotonic() + self.budget_seconds
         done = 0
-        while workspaces and time.monotonic() < deadline:
+        first_round = True
+        # The budget is checked after a first round, so a slow moment (a loaded machine, a cold connection)
+        # can delay work but never make a tick with pending events report that there was nothing to do.
+        while workspaces and (first_round or time.monotonic() < deadline):
+            first_round = False
             still = []
             for ws in workspaces:
                 stats = self.run_batch(ws)
