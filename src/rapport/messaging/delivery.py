@@ -39,6 +39,7 @@ from rapport.consent import service as consent_service
 from rapport.consent.tokens import LinkTarget
 from rapport.messaging import caps as caps_rules
 from rapport.messaging import feedback, inbound, journal, ratelimit, tracking
+from rapport.messaging import holds as holds_mod
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
 from rapport.messaging.render import RecipientFacts, RenderError, build
@@ -190,16 +191,30 @@ class Deliverer:
         workspaces: dict[int, Workspace] = {}
         ready: list[_Ready] = []
         available = channels_of(self.runtime)
-        for message in claimed:
-            workspace = workspaces.get(message.workspace_id) or db.get(Workspace, message.workspace_id)
+        holds: dict[int, holds_mod.Hold] = {}
+        for workspace_id in {m.workspace_id for m in claimed}:
+            workspace = db.get(Workspace, workspace_id)
             assert workspace is not None
-            workspaces[workspace.id] = workspace
-            # complaints (messaging/inbound.py, R18): a paused campaign's rows wait in the queue
-            if inbound.campaign_paused(workspace, message.campaign_id):
-                self._defer(db, message, now + inbound.PAUSE_RECHECK, now)
-                message.status_reason = "campaign paused: complaints above 0.3%"
-                stats.deferred += 1
-                continue
+            workspaces[workspace_id] = workspace
+            campaign_ids = {
+                m.campaign_id for m in claimed if m.workspace_id == workspace_id and m.campaign_id
+            }
+            if campaign_ids:
+                holds.update(holds_mod.campaign_holds(db, workspace=workspace, campaign_ids=campaign_ids))
+        for message in claimed:
+            workspace = workspaces[message.workspace_id]
+            # paused campaigns (complaints R18, or a marketer) wait in the queue; cancelled ones are dropped
+            if message.campaign_id is not None:
+                hold = holds.get(message.campaign_id)
+                if hold is not None and hold.cancel:
+                    self._finish(db, message, repo.SKIPPED, hold.reason, now)
+                    stats.skipped += 1
+                    continue
+                if hold is not None:
+                    self._defer(db, message, now + inbound.PAUSE_RECHECK, now)
+                    message.status_reason = hold.reason
+                    stats.deferred += 1
+                    continue
             profile = self._live_profile(db, message.profile_id)
             if profile is None:
                 self._finish(db, message, repo.SKIPPED, "the profile no longer exists", now)

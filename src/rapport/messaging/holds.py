@@ -1,0 +1,32 @@
+"""Which campaigns' queued messages must wait (paused) or be dropped (cancelled) when a worker claims them.
+
+The Deliverer asks once per claimed batch; campaign state lives with the campaigns (and, for the complaint
+brake of R18, in the workspace setting ``paused_campaigns`` written by messaging/inbound.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from rapport.messaging import inbound
+from rapport.models import Workspace
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a campaign's messages are not sent now: ``cancel`` drops them, otherwise they wait."""
+
+    reason: str
+    cancel: bool = False
+
+
+def campaign_holds(db: Session, *, workspace: Workspace, campaign_ids: Collection[int]) -> dict[int, Hold]:
+    """Return the holds on any of ``campaign_ids`` (campaigns not held are absent)."""
+    holds: dict[int, Hold] = {}
+    for campaign_id in campaign_ids:
+        if inbound.campaign_paused(workspace, campaign_id):
+            holds[campaign_id] = Hold("campaign paused: complaints above 0.3%")
+    return holds
