@@ -2,8 +2,11 @@
 
 from rapport.models.account import ApiKey, Membership, UiSession, User, Workspace
 from rapport.models.audit import AuditEntry
+from rapport.models.campaign import Campaign, CampaignConversion, CampaignRecipient, CampaignVariant
+from rapport.models.catalog import Product
 from rapport.models.channel_state import PushSubscriptionRecord, WebhookReceipt
 from rapport.models.consent import ConsentRecord, Subscription, Topic
+from rapport.models.content import MessageTemplate, Snippet
 from rapport.models.event import Event, QuarantinedEvent
 from rapport.models.idempotency import IdempotencyRecord
 from rapport.models.job import Job
@@ -15,6 +18,10 @@ from rapport.models.segment import Segment, SegmentMember
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "Campaign",
+    "CampaignConversion",
+    "CampaignRecipient",
+    "CampaignVariant",
     "ComputedTrait",
     "ConsentRecord",
     "Event",
@@ -25,6 +32,8 @@ __all__ = [
     "LifestyleTable",
     "Membership",
     "Message",
+    "MessageTemplate",
+    "Product",
     "Profile",
     "ProfileMerge",
     "PushSubscriptionRecord",
@@ -33,6 +42,7 @@ __all__ = [
     "Segment",
     "SegmentMember",
     "SendCounter",
+    "Snippet",
     "Subscription",
     "Suppression",
     "Topic",
