@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rapport.models import Message, SendCounter
+from rapport.models import Message, Profile, SendCounter
 
 QUEUED = "queued"
 SENDING = "sending"
@@ -23,6 +24,153 @@ FINAL = frozenset({SENT, SKIPPED, DEAD, UNKNOWN})
 
 def _insert(db: Session) -> Any:
     return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+#: Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+BULK_CHUNK = 1000
+_MESSAGES = cast(Table, Message.__table__)
+MESSAGE_COLUMNS = (
+    "workspace_id",
+    "message_id",
+    "dedupe_key",
+    "profile_id",
+    "campaign_id",
+    "variant",
+    "channel",
+    "topic",
+    "kind",
+    "priority",
+    "status",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "content",
+    "created_at",
+    "updated_at",
+)
+
+
+def sqlite_time(value: datetime) -> str:
+    """Return the text SQLAlchemy stores for a UTC timestamp on SQLite (so values compare alike)."""
+    v = value.astimezone(UTC) if value.tzinfo is not None else value
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+
+
+class BulkValues:
+    """Values as :func:`insert_rows` takes them: on SQLite JSON as text (serialised once when many rows
+    share it) and UTC times as SQLAlchemy's text; on PostgreSQL JSON values as they are and times as ISO
+    text (both travel inside one JSON document)."""
+
+    def __init__(self, db: Session) -> None:
+        self.postgres = db.get_bind().dialect.name == "postgresql"
+        self._json: dict[int, tuple[Any, str]] = {}
+
+    def json(self, value: Any) -> Any:
+        """Return ``value`` ready for a JSON column."""
+        if self.postgres:
+            return value
+        key = id(value)
+        hit = self._json.get(key)
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = json.dumps(value, separators=(",", ":"))
+        self._json[key] = (value, text)
+        return text
+
+    def time(self, value: datetime | None) -> Any:
+        """Return a timestamp as the driver should bind it."""
+        if value is None:
+            return None
+        if self.postgres:
+            return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+        return sqlite_time(value)
+
+
+def insert_rows(
+    db: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    json_columns: Iterable[str] = (),
+    conflict: str = "",
+    returning: str = "",
+) -> list[tuple[Any, ...]]:
+    """Insert driver-ready ``rows`` (values in ``columns`` order) with multi-row INSERTs, ``conflict``
+    (e.g. ``ON CONFLICT (a, b) DO NOTHING``) and ``returning`` appended; returns the returned rows.
+
+    SQLite: ``INSERT … VALUES (…), (…)`` of ``BULK_CHUNK`` rows. PostgreSQL: ``INSERT … SELECT … FROM
+    json_array_elements(%s)`` over one JSON array of rows, so the statement text stays short and is parsed
+    once whatever the row count, and the values travel as one string ``json.dumps`` writes in C (JSON
+    columns as nested values, times as ISO text). Names come from the ORM metadata; every value is bound.
+    """
+    tail = (f" {conflict}" if conflict else "") + (f" RETURNING {returning}" if returning else "")
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) "
+    conn = db.connection()
+    out: list[tuple[Any, ...]] = []
+    postgres = db.get_bind().dialect.name == "postgresql"
+    chunk = BULK_CHUNK * (10 if postgres else 1)
+    if postgres:
+        as_json = set(json_columns)
+        picks = ", ".join(
+            f"(r->{i})::jsonb" if c in as_json else f"(r->>{i})::{_pg_type(table, c)}"
+            for i, c in enumerate(columns)
+        )
+        sql = head + f"SELECT {picks} FROM json_array_elements(%s::json) AS r" + tail  # noqa: S608
+    one = "(" + ", ".join("?" for _ in columns) + ")"
+
+    def flush(batch: list[Sequence[Any]]) -> None:
+        if postgres:
+            result = conn.exec_driver_sql(sql, (json.dumps(batch, separators=(",", ":")),))
+        else:
+            flat = tuple(value for row in batch for value in row)
+            result = conn.exec_driver_sql(head + "VALUES " + ", ".join([one] * len(batch)) + tail, flat)
+        if returning:
+            out.extend(tuple(r) for r in result.fetchall())
+
+    batch: list[Sequence[Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == chunk:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    return out
+
+
+def _pg_type(table: Table, column: str) -> str:
+    return str(table.c[column].type.compile(dialect=postgresql.dialect()))
+
+
+def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
+    """Insert outbox rows (values in ``MESSAGE_COLUMNS`` order, driver-ready); rows whose (workspace,
+    dedupe key) exists already are skipped (R6). Returns (id, dedupe_key) of the inserted ones."""
+    found = insert_rows(
+        db,
+        _MESSAGES,
+        MESSAGE_COLUMNS,
+        rows,
+        json_columns=("content",),
+        conflict="ON CONFLICT (workspace_id, dedupe_key) DO NOTHING",
+        returning="id, dedupe_key",
+    )
+    return [(int(pk), str(key)) for pk, key in found]
+
+
+def existing_profiles(db: Session, *, workspace_id: int, profile_ids: Sequence[int]) -> set[int]:
+    """Return which of ``profile_ids`` are profiles of the workspace."""
+    found: set[int] = set()
+    ids = list(profile_ids)
+    for start in range(0, len(ids), 5000):
+        part = ids[start : start + 5000]
+        found.update(
+            int(pk)
+            for pk in db.scalars(
+                select(Profile.id).where(Profile.workspace_id == workspace_id, Profile.id.in_(part))
+            )
+        )
+    return found
 
 
 def insert_message(db: Session, values: dict[str, Any]) -> int | None:
