@@ -71,6 +71,6 @@ CATALOGUE: tuple[Workload, ...] = (
         "deliver a campaign to a local SMTP sink",
         "smtplib sending prebuilt messages",
         ">= 2k messages/s; exactly all received",
-        None,
+        "bench.workloads.delivery",
     ),
 )

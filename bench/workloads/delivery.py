@@ -1,0 +1,388 @@
+"""B8: deliver a campaign of N recipients (``min(size, 100k)``) to a local SMTP sink, end to end, against
+plain smtplib sending prebuilt messages to the same sink in the same run.
+
+Rapport side, per run, in a fresh process on a fresh copy of a seeded store (SQLite file or PostgreSQL
+database made from a template): the N customers exist with email consent and a daily frequency cap; the
+campaign is queued with ``messaging.service.enqueue_many`` and the real ``Deliverer`` (claim, checks,
+render, ``SmtpChannel`` with its send journal, settle) drains the outbox. Messages/s = N / (queue + drain
+seconds). The sink (aiosmtpd) runs in its own process and counts messages and distinct Message-IDs: a run
+is valid only when it received exactly N, each once, and every outbox row is ``sent``.
+
+Reference: one smtplib connection sending N messages prebuilt with the same MIME builder (building is not
+timed) to the same sink.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.harness import ROOT, Context, Measurement, Result, run_in_child
+
+TITLE = "deliver a campaign to a local SMTP sink"
+TARGET = ">= 2k messages/s; exactly all received"
+FULL = 100_000
+TEMPLATE_DB = "bench_b8_template"
+SUBJECT = "{{ profile.first_name | default: 'Hello' }}, the winter sale is on"
+HTML = (
+    "<html><body><h1>Hello {{ profile.first_name }}</h1>"
+    "<p>Our winter sale starts today at {{ profile.city | default: 'your local store' }}.</p>"
+    "{% for i in (1..6) %}<p>Offer {{ i }}: something lovely you will like, at a price you will like "
+    "more, only for our {{ profile.loyalty_tier | default: 'valued' }} members.</p>{% endfor %}"
+    '<p><a href="https://hartleyandfinch.example/sale">Shop the sale</a></p>'
+    '<p><a href="{{ links.unsubscribe }}">Unsubscribe</a></p></body></html>'
+)
+
+
+# -- the sink: a separate process ---------------------------------------------------------------------
+
+
+def sink_main() -> None:
+    """Child: an aiosmtpd server on 127.0.0.1 counting messages and Message-IDs; stdin commands
+    ``count`` (answers ``<messages> <distinct ids>``), ``reset`` and ``quit``."""
+    import re
+    import socket
+    import threading
+
+    from aiosmtpd.controller import Controller
+
+    ids: set[bytes] = set()
+    counter = [0]
+    lock = threading.Lock()
+    find = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            head = envelope.content[:4096]
+            found = find.search(head)
+            with lock:
+                counter[0] += 1
+                if found:
+                    ids.add(found.group(1))
+            return "250 2.0.0 Ok: queued as B8"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=10_000_000)
+    controller.start()
+    print(f"port {port}", flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "count":
+            with lock:
+                print(f"{counter[0]} {len(ids)}", flush=True)
+        elif command == "reset":
+            with lock:
+                counter[0] = 0
+                ids.clear()
+            print("ok", flush=True)
+        elif command == "quit":
+            break
+    controller.stop()
+
+
+class Sink:
+    """The sink process, seen from the parent."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from bench.workloads.delivery import sink_main; sink_main()"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline().split()[1])
+
+    def ask(self, command: str) -> str:
+        """Send one command and return the answer line."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def count(self) -> tuple[int, int]:
+        """Return (messages, distinct Message-IDs) received since the last reset."""
+        messages, distinct = self.ask("count").split()
+        return int(messages), int(distinct)
+
+    def close(self) -> None:
+        """Stop the sink process."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+# -- the store ----------------------------------------------------------------------------------------
+
+
+def _runtime(url: str, *, spool: str = "") -> Any:
+    from rapport.config import Settings
+    from rapport.runtime import build_runtime
+
+    settings = Settings(
+        database_url=url,
+        secret_key="bench-secret-0123456789",
+        log_level="WARNING",
+        db_pool_size=4,
+        run_worker_in_process=False,
+        base_url="https://rapport.example",
+        email_from="news@hartleyandfinch.example",
+        spool_dir=spool or str(ROOT / "bench" / "out" / "b8-spool"),
+    )
+    return build_runtime(settings)
+
+
+def seed_store(url: str, recipients: int, seed: int) -> dict[str, Any]:
+    """Child: N customers with email consent (setup, not timed) and a 3-a-day email cap."""
+    from sqlalchemy import select
+
+    from rapport.accounts import service as accounts_service
+    from rapport.collect.importer import import_profile_rows
+    from rapport.db import migrate
+    from rapport.kit.logs import configure_logging
+    from rapport.models import Identity, Subscription, Workspace
+    from rapport.synth.generator import SynthSpec, iter_profiles
+
+    configure_logging(level="WARNING", json_lines=False)
+    runtime = _runtime(url)
+    migrate.upgrade(runtime.engine)
+    with runtime.sessions() as db:
+        ws = accounts_service.create_workspace(db, name="Hartley & Finch", slug="bench")
+        db.commit()
+        workspace_id = int(ws.id)
+    report = import_profile_rows(
+        runtime, workspace_id=workspace_id, rows=iter_profiles(SynthSpec(profiles=recipients, seed=seed))
+    )
+    now = runtime.clock.now()
+    with runtime.sessions() as db:
+        workspace = db.get(Workspace, workspace_id)
+        assert workspace is not None
+        workspace.settings = {**(workspace.settings or {}), "caps": {"email": {"day": 3}}}
+        ids = list(
+            db.scalars(
+                select(Identity.profile_id).where(
+                    Identity.workspace_id == workspace_id, Identity.kind == "user_id"
+                )
+            )
+        )
+        db.bulk_insert_mappings(  # type: ignore[attr-defined]
+            Subscription,
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "profile_id": pid,
+                    "channel": "email",
+                    "topic": "",
+                    "state": "subscribed",
+                    "updated_at": now,
+                    "source": "bench",
+                }
+                for pid in ids
+            ],
+        )
+        db.commit()
+    runtime.close()
+    return {"workspace_id": workspace_id, "profiles": report.imported, "subscribed": len(ids)}
+
+
+def deliver_campaign(url: str, workspace_id: int, port: int, spool: str) -> dict[str, Any]:
+    """Child: queue the campaign with enqueue_many and drain it with the Deliverer; return timings."""
+    from sqlalchemy import func, select
+
+    from rapport.app import wire_runtime
+    from rapport.channels.email import SmtpChannel, SmtpConfig
+    from rapport.kit.logs import configure_logging
+    from rapport.messaging import service as messaging_service
+    from rapport.messaging.delivery import Deliverer, channels_of
+    from rapport.models import Message, Profile
+
+    configure_logging(level="WARNING", json_lines=False)
+    runtime = _runtime(url, spool=spool)
+    wire_runtime(runtime)
+    channel = SmtpChannel(SmtpConfig(host="127.0.0.1", port=port, pool_size=4), id_domain="rapport.example")
+    channels_of(runtime)["email"] = channel
+    with runtime.read_sessions() as db:
+        audience = list(db.scalars(select(Profile.id).where(Profile.workspace_id == workspace_id)))
+    content = {"subject": SUBJECT, "html": HTML, "campaign": {"id": 1, "name": "Winter Sale"}}
+    rows = [
+        messaging_service.OutboxRow(pid, "email", content, f"c1:{pid}:email", campaign_id=1)
+        for pid in audience
+    ]
+    started = time.perf_counter()
+    with runtime.sessions() as db:
+        queued = messaging_service.enqueue_many(
+            db, workspace_id=workspace_id, rows=rows, now=runtime.clock.now()
+        )
+        db.commit()
+    queued_at = time.perf_counter()
+    deliverer = Deliverer(runtime, worker_id="bench-b8")
+    totals = deliverer.drain()
+    finished = time.perf_counter()
+    deliverer.close()
+    channel.close()
+    with runtime.read_sessions() as db:
+        statuses = dict(
+            db.execute(
+                select(Message.status, func.count())
+                .where(Message.workspace_id == workspace_id)
+                .group_by(Message.status)
+            ).all()
+        )
+    runtime.close()
+    return {
+        "queued": queued,
+        "queue_seconds": queued_at - started,
+        "drain_seconds": finished - queued_at,
+        "sent": totals.sent,
+        "statuses": {str(k): int(v) for k, v in statuses.items()},
+    }
+
+
+def smtplib_reference(port: int, recipients: int) -> dict[str, Any]:
+    """Child: build N messages with the same builder (not timed), send them over one smtplib connection."""
+    import smtplib
+
+    from rapport.channels.base import EmailPayload
+    from rapport.channels.mime import build_email
+
+    messages = []
+    for i in range(recipients):
+        payload = EmailPayload(
+            subject=f"Person{i}, the winter sale is on",
+            from_address="news@hartleyandfinch.example",
+            from_name="Hartley & Finch",
+            html=f"<html><body><h1>Hello Person{i}</h1>" + "<p>Offer</p>" * 40 + "</body></html>",
+            text=f"Hello Person{i}\n" + "Offer\n" * 40,
+            unsubscribe_url=f"https://rapport.example/u/tok{i:08d}",
+        )
+        to = f"person{i}@example.com"
+        messages.append(
+            (to, build_email(payload, to=to, message_id=f"ref{i:08d}", id_domain="rapport.example"))
+        )
+    started = time.perf_counter()
+    smtp = smtplib.SMTP("127.0.0.1", port)
+    for to, data in messages:
+        smtp.sendmail("news@hartleyandfinch.example", [to], data)
+    smtp.quit()
+    return {"seconds": time.perf_counter() - started, "sent": len(messages), "bytes": len(messages[-1][1])}
+
+
+class _Store:
+    """A seeded template of one kind and fresh copies of it, one per run."""
+
+    def __init__(self, ctx: Context, kind: str, recipients: int) -> None:
+        self.ctx, self.kind, self.n = ctx, kind, 0
+        self.dir = ctx.out / "b8"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if kind == "sqlite":
+            self.template = self.dir / "template.db"
+            url = f"sqlite:///{self.template}"
+        else:
+            self.server = ctx.pg_server()
+            url = self.server.create_database(TEMPLATE_DB)
+        started = time.perf_counter()
+        self.meta = run_in_child(f"{__name__}:seed_store", url=url, recipients=recipients, seed=ctx.seed)
+        ctx.log(
+            f"  B8 {kind}: seeded {self.meta['profiles']:,} customers with consent in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
+
+    def new_url(self) -> str:
+        """Return a fresh copy of the seeded store."""
+        self.n += 1
+        if self.kind == "sqlite":
+            for old in self.dir.glob("run-*.db*"):
+                old.unlink()
+            target = self.dir / f"run-{self.n}.db"
+            shutil.copyfile(self.template, target)
+            return f"sqlite:///{target}"
+        if self.n > 1:
+            self.server.drop_database(f"bench_b8_run_{self.n - 1}")
+        return str(self.server.create_database(f"bench_b8_run_{self.n}", template=TEMPLATE_DB))
+
+    def cleanup(self) -> None:
+        """Drop what the runs made."""
+        if self.kind == "sqlite":
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        self.server.drop_database(f"bench_b8_run_{self.n}")
+        self.server.drop_database(TEMPLATE_DB)
+
+
+def _run_store(ctx: Context, kind: str, recipients: int, sink: Sink) -> Result:
+    store = _Store(ctx, kind, recipients)
+    mine = Measurement("Rapport enqueue_many + Deliverer + SmtpChannel", "messages/s")
+    ref = Measurement("smtplib, prebuilt messages, 1 connection", "messages/s")
+    drains: list[float] = []
+    queues: list[float] = []
+    problems: list[str] = []
+    spool = ctx.out / "b8-spool"
+    try:
+        for run_no in range(ctx.runs):
+            sink.ask("reset")
+            out = run_in_child(
+                f"{__name__}:deliver_campaign",
+                url=store.new_url(),
+                workspace_id=store.meta["workspace_id"],
+                port=sink.port,
+                spool=str(spool),
+            )
+            received, distinct = sink.count()
+            seconds = out["queue_seconds"] + out["drain_seconds"]
+            if received != recipients or distinct != recipients or out["statuses"] != {"sent": recipients}:
+                problems.append(
+                    f"run {run_no + 1}: received {received}, distinct {distinct}, {out['statuses']}"
+                )
+            mine.values.append(recipients / seconds)
+            mine.rss_mb = max(mine.rss_mb or 0.0, out["rss_mb"])
+            drains.append(recipients / out["drain_seconds"])
+            queues.append(out["queue_seconds"])
+            ctx.log(
+                f"  B8 {kind} run {run_no + 1}/{ctx.runs}: queued {out['queued']:,} in {out['queue_seconds']:.1f} s,"
+                f" delivered in {out['drain_seconds']:.1f} s, {recipients / seconds:,.0f} msg/s; sink got "
+                f"{received:,} ({distinct:,} distinct)"
+            )
+            sink.ask("reset")
+            ref_out = run_in_child(f"{__name__}:smtplib_reference", port=sink.port, recipients=recipients)
+            received, distinct = sink.count()
+            if received != recipients:
+                problems.append(f"reference run {run_no + 1}: received {received}")
+            ref.values.append(recipients / ref_out["seconds"])
+            ctx.log(f"  B8 reference run {run_no + 1}: {recipients / ref_out['seconds']:,.0f} msg/s")
+    finally:
+        store.cleanup()
+        shutil.rmtree(spool, ignore_errors=True)
+    note = (
+        f"{recipients:,} recipients; drain only {min(drains):,.0f}-{max(drains):,.0f} msg/s, "
+        f"enqueue_many {min(queues):.1f}-{max(queues):.1f} s; sink aiosmtpd in its own process; "
+        f"{'EXACTLY ALL RECEIVED' if not problems else 'PROBLEMS: ' + '; '.join(problems)[:300]}"
+    )
+    status = "ok" if not problems else "failed"
+    return Result("B8", TITLE, TARGET, status=status, store=kind, measurement=mine, reference=ref, note=note)
+
+
+def run(ctx: Context, ids: set[str]) -> list[Result]:
+    """Run B8 on each store: the campaign and the smtplib reference, alternating, ctx.runs times."""
+    recipients = min(ctx.size, FULL)
+    results = []
+    sink = Sink()
+    try:
+        for kind in ctx.stores:
+            try:
+                results.append(_run_store(ctx, kind, recipients, sink))
+            except Exception as exc:  # one store failing must not hide the other's figures
+                ctx.log(f"  B8 {kind} failed: {exc}")
+                results.append(Result("B8", TITLE, TARGET, status="failed", store=kind, note=str(exc)[:300]))
+    finally:
+        sink.close()
+    return results
