@@ -1,8 +1,11 @@
-"""B4, reference side: DuckDB loads the generated workspace and runs the reference segment of
-BENCHMARKS.md and four variants as hand-written SQL (count + a 20-profile sample), timed over the runs.
+"""B4: the reference segment of BENCHMARKS.md and four variants, count + a 20-profile sample, timed over
+the runs: Rapport's segments service (``preview``) on SQLite and PostgreSQL against DuckDB running the same
+definitions as hand-written SQL on the same data.
 
-These counts are the correctness oracle for Rapport's segment compiler; the Rapport side (the same
-definitions compiled to SQLite and PostgreSQL) is added when the segment compiler lands.
+DuckDB's counts are the correctness oracle: Rapport's must be identical, or the row fails. Rapport's store is
+loaded through its own bulk path (``rapport.collect.importer``, then the computed-trait recompute that fills
+``total_spend``) once per (size, seed) and cached under ``bench/out/b4-cache/`` (the SQLite file and a
+``pg_dump`` of the PostgreSQL database), then migrated to head, so a schema change needs no re-import.
 
 Semantics, as of the data's reference date (the end of the generated year, 2026-11-01 by default):
 "purchase" is an ``order_completed`` event (online or in store), "spend" is the sum of its ``total`` over
@@ -15,13 +18,17 @@ and the 20-profile sample come from the same statement (``count(*) OVER ()``).
 # ruff: noqa: S608  (hand-written benchmark SQL over fixed literals, no user input)
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bench.data import DataFiles, ensure_data
-from bench.harness import Context, Measurement, Result
+from bench.harness import OUT, Context, Measurement, Result, run_in_child
 
 TITLE = "segment count + 20-profile sample"
 TARGET = "<= 3x DuckDB on SQLite; < 1 s on PostgreSQL; identical counts"
@@ -29,11 +36,13 @@ TARGET = "<= 3x DuckDB on SQLite; < 1 s on PostgreSQL; identical counts"
 
 @dataclass(frozen=True)
 class Segment:
-    """A benchmark segment: its name, its definition in words, and the DuckDB SQL of its members."""
+    """A benchmark segment: its name, its definition in words, the DuckDB SQL of its members and the same
+    definition in Rapport's segment language."""
 
     name: str
     definition: str
     sql: str
+    text: str = ""
 
 
 _WINDOW = "ts >= $as_of - INTERVAL {days} DAY AND ts < $as_of"
@@ -71,22 +80,31 @@ SEGMENTS: tuple[Segment, ...] = (
         _segment_sql(
             ("buys_90", "spend", "opened_30"), "buys_90 >= 3 AND spend > 200 AND opened_30 > 0", city=True
         ),
+        "purchased at least 3 times in last 90 days and total_spend > 200 and email.opened in last 30 days "
+        'and city in ("Leeds", "York")',
     ),
     Segment(
         "v1 recent local buyers",
         "purchased at least once in the last 90 days AND city in (Leeds, York)",
         _segment_sql(("buys_90",), "buys_90 >= 1", city=True),
+        'purchased in last 90 days and city in ("Leeds", "York")',
     ),
-    Segment("v2 big spenders", "total spend > 500", _segment_sql(("spend",), "spend > 500")),
+    Segment(
+        "v2 big spenders", "total spend > 500", _segment_sql(("spend",), "spend > 500"), "total_spend > 500"
+    ),
     Segment(
         "v3 engaged, lapsed",
         "email opened in the last 30 days AND NOT purchased in the last 90 days",
         _segment_sql(("opened_30", "buys_90"), "opened_30 > 0 AND buys_90 = 0"),
+        "email.opened in last 30 days and not purchased in last 90 days",
     ),
     Segment(
         "v4 footwear browse abandonment",
         "viewed a Footwear product in the last 30 days AND NOT purchased in the last 30 days",
         _segment_sql(("footwear_30", "buys_30"), "footwear_30 > 0 AND buys_30 = 0"),
+        # "email is set": DuckDB joins the imported customers; Rapport also keeps anonymous visitors' profiles
+        'did "product_viewed" where category = "Footwear" in last 30 days and not purchased in last 30 days '
+        "and email is set",
     ),
 )
 
@@ -131,8 +149,133 @@ def evaluate(con: Any, segment: Segment, as_of: datetime) -> tuple[int, list[str
     return (int(rows[0][1]) if rows else 0), [r[0] for r in rows]
 
 
+CACHE_FORMAT = 1  # bump when what a cached store holds changes (importer, recompute)
+_PG_DB = "bench_b4"
+#: Windows in the language are ``now - N days < t <= now``, DuckDB's ``as_of - N days <= t < as_of``; the
+#: data's timestamps have millisecond resolution, so ``now = as_of - 1 µs`` makes both the same set.
+_EPSILON = timedelta(microseconds=1)
+
+
+def _runtime(url: str) -> Any:
+    from rapport.config import Settings
+    from rapport.runtime import build_runtime
+
+    settings = Settings(database_url=url, secret_key="bench-secret", log_level="WARNING", db_pool_size=2)
+    return build_runtime(settings)
+
+
+def load_rapport(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
+    """Child: migrate, import both files through Rapport's importer, recompute computed traits."""
+    from rapport.accounts import service as accounts_service
+    from rapport.collect.importer import import_event_rows, import_profile_rows
+    from rapport.db import migrate
+    from rapport.kit.logs import configure_logging
+    from rapport.process import traits_service
+    from rapport.synth.files import read_jsonl, read_profiles_csv
+
+    configure_logging(level="WARNING", json_lines=False)
+    runtime = _runtime(url)
+    migrate.upgrade(runtime.engine)
+    with runtime.sessions() as db:
+        workspace_id = int(accounts_service.create_workspace(db, name="Bench", slug="bench").id)
+        db.commit()
+    t0 = time.perf_counter()
+    p = import_profile_rows(runtime, workspace_id=workspace_id, rows=read_profiles_csv(Path(profiles_csv)))
+    e = import_event_rows(runtime, workspace_id=workspace_id, rows=read_jsonl(Path(events_jsonl)))
+    t1 = time.perf_counter()
+    traits_service.recompute(runtime, workspace_id, batch_size=2000)
+    t2 = time.perf_counter()
+    sqlite = runtime.is_sqlite
+    with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE" if sqlite else "VACUUM ANALYZE")
+    runtime.close()
+    if sqlite:  # fold the WAL into the file, so the cached copy is whole
+        import sqlite3
+
+        raw = sqlite3.connect(url.removeprefix("sqlite:///"))
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw.close()
+    return {
+        "workspace_id": workspace_id,
+        "profiles": p.imported,
+        "events": e.imported,
+        "import_seconds": t1 - t0,
+        "recompute_seconds": t2 - t1,
+    }
+
+
+class _RapportStore:
+    """One Rapport store holding the generated workspace: restored from the cache, imported when missing."""
+
+    def __init__(self, ctx: Context, data: DataFiles, kind: str) -> None:
+        self.ctx, self.kind = ctx, kind
+        self.cache = OUT / "b4-cache" / f"{data.profiles}-s{ctx.seed}-v{CACHE_FORMAT}"
+        self.cache.mkdir(parents=True, exist_ok=True)
+        meta_file = self.cache / f"{kind}.json"
+        if kind == "sqlite":
+            cached = self.cache / "sqlite.db"
+            if not meta_file.exists():
+                self._import(data, f"sqlite:///{cached}", meta_file)
+            target = ctx.out / "b4.db"
+            shutil.copyfile(cached, target)
+            self.url = f"sqlite:///{target}"
+        else:
+            server = ctx.pg_server()
+            dump = self.cache / "postgresql.dump"
+            self.url = server.create_database(_PG_DB)
+            if meta_file.exists():
+                started = time.perf_counter()
+                _pg_tool("pg_restore", "--no-owner", "-j", "2", "-d", _libpq(self.url), str(dump))
+                ctx.log(
+                    f"  restored the PostgreSQL store from {dump} in {time.perf_counter() - started:.0f} s"
+                )
+            else:
+                self._import(data, self.url, meta_file)
+                _pg_tool("pg_dump", "-Fc", "-f", str(dump), _libpq(self.url))
+        self.meta = json.loads(meta_file.read_text())
+        self.workspace_id = int(self.meta["workspace_id"])
+        self.runtime = _runtime(self.url)
+        from rapport.db import migrate
+
+        migrate.upgrade(self.runtime.engine)  # a cached store predating a migration catches up here
+
+    def _import(self, data: DataFiles, url: str, meta_file: Path) -> None:
+        self.ctx.log(f"  importing {data.profiles:,} profiles + {data.events:,} events into {self.kind} ...")
+        out = run_in_child(
+            f"{__name__}:load_rapport",
+            url=url,
+            profiles_csv=str(data.profiles_csv),
+            events_jsonl=str(data.events_jsonl),
+        )
+        self.ctx.log(
+            f"  imported in {out['import_seconds']:.0f} s, computed traits in {out['recompute_seconds']:.0f} s"
+        )
+        meta_file.write_text(json.dumps(out))
+
+    def preview(self, text: str, now: datetime) -> tuple[int, list[int], float]:
+        """Run the segments service's preview; return (count, sample ids, elapsed ms inside the service)."""
+        from rapport.segments import service as segments_service
+
+        with self.runtime.read_sessions() as db:
+            out = segments_service.preview(db, workspace_id=self.workspace_id, text=text, ast=None, now=now)
+        return out.count, [s.id for s in out.sample], out.elapsed_ms
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _pg_tool(name: str, *args: str) -> None:
+    from tests.support.pg import _pg_bin
+
+    subprocess.run([str(_pg_bin() / name), *args], check=True, capture_output=True)
+
+
 def run(ctx: Context, ids: set[str]) -> list[Result]:
-    """Load the data into DuckDB once, then time every segment ctx.runs times."""
+    """Load the data into DuckDB and each Rapport store, then time every segment on each, alternating."""
     import duckdb
 
     data = ensure_data(ctx.size, ctx.seed, log=ctx.log)
@@ -143,29 +286,89 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     ctx.log(
         f"  DuckDB loaded {counts['profiles']:,} profiles and {counts['events']:,} events in {load_s:.1f} s"
     )
+    stores: dict[str, _RapportStore] = {}
+    failed: dict[str, str] = {}
+    for kind in ctx.stores:
+        try:
+            stores[kind] = _RapportStore(ctx, data, kind)
+        except Exception as exc:  # one store failing must not hide the other's figures
+            ctx.log(f"  B4 {kind} store failed: {exc}")
+            failed[kind] = str(exc)[:300]
     as_of = data.spec.reference_date
-    results = []
-    for segment in SEGMENTS:
-        timing = Measurement("DuckDB", "ms", higher_is_better=False)
-        count, sample = -1, list[str]()
-        for _ in range(ctx.runs):
-            t0 = time.perf_counter()
-            count, sample = evaluate(con, segment, as_of)
-            timing.values.append((time.perf_counter() - t0) * 1000)
-        timing.extra["count"] = count
-        timing.extra["sample"] = sample
-        ctx.log(f"  {segment.name}: {count:,} profiles, median {timing.median:.1f} ms")
+    now = as_of - _EPSILON
+    results: list[Result] = []
+    try:
+        for segment in SEGMENTS:
+            results.extend(_run_segment(ctx, con, stores, failed, segment, as_of, now, load_s))
+    finally:
+        con.close()
+        for store in stores.values():
+            store.close()
+    return results
+
+
+def _run_segment(
+    ctx: Context,
+    con: Any,
+    stores: dict[str, _RapportStore],
+    failed: dict[str, str],
+    segment: Segment,
+    as_of: datetime,
+    now: datetime,
+    load_s: float,
+) -> list[Result]:
+    """Time one segment: DuckDB, then each store, ctx.runs times in turn."""
+    reference = Measurement("DuckDB", "ms", higher_is_better=False)
+    mine = {kind: Measurement("Rapport preview", "ms", higher_is_better=False) for kind in stores}
+    count = -1
+    got: dict[str, int] = {}
+    errors: dict[str, str] = dict(failed)
+    for _ in range(ctx.runs):
+        t0 = time.perf_counter()
+        count, sample = evaluate(con, segment, as_of)
+        reference.values.append((time.perf_counter() - t0) * 1000)
+        reference.extra["sample"] = sample
+        for kind, store in stores.items():
+            if kind in errors:
+                continue
+            try:
+                t0 = time.perf_counter()
+                got[kind], _ids, inside = store.preview(segment.text, now)
+                mine[kind].values.append((time.perf_counter() - t0) * 1000)
+                mine[kind].extra.setdefault("service_ms", []).append(inside)
+            except Exception as exc:
+                errors[kind] = f"{type(exc).__name__}: {exc}"[:300]
+    reference.extra["count"] = count
+    line = f"  {segment.name}: DuckDB {count:,} profiles, median {reference.median:.1f} ms"
+    for kind in stores:
+        if mine[kind].values:
+            line += f"; {kind} {got.get(kind, -1):,} in {mine[kind].median:.1f} ms"
+    ctx.log(line)
+    results = [
+        Result(
+            "B4",
+            f"{TITLE}: {segment.name}",
+            TARGET,
+            status="reference",
+            store="duckdb",
+            measurement=reference,
+            note=f"count {count:,}; DuckDB load {load_s:.1f} s",
+        )
+    ]
+    for kind in ctx.stores:
+        title = f"{TITLE}: {segment.name}"
+        if kind in errors:
+            results.append(Result("B4", title, TARGET, status="failed", store=kind, note=errors[kind]))
+            continue
+        m = mine[kind]
+        ok_count = got.get(kind) == count
+        fast = m.median <= 3 * reference.median if kind == "sqlite" else m.median < 1000
+        status = "ok" if ok_count and fast else ("failed" if not ok_count else "missed")
+        note = f"count {got.get(kind, -1):,} (DuckDB {count:,}{'' if ok_count else ': MISMATCH'})"
+        note += f"; `{segment.text}`"
         results.append(
             Result(
-                "B4",
-                f"{TITLE}: {segment.name}",
-                TARGET,
-                status="reference only",
-                store="duckdb",
-                measurement=timing,
-                note=f"count {count:,}; Rapport side arrives with the segment compiler; "
-                f"DuckDB load {load_s:.1f} s",
+                "B4", title, TARGET, status=status, store=kind, measurement=m, reference=reference, note=note
             )
         )
-    con.close()
     return results
