@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from rapport.errors import Conflict
 from rapport.kit.pagination import Page
-from rapport.models import Event, SegmentMember
+from rapport.models import Campaign, Event, SegmentMember
 from rapport.runtime import Runtime
-from rapport.segments import ProfileFacts, SegmentError, catalog_service, service
+from rapport.segments import ProfileFacts, SegmentError, catalog_service, realtime, service
 from rapport.segments.evaluator import EventFact
 from rapport.segments.schemas import SegmentCreate, SegmentUpdate
 from tests.segments import sqldata
@@ -200,3 +200,92 @@ def _create_by_time(runtime: Runtime, workspace_id: int, text: str) -> bool:
     sid = _create(runtime, workspace_id, text, text)
     with runtime.read_sessions() as db:
         return service.get_segment(db, workspace_id=workspace_id, segment_id=sid).by_time
+
+
+def test_engagement_names_a_campaign_of_the_workspace(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    with runtime.sessions() as db:
+        spring = Campaign(workspace_id=ws, name="Spring sale", kind="broadcast", channel="email")
+        autumn = Campaign(workspace_id=ws, name="Autumn", kind="broadcast", channel="email")
+        db.add_all([spring, autumn])
+        db.commit()
+        spring_id, autumn_id = spring.id, autumn.id
+    opened = [(7000, spring_id), (7001, autumn_id), (7001, autumn_id)]
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            sqldata.PROFILES.insert(),
+            [{"id": pid, "workspace_id": ws, "traits": {}, "computed": {}} for pid in (7000, 7001, 7002)],
+        )
+        conn.execute(
+            sqldata.EVENTS.insert(),
+            [
+                sqldata._event(
+                    ws, pid, f"m{k}", "email_opened", NOW - timedelta(days=1), {"campaign_id": cid}
+                )
+                for k, (pid, cid) in enumerate(opened)
+            ],
+        )
+
+    def count(text: str) -> int:
+        with runtime.read_sessions() as db:
+            return service.preview(db, workspace_id=ws, text=text, ast=None, now=NOW).count
+
+    assert count('email.opened campaign "Spring sale"') == 1
+    assert count('email.opened campaign "Autumn" at least 2 times in last 7 days') == 1
+    assert count('email.opened campaign "Spring sale" or email.opened campaign "Autumn"') == 2
+    with pytest.raises(SegmentError) as caught:
+        count('email.opened campaign "Spring sail"')
+    assert caught.value.details["suggestion"] == "Spring sale"
+
+
+def test_materialise_writes_members_in_short_transactions(
+    runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = tenant.workspace_id
+    with runtime.engine.begin() as conn:
+        facts = [ProfileFacts("x", {"city": "Leeds" if n % 3 else "Hull"}) for n in range(9)]
+        sqldata.load(conn, ws, facts, catalog=CATALOG, segment_ids={}, first_id=7000)
+    with runtime.sessions() as db:
+        segment = service.create_segment(
+            db, workspace_id=ws, data=SegmentCreate(name="Leeds", text='city = "Leeds"'), actor="t", now=NOW,
+            materialise=False,
+        )  # fmt: skip
+        db.commit()
+        sid = segment.id
+        assert (segment.status, segment.member_count) == ("building", 0)
+    monkeypatch.setattr(realtime, "WRITE_CHUNK", 2)
+    commits: list[int] = []
+    listen = lambda conn: commits.append(1)  # noqa: E731
+    event.listen(runtime.engine, "commit", listen)
+    try:
+        built = service.do_materialise(runtime, workspace_id=ws, segment_id=sid, now=NOW)
+    finally:
+        event.remove(runtime.engine, "commit", listen)
+    assert (built.status, built.member_count, built.refreshed_at) == ("active", 6, NOW)
+    assert len(commits) == 3 + 1  # six members, two per write transaction, then the counters
+    with runtime.read_sessions() as db:
+        members = set(db.scalars(select(SegmentMember.profile_id).where(SegmentMember.segment_id == sid)))
+        assert members == {7001, 7002, 7004, 7005, 7007, 7008}
+        assert db.scalar(select(Event.id).where(Event.event == "segment_entered")) is None
+
+
+def test_refresh_tick_finishes_a_segment_left_building(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    _people(runtime, ws)
+    with runtime.sessions() as db:
+        segment = service.create_segment(
+            db, workspace_id=ws, data=SegmentCreate(name="LY", text='city in ("Leeds", "York")'), actor="t",
+            now=NOW, materialise=False,
+        )  # fmt: skip
+        db.commit()
+        sid = segment.id
+    with runtime.read_sessions() as db:  # a building segment is not re-evaluated in real time
+        assert realtime.evaluate_batch(
+            db, runtime, workspace_id=ws, profile_ids=[7000], event_names=set(), changed_traits={"city"},
+            merged=False,
+        ) == []  # fmt: skip
+    realtime.RefreshTick(runtime).refresh_workspace(ws)
+    with runtime.read_sessions() as db:
+        built = service.get_segment(db, workspace_id=ws, segment_id=sid)
+        assert (built.status, built.member_count) == ("active", 2)
+        assert db.scalar(select(Event.id).where(Event.event == "segment_entered")) is None

@@ -44,11 +44,15 @@ def list_segments(principal: Reader, db: ReadDbSession, include_archived: bool =
 @router.post("", response_model=SegmentRead, status_code=201)
 def create_segment(body: SegmentCreate, principal: Writer, db: DbSession, runtime: RuntimeDep) -> object:
     """Save a segment (text or ast) and materialise its members; 400 with line/column when it is invalid."""
+    now = runtime.clock.now()
     segment = service.create_segment(
-        db, workspace_id=principal.workspace_id, data=body, actor=principal.actor, now=runtime.clock.now()
+        db, workspace_id=principal.workspace_id, data=body, actor=principal.actor, now=now, materialise=False
     )
     db.commit()
-    return segment
+    # the members are computed after the commit, off SQLite's write lock (short write transactions)
+    return service.do_materialise(
+        runtime, workspace_id=principal.workspace_id, segment_id=segment.id, now=now
+    )
 
 
 @router.post("/preview", response_model=PreviewRead)
@@ -70,11 +74,17 @@ def update_segment(
     segment_id: int, body: SegmentUpdate, principal: Writer, db: DbSession, runtime: RuntimeDep
 ) -> object:
     """Rename, redescribe or redefine a segment."""
+    now = runtime.clock.now()
     segment = service.update_segment(
-        db, workspace_id=principal.workspace_id, segment_id=segment_id, data=body, now=runtime.clock.now()
+        db, workspace_id=principal.workspace_id, segment_id=segment_id, data=body, now=now, materialise=False
     )
+    building = segment.status == "building"
     db.commit()
-    return segment
+    if not building:
+        return segment
+    return service.do_materialise(
+        runtime, workspace_id=principal.workspace_id, segment_id=segment_id, now=now
+    )
 
 
 @router.delete("/{segment_id}", response_model=SegmentRead)
@@ -92,16 +102,20 @@ def duplicate_segment(
     segment_id: int, body: DuplicateBody, principal: Writer, db: DbSession, runtime: RuntimeDep
 ) -> object:
     """Save a copy of a segment under a new name."""
+    now = runtime.clock.now()
     segment = service.duplicate_segment(
         db,
         workspace_id=principal.workspace_id,
         segment_id=segment_id,
         name=body.name,
         actor=principal.actor,
-        now=runtime.clock.now(),
+        now=now,
+        materialise=False,
     )
     db.commit()
-    return segment
+    return service.do_materialise(
+        runtime, workspace_id=principal.workspace_id, segment_id=segment.id, now=now
+    )
 
 
 @router.get("/{segment_id}/members", response_model=list[ProfileSample])

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rapport.models import ComputedTrait, Event, Profile, Segment, Topic, Workspace
+from rapport.models import Campaign, ComputedTrait, Event, Profile, Segment, Topic, Workspace
 from rapport.segments.catalog import Catalog, FieldType
 
 SAMPLE = 500
@@ -137,6 +137,7 @@ def build_catalog(db: Session, *, workspace_id: int, sample: int = SAMPLE) -> Ca
         select(Segment.name).where(Segment.workspace_id == workspace_id, Segment.archived_at.is_(None))
     )
     events = _event_names(db, workspace_id)
+    campaigns = set(db.scalars(select(Campaign.name).where(Campaign.workspace_id == workspace_id)))
     return Catalog(
         # a workspace with no data yet checks no names: a segment may be written before the data arrives
         traits=traits if len(traits) > len(_KNOWN_TRAITS) else None,
@@ -146,6 +147,8 @@ def build_catalog(db: Session, *, workspace_id: int, sample: int = SAMPLE) -> Ca
         segments=set(segments),
         topics=topics,
         opt_out_topics=opt_out,
+        # like traits: a workspace without campaigns yet checks no campaign names
+        campaigns=campaigns or None,
     )
 
 

@@ -96,7 +96,7 @@ def scope_for(
     catalog: Catalog | None = None,
     per_profile: bool = False,
 ) -> Scope:
-    """The compile scope of a workspace: catalogue, names of segments resolved to ids, the time."""
+    """The compile scope of a workspace: catalogue, names of segments and campaigns resolved to ids, the time."""
     return Scope(
         workspace_id=workspace_id,
         now=now,
@@ -106,6 +106,7 @@ def scope_for(
         else catalog_service.compile_catalog(db, workspace_id=workspace_id),
         seed=seed,
         segment_ids=repository.segment_ids(db, workspace_id=workspace_id),
+        campaign_ids=repository.campaign_ids(db, workspace_id=workspace_id),
         per_profile=per_profile,
     )
 
@@ -191,15 +192,17 @@ def apply_changes(
     emit: bool = True,
     bus: MembershipBus | None = None,
     recount: bool = False,
+    counters: bool = True,
 ) -> list[MembershipChange]:
-    """Write entries and exits: member rows, counters and (with ``emit``) timeline events and the bus."""
+    """Write entries and exits: member rows, counters (unless ``counters=False``) and (with ``emit``)
+    timeline events and the bus."""
     if entered:
         repository.add_members(
             db, workspace_id=segment.workspace_id, segment_id=segment.id, profile_ids=entered, at=at
         )
     if exited:
         repository.remove_members(db, segment_id=segment.id, profile_ids=exited)
-    if entered or exited or recount:
+    if counters and (entered or exited or recount):
         segment.member_count = repository.set_counters(db, segment_id=segment.id, at=at)
         segment.refreshed_at = at
     if not emit or not (entered or exited):
@@ -213,6 +216,92 @@ def apply_changes(
     if bus is not None:
         bus.publish(db, changes)
     return changes
+
+
+#: Profiles whose membership one write transaction changes: short transactions keep SQLite's write lock
+#: free for ingest between them while a big segment is (re)built.
+WRITE_CHUNK = 2000
+BUILDING = "building"
+
+
+def write_diff(
+    runtime: Runtime,
+    segment: Segment,
+    *,
+    matching: set[int],
+    before: set[int],
+    at: datetime,
+    emit: bool,
+    bus: MembershipBus | None = None,
+    finish: bool = True,
+) -> tuple[list[MembershipChange], bool]:
+    """Move a segment's members from ``before`` (read earlier) to ``matching`` in short write transactions.
+
+    Each transaction takes up to ``WRITE_CHUNK`` profiles whose membership differs, re-reads their current
+    membership and leaves alone those the real-time hook moved since ``before`` was read. A last one stores
+    the counters (and marks a building segment active). Returns the changes and False when the segment was
+    archived or redefined meanwhile (the rest is then left to whoever changed it).
+    """
+    candidates = sorted(matching ^ before)
+    changes: list[MembershipChange] = []
+
+    def live_segment(db: Session) -> Segment | None:
+        live = repository.get_segment(db, workspace_id=segment.workspace_id, segment_id=segment.id)
+        if live is None or live.archived_at is not None or live.version != segment.version:
+            return None
+        return live
+
+    for start in range(0, len(candidates), WRITE_CHUNK):
+        chunk = candidates[start : start + WRITE_CHUNK]
+        with runtime.sessions() as db:
+            live = live_segment(db)
+            if live is None:
+                return changes, False
+            current = repository.member_ids(db, segment_id=live.id, among=chunk)
+            moved = before.intersection(chunk) ^ current
+            changes += apply_changes(
+                db,
+                live,
+                entered=matching.intersection(chunk) - current - moved,
+                exited=current - matching - moved,
+                at=at,
+                emit=emit,
+                bus=bus,
+                counters=False,
+            )
+            db.commit()
+    if not finish:
+        return changes, True
+    with runtime.sessions() as db:
+        live = live_segment(db)
+        if live is None:
+            return changes, False
+        live.member_count = repository.set_counters(db, segment_id=live.id, at=at)
+        live.refreshed_at = at
+        if live.status == BUILDING:
+            live.status = "active"
+        db.commit()
+    return changes, True
+
+
+def materialise(runtime: Runtime, *, workspace_id: int, segment_id: int, at: datetime) -> int:
+    """Build a saved segment's baseline membership (no entry events) off the write lock; returns members.
+
+    The matching set is computed in a read transaction, then written by ``write_diff`` in short write
+    transactions, so ingest keeps flowing while a segment of a million profiles is built.
+    """
+    with runtime.read_sessions() as db:
+        segment = repository.get_segment(db, workspace_id=workspace_id, segment_id=segment_id)
+        if segment is None or segment.archived_at is not None:
+            return 0
+        scope = scope_for(db, workspace_id=workspace_id, now=at, seed=segment.seed)
+        matching = repository.matching_ids(db, from_json(segment.ast), scope)
+        before = repository.member_ids(db, segment_id=segment_id)
+        db.expunge(segment)
+    write_diff(runtime, segment, matching=matching, before=before, at=at, emit=False)
+    with runtime.read_sessions() as db:
+        built = repository.get_segment(db, workspace_id=workspace_id, segment_id=segment_id)
+        return built.member_count if built is not None else 0
 
 
 def in_dependency_order(segments: Sequence[Segment]) -> list[tuple[Segment, Node, Dependencies]]:
@@ -280,7 +369,7 @@ def evaluate_batch(
     ids = sorted(set(profile_ids))
     if not ids:
         return []
-    segments = repository.list_segments(db, workspace_id=workspace_id)
+    segments = [s for s in repository.list_segments(db, workspace_id=workspace_id) if s.status != BUILDING]
     if not segments:
         return []
     now = runtime.clock.now()
@@ -382,14 +471,14 @@ class RefreshTick:
         """Refresh the workspace's due segments (and those naming a segment that changed), in order.
 
         The matching set is computed in a read transaction (SQLite's write lock is not held while the
-        query runs); the write transaction then applies the difference, leaving alone the profiles whose
-        membership the real-time hook changed in between.
+        query runs); short write transactions then apply the difference (``write_diff``), leaving alone the
+        profiles whose membership the real-time hook changed in between.
         """
         runtime = self.runtime
         now = runtime.clock.now()
         with runtime.read_sessions() as db:
             segments = repository.list_segments(db, workspace_id=workspace_id)
-            if not any(self.due(segment, now) for segment in segments):
+            if not any(self.due(segment, now) or segment.status == BUILDING for segment in segments):
                 return 0  # dependants of a changed segment follow only from a due one
             scope = scope_for(db, workspace_id=workspace_id, now=now)
             ordered = in_dependency_order(segments)
@@ -397,29 +486,16 @@ class RefreshTick:
         changed: set[str] = set()
         total = 0
         for segment, tree, deps in ordered:
-            if not (self.due(segment, now) or deps.segments & changed):
+            building = segment.status == BUILDING  # its baseline was left unfinished: finish it silently
+            if not (building or self.due(segment, now) or deps.segments & changed):
                 continue
             with runtime.read_sessions() as db:
                 scope = replace(scope, segment_ids=repository.segment_ids(db, workspace_id=workspace_id))
                 matching = repository.matching_ids(db, tree, replace(scope, seed=segment.seed))
                 before = repository.member_ids(db, segment_id=segment.id)
-            with runtime.sessions() as db:
-                live = repository.get_segment(db, workspace_id=workspace_id, segment_id=segment.id)
-                if live is None or live.archived_at is not None or live.version != segment.version:
-                    continue
-                current = repository.member_ids(db, segment_id=live.id)
-                moved = before ^ current
-                found = apply_changes(
-                    db,
-                    live,
-                    entered=matching - current - moved,
-                    exited=current - matching - moved,
-                    at=now,
-                    bus=bus,
-                    recount=True,
-                )
-                live.refreshed_at = now
-                db.commit()
+            found, _done = write_diff(
+                runtime, segment, matching=matching, before=before, at=now, emit=not building, bus=bus
+            )
             if found:
                 changed.add(segment.name)
                 total += len(found)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from rapport.models import Event, Profile, Segment, SegmentMember
+from rapport.models import Campaign, Event, Profile, Segment, SegmentMember
 from rapport.models.event import PROCESSED
 from rapport.segments import portable
 from rapport.segments.ast import Node
@@ -53,6 +53,12 @@ def segment_ids(db: Session, *, workspace_id: int) -> dict[str, int]:
         )
     )
     return {name: sid for name, sid in rows}
+
+
+def campaign_ids(db: Session, *, workspace_id: int) -> dict[str, int]:
+    """Return the ids of the workspace's campaigns by name (engagement conditions name campaigns)."""
+    rows = db.execute(select(Campaign.name, Campaign.id).where(Campaign.workspace_id == workspace_id))
+    return {name: cid for name, cid in rows}
 
 
 def _base(workspace_id: int) -> tuple[FromClause, list[ColumnElement[Any]]]:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from rapport.errors import Conflict, NotFound, ValidationFailed
 from rapport.kit.pagination import Page
 from rapport.models import Segment
+from rapport.runtime import Runtime
 from rapport.segments import catalog_service, realtime, repository
 from rapport.segments.ast import Node
 from rapport.segments.catalog import Catalog, check
@@ -112,9 +113,20 @@ def _baseline(db: Session, segment: Segment, now: datetime) -> None:
 
 
 def create_segment(
-    db: Session, *, workspace_id: int, data: SegmentCreate, actor: str, now: datetime
+    db: Session,
+    *,
+    workspace_id: int,
+    data: SegmentCreate,
+    actor: str,
+    now: datetime,
+    materialise: bool = True,
 ) -> Segment:
-    """Validate and save a segment, then materialise its members."""
+    """Validate and save a segment, then materialise its members.
+
+    ``materialise=False`` saves it as ``building`` instead: the caller commits, then runs
+    ``do_materialise(runtime, …)``, which computes the members outside the write transaction (what the API
+    does; a big workspace would otherwise hold SQLite's write lock for the whole query).
+    """
     name = data.name.strip()
     _name_free(db, workspace_id=workspace_id, name=name)
     catalog = catalog_service.build_catalog(db, workspace_id=workspace_id)
@@ -134,14 +146,27 @@ def create_segment(
     db.add(segment)
     db.flush()
     segment.seed = str(segment.id)
-    _baseline(db, segment, now)
+    if materialise:
+        _baseline(db, segment, now)
+    else:
+        segment.status = realtime.BUILDING
     return segment
 
 
 def update_segment(
-    db: Session, *, workspace_id: int, segment_id: int, data: SegmentUpdate, now: datetime
+    db: Session,
+    *,
+    workspace_id: int,
+    segment_id: int,
+    data: SegmentUpdate,
+    now: datetime,
+    materialise: bool = True,
 ) -> Segment:
-    """Rename, redescribe or redefine a segment; a new definition bumps the version and the baseline."""
+    """Rename, redescribe or redefine a segment; a new definition bumps the version and the baseline.
+
+    ``materialise=False``: as for ``create_segment``, a new definition leaves the segment ``building`` for
+    ``do_materialise`` after the commit.
+    """
     segment = get_segment(db, workspace_id=workspace_id, segment_id=segment_id)
     if segment.archived_at is not None:
         raise Conflict("an archived segment cannot change", code="segment_archived")
@@ -161,10 +186,25 @@ def update_segment(
         if to_json(tree) != segment.ast:
             _store(db, segment, tree, catalog)
             segment.version += 1
-            _baseline(db, segment, now)
+            if materialise:
+                _baseline(db, segment, now)
+            else:
+                segment.status = realtime.BUILDING
     segment.updated_at = now
     db.flush()
     return segment
+
+
+def do_materialise(runtime: Runtime, *, workspace_id: int, segment_id: int, now: datetime) -> Segment:
+    """Build a saved segment's members off the write lock (read, then short write transactions); return it.
+
+    Commits on its own sessions: call it after the transaction that saved the segment has committed.
+    """
+    realtime.materialise(runtime, workspace_id=workspace_id, segment_id=segment_id, at=now)
+    with runtime.read_sessions() as db:
+        segment = get_segment(db, workspace_id=workspace_id, segment_id=segment_id)
+        db.expunge(segment)
+        return segment
 
 
 def _users_of(db: Session, *, workspace_id: int, name: str) -> set[str]:
@@ -191,13 +231,22 @@ def archive_segment(db: Session, *, workspace_id: int, segment_id: int, now: dat
 
 
 def duplicate_segment(
-    db: Session, *, workspace_id: int, segment_id: int, name: str | None, actor: str, now: datetime
+    db: Session,
+    *,
+    workspace_id: int,
+    segment_id: int,
+    name: str | None,
+    actor: str,
+    now: datetime,
+    materialise: bool = True,
 ) -> Segment:
     """Save a copy of a segment under a new name (default: "<name> (copy)")."""
     source = get_segment(db, workspace_id=workspace_id, segment_id=segment_id)
     new_name = name or f"{source.name} (copy)"
     data = SegmentCreate(name=new_name, description=source.description, ast=source.ast)
-    return create_segment(db, workspace_id=workspace_id, data=data, actor=actor, now=now)
+    return create_segment(
+        db, workspace_id=workspace_id, data=data, actor=actor, now=now, materialise=materialise
+    )
 
 
 def list_members(db: Session, *, workspace_id: int, segment_id: int, page: Page) -> list[ProfileSample]:
