@@ -13,6 +13,8 @@ from rapport.accounts import api as accounts_api
 from rapport.api import health
 from rapport.api.errors import install_error_handlers
 from rapport.api.middleware import RequestIdMiddleware
+from rapport.campaigns import api as campaigns_api
+from rapport.campaigns import tasks as campaigns_tasks
 from rapport.collect import api as collect_api
 from rapport.collect import import_api, import_tasks
 from rapport.collect import quarantine as collect_quarantine
@@ -47,6 +49,7 @@ def wire_runtime(runtime: Runtime) -> Runtime:
     consent_hooks.register(hooks)
     process_hooks.register(hooks)
     segments_realtime.register(hooks)  # after process: computed traits first
+    campaigns_tasks.register(hooks, runtime)  # after segments: entries and exits trigger campaigns
     hooks.exporters["messages"] = messaging_setup.export_messages
     messaging_setup.register_channels(runtime)
     runtime.ports["wired"] = True
@@ -60,6 +63,7 @@ def build_worker(runtime: Runtime) -> Worker:
     worker.add_tick(Processor(runtime).tick)
     worker.add_tick(Deliverer(runtime, worker_id=worker.worker_id).tick)
     worker.add_tick(segments_realtime.RefreshTick(runtime))
+    worker.add_tick(campaigns_tasks.CampaignTick(runtime))
     worker.add_tick(process_tasks.NightlyScheduler(runtime).tick)
     return worker
 
@@ -122,6 +126,7 @@ def create_app(
     app.include_router(consent_web.router)
     app.include_router(messaging_api.router)
     app.include_router(segments_api.router)
+    app.include_router(campaigns_api.router)
     app.include_router(process_api.router)
     for router in (tracking.router, inbound.router, push_api.router, inapp.router):  # issue 6 routes
         app.include_router(router)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapport.messaging import inbound
-from rapport.models import Workspace
+from rapport.models import Campaign, Workspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,19 @@ class Hold:
 def campaign_holds(db: Session, *, workspace: Workspace, campaign_ids: Collection[int]) -> dict[int, Hold]:
     """Return the holds on any of ``campaign_ids`` (campaigns not held are absent)."""
     holds: dict[int, Hold] = {}
+    if not campaign_ids:
+        return holds
+    rows = db.execute(
+        select(Campaign.id, Campaign.status, Campaign.status_reason).where(
+            Campaign.workspace_id == workspace.id, Campaign.id.in_(list(campaign_ids))
+        )
+    ).all()
+    for campaign_id, status, reason in rows:
+        if status == "cancelled":
+            holds[campaign_id] = Hold(f"campaign cancelled{': ' + reason if reason else ''}", cancel=True)
+        elif status == "paused":
+            holds[campaign_id] = Hold(f"campaign paused{': ' + reason if reason else ''}")
     for campaign_id in campaign_ids:
-        if inbound.campaign_paused(workspace, campaign_id):
+        if campaign_id not in holds and inbound.campaign_paused(workspace, campaign_id):
             holds[campaign_id] = Hold("campaign paused: complaints above 0.3%")
     return holds

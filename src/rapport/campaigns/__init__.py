@@ -1,0 +1,1 @@
+"""Campaigns: broadcast, scheduled, triggered and date-relative sends with A/B/n arms, control groups and goals."""

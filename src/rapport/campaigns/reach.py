@@ -1,0 +1,95 @@
+"""Before sending: which of an audience can be reached on a campaign's channel (address, consent,
+suppression), counted in a few queries. The Deliverer decides again per message at claim time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rapport.collect import identity as ident
+from rapport.consent import repository as consent_repo
+from rapport.consent import rules
+from rapport.models import Campaign, Profile, Subscription, Suppression, Workspace
+
+CHUNK = 900
+
+
+def classify(
+    db: Session, *, workspace: Workspace, campaign: Campaign, profile_ids: Sequence[int], now: datetime
+) -> dict[str, int]:
+    """Count ``reachable``, ``no_address``, ``no_consent`` and ``suppressed`` among ``profile_ids``."""
+    counts = {"reachable": 0, "no_address": 0, "no_consent": 0, "suppressed": 0}
+    topic = (
+        consent_repo.get_topic(db, workspace_id=workspace.id, key=campaign.topic) if campaign.topic else None
+    )
+    topic_rule = (
+        rules.TopicRule(key=topic.key, opt_in=topic.opt_in, is_service=topic.is_service) if topic else None
+    )
+    settings = (workspace.settings or {}).get("consent", {})
+    opt_in = bool(settings.get("email_requires_opt_in", True))
+    kind = {"email": "email", "sms": "phone"}.get(campaign.channel)
+    for start in range(0, len(profile_ids), CHUNK):
+        chunk = list(profile_ids[start : start + CHUNK])
+        addresses: dict[int, str | None] = {
+            pid: address
+            for pid, address in db.execute(
+                select(Profile.id, Profile.email if campaign.channel == "email" else Profile.phone).where(
+                    Profile.id.in_(chunk)
+                )
+            ).all()
+        }
+        subscriptions: dict[tuple[int, str], Subscription] = {}
+        for row in db.scalars(
+            select(Subscription).where(
+                Subscription.workspace_id == workspace.id,
+                Subscription.profile_id.in_(chunk),
+                Subscription.channel.in_([campaign.channel, rules.ANY_CHANNEL]),
+            )
+        ):
+            subscriptions[(row.profile_id, f"{row.channel}/{row.topic}")] = row
+        suppressed: set[str] = set()
+        if kind is not None:
+            hashes = {ident.suppression_hash(workspace.id, kind, a): a for a in addresses.values() if a}
+            if hashes:
+                suppressed = {
+                    hashes[h]
+                    for h in db.scalars(
+                        select(Suppression.value_hash).where(
+                            Suppression.workspace_id == workspace.id,
+                            Suppression.kind == kind,
+                            Suppression.value_hash.in_(list(hashes)),
+                        )
+                    )
+                }
+        for pid in chunk:
+            address = addresses.get(pid) if kind is not None else str(pid)
+            if not address:
+                counts["no_address"] += 1
+                continue
+            if address in suppressed:
+                counts["suppressed"] += 1
+                continue
+            channel_row = subscriptions.get((pid, f"{campaign.channel}/"))
+            topic_row = None
+            if topic is not None:
+                topic_row = subscriptions.get((pid, f"{campaign.channel}/{topic.key}")) or subscriptions.get(
+                    (pid, f"{rules.ANY_CHANNEL}/{topic.key}")
+                )
+            decision = rules.decide(
+                channel=campaign.channel,
+                marketing=campaign.message_kind == "marketing",
+                channel_state=_view(channel_row),
+                topic=topic_rule,
+                topic_state=_view(topic_row),
+                email_requires_opt_in=opt_in,
+                now=now,
+            )
+            counts["reachable" if decision.allowed else "no_consent"] += 1
+    return counts
+
+
+def _view(row: Subscription | None) -> rules.SubscriptionView | None:
+    return rules.SubscriptionView(state=row.state, paused_until=row.paused_until) if row else None

@@ -1,0 +1,262 @@
+"""Turn campaign entries into outbox rows: assign the arm, build the content, pick the time, queue.
+
+Two paths share this module:
+
+- a broadcast's frozen audience (pending recipient rows) is worked through in chunks by the worker
+  (:func:`send_chunk`), each chunk one short transaction; re-running a chunk changes nothing (the outbox
+  dedupe key ``campaign:<id>:<profile>:<entry>`` and the held-out event id are unique);
+- a triggered or date-relative campaign admits one profile at a time (:func:`enter`), in the
+  transaction of the event or membership change that fired it.
+
+Control members get no message and a ``campaign_held_out`` event on their timeline, so measurement (and
+segments) can find them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rapport.campaigns import assign, schedule
+from rapport.campaigns import repository as repo
+from rapport.campaigns.service import ACTIVE, SENDING, SENT, TESTING, seed_of
+from rapport.messaging import service as messaging_service
+from rapport.messaging.service import OutboxRow
+from rapport.models import Campaign, CampaignVariant, MessageTemplate, Profile, Workspace
+
+CHUNK = 2000
+HELD_OUT_EVENT = "campaign_held_out"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every entry of a campaign shares: the arm plan and each variant's outbox content."""
+
+    campaign: Campaign
+    plan: assign.ArmPlan
+    contents: Mapping[str, dict[str, Any]]
+    workspace_timezone: str
+
+
+def variant_content(
+    campaign: Campaign, variant: CampaignVariant, template: MessageTemplate | None
+) -> dict[str, Any]:
+    """The outbox content of one arm: the template's Liquid parts, the variant's overrides, the campaign."""
+    content: dict[str, Any] = {}
+    if template is not None:
+        content.update(template.content or {})
+        if template.blocks:
+            content["blocks"] = list(template.blocks)
+        content["template"] = {"id": template.id, "name": template.name, "version": template.version}
+    content.update(variant.content or {})
+    content["campaign"] = {
+        "id": campaign.id,
+        "name": campaign.name,
+        "channel": campaign.channel,
+        "variant": variant.key,
+    }
+    return content
+
+
+def prepare(db: Session, campaign: Campaign, *, triggered: bool = False) -> Prepared:
+    """Load a campaign's arms and contents once for a chunk or an entry."""
+    variants = repo.variants_of(db, campaign_id=campaign.id)
+    templates = repo.templates_by_id(
+        db,
+        workspace_id=campaign.workspace_id,
+        ids={v.template_id for v in variants if v.template_id is not None},
+    )
+    experiment = campaign.experiment or {}
+    # a triggered campaign never makes anyone wait: its test phase splits everyone until a winner is known
+    test_percent = 0.0 if triggered or len(variants) < 2 else float(experiment.get("test_percent") or 0)
+    plan = assign.ArmPlan(
+        control_percent=float(campaign.control_percent or 0),
+        variants=tuple((v.key, v.weight) for v in variants),
+        test_percent=test_percent,
+        winner=campaign.winner_variant,
+    )
+    if triggered and campaign.winner_variant is not None:
+        plan = assign.ArmPlan(plan.control_percent, ((campaign.winner_variant, 1),))
+    contents = {
+        v.key: variant_content(campaign, v, templates.get(v.template_id) if v.template_id else None)
+        for v in variants
+    }
+    workspace = db.get(Workspace, campaign.workspace_id)
+    return Prepared(campaign, plan, contents, workspace.timezone if workspace else "UTC")
+
+
+def _run_at(prepared: Prepared, *, base: datetime, zone_name: str | None, index: int) -> datetime:
+    campaign = prepared.campaign
+    when = base
+    if campaign.local_time:
+        tz = schedule.zone(zone_name, prepared.workspace_timezone)
+        when = schedule.next_local(base, schedule.parse_local_time(campaign.local_time), tz)
+    return schedule.throttled(when, index, campaign.throttle_per_hour)
+
+
+def _held_out_event(campaign: Campaign, profile_id: int, entry_key: str, now: datetime) -> dict[str, Any]:
+    return {
+        "workspace_id": campaign.workspace_id,
+        "message_id": f"ho:{campaign.id}:{profile_id}:{entry_key}",
+        "event": HELD_OUT_EVENT,
+        "profile_id": profile_id,
+        "timestamp": now,
+        "received_at": now,
+        "properties": {"campaign_id": campaign.id, "campaign": campaign.name, "variant": assign.CONTROL},
+    }
+
+
+def dedupe_key(campaign: Campaign, profile_id: int, entry_key: str) -> str:
+    """The outbox key that makes one message per campaign entry (R6)."""
+    return f"campaign:{campaign.id}:{profile_id}:{entry_key}"
+
+
+def _outbox_row(
+    prepared: Prepared,
+    *,
+    arm: str,
+    profile_id: int,
+    entry_key: str,
+    run_at: datetime,
+    extra: Mapping[str, Any] | None = None,
+) -> OutboxRow:
+    campaign = prepared.campaign
+    content = prepared.contents[arm]
+    if extra:
+        content = {**content, **extra}
+    return OutboxRow(
+        profile_id=profile_id,
+        channel=campaign.channel,
+        content=content,
+        dedupe_key=dedupe_key(campaign, profile_id, entry_key),
+        kind=campaign.message_kind,
+        topic=campaign.topic,
+        campaign_id=campaign.id,
+        variant=arm,
+        priority=campaign.priority,
+        run_at=run_at,
+    )
+
+
+def _zones(db: Session, profile_ids: Sequence[int]) -> dict[int, str | None]:
+    rows = db.execute(select(Profile.id, Profile.timezone).where(Profile.id.in_(list(profile_ids)))).all()
+    return {int(pid): tz for pid, tz in rows}
+
+
+def send_chunk(db: Session, *, campaign: Campaign, now: datetime, limit: int = CHUNK) -> int:
+    """Assign and queue up to ``limit`` pending recipients of a sending broadcast; finish it when none
+    are left. Returns how many recipients were handled."""
+    pending = repo.claim_pending(db, campaign_id=campaign.id, limit=limit)
+    if not pending:
+        finish_if_done(db, campaign=campaign, now=now)
+        return 0
+    prepared = prepare(db, campaign)
+    zones = _zones(db, [pid for _, pid in pending]) if campaign.local_time else {}
+    index = repo.count_states(db, campaign_id=campaign.id).get(repo.QUEUED, 0)
+    base = max(now, campaign.send_at or now)
+    seed = seed_of(campaign)
+    rows: list[OutboxRow] = []
+    states: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    for rid, pid in pending:
+        arm = assign.arm_for(prepared.plan, seed=seed, profile_id=pid)
+        if arm == assign.CONTROL:
+            states.append(
+                {"rid": rid, "variant": arm, "state": repo.HELD_OUT, "reason": "", "message_pk": None}
+            )
+            held.append(_held_out_event(campaign, pid, "", now))
+        elif arm == assign.WAITING:
+            states.append(
+                {"rid": rid, "variant": "", "state": repo.WAITING, "reason": "", "message_pk": None}
+            )
+        else:
+            run_at = _run_at(prepared, base=base, zone_name=zones.get(pid), index=index)
+            index += 1
+            rows.append(_outbox_row(prepared, arm=arm, profile_id=pid, entry_key="", run_at=run_at))
+            states.append(
+                {"rid": rid, "variant": arm, "state": repo.QUEUED, "reason": "", "message_pk": None}
+            )
+    messaging_service.enqueue_many(db, workspace_id=campaign.workspace_id, rows=rows, now=now)
+    repo.set_states(db, states)
+    repo.insert_events(db, held)
+    if len(pending) < limit:
+        finish_if_done(db, campaign=campaign, now=now)
+    return len(pending)
+
+
+def finish_if_done(db: Session, *, campaign: Campaign, now: datetime) -> None:
+    """Move a sending broadcast on when nobody is pending: to testing (recipients wait for the winner) or
+    sent."""
+    if campaign.status != SENDING:
+        return
+    states = repo.count_states(db, campaign_id=campaign.id)
+    if states.get(repo.PENDING):
+        return
+    if states.get(repo.WAITING) and campaign.winner_variant is None:
+        campaign.status = TESTING
+    else:
+        campaign.status = SENT
+        campaign.finished_at = now
+    campaign.updated_at = now
+
+
+def enter(
+    db: Session,
+    *,
+    campaign: Campaign,
+    profile_id: int,
+    entry_key: str,
+    at: datetime,
+    now: datetime,
+    extra: Mapping[str, Any] | None = None,
+    run_at: datetime | None = None,
+    prepared: Prepared | None = None,
+) -> str | None:
+    """Admit one profile into an active triggered/date-relative campaign (re-entry rules, arm, message);
+    returns the arm, or None when the entry was refused or existed already."""
+    if campaign.status != ACTIVE:
+        return None
+    # a date-relative "once" means once per occurrence: the entry key (the date) already says so
+    per_occurrence = campaign.kind == "date_relative" and campaign.reentry == "once"
+    if campaign.reentry != "always" and not per_occurrence:
+        last = repo.last_entry(db, campaign_id=campaign.id, profile_id=profile_id)
+        if last is not None and (
+            campaign.reentry == "once"
+            or (campaign.reentry == "every" and last > at - timedelta(days=campaign.reentry_days or 0))
+        ):
+            return None
+    prepared = prepared or prepare(db, campaign, triggered=True)
+    arm = assign.arm_for(prepared.plan, seed=seed_of(campaign), profile_id=profile_id)
+    state = repo.HELD_OUT if arm == assign.CONTROL else repo.QUEUED
+    rid = repo.insert_recipient(
+        db,
+        {
+            "workspace_id": campaign.workspace_id,
+            "campaign_id": campaign.id,
+            "profile_id": profile_id,
+            "entry_key": entry_key[:100],
+            "variant": arm,
+            "state": state,
+            "reason": "",
+            "entered_at": at,
+        },
+    )
+    if rid is None:
+        return None
+    if arm == assign.CONTROL:
+        repo.insert_events(db, [_held_out_event(campaign, profile_id, entry_key[:100], now)])
+        return arm
+    due = run_at or (max(at, now) + timedelta(seconds=campaign.delay_seconds or 0))
+    if campaign.local_time and run_at is None:
+        zone_name = _zones(db, [profile_id]).get(profile_id)
+        due = _run_at(prepared, base=due, zone_name=zone_name, index=0)
+    row = _outbox_row(
+        prepared, arm=arm, profile_id=profile_id, entry_key=entry_key[:100], run_at=due, extra=extra
+    )
+    messaging_service.enqueue_many(db, workspace_id=campaign.workspace_id, rows=[row], now=now)
+    return arm

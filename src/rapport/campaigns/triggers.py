@@ -1,0 +1,203 @@
+"""What fires triggered and date-relative campaigns: an ingested event (with property conditions), a
+segment entry or exit, or a profile's date trait coming round.
+
+Events and membership changes arrive inside the processing transaction (after-apply hook, membership
+bus), so the entry and its outbox row commit with the change that caused them. Date triggers are scanned
+by the worker (:class:`DateScan`): the same occurrence never enters twice (its entry key is the date).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, func, select
+from sqlalchemy.orm import Session
+
+from rapport.campaigns import repository as repo
+from rapport.campaigns import schedule, sending
+from rapport.campaigns.service import ACTIVE, parse_where
+from rapport.collect.processor import BatchApplied
+from rapport.kit.clock import as_utc
+from rapport.models import Campaign, Profile, Workspace
+from rapport.segments.ast import Count, Did, Ever
+from rapport.segments.evaluator import EventFact, ProfileFacts, evaluate
+from rapport.segments.realtime import MembershipChange
+
+log = logging.getLogger("rapport.campaigns.triggers")
+
+
+def _matcher(campaign: Campaign) -> Any:
+    where = parse_where((campaign.trigger or {}).get("where"))
+    return Did(str(campaign.trigger["event"]), where, Count("at least", 1), Ever())
+
+
+def event_matches(node: Any, event: EventFact, now: datetime) -> bool:
+    """Whether one event satisfies a trigger's ``did "<event>" where …`` condition."""
+    return evaluate(node, ProfileFacts(profile_id="0", events=(event,)), now)
+
+
+def on_events(batch: BatchApplied) -> None:
+    """After-apply hook: admit the profiles whose new events fire an active event-triggered campaign."""
+    db = batch.db
+    campaigns = [
+        c
+        for c in repo.active_of(db, workspace_id=batch.workspace_id, kind="triggered", statuses=[ACTIVE])
+        if (c.trigger or {}).get("type") == "event"
+    ]
+    if not campaigns:
+        return
+    names = {str(c.trigger["event"]) for c in campaigns}
+    events = repo.events_named(db, event_ids=batch.event_ids, names=names)
+    if not events:
+        return
+    now = batch.runtime.clock.now()
+    for campaign in campaigns:
+        try:
+            node = _matcher(campaign)
+        except Exception:  # a trigger that no longer parses must not stop processing
+            log.exception("campaign %s has an invalid trigger", campaign.id)
+            continue
+        prepared = None
+        for row in events:
+            if row.event != campaign.trigger["event"]:
+                continue
+            fact = EventFact(row.event, as_utc(row.timestamp), row.properties or {})
+            if not event_matches(node, fact, now):
+                continue
+            prepared = prepared or sending.prepare(db, campaign, triggered=True)
+            sending.enter(
+                db,
+                campaign=campaign,
+                profile_id=int(row.profile_id),
+                entry_key=f"ev:{row.message_id}",
+                at=as_utc(row.timestamp) if row.timestamp <= now else now,
+                now=now,
+                extra={"event": {"name": row.event, "properties": row.properties or {}}},
+                prepared=prepared,
+            )
+
+
+def on_membership(db: Session, changes: list[MembershipChange]) -> None:
+    """Membership-bus subscriber: admit profiles entering or leaving a segment that triggers a campaign."""
+    by_workspace: dict[int, list[MembershipChange]] = {}
+    for change in changes:
+        by_workspace.setdefault(change.workspace_id, []).append(change)
+    for workspace_id, items in by_workspace.items():
+        campaigns = [
+            c
+            for c in repo.active_of(db, workspace_id=workspace_id, kind="triggered", statuses=[ACTIVE])
+            if (c.trigger or {}).get("type") in {"segment_entry", "segment_exit"}
+        ]
+        for campaign in campaigns:
+            wanted = "entered" if campaign.trigger["type"] == "segment_entry" else "exited"
+            segment_id = int(campaign.trigger["segment_id"])
+            prepared = None
+            for change in items:
+                if change.segment_id != segment_id or change.kind != wanted:
+                    continue
+                prepared = prepared or sending.prepare(db, campaign, triggered=True)
+                sending.enter(
+                    db,
+                    campaign=campaign,
+                    profile_id=change.profile_id,
+                    entry_key=f"seg:{segment_id}:{wanted}:{as_utc(change.at).isoformat()}",
+                    at=change.at,
+                    now=change.at,
+                    extra={"segment": {"id": segment_id, "name": change.segment_name, "change": wanted}},
+                    prepared=prepared,
+                )
+
+
+# -- date-relative ---------------------------------------------------------------------------------------
+
+
+def _date_of(value: Any) -> date | None:
+    text = str(value or "")[:10]
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def occurrence(trait_day: date, *, offset_days: int, anniversary: bool, local_today: date) -> date | None:
+    """The trait date this campaign fires for today (local), or None: fires on ``trait_day + offset``
+    (for an anniversary: this year's, or next year's when the offset reaches across the new year)."""
+    target = local_today - timedelta(days=offset_days)  # the trait date that fires today
+    if not anniversary:
+        return trait_day if trait_day == target else None
+    month, day = trait_day.month, trait_day.day
+    if (month, day) == (2, 29):
+        leap = target.year % 4 == 0 and (target.year % 100 != 0 or target.year % 400 == 0)
+        month, day = (2, 29) if leap else (2, 28)
+    return target if (target.month, target.day) == (month, day) else None
+
+
+def date_candidates(
+    db: Session, *, campaign: Campaign, now: datetime, limit: int = 50_000
+) -> list[tuple[int, Any, str | None]]:
+    """Profiles whose trait could fire today somewhere on earth: (id, trait value, timezone)."""
+    trait = str(campaign.trigger["trait"])
+    offset = int(campaign.trigger.get("offset_days") or 0)
+    anniversary = bool(campaign.trigger.get("anniversary"))
+    utc_today = now.astimezone(UTC).date()
+    days = [utc_today + timedelta(days=d) - timedelta(days=offset) for d in (-1, 0, 1)]
+    value = func.coalesce(Profile.traits[trait].as_string(), Profile.computed[trait].as_string())
+    if anniversary:
+        keys = sorted(
+            {d.strftime("%m-%d") for d in days}
+            | ({"02-29"} if any(d.strftime("%m-%d") == "02-28" for d in days) else set())
+        )
+        condition = func.substr(value, 6, 5).in_(keys)
+    else:
+        condition = func.substr(value, 1, 10).in_([d.isoformat() for d in days])
+    stmt = (
+        select(Profile.id, value.cast(String), Profile.timezone)
+        .where(Profile.workspace_id == campaign.workspace_id, Profile.merged_into_id.is_(None), condition)
+        .limit(limit)
+    )
+    return [(int(pid), raw, tz) for pid, raw, tz in db.execute(stmt).all()]
+
+
+def scan_date_campaign(db: Session, *, campaign: Campaign, now: datetime) -> int:
+    """Admit the profiles whose date trait comes round today in their timezone; returns how many entered."""
+    workspace = db.get(Workspace, campaign.workspace_id)
+    fallback = workspace.timezone if workspace else "UTC"
+    offset = int(campaign.trigger.get("offset_days") or 0)
+    anniversary = bool(campaign.trigger.get("anniversary"))
+    at = schedule.parse_local_time(str(campaign.trigger.get("at") or "09:00"))
+    prepared = None
+    entered = 0
+    for profile_id, raw, tz_name in date_candidates(db, campaign=campaign, now=now):
+        trait_day = _date_of(raw)
+        if trait_day is None:
+            continue
+        tz = schedule.zone(tz_name, fallback)
+        local_today = now.astimezone(tz).date()
+        if (
+            occurrence(trait_day, offset_days=offset, anniversary=anniversary, local_today=local_today)
+            is None
+        ):
+            continue
+        due = schedule.on_local_day(local_today, at, tz)
+        prepared = prepared or sending.prepare(db, campaign, triggered=True)
+        arm = sending.enter(
+            db,
+            campaign=campaign,
+            profile_id=profile_id,
+            entry_key=f"date:{local_today.isoformat()}",
+            at=now,
+            now=now,
+            run_at=max(due, now),
+            extra={"occasion": {"trait": campaign.trigger["trait"], "date": trait_day.isoformat()}},
+            prepared=prepared,
+        )
+        entered += arm is not None
+    return entered
+
+
+def active_date_campaigns(db: Session) -> Sequence[Campaign]:
+    """Every workspace's active date-relative campaigns."""
+    return repo.campaigns_in(db, statuses=[ACTIVE], kinds=["date_relative"])
