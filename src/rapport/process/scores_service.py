@@ -1,35 +1,38 @@
-"""Scores, the service: read purchase aggregates, fit the pure models, write ``Profile.computed``, record runs.
+"""Scores, the service: read per-profile inputs in aggregate SQL passes, run the pure models, write
+``Profile.computed`` in bulk, record runs.
 
 Kinds: ``rfm`` (rfm_r/f/m, rfm_segment, loyalty_score, loyalty_level), ``clv`` (clv_12m, p_alive,
 churn_danger, churn_band, value_tier, expected_purchases_90d) and ``propensity`` (``propensity_<name>``
 for each model of the workspace setting ``propensity``; default one model, ``purchase_30d``). Each kind
 records a :class:`ScoreRun`; a failure records a failed run with the reason and leaves previous values.
+
+The flow for a million profiles: one grouped read of the live profiles, one of purchases by (profile, day)
+(plus one activity pass per propensity model), numpy for every score, then **one** write pass in which each
+profile gets a single merge-patch carrying the keys of every kind that succeeded (chunks of ``WRITE_BATCH``
+profiles, one transaction each). Runs are marked done after their values are written.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
-from rapport.db.base import UTCDateTime
-from rapport.models import Event, Profile, ScoreRun, Workspace
-from rapport.process import repository
-from rapport.process.computed import PurchaseSettings
-from rapport.process.computed_sql import number_at
+from rapport.models import ScoreRun, Workspace
+from rapport.process import repository, score_repository
+from rapport.process.score_patches import REMOVE, SET, Column, build_patches
+from rapport.process.score_repository import Population
 from rapport.process.scores import bgnbd, clv, gamma_gamma, loyalty, rfm, summary
 from rapport.process.scores.errors import ScoreFitFailed
+from rapport.process.scores.features import DailyEvents, positions
 from rapport.runtime import Runtime
 
 log = logging.getLogger("rapport.process.scores")
@@ -37,215 +40,154 @@ log = logging.getLogger("rapport.process.scores")
 KINDS: tuple[str, ...] = ("rfm", "clv", "propensity")
 RFM_KEYS = ("rfm_r", "rfm_f", "rfm_m", "rfm_segment", "loyalty_score", "loyalty_level")
 CLV_KEYS = ("clv_12m", "p_alive", "churn_danger", "churn_band", "value_tier", "expected_purchases_90d")
-WRITE_BATCH = 5000
+#: Profiles per write transaction.
+WRITE_BATCH = 20_000
 
 
-class utc_day(FunctionElement[str]):
-    """The UTC calendar day of a timestamp as 'YYYY-MM-DD'."""
+@dataclass
+class Stopwatch:
+    """Seconds spent per named stage of a score run (stages repeat: their times add up)."""
 
-    inherit_cache = True
+    seconds: dict[str, float] = field(default_factory=dict)
 
-
-@compiles(utc_day, "sqlite")
-def _day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"substr({compiler.process(next(iter(element.clauses)))}, 1, 10)"
-
-
-@compiles(utc_day, "postgresql")
-def _day_pg(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"to_char({compiler.process(next(iter(element.clauses)))} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-
-
-@dataclass(frozen=True)
-class PurchaseDays:
-    """Purchases grouped by (profile, UTC day): the one aggregation every score starts from."""
-
-    profile_ids: np.ndarray
-    days: np.ndarray  # datetime64[D]
-    orders: np.ndarray
-    values: np.ndarray
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the enclosed block under ``name``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 @dataclass(frozen=True)
-class Population:
-    """Every live profile of the workspace and its purchase totals (0 for never purchased)."""
+class Inputs:
+    """What every score starts from: the live profiles and their purchases by day, joined."""
 
-    ids: np.ndarray
-    first_seen: np.ndarray  # datetime64[D], NaT when unknown
-    orders: np.ndarray
+    population: Population
+    purchases: DailyEvents
+    orders: np.ndarray  # per live profile
     spend: np.ndarray
-    last_day: np.ndarray  # datetime64[D], NaT for never purchased
+    last_day: np.ndarray  # epoch day of the last purchase, NaN for never purchased
 
 
-def purchase_days(
-    db: Session, workspace_id: int, purchase: PurchaseSettings, *, before: datetime
-) -> PurchaseDays:
-    """Aggregate purchase events before ``before`` by (profile, UTC day) in one SQL pass."""
-    value = func.coalesce(number_at(purchase.value_property), 0.0)
-    day = utc_day(Event.timestamp)
-    stmt = (
-        select(Event.profile_id, day.label("day"), func.count().label("n"), func.sum(value).label("v"))
-        .where(
-            Event.workspace_id == workspace_id,
-            Event.event.in_(list(purchase.events)),
-            Event.profile_id.is_not(None),
-            Event.timestamp < _param(before),
-        )
-        .group_by(Event.profile_id, day)
-        .order_by(Event.profile_id, day)
-    )
-    rows = db.execute(stmt).all()
-    return PurchaseDays(
-        profile_ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-        days=np.asarray([r[1] for r in rows], dtype="datetime64[D]"),
-        orders=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
-        values=np.fromiter((float(r[3] or 0.0) for r in rows), dtype=np.float64, count=len(rows)),
-    )
+@dataclass
+class KindResult:
+    """What one kind produced: its columns for the write, and what its run records."""
+
+    run_id: int
+    columns: list[Column] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    usable: bool = True
+    profiles: int = 0
+    model: bytes | None = None
 
 
-def _param(value: datetime) -> ColumnElement[Any]:
-    return bindparam(None, value, type_=UTCDateTime())
+def read_inputs(db: Session, workspace_id: int, now: datetime) -> Inputs:
+    """Read the live profiles and purchases before ``now`` (two grouped SQL passes) and join them."""
+    purchase = repository.purchase_settings(db, workspace_id)
+    pop = score_repository.population(db, workspace_id)
+    days = score_repository.purchase_days(db, workspace_id, purchase, before=now)
+    pos, known = positions(pop.ids, days.profile_ids)
+    where = pos[known]
+    orders = np.bincount(where, weights=days.counts[known], minlength=pop.ids.size).astype(np.int64)
+    spend = np.bincount(where, weights=days.values[known], minlength=pop.ids.size)
+    latest = np.full(pop.ids.size, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, where, days.days[known])
+    last = np.where(latest == np.iinfo(np.int64).min, np.nan, latest.astype(np.float64))
+    return Inputs(population=pop, purchases=days, orders=orders, spend=spend, last_day=last)
 
 
-def population(db: Session, workspace_id: int, days: PurchaseDays) -> Population:
-    """Join the purchase days onto every live profile."""
-    rows = db.execute(
-        select(Profile.id, Profile.first_seen_at, Profile.created_at)
-        .where(Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None))
-        .order_by(Profile.id)
-    ).all()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    first = np.asarray([(r[1] or r[2]).replace(tzinfo=None) for r in rows], dtype="datetime64[D]")
-    orders = np.zeros(ids.size, dtype=np.int64)
-    spend = np.zeros(ids.size)
-    last = np.full(ids.size, np.datetime64("NaT"), dtype="datetime64[D]")
-    if days.profile_ids.size:
-        pos = np.searchsorted(ids, days.profile_ids)
-        ok = (pos < ids.size) & (ids[np.minimum(pos, ids.size - 1)] == days.profile_ids)
-        pos, d = pos[ok], days
-        np.add.at(orders, pos, d.orders[ok])
-        np.add.at(spend, pos, d.values[ok])
-        latest = np.full(ids.size, np.iinfo(np.int64).min, dtype=np.int64)
-        np.maximum.at(latest, pos, d.days[ok].astype(np.int64))
-        has = latest != np.iinfo(np.int64).min
-        last[has] = latest[has].astype("datetime64[D]")
-    return Population(ids=ids, first_seen=first, orders=orders, spend=spend, last_day=last)
+def score_rfm(inputs: Inputs, now: datetime) -> tuple[list[Column], dict[str, Any]]:
+    """RFM quintiles and segment, loyalty score and level, for every live profile: (columns, metrics)."""
+    today = score_repository.day_number(now)
+    pop = inputs.population
+    bought = inputs.orders > 0
+    days_since = np.where(bought, today - inputs.last_day, np.nan)
+    scores = rfm.score_rfm(days_since, inputs.orders, np.where(bought, inputs.spend, np.nan))
+    tenure = np.maximum(today - pop.first_day, 0).astype(np.float64)
+    loyal = loyalty.score_loyalty(tenure, inputs.orders, inputs.spend)
+    columns = [
+        Column.numbers("rfm_r", scores.r),
+        Column.numbers("rfm_f", scores.f),
+        Column.numbers("rfm_m", scores.m),
+        Column.names("rfm_segment", scores.segment, [s.value for s in rfm.SEGMENTS]),
+        Column.numbers("loyalty_score", loyal.score),
+        Column.names("loyalty_level", loyal.level, [lv.value for lv in loyalty.LEVELS]),
+    ]
+    counts = np.bincount(scores.segment, minlength=len(rfm.SEGMENTS))
+    segments = {s.value: int(c) for s, c in zip(rfm.SEGMENTS, counts, strict=True) if c}
+    return columns, {"profiles": int(pop.ids.size), "purchasers": int(bought.sum()), "segments": segments}
 
 
-def _start(
-    db: Session, workspace_id: int, kind: str, name: str, now: datetime, params: dict[str, Any]
-) -> ScoreRun:
-    run = ScoreRun(
-        workspace_id=workspace_id, kind=kind, name=name, status="running", params=params, created_at=now
-    )
-    db.add(run)
-    db.flush()
-    return run
-
-
-def _write(
-    runtime: Runtime,
-    workspace_id: int,
-    ids: np.ndarray,
-    columns: dict[str, Sequence[Any]],
-    remove: Sequence[str] = (),
-) -> int:
-    """Write per-profile values in batches of their own transactions (keys not named are left alone)."""
-    keys = list(columns)
-    written = 0
-    for start in range(0, ids.size, WRITE_BATCH):
-        stop = min(ids.size, start + WRITE_BATCH)
-        patches = {
-            int(ids[i]): {k: columns[k][i] for k in keys if columns[k][i] is not None}
-            for i in range(start, stop)
-        }
-        with runtime.sessions() as db:
-            written += repository.patch_computed(db, workspace_id, patches, remove=remove)
-            db.commit()
-    return written
-
-
-def _py(values: np.ndarray, digits: int | None = None) -> list[Any]:
-    if digits is not None:
-        values = np.round(values.astype(np.float64), digits)
-    return values.tolist()
-
-
-def run_rfm(runtime: Runtime, workspace_id: int, pop: Population, now: datetime) -> dict[str, Any]:
-    """RFM quintiles and segment, loyalty score and level, for every profile."""
-    today = np.datetime64(now.replace(tzinfo=None), "D")
-    bought = pop.orders > 0
-    days_since = np.where(bought, (today - pop.last_day).astype("timedelta64[D]").astype(np.float64), np.nan)
-    scores = rfm.score_rfm(days_since, pop.orders, np.where(bought, pop.spend, np.nan))
-    tenure = np.where(
-        np.isnat(pop.first_seen), 0.0, (today - pop.first_seen).astype("timedelta64[D]").astype(np.float64)
-    )
-    loyal = loyalty.score_loyalty(tenure, pop.orders, pop.spend)
-    written = _write(
-        runtime,
-        workspace_id,
-        pop.ids,
-        {
-            "rfm_r": _py(scores.r),
-            "rfm_f": _py(scores.f),
-            "rfm_m": _py(scores.m),
-            "rfm_segment": scores.segment_names().tolist(),
-            "loyalty_score": _py(loyal.score),
-            "loyalty_level": loyal.level_names().tolist(),
-        },
-    )
-    segments, counts = np.unique(scores.segment_names(), return_counts=True)
-    return {
-        "profiles": written,
-        "purchasers": int(bought.sum()),
-        "segments": dict(zip(segments.tolist(), counts.tolist(), strict=True)),
-    }
-
-
-def run_clv(
-    runtime: Runtime, workspace_id: int, days: PurchaseDays, pop: Population, now: datetime
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit BG/NBD and Gamma-Gamma on the purchasers and write CLV, P(alive), churn and tiers; (params, metrics)."""
+def score_clv(
+    inputs: Inputs, now: datetime, watch: Stopwatch
+) -> tuple[list[Column], dict[str, Any], dict[str, Any]]:
+    """Fit BG/NBD and Gamma-Gamma on the purchasers; CLV, P(alive), churn and tiers: (columns, params, metrics)."""
+    days = inputs.purchases
+    pop = inputs.population
     end = np.datetime64(now.replace(tzinfo=None), "D")
-    summ = summary.summarize_transactions(
-        days.profile_ids, days.days, days.values, observation_end=end, unit="days"
-    )
-    if summ.customer_ids.size == 0:
-        raise ScoreFitFailed("no purchases yet")
-    fit_p = bgnbd.fit_bgnbd(summ.x, summ.t_x, summ.T)
-    fit_s = gamma_gamma.fit_gamma_gamma(summ.x, summ.mean_value)
-    value = clv.predict_clv(fit_p, fit_s, summ.x, summ.t_x, summ.T, summ.mean_value, unit_days=summ.unit_days)
-    alive = bgnbd.p_alive(fit_p, summ.x, summ.t_x, summ.T)
-    danger = 1.0 - alive
-    expected = bgnbd.expected_purchases(fit_p, 90.0, summ.x, summ.t_x, summ.T)
-    bands = clv.churn_bands(danger)
-    tiers = clv.value_tiers(value)
-    buyers = set(summ.customer_ids.tolist())
-    gone = np.asarray([pid for pid in pop.ids.tolist() if pid not in buyers], dtype=np.int64)
-    written = _write(
-        runtime,
-        workspace_id,
-        summ.customer_ids.astype(np.int64),
-        {
-            "clv_12m": _py(value, 2),
-            "p_alive": _py(alive, 4),
-            "churn_danger": _py(danger, 4),
-            "churn_band": bands.tolist(),
-            "value_tier": tiers.tolist(),
-            "expected_purchases_90d": _py(expected, 4),
-        },
-    )
-    if gone.size:
-        _write(runtime, workspace_id, gone, {}, remove=CLV_KEYS)
+    with watch.stage("clv_fit"):
+        summ = summary.summarize_transactions(
+            days.profile_ids, days.days.astype("datetime64[D]"), days.values, observation_end=end, unit="days"
+        )
+        if summ.customer_ids.size == 0:
+            raise ScoreFitFailed("no purchases yet")
+        fit_p = bgnbd.fit_bgnbd(summ.x, summ.t_x, summ.T)
+        fit_s = gamma_gamma.fit_gamma_gamma(summ.x, summ.mean_value)
+    with watch.stage("clv_predict"):
+        value = clv.predict_clv(
+            fit_p, fit_s, summ.x, summ.t_x, summ.T, summ.mean_value, unit_days=summ.unit_days
+        )
+        # P(alive) and expected purchases depend on (x, t_x, T) only: once per distinct history.
+        ux, utx, uT, _, inverse = bgnbd.unique_histories(summ.x, summ.t_x, summ.T)
+        alive = bgnbd.p_alive(fit_p, ux, utx, uT)[inverse]
+        expected = bgnbd.expected_purchases(fit_p, 90.0, ux, utx, uT)[inverse]
+        danger = 1.0 - alive
+        bands = clv.churn_band_codes(danger)
+        tiers = clv.value_tier_codes(value)
+        pos, known = positions(pop.ids, summ.customer_ids.astype(np.int64))
+        where = pos[known]
+        state = np.full(pop.ids.size, REMOVE, dtype=np.int8)
+        state[where] = SET
+
+        def spread(values: np.ndarray, fill: Any = 0) -> np.ndarray:
+            out = np.full(pop.ids.size, fill, dtype=values.dtype)
+            out[where] = values[known]
+            return out
+
+        columns = [
+            Column.numbers("clv_12m", spread(value), digits=2, state=state),
+            Column.numbers("p_alive", spread(alive), digits=4, state=state),
+            Column.numbers("churn_danger", spread(danger), digits=4, state=state),
+            Column.names("churn_band", spread(bands), [b.value for b in clv.CHURN_BANDS], state=state),
+            Column.names("value_tier", spread(tiers), [t.value for t in clv.VALUE_TIERS], state=state),
+            Column.numbers("expected_purchases_90d", spread(expected), digits=4, state=state),
+        ]
     params = {"bgnbd": fit_p.to_dict(), "gamma_gamma": fit_s.to_dict(), "unit": "days", "months": 12}
     metrics = {
-        "profiles": written,
+        "profiles": int(known.sum()),
         "customers": int(summ.customer_ids.size),
         "repeat_customers": int((summ.x > 0).sum()),
         "mean_clv_12m": round(float(value.mean()), 2),
-        "churn_bands": {b: int((bands == b).sum()) for b in ("low", "medium", "high", "critical")},
+        "churn_bands": {b.value: int((bands == i).sum()) for i, b in enumerate(clv.CHURN_BANDS)},
     }
-    return params, metrics
+    return columns, params, metrics
+
+
+def write_columns(runtime: Runtime, workspace_id: int, ids: np.ndarray, columns: Sequence[Column]) -> int:
+    """Write one merge-patch per profile carrying every column, in chunks of their own transactions."""
+    written = 0
+    for start in range(0, ids.size, WRITE_BATCH):
+        stop = min(ids.size, start + WRITE_BATCH)
+        chunk_ids, patches = build_patches(ids, columns, start, stop)
+        if not chunk_ids:
+            continue
+        with runtime.sessions() as db:
+            written += score_repository.merge_patches(db, workspace_id, chunk_ids, patches)
+            db.commit()
+    return written
 
 
 def _finish(runtime: Runtime, run_id: int, *, status: str, started: float, **fields: Any) -> None:
@@ -263,66 +205,93 @@ def _finish(runtime: Runtime, run_id: int, *, status: str, started: float, **fie
         db.commit()
 
 
-def _record(
+def record_run(
     runtime: Runtime, workspace_id: int, kind: str, name: str, now: datetime, params: dict[str, Any]
 ) -> int:
+    """Record a running score run in its own transaction; returns its id."""
     with runtime.sessions() as db:
-        run = _start(db, workspace_id, kind, name, now, params)
+        run = ScoreRun(
+            workspace_id=workspace_id, kind=kind, name=name, status="running", params=params, created_at=now
+        )
+        db.add(run)
         db.commit()
-        return run.id
+        return int(run.id)
 
 
-def run_scores(runtime: Runtime, workspace_id: int, kinds: Sequence[str] | None, now: datetime) -> list[int]:
+def fail_run(runtime: Runtime, run_id: int, started: float, exc: BaseException) -> None:
+    """Mark a run failed with the reason (its previous values stay as they were)."""
+    _finish(runtime, run_id, status="failed", started=started, error=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def run_scores(
+    runtime: Runtime,
+    workspace_id: int,
+    kinds: Sequence[str] | None,
+    now: datetime,
+    *,
+    stopwatch: Stopwatch | None = None,
+) -> list[int]:
     """Compute the given kinds (default all) for the workspace; returns the ids of the recorded runs."""
+    from rapport.process import propensity_service
+
+    watch = stopwatch or Stopwatch()
     wanted = list(kinds or KINDS)
     for kind in wanted:
         if kind not in KINDS:
             raise ValueError(f"unknown score kind {kind!r}")
-    with runtime.read_sessions() as db:
-        purchase = repository.purchase_settings(db, workspace_id)
-        t0 = time.perf_counter()
-        days = purchase_days(db, workspace_id, purchase, before=now)
-        pop = population(db, workspace_id, days)
+    started = time.perf_counter()
+    with watch.stage("read"), runtime.read_sessions() as db:
+        inputs = read_inputs(db, workspace_id, now)
         settings = db.scalar(select(Workspace.settings).where(Workspace.id == workspace_id)) or {}
-    read_seconds = time.perf_counter() - t0
+    read_seconds = round(time.perf_counter() - started, 3)
+    done: list[KindResult] = []
     run_ids: list[int] = []
     for kind in wanted:
-        if kind == "propensity":
-            from rapport.process import propensity_service
-
-            run_ids.extend(propensity_service.run_all(runtime, workspace_id, settings, purchase, now))
-            continue
-        started = time.perf_counter()
-        run_id = _record(runtime, workspace_id, kind, kind, now, {"read_seconds": round(read_seconds, 3)})
-        run_ids.append(run_id)
-        try:
-            if kind == "rfm":
-                metrics = run_rfm(runtime, workspace_id, pop, now)
-                _finish(
-                    runtime,
-                    run_id,
-                    status="done",
-                    started=started,
-                    metrics=metrics,
-                    usable=True,
-                    profiles_scored=metrics["profiles"],
+        specs = propensity_service.models_of(settings) if kind == "propensity" else [{"name": kind}]
+        for spec in specs:
+            params: dict[str, Any] = {"read_seconds": read_seconds}
+            if kind == "propensity":
+                params.update(propensity_service.run_params(spec))
+            run_id = record_run(runtime, workspace_id, kind, str(spec["name"]), now, params)
+            run_ids.append(run_id)
+            try:
+                result = KindResult(run_id=run_id, params=params)
+                if kind == "rfm":
+                    with watch.stage("rfm"):
+                        result.columns, result.metrics = score_rfm(inputs, now)
+                    result.profiles = int(inputs.population.ids.size)
+                elif kind == "clv":
+                    result.columns, fitted, result.metrics = score_clv(inputs, now, watch)
+                    result.params.update(fitted)
+                    result.profiles = int(result.metrics["profiles"])
+                else:
+                    propensity_service.score_model(runtime, workspace_id, spec, inputs, now, watch, result)
+                done.append(result)
+            except Exception as exc:
+                log.warning(
+                    "score run failed", extra={"workspace_id": workspace_id, "kind": kind}, exc_info=exc
                 )
-            else:
-                params, metrics = run_clv(runtime, workspace_id, days, pop, now)
-                _finish(
-                    runtime,
-                    run_id,
-                    status="done",
-                    started=started,
-                    params={"read_seconds": round(read_seconds, 3), **params},
-                    metrics=metrics,
-                    usable=True,
-                    profiles_scored=metrics["profiles"],
-                )
-        except Exception as exc:
-            log.warning("score run failed", extra={"workspace_id": workspace_id, "kind": kind}, exc_info=exc)
+                fail_run(runtime, run_id, started, exc)
+    try:
+        with watch.stage("write"):
+            write_columns(runtime, workspace_id, inputs.population.ids, [c for r in done for c in r.columns])
+    except Exception as exc:
+        log.warning("writing scores failed", extra={"workspace_id": workspace_id}, exc_info=exc)
+        for result in done:
+            fail_run(runtime, result.run_id, started, exc)
+        return run_ids
+    with watch.stage("record"):
+        for result in done:
             _finish(
-                runtime, run_id, status="failed", started=started, error=f"{type(exc).__name__}: {exc}"[:2000]
+                runtime,
+                result.run_id,
+                status="done",
+                started=started,
+                params=result.params,
+                metrics=result.metrics,
+                usable=result.usable,
+                model=result.model,
+                profiles_scored=result.profiles,
             )
     return run_ids
 

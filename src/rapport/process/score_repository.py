@@ -1,0 +1,207 @@
+"""Queries of the scores: per-profile inputs in one aggregate SQL pass each, streamed into numpy, and bulk
+merge-patches of ``Profile.computed``.
+
+Every read is a single grouped statement whose rows are pulled in partitions straight into arrays, so a
+million profiles cost a few arrays, not a million ORM objects. Days are whole UTC days since 1970-01-01
+(``epoch_day``), computed by the database so no timestamp is parsed in Python.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Integer, bindparam, case, func, select, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from rapport.db.base import UTCDateTime
+from rapport.models import Event, Profile
+from rapport.process.computed import PurchaseSettings
+from rapport.process.computed_sql import number_at
+from rapport.process.scores.features import DailyEvents
+
+#: Rows pulled from the database per partition.
+FETCH = 50_000
+_EPOCH = np.datetime64("1970-01-01", "D")
+
+
+class epoch_day(FunctionElement[int]):
+    """Whole UTC days from 1970-01-01 to a timestamp (floor)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(epoch_day, "sqlite")
+def _epoch_day_sqlite(element: epoch_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # Stored as 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC. Only the date goes to julianday (which rounds to the
+    # millisecond, so 23:59:59.9999 would become the next day); julianday - 2440587.5 is exact at midnight.
+    inner = compiler.process(next(iter(element.clauses)), **kw)
+    return f"CAST(julianday(substr({inner}, 1, 10)) - 2440587.5 AS INTEGER)"
+
+
+@compiles(epoch_day, "postgresql")
+def _epoch_day_pg(element: epoch_day, compiler: SQLCompiler, **kw: Any) -> str:
+    inner = compiler.process(next(iter(element.clauses)), **kw)
+    return f"CAST(floor(EXTRACT(EPOCH FROM {inner}) / 86400) AS BIGINT)"
+
+
+def day_number(when: datetime) -> int:
+    """Return the ``epoch_day`` of an aware (or naive UTC) datetime."""
+    return int((np.datetime64(when.replace(tzinfo=None), "D") - _EPOCH).astype(np.int64))
+
+
+def _ts(value: datetime) -> ColumnElement[Any]:
+    return bindparam(None, value, type_=UTCDateTime())
+
+
+def _columns(
+    db: Session, stmt: Select[*tuple[Any, ...]], width: int, dtype: Any = np.float64
+) -> NDArray[Any]:
+    """Run ``stmt`` streaming its rows into a (rows, width) array (NULL becomes NaN for floats)."""
+    parts: list[NDArray[Any]] = []
+    result = db.execute(stmt.execution_options(yield_per=FETCH))
+    for part in result.partitions():
+        flat: Iterator[Any] = itertools.chain.from_iterable(part)
+        if dtype is np.float64:
+            flat = (np.nan if v is None else v for v in flat)
+        parts.append(np.fromiter(flat, dtype=dtype, count=len(part) * width).reshape(len(part), width))
+    result.close()
+    return np.concatenate(parts) if parts else np.zeros((0, width), dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Population:
+    """Every live profile of the workspace, by id, and the day it was first seen."""
+
+    ids: NDArray[np.int64]
+    first_day: NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Per profile with events: the first event's day and event counts in each requested window."""
+
+    profile_ids: NDArray[np.int64]
+    first_day: NDArray[np.int64]
+    window_counts: NDArray[np.int64]  # (profiles, windows)
+
+
+def population(db: Session, workspace_id: int) -> Population:
+    """Return the workspace's live (not merged-away) profiles in id order with their first-seen day."""
+    seen = epoch_day(func.coalesce(Profile.first_seen_at, Profile.created_at))
+    stmt = (
+        select(Profile.id, seen)
+        .where(Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None))
+        .order_by(Profile.id)
+    )
+    table = _columns(db, stmt, 2, np.int64)
+    return Population(ids=table[:, 0].copy(), first_day=table[:, 1].copy())
+
+
+def daily_counts(
+    db: Session,
+    workspace_id: int,
+    events: Sequence[str],
+    *,
+    before: datetime,
+    value_property: str | None = None,
+) -> DailyEvents:
+    """Count the named events before ``before`` by (profile, UTC day), summing a numeric property if given."""
+    day = epoch_day(Event.timestamp)
+    value = func.coalesce(func.sum(number_at(value_property)), 0.0) if value_property else func.count()
+    stmt = (
+        select(Event.profile_id, day, func.count(), value)
+        .where(
+            Event.workspace_id == workspace_id,
+            Event.event.in_(sorted(set(events))),
+            Event.profile_id.is_not(None),
+            Event.timestamp < _ts(before),
+        )
+        .group_by(Event.profile_id, day)
+        .order_by(Event.profile_id, day)
+    )
+    table = _columns(db, stmt, 4)
+    return DailyEvents(
+        profile_ids=table[:, 0].astype(np.int64),
+        days=table[:, 1].astype(np.int64),
+        counts=table[:, 2].astype(np.int64),
+        values=table[:, 3] if value_property else np.zeros(table.shape[0]),
+    )
+
+
+def purchase_days(
+    db: Session, workspace_id: int, purchase: PurchaseSettings, *, before: datetime
+) -> DailyEvents:
+    """Purchases before ``before`` by (profile, UTC day): orders and summed value."""
+    return daily_counts(
+        db, workspace_id, list(purchase.events), before=before, value_property=purchase.value_property
+    )
+
+
+def activity(
+    db: Session, workspace_id: int, *, before: datetime, windows: Sequence[tuple[datetime, datetime]]
+) -> Activity:
+    """Per profile with events before ``before``: the first event's day and how many fell in each window."""
+    counts = [
+        func.count(case(((Event.timestamp >= _ts(lo)) & (Event.timestamp < _ts(hi)), 1)))
+        for lo, hi in windows
+    ]
+    stmt = (
+        select(Event.profile_id, epoch_day(func.min(Event.timestamp)), *counts)
+        .where(
+            Event.workspace_id == workspace_id, Event.profile_id.is_not(None), Event.timestamp < _ts(before)
+        )
+        .group_by(Event.profile_id)
+        .order_by(Event.profile_id)
+    )
+    table = _columns(db, stmt, 2 + len(windows), np.int64)
+    return Activity(
+        profile_ids=table[:, 0].copy(), first_day=table[:, 1].copy(), window_counts=table[:, 2:].copy()
+    )
+
+
+_PG_TEMP = text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS score_patches (id BIGINT PRIMARY KEY, patch JSONB NOT NULL) "
+    "ON COMMIT DELETE ROWS"
+)
+# A null in the patch removes the key (RFC 7396, flat), as SQLite's json_patch does.
+_PG_APPLY = text(
+    "UPDATE profiles AS p SET computed = (p.computed - ARRAY(SELECT e.key FROM jsonb_each(t.patch) AS e "
+    "WHERE e.value = 'null'::jsonb)) || jsonb_strip_nulls(t.patch) "
+    "FROM score_patches AS t WHERE p.id = t.id AND p.workspace_id = :ws"
+)
+_SQLITE_APPLY = "UPDATE profiles SET computed = json_patch(computed, ?) WHERE id = ? AND workspace_id = ?"
+
+
+def merge_patches(db: Session, workspace_id: int, ids: Sequence[int], patches: Sequence[str]) -> int:
+    """Merge a flat JSON object into ``Profile.computed`` of each profile (a null value removes the key).
+
+    Keys not in a patch are left alone. SQLite: one ``json_patch`` UPDATE executemany; PostgreSQL: COPY into
+    a temporary table and one UPDATE … FROM. The caller owns the transaction.
+    """
+    if not ids:
+        return 0
+    conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(_PG_TEMP)
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy("COPY score_patches (id, patch) FROM STDIN") as copy:
+            for row in zip(ids, patches, strict=True):
+                copy.write_row(row)
+        conn.execute(_PG_APPLY, {"ws": workspace_id})
+        conn.execute(text("TRUNCATE score_patches"))
+        return len(ids)
+    cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.executemany(_SQLITE_APPLY, zip(patches, ids, itertools.repeat(workspace_id), strict=False))
+    cursor.close()
+    return len(ids)

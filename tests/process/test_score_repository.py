@@ -1,0 +1,128 @@
+"""Score inputs read in aggregate passes and bulk merge-patches, exact on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from rapport.collect.importer import import_event_rows, import_profile_rows
+from rapport.models import Identity, Profile
+from rapport.process import score_repository
+from rapport.process.computed import PurchaseSettings
+from rapport.runtime import Runtime
+from tests.support.tenants import Tenant
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DAY0 = score_repository.day_number(NOW)
+
+
+def _event(user: str, name: str, when: datetime, total: Any = None) -> dict[str, Any]:
+    props = {} if total is None else {"total": total}
+    return {
+        "type": "track",
+        "event": name,
+        "userId": user,
+        "messageId": f"{user}-{name}-{when.isoformat()}",
+        "timestamp": when.isoformat(),
+        "properties": props,
+    }
+
+
+def _ids(runtime: Runtime, ws: int) -> dict[str, int]:
+    with runtime.read_sessions() as db:
+        rows = db.execute(
+            select(Identity.value, Identity.profile_id).where(
+                Identity.workspace_id == ws, Identity.kind == "user_id"
+            )
+        )
+        return {v: p for v, p in rows}
+
+
+def test_day_number_is_whole_utc_days_since_1970() -> None:
+    assert score_repository.day_number(datetime(1970, 1, 2, 23, 59, tzinfo=UTC)) == 1
+    assert score_repository.day_number(datetime(2026, 3, 1, tzinfo=UTC)) == 20513
+
+
+def test_daily_purchases_and_activity_in_one_pass_each(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    rows = [
+        _event("a", "order_completed", midnight - timedelta(microseconds=1), 10),  # last instant of day -1
+        _event("a", "order_completed", midnight, 5.5),  # first instant of day 0
+        _event("a", "order_completed", midnight + timedelta(hours=3), 4),
+        _event("a", "order_completed", midnight + timedelta(hours=4), "n/a"),  # not a number: counts, 0 value
+        _event("a", "page_viewed", midnight - timedelta(days=40)),
+        _event("b", "order_completed", midnight - timedelta(days=3), 20),
+        _event("b", "order_completed", NOW + timedelta(hours=1), 99),  # after now: left out
+        _event("c", "email_opened", midnight - timedelta(days=2)),
+    ]
+    import_event_rows(runtime, workspace_id=ws, rows=rows)
+    import_profile_rows(runtime, workspace_id=ws, rows=[{"user_id": "quiet"}])
+    ids = _ids(runtime, ws)
+    with runtime.read_sessions() as db:
+        days = score_repository.purchase_days(db, ws, PurchaseSettings(), before=NOW)
+        act = score_repository.activity(
+            db,
+            ws,
+            before=NOW,
+            windows=[(midnight - timedelta(days=30), midnight), (midnight - timedelta(days=60), midnight)],
+        )
+        pop = score_repository.population(db, ws)
+    got = list(
+        zip(
+            days.profile_ids.tolist(),
+            days.days.tolist(),
+            days.counts.tolist(),
+            days.values.tolist(),
+            strict=True,
+        )
+    )
+    a, b, c = ids["a"], ids["b"], ids["c"]
+    assert got == sorted([(a, DAY0 - 1, 1, 10.0), (a, DAY0, 3, 9.5), (b, DAY0 - 3, 1, 20.0)])
+    by_profile = {
+        int(p): (int(f), w.tolist())
+        for p, f, w in zip(act.profile_ids, act.first_day, act.window_counts, strict=True)
+    }
+    assert by_profile == {
+        a: (DAY0 - 40, [1, 2]),
+        b: (DAY0 - 3, [1, 1]),
+        c: (DAY0 - 2, [1, 1]),
+    }
+    assert pop.ids.tolist() == sorted([a, b, c, ids["quiet"]])
+    first = dict(zip(pop.ids.tolist(), pop.first_day.tolist(), strict=True))
+    assert (first[a], first[b], first[c]) == (DAY0 - 40, DAY0 - 3, DAY0 - 2)  # first seen = first event
+
+
+def test_merge_patches_sets_removes_and_leaves_other_keys(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    import_profile_rows(runtime, workspace_id=ws, rows=[{"user_id": u} for u in ("p1", "p2", "p3")])
+    ids = _ids(runtime, ws)
+    with runtime.sessions() as db:
+        for user in ("p1", "p2"):
+            profile = db.get(Profile, ids[user])
+            assert profile is not None
+            profile.computed = {"total_orders": 3, "clv_12m": 1.0, "nested": {"k": [1, 2]}}
+        db.commit()
+    with runtime.sessions() as db:
+        written = score_repository.merge_patches(
+            db,
+            ws,
+            [ids["p1"], ids["p2"], ids["p3"]],
+            ['{"clv_12m":9.5,"rfm_segment":"champions"}', '{"clv_12m":null,"rfm_r":2}', '{"rfm_r":1}'],
+        )
+        # a second call in the same transaction applies only its own rows
+        score_repository.merge_patches(db, ws, [ids["p3"]], ['{"rfm_f":4}'])
+        db.commit()
+    assert written == 3
+    with runtime.read_sessions() as db:
+        computed = {u: db.get(Profile, ids[u]).computed for u in ("p1", "p2", "p3")}  # type: ignore[union-attr]
+    assert computed["p1"] == {
+        "total_orders": 3,
+        "clv_12m": 9.5,
+        "nested": {"k": [1, 2]},
+        "rfm_segment": "champions",
+    }
+    assert computed["p2"] == {"total_orders": 3, "nested": {"k": [1, 2]}, "rfm_r": 2}
+    assert computed["p3"] == {"rfm_r": 1, "rfm_f": 4}
