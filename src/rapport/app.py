@@ -15,6 +15,7 @@ from rapport.api.errors import install_error_handlers
 from rapport.api.middleware import RequestIdMiddleware
 from rapport.campaigns import api as campaigns_api
 from rapport.campaigns import tasks as campaigns_tasks
+from rapport.catalog import api as catalog_api
 from rapport.collect import api as collect_api
 from rapport.collect import import_api, import_tasks
 from rapport.collect import quarantine as collect_quarantine
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(segments_api.router)
     app.include_router(campaigns_api.router)
     app.include_router(process_api.router)
+    app.include_router(catalog_api.router)
     for router in (tracking.router, inbound.router, push_api.router, inapp.router):  # issue 6 routes
         app.include_router(router)
     web_mount.mount(app, runtime)

@@ -186,3 +186,19 @@ def _make_segment(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     )
     assert answer.status_code == 201, answer.text
     return {"segment_id": answer.json()["id"]}
+
+
+# -- catalogue (issue 7) -----------------------------------------------------------------------------------
+def _make_product(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/products", json={"product_id": "iso-p", "name": "Iso"}, headers=tenant.secret_headers
+    )
+    assert answer.status_code == 201, answer.text
+    return {"product_id": answer.json()["product_id"]}
+
+
+CASES += [
+    IsolationCase("GET", "/api/v1/products/{product_id}", _make_product),
+    IsolationCase("DELETE", "/api/v1/products/{product_id}", _make_product),
+    IsolationCase("GET", "/api/v1/profiles/{profile_id}/recommendations", _make_profile),
+]

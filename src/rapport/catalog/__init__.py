@@ -1,0 +1,1 @@
+"""The product catalogue: import (CSV and JSON), browse, and recommend products from purchase events."""
