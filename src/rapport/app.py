@@ -24,6 +24,7 @@ from rapport.config import Settings
 from rapport.consent import api as consent_api
 from rapport.consent import hooks as consent_hooks
 from rapport.consent import web as consent_web
+from rapport.content import api as content_api
 from rapport.messaging import api as messaging_api
 from rapport.messaging import inapp, inbound, push_api, tracking
 from rapport.messaging import setup as messaging_setup
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(messaging_api.router)
     app.include_router(segments_api.router)
     app.include_router(campaigns_api.router)
+    app.include_router(content_api.router)
     app.include_router(process_api.router)
     app.include_router(catalog_api.router)
     for router in (tracking.router, inbound.router, push_api.router, inapp.router):  # issue 6 routes

@@ -175,6 +175,26 @@ CASES: list[IsolationCase] = [
         "POST", "/api/v1/segments/{segment_id}/duplicate", lambda c, t: _make_segment(c, t), body={}
     ),
     IsolationCase("GET", "/api/v1/segments/{segment_id}/members", lambda c, t: _make_segment(c, t)),
+    # templates and snippets (rapport.content)
+    IsolationCase("GET", "/api/v1/templates/{template_id}", lambda c, t: _make_template(c, t)),
+    IsolationCase(
+        "PATCH",
+        "/api/v1/templates/{template_id}",
+        lambda c, t: _make_template(c, t),
+        body={"description": "x"},
+    ),
+    IsolationCase("DELETE", "/api/v1/templates/{template_id}", lambda c, t: _make_template(c, t)),
+    IsolationCase(
+        "POST", "/api/v1/templates/{template_id}/duplicate", lambda c, t: _make_template(c, t), body={}
+    ),
+    IsolationCase(
+        "POST", "/api/v1/templates/{template_id}/preview", lambda c, t: _make_template(c, t), body={}
+    ),
+    IsolationCase("GET", "/api/v1/snippets/{snippet_id}", lambda c, t: _make_snippet(c, t)),
+    IsolationCase(
+        "PATCH", "/api/v1/snippets/{snippet_id}", lambda c, t: _make_snippet(c, t), body={"source": "x"}
+    ),
+    IsolationCase("DELETE", "/api/v1/snippets/{snippet_id}", lambda c, t: _make_snippet(c, t)),
 ]
 
 
@@ -202,3 +222,21 @@ CASES += [
     IsolationCase("DELETE", "/api/v1/products/{product_id}", _make_product),
     IsolationCase("GET", "/api/v1/profiles/{profile_id}/recommendations", _make_profile),
 ]
+
+
+def _make_template(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/templates",
+        json={"name": "Iso", "channel": "sms", "content": {"body": "Hi {{ first_name }}"}},
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    return {"template_id": answer.json()["id"]}
+
+
+def _make_snippet(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/snippets", json={"name": "iso", "source": "<p>iso</p>"}, headers=tenant.secret_headers
+    )
+    assert answer.status_code == 201, answer.text
+    return {"snippet_id": answer.json()["id"]}
