@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -118,9 +119,12 @@ def test_the_registry_refuses_duplicates_and_lists_in_order() -> None:
     extra = SeriesMetric("revenue", "Revenue per day", "GBP", lambda db, ws, a, b: {})
     registry.add(extra)
     assert [m.name for m in registry] == [
+        "messages_sent",
+        "messages_delivered",
+        "messages_opened",
+        "messages_clicked",
         "events",
         "purchases",
-        "messages_sent",
         "emails_opened",
         "audit_entries",
         "revenue",
@@ -171,3 +175,110 @@ def test_customer_counts_and_event_series_come_from_real_data(
         "/ui/api/dashboard/series", params={"metric": "purchases", "from": "2025-03-01", "to": "2025-03-03"}
     ).json()
     assert [p["value"] for p in series["points"]] == [1, 2, 0]
+
+
+def test_the_dashboard_counts_customers_reach_consent_scores_and_message_series(
+    client: TestClient, runtime: Runtime, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    from sqlalchemy import select
+
+    from rapport.app import wire_runtime
+    from rapport.collect.importer import import_event_rows, import_profile_rows
+    from rapport.consent import service as consent_service
+    from rapport.models import Identity
+    from rapport.process import scores_service
+
+    wire_runtime(runtime)
+    now = runtime.clock.now()
+    today = now.date()
+    rows = [
+        {"user_id": "a", "email": "a@example.com", "phone": "+447911000001"},
+        {"user_id": "b", "email": "b@example.com"},
+        {"user_id": "c", "phone": "+447911000002"},
+        {"user_id": "d"},
+    ]
+    assert import_profile_rows(runtime, workspace_id=tenant.workspace_id, rows=rows).failed == 0
+    import_profile_rows(runtime, workspace_id=other_tenant.workspace_id, rows=[{"email": "z@example.com"}])
+
+    def event(n: int, user: str | None, name: str, day: date) -> dict[str, object]:
+        who = {"userId": user} if user else {"anonymousId": "anon-1"}
+        return {"type": "track", "event": name, "messageId": f"e{n}", "timestamp": f"{day}T10:00:00Z",
+                "properties": {"total": 10 + n}, **who}  # fmt: skip
+
+    events = [
+        event(1, "a", "order_completed", today - timedelta(days=3)),
+        event(2, "a", "order_completed", today - timedelta(days=90)),
+        event(3, "b", "order_completed", today - timedelta(days=200)),
+        event(4, "a", "email_delivered", today - timedelta(days=1)),
+        event(5, "b", "email_delivered", today - timedelta(days=1)),
+        event(6, "c", "sms_delivered", today),
+        event(7, "a", "email_opened", today),
+        event(8, "a", "email_clicked", today),
+        event(9, None, "product_viewed", today),  # a new anonymous customer, active today
+    ]
+    assert import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=events).failed == 0
+    with runtime.sessions() as db:
+        ids = dict(
+            db.execute(
+                select(Identity.value, Identity.profile_id).where(
+                    Identity.workspace_id == tenant.workspace_id, Identity.kind == "user_id"
+                )
+            ).all()
+        )
+        for user, channel, action in (("a", "email", "granted"), ("b", "email", "withdrawn"),
+                                      ("a", "sms", "granted"), ("c", "sms", "withdrawn"), ("d", "email", "granted")):  # fmt: skip
+            statement = consent_service.Statement(channel=channel, action=action, source="test", actor="test")
+            consent_service.record(
+                db, workspace_id=tenant.workspace_id, profile_id=ids[user], statement=statement, now=now
+            )
+        db.commit()
+    scores_service.run_scores(runtime, tenant.workspace_id, ["rfm"], now)
+
+    ui_login(client, tenant.viewer_email, tenant.password)
+    page = client.get("/").text
+    assert 'data-testid="customers-count">5<' in page
+    assert 'data-testid="customers-known">4<' in page and "</span> known · 1 anonymous" in page
+    # new: c (first event today), d (no event: created now) and the anonymous one; a and b bought long ago
+    assert 'data-testid="customers-new">3<' in page
+    assert 'data-testid="customers-active">4<' in page  # a, b (email_delivered), c, the anonymous one
+    assert "2 with email · 2 with a phone" in page
+    reach = page.split('data-testid="reachable"', 1)[1].split("</ul>", 1)[0]
+    # email: a (b withdrew, d has no address); sms: a (c withdrew)
+    assert '<li data-channel="email"><span>Email</span> <strong>1</strong></li>' in reach
+    assert '<li data-channel="sms"><span>SMS</span> <strong>1</strong></li>' in reach
+    rates = page.split('data-testid="consent-rates"', 1)[1].split("</table>", 1)[0]
+    assert '<span class="bars__count">50.0%</span> <span class="muted">1 of 2</span>' in rates
+    rfm = page.split('data-testid="rfm-bars"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<tr data-key="([a-z_]+)">', rfm)[-1] == "never_purchased"
+    never = rfm.split('data-key="never_purchased"', 1)[1].split("</tr>", 1)[0]
+    assert '<span class="bars__count">3</span>' in never  # c, d and the anonymous customer
+    assert 'data-testid="churn-empty"' in page
+    assert "Revenue attributed to campaigns shows here" in page
+    # the chart opens on deliveries: there are no sent events, but there are delivered ones
+    assert '<option value="messages_delivered" selected>' in page
+    series = client.get(
+        "/ui/api/dashboard/series",
+        params={
+            "metric": "messages_delivered",
+            "from": (today - timedelta(days=1)).isoformat(),
+            "to": str(today),
+        },
+    ).json()
+    assert [p["value"] for p in series["points"]] == [2, 1]
+    for metric, total in (("messages_opened", 1), ("messages_clicked", 1), ("messages_sent", 0)):
+        body = client.get("/ui/api/dashboard/series", params={"metric": metric}).json()
+        assert body["total"] == total, metric
+
+
+def test_campaign_results_are_empty_until_the_campaign_work_fills_them(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    from rapport.web.dashboard import campaign_results
+
+    with runtime.sessions() as db:
+        assert (
+            campaign_results(
+                db, workspace_id=tenant.workspace_id, first=date(2025, 1, 1), last=date(2025, 1, 31)
+            )
+            == []
+        )

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from rapport.kit.pagination import Page
-from rapport.models import Event, Identity, Profile, ProfileMerge, TraitChange
+from rapport.models import (
+    Event,
+    Identity,
+    Profile,
+    ProfileMerge,
+    Segment,
+    SegmentMember,
+    Subscription,
+    TraitChange,
+)
 
 
 def get(db: Session, *, workspace_id: int, profile_id: int) -> Profile | None:
@@ -207,3 +217,226 @@ def count_overview(db: Session, *, workspace_id: int) -> dict[str, int]:
         )
     ).one()
     return {"total": int(row[0]), "with_email": int(row[1]), "with_phone": int(row[2])}
+
+
+# -- the marketer UI: directory search, profile page extras and dashboard figures -----------------------
+
+
+def live_by_ids(db: Session, *, workspace_id: int, profile_ids: Sequence[int]) -> Sequence[Profile]:
+    """Return the live profiles among ``profile_ids`` (primary-key lookups)."""
+    if not profile_ids:
+        return []
+    return db.scalars(
+        select(Profile).where(
+            Profile.workspace_id == workspace_id,
+            Profile.id.in_(list(profile_ids)),
+            Profile.merged_into_id.is_(None),
+        )
+    ).all()
+
+
+def owners_of(
+    db: Session, *, workspace_id: int, pairs: Sequence[tuple[str, str]]
+) -> Sequence[tuple[int, str]]:
+    """Return (profile id, kind) of the profiles holding any of these (kind, normalised value) pairs."""
+    if not pairs:
+        return []
+    stmt = select(Identity.profile_id, Identity.kind).where(
+        Identity.workspace_id == workspace_id,
+        or_(*(and_(Identity.kind == kind, Identity.value == value) for kind, value in pairs)),
+    )
+    return [(int(pid), str(kind)) for pid, kind in db.execute(stmt.order_by(Identity.id)).all()]
+
+
+def prefix_range(column: Any, prefix: str) -> ColumnElement[bool]:
+    """Return ``prefix <= column < next(prefix)``: a condition a plain b-tree index answers."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper)
+
+
+def search_prefixes(
+    db: Session,
+    *,
+    workspace_id: int,
+    names: Sequence[str] = (),
+    emails: Sequence[str] = (),
+    phones: Sequence[str] = (),
+    exclude: Sequence[int] = (),
+    page: Page,
+) -> Sequence[Profile]:
+    """Return live profiles whose name, email or phone starts with one of the prefixes, by name then id.
+
+    Every prefix becomes an index range on ``(workspace_id, name|email|phone)``; a case-insensitive LIKE on
+    the same column then keeps only true matches (the range of one letter case finds, the LIKE decides).
+    """
+    ranges: list[ColumnElement[bool]] = []
+    for column, prefixes in ((Profile.name, names), (Profile.email, emails), (Profile.phone, phones)):
+        for prefix in dict.fromkeys(p for p in prefixes if p):
+            ranges.append(
+                and_(
+                    prefix_range(column, prefix),
+                    func.lower(column).like(_prefix(prefix.lower()), escape="\\"),
+                )
+            )
+    if not ranges:
+        return []
+    stmt = select(Profile).where(
+        Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None), or_(*ranges)
+    )
+    if exclude:
+        stmt = stmt.where(Profile.id.not_in(list(exclude)))
+    stmt = stmt.order_by(case((Profile.name.is_(None), 1), else_=0), Profile.name, Profile.id)
+    return db.scalars(stmt.limit(page.limit).offset(page.offset)).all()
+
+
+def latest_profiles(db: Session, *, workspace_id: int, page: Page) -> Sequence[Profile]:
+    """Return live profiles, newest first."""
+    return db.scalars(
+        select(Profile)
+        .where(Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None))
+        .order_by(Profile.id.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+    ).all()
+
+
+def event_channels(db: Session, *, workspace_id: int, profile_id: int) -> list[str]:
+    """Return the distinct channels of a profile's events."""
+    return sorted(
+        str(c)
+        for c in db.scalars(
+            select(Event.channel)
+            .where(Event.workspace_id == workspace_id, Event.profile_id == profile_id)
+            .distinct()
+        )
+    )
+
+
+def segment_memberships(db: Session, *, workspace_id: int, profile_id: int) -> Sequence[Any]:
+    """Return (segment id, name, entered_at) of the live segments a profile is in, by name."""
+    return db.execute(
+        select(Segment.id, Segment.name, SegmentMember.entered_at)
+        .join(Segment, Segment.id == SegmentMember.segment_id)
+        .where(
+            SegmentMember.workspace_id == workspace_id,
+            SegmentMember.profile_id == profile_id,
+            Segment.archived_at.is_(None),
+        )
+        .order_by(Segment.name)
+    ).all()
+
+
+def customer_figures(
+    db: Session, *, workspace_id: int, active_since: datetime, new_since: datetime
+) -> dict[str, int]:
+    """Count live profiles: total, known (email, phone or user id), with email/phone, active, new; one scan."""
+    has_user_id = (
+        select(Identity.id).where(Identity.profile_id == Profile.id, Identity.kind == "user_id").exists()
+    )
+    known = or_(Profile.email.is_not(None), Profile.phone.is_not(None), has_user_id)
+    first_seen = func.coalesce(Profile.first_seen_at, Profile.created_at)
+    row = db.execute(
+        select(
+            func.count(),
+            func.count(Profile.email),
+            func.count(Profile.phone),
+            func.coalesce(func.sum(case((known, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Profile.last_seen_at >= active_since, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((first_seen >= new_since, 1), else_=0)), 0),
+        ).where(Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None))
+    ).one()
+    keys = ("total", "with_email", "with_phone", "known", "active", "new")
+    return {key: int(value or 0) for key, value in zip(keys, row, strict=True)}
+
+
+def profiles_with_device(db: Session, *, workspace_id: int) -> int:
+    """Count live profiles holding at least one push device token."""
+    return int(
+        db.scalar(
+            select(func.count(func.distinct(Identity.profile_id)))
+            .join(Profile, Profile.id == Identity.profile_id)
+            .where(
+                Identity.workspace_id == workspace_id,
+                Identity.kind == "device_token",
+                Profile.merged_into_id.is_(None),
+            )
+        )
+        or 0
+    )
+
+
+def _address_condition(channel: Any) -> ColumnElement[bool]:
+    has_device = (
+        select(Identity.id).where(Identity.profile_id == Profile.id, Identity.kind == "device_token").exists()
+    )
+    return or_(
+        and_(channel == "email", Profile.email.is_not(None)),
+        and_(channel == "sms", Profile.phone.is_not(None)),
+        and_(channel == "push", has_device),
+        channel.in_(("inapp", "webhook")),
+    )
+
+
+def channel_states(db: Session, *, workspace_id: int) -> dict[str, dict[str, int]]:
+    """Count live profiles with an address per channel and state of their channel-wide subscription."""
+    rows = db.execute(
+        select(Subscription.channel, Subscription.state, func.count())
+        .join(Profile, Profile.id == Subscription.profile_id)
+        .where(
+            Subscription.workspace_id == workspace_id,
+            Subscription.topic == "",
+            Profile.merged_into_id.is_(None),
+            _address_condition(Subscription.channel),
+        )
+        .group_by(Subscription.channel, Subscription.state)
+    ).all()
+    out: dict[str, dict[str, int]] = {}
+    for channel, state, count in rows:
+        out.setdefault(str(channel), {})[str(state)] = int(count)
+    return out
+
+
+def reachable_counts(db: Session, *, workspace_id: int, now: datetime) -> dict[str, int]:
+    """Count live profiles with an address and a live channel-wide "subscribed" state, per channel."""
+    rows = db.execute(
+        select(Subscription.channel, func.count())
+        .join(Profile, Profile.id == Subscription.profile_id)
+        .where(
+            Subscription.workspace_id == workspace_id,
+            Subscription.topic == "",
+            Subscription.state == "subscribed",
+            or_(Subscription.paused_until.is_(None), Subscription.paused_until <= now),
+            Profile.merged_into_id.is_(None),
+            _address_condition(Subscription.channel),
+        )
+        .group_by(Subscription.channel)
+    ).all()
+    return {str(channel): int(count) for channel, count in rows}
+
+
+def email_never_blocked(db: Session, *, workspace_id: int, now: datetime) -> int:
+    """Count live profiles with an email whose email state neither refuses nor pauses marketing."""
+    blocked = (
+        select(Subscription.id)
+        .where(
+            Subscription.profile_id == Profile.id,
+            Subscription.channel == "email",
+            Subscription.topic == "",
+            or_(
+                Subscription.state.in_(("unsubscribed", "pending")),
+                and_(Subscription.paused_until.is_not(None), Subscription.paused_until > now),
+            ),
+        )
+        .exists()
+    )
+    return int(
+        db.scalar(
+            select(func.count()).where(
+                Profile.workspace_id == workspace_id,
+                Profile.merged_into_id.is_(None),
+                Profile.email.is_not(None),
+                ~blocked,
+            )
+        )
+        or 0
+    )

@@ -160,3 +160,16 @@ def trait_history(
 def overview(db: Session, *, workspace_id: int) -> dict[str, int]:
     """Count the workspace's live profiles, and those with an email address and with a phone number."""
     return repository.count_overview(db, workspace_id=workspace_id)
+
+
+def segment_memberships(db: Session, *, workspace_id: int, profile_id: int) -> list[dict[str, Any]]:
+    """Return the live segments a profile is in: ``{"id", "name", "entered_at"}``, by name."""
+    profile = get_profile(db, workspace_id=workspace_id, profile_id=profile_id)
+    rows = repository.segment_memberships(db, workspace_id=workspace_id, profile_id=profile.id)
+    return [{"id": r.id, "name": r.name, "entered_at": r.entered_at} for r in rows]
+
+
+def timeline_channels(db: Session, *, workspace_id: int, profile_id: int) -> list[str]:
+    """Return the channels a profile's events came through (for the timeline's filter)."""
+    profile = get_profile(db, workspace_id=workspace_id, profile_id=profile_id)
+    return repository.event_channels(db, workspace_id=workspace_id, profile_id=profile.id)

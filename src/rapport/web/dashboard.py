@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import Role
 from rapport.api.deps import ReadDbSession
 from rapport.errors import Unauthenticated, ValidationFailed
 from rapport.messaging import repository as messaging_repository
-from rapport.profiles import service as profiles_service
+from rapport.process import scores_service
+from rapport.process.scores.clv import CHURN_BANDS
+from rapport.process.scores.rfm import SEGMENTS
+from rapport.profiles.figures import customer_figures
 from rapport.runtime import Runtime
+from rapport.web.customers import humanise
 from rapport.web.rendering import render
-from rapport.web.series import MetricRegistry, daily_series
+from rapport.web.series import MetricRegistry, daily_series, preferred_metric
 from rapport.web.session import UiPage, UiRoute, session_user
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
 api_router = APIRouter(prefix="/ui/api", include_in_schema=False)
 
 DEFAULT_RANGE_DAYS = 30
+RFM_ORDER = tuple(segment.value for segment in SEGMENTS)
+CHURN_ORDER = tuple(band.value for band in CHURN_BANDS)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -50,6 +59,77 @@ def default_range(today: date, days: int = DEFAULT_RANGE_DAYS) -> tuple[date, da
     return today - timedelta(days=days - 1), today
 
 
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One bar of a server-drawn bar chart: a label, a count and its share of the largest bar (0-100)."""
+
+    key: str
+    label: str
+    count: int
+    share: float
+    percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """Counts per category from the latest finished score run of a kind (None when never run)."""
+
+    bars: list[Bar]
+    total: int
+    as_of: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResult:
+    """One campaign's attributed revenue, for the dashboard's revenue card (filled by the campaign work)."""
+
+    campaign_id: int
+    name: str
+    revenue: float
+    conversions: int
+
+
+def campaign_results(db: Session, *, workspace_id: int, first: date, last: date) -> list[CampaignResult]:
+    """Return the top campaigns by attributed revenue in [first, last]; empty until campaigns attribute.
+
+    The campaign work replaces this body; the dashboard shows the card's empty state while it is [].
+    """
+    return []
+
+
+def bars_of(counts: Mapping[str, int], order: Sequence[str]) -> list[Bar]:
+    """Return bars in ``order`` (then any other keys by name), sized against the largest count."""
+    keys = [k for k in order if k in counts] + sorted(k for k in counts if k not in order)
+    top = max((counts[k] for k in keys), default=0)
+    total = sum(counts[k] for k in keys)
+    return [
+        Bar(
+            key=k,
+            label=humanise(k),
+            count=int(counts[k]),
+            share=round(100 * counts[k] / top, 2) if top else 0.0,
+            percent=round(100 * counts[k] / total, 1) if total else 0.0,
+        )
+        for k in keys
+    ]
+
+
+def score_distribution(
+    db: Session, *, workspace_id: int, kind: str, metric: str, order: Sequence[str]
+) -> Distribution:
+    """Return a distribution recorded by the latest finished score run of ``kind`` (e.g. RFM segments)."""
+    for run in scores_service.list_runs(db, workspace_id=workspace_id, kind=kind, limit=10):
+        if run.status == "done":
+            counts = {str(k): int(v) for k, v in ((run.metrics or {}).get(metric) or {}).items()}
+            return Distribution(bars_of(counts, order), sum(counts.values()), run.finished_at)
+    return Distribution([], 0, None)
+
+
+def _email_requires_opt_in(db: Session, workspace_id: int) -> bool:
+    workspace = accounts_service.get_workspace(db, workspace_id)
+    return bool(((workspace.settings or {}).get("consent") or {}).get("email_requires_opt_in", True))
+
+
 @router.get("/")
 def dashboard(
     request: Request,
@@ -57,10 +137,11 @@ def dashboard(
     db: ReadDbSession,
     first: Annotated[str | None, Query(alias="from")] = None,
     last: Annotated[str | None, Query(alias="to")] = None,
-    metric: str = "audit_entries",
+    metric: str | None = None,
 ) -> Response:
-    """Show the workspace's figures that exist so far and the activity chart."""
-    today = _runtime(request).clock.now().date()
+    """Show the workspace's customers, reach, consent, scores and messages, and the chart over time."""
+    now = _runtime(request).clock.now()
+    today = now.date()
     start, end = default_range(today)
     chosen_first, chosen_last = _parse_day(first), _parse_day(last)
     if chosen_first and chosen_last and chosen_first <= chosen_last:
@@ -78,12 +159,25 @@ def dashboard(
         first=today - timedelta(days=DEFAULT_RANGE_DAYS - 1),
         last=today,
     )
-    customers = profiles_service.overview(db, workspace_id=ui.workspace_id)
+    figures = customer_figures(
+        db,
+        workspace_id=ui.workspace_id,
+        now=now,
+        email_requires_opt_in=_email_requires_opt_in(db, ui.workspace_id),
+    )
     messages = messaging_repository.status_counts(db, workspace_id=ui.workspace_id)
+    chosen_metric = metric if metric in registry.metrics else preferred_metric(db, ui.workspace_id)
     context: dict[str, Any] = {
         "title": "Dashboard",
-        "customers": customers,
+        "figures": figures,
         "messages": messages,
+        "rfm": score_distribution(
+            db, workspace_id=ui.workspace_id, kind="rfm", metric="segments", order=RFM_ORDER
+        ),
+        "churn": score_distribution(
+            db, workspace_id=ui.workspace_id, kind="clv", metric="churn_bands", order=CHURN_ORDER
+        ),
+        "campaigns": campaign_results(db, workspace_id=ui.workspace_id, first=start, last=end),
         "write_keys": kinds.get("write", 0),
         "secret_keys": kinds.get("secret", 0),
         "members": sum(roles.values()),
@@ -92,7 +186,7 @@ def dashboard(
         ],
         "activity_total": activity["total"],
         "metrics": list(registry),
-        "chosen_metric": metric if metric in registry.metrics else "audit_entries",
+        "chosen_metric": chosen_metric,
         "range_from": start.isoformat(),
         "range_to": end.isoformat(),
         "today": today.isoformat(),

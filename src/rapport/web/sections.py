@@ -28,13 +28,6 @@ class Placeholder:
 
 PLACEHOLDERS: tuple[Placeholder, ...] = (
     Placeholder(
-        "/customers",
-        "Customers",
-        "Customers arrive with the collect work",
-        "Search by name, email, phone or id, and open a profile with its identities, traits, scores, "
-        "consent and timeline. Events sent with a write key will show up here.",
-    ),
-    Placeholder(
         "/segments",
         "Segments",
         "Segments arrive with the segment work",

@@ -148,17 +148,66 @@ def events_per_day(names: tuple[str, ...] | None = None, *, suffix: str | None =
 
 EVENTS = SeriesMetric("events", "Events per day", "events", events_per_day())
 PURCHASES = SeriesMetric("purchases", "Purchases per day", "orders", events_per_day(("order_completed",)))
+#: Channels whose delivery feedback events (``<channel>_<action>``) count as messages.
+MESSAGE_CHANNELS = ("email", "sms", "push", "inapp", "webhook")
+
+
+def message_events(action: str) -> tuple[str, ...]:
+    """Return the feedback event names of one action on every channel, e.g. ``email_opened``."""
+    return tuple(f"{channel}_{action}" for channel in MESSAGE_CHANNELS)
+
+
 MESSAGES_SENT = SeriesMetric(
-    "messages_sent", "Messages sent per day", "messages", events_per_day(suffix="_sent")
+    "messages_sent", "Messages sent per day", "messages", events_per_day(message_events("sent"))
+)
+MESSAGES_DELIVERED = SeriesMetric(
+    "messages_delivered",
+    "Messages delivered per day",
+    "messages",
+    events_per_day(message_events("delivered")),
+)
+MESSAGES_OPENED = SeriesMetric(
+    "messages_opened", "Messages opened per day", "opens", events_per_day(message_events("opened"))
+)
+MESSAGES_CLICKED = SeriesMetric(
+    "messages_clicked", "Message clicks per day", "clicks", events_per_day(message_events("clicked"))
 )
 EMAILS_OPENED = SeriesMetric(
     "emails_opened", "Emails opened per day", "opens", events_per_day(("email_opened",))
 )
 
 
+def has_events(db: Session, workspace_id: int, names: tuple[str, ...] | None) -> bool:
+    """Say whether the workspace has any event (of these names); an indexed probe, not a count."""
+    stmt = select(Event.id).where(Event.workspace_id == workspace_id)
+    if names:
+        stmt = stmt.where(Event.event.in_(names))
+    return db.scalar(stmt.limit(1)) is not None
+
+
+def preferred_metric(db: Session, workspace_id: int) -> str:
+    """Return the chart's default metric: messages sent, else delivered, else events, else audit entries."""
+    if has_events(db, workspace_id, message_events("sent")):
+        return "messages_sent"
+    if has_events(db, workspace_id, message_events("delivered")):
+        return "messages_delivered"
+    if has_events(db, workspace_id, None):
+        return "events"
+    return "audit_entries"
+
+
 def default_metrics() -> MetricRegistry:
     """Return the registry with every metric that exists so far; later work adds its own here."""
     registry = MetricRegistry()
-    for metric in (EVENTS, PURCHASES, MESSAGES_SENT, EMAILS_OPENED, AUDIT_ENTRIES):
+    for metric in (
+        MESSAGES_SENT,
+        MESSAGES_DELIVERED,
+        MESSAGES_OPENED,
+        MESSAGES_CLICKED,
+        EVENTS,
+        PURCHASES,
+        EMAILS_OPENED,
+        AUDIT_ENTRIES,
+    ):
         registry.add(metric)
     return registry
