@@ -28,12 +28,6 @@ class Placeholder:
 
 PLACEHOLDERS: tuple[Placeholder, ...] = (
     Placeholder(
-        "/segments",
-        "Segments",
-        "Segments arrive with the segment work",
-        "Build audiences with a visual editor and a text form kept in sync, with live counts as you type.",
-    ),
-    Placeholder(
         "/templates",
         "Templates",
         "Templates arrive with the personalisation work",

@@ -1,0 +1,210 @@
+"""The segment builder in a real chromium against a real ``rapport serve`` with demo customers: the visual
+editor and the text form stay in sync through the server, counts follow, errors show where they are, and a
+saved segment appears in the list with its size. Every page is screenshotted under test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from rapport.config import Settings
+from rapport.runtime import build_runtime
+from rapport.synth.demo import fill_workspace
+from tests.support.browser import PageWatch, screenshot
+from tests.support.tenants import Tenant, make_tenant
+from tests.web.conftest import UiServer, browser_login
+
+pytestmark = pytest.mark.browser
+
+CUSTOMERS = 150
+
+
+@pytest.fixture(scope="module")
+def shop(ui_server: UiServer) -> Iterator[Tenant]:
+    """A third workspace on the browser tests' server, filled with demo customers and a year of events."""
+    runtime = build_runtime(
+        Settings(database_url=ui_server.database_url, secret_key="seed-secret-0123456789", db_pool_size=1)
+    )
+    try:
+        tenant = make_tenant(runtime, "segshop")
+        fill_workspace(
+            runtime, workspace_id=tenant.workspace_id, customers=CUSTOMERS, seed=5, show_progress=False
+        )
+    finally:
+        runtime.close()
+    yield tenant
+
+
+def _count(page: Page) -> int:
+    value = page.get_by_test_id("live-count").get_attribute("data-count")
+    assert value is not None
+    return int(value)
+
+
+def _wait_synced(page: Page) -> None:
+    expect(page.locator("#segment-form")).to_have_attribute("data-sync", re.compile("ok|error|empty"))
+    expect(page.locator("#segment-form")).not_to_have_attribute("aria-busy", "true")
+    expect(page.locator("#seg-sync-state")).not_to_have_text("Updating…")
+
+
+def _rows(page: Page) -> Locator:
+    return page.get_by_test_id("visual-editor").locator(".seg-row")
+
+
+def test_build_a_segment_visually_edit_its_text_fix_a_typo_and_save_it(
+    watched_page: PageWatch, shop: Tenant
+) -> None:
+    page = watched_page.page
+    browser_login(page, shop.admin_email, shop.password)
+    page.get_by_role("link", name="Segments").click()
+    expect(page.get_by_role("heading", name="Segments", level=1)).to_be_visible()
+    expect(page.get_by_text("No segments yet")).to_be_visible()
+    screenshot(page, "segments-empty")
+    page.get_by_role("link", name="New segment").first.click()
+    expect(page.get_by_role("heading", name="New segment", level=1)).to_be_visible()
+    text = page.get_by_label("Segment definition as text")
+
+    # a customer field from the workspace's catalogue: city = "London"
+    page.get_by_role("button", name="Add a condition").click()
+    first = _rows(page).nth(0)
+    expect(first.get_by_label("Condition", exact=True)).to_be_focused()  # keyboard users land on the new row
+    first.get_by_label("Field", exact=True).fill("city")
+    first.get_by_label("Field", exact=True).press("Tab")
+    expect(first.get_by_label("Operator", exact=True)).to_have_value("=")
+    first.get_by_label("Value", exact=True).fill("London")
+    expect(text).to_have_value('city = "London"')
+    _wait_synced(page)
+    london = _count(page)
+    assert 0 < london < CUSTOMERS
+    expect(page.locator("#seg-sample tr")).to_have_count(min(20, london))
+
+    # AND purchased at least once in the last 365 days
+    page.get_by_role("button", name="Add a condition").click()
+    second = _rows(page).nth(1)
+    second.get_by_label("Condition", exact=True).select_option("did")
+    expect(second.get_by_label("Event", exact=True)).to_have_value("order_completed")
+    second.get_by_label("When", exact=True).select_option("in last")
+    second.get_by_label("Amount", exact=True).fill("365")
+    expect(text).to_have_value('city = "London" and purchased in last 365 days')
+    _wait_synced(page)
+    buyers = _count(page)
+    assert 0 < buyers < london
+    expect(page.get_by_test_id("live-count")).to_have_text(f"{buyers:,}")
+    screenshot(page, "segment-builder-visual")
+
+    # edit the text: the visual editor follows
+    text.fill('city = "Leeds" or purchased at least 3 times in last 365 days')
+    expect(page.get_by_label("People who match", exact=True)).to_have_value("or")
+    expect(_rows(page).nth(0).get_by_label("Value", exact=True)).to_have_value("Leeds")
+    expect(_rows(page).nth(1).get_by_label("How often", exact=True)).to_have_value("at least")
+    expect(_rows(page).nth(1).get_by_label("Times", exact=True)).to_have_value("3")
+    _wait_synced(page)
+    assert _count(page) != buyers
+    screenshot(page, "segment-builder-text-edited")
+
+    # a typo in the text: marked where it is, with the nearest field, fixable in one click
+    text.fill('cty = "Leeds"\n  and purchased in last 365 days')
+    message = page.get_by_test_id("text-error-message")
+    expect(message).to_have_text("Line 1, column 1: unknown field 'cty'")
+    expect(page.get_by_test_id("suggestion")).to_contain_text("Did you mean “city”?")
+    expect(page.locator("#seg-text-mirror mark")).to_have_text("cty")
+    expect(text).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "segment-builder-text-error")
+    page.get_by_role("button", name="Use “city”").click()
+    expect(text).to_have_value('city = "Leeds"\n  and purchased in last 365 days')
+    expect(message).to_have_count(0)
+    expect(_rows(page)).to_have_count(2)
+    _wait_synced(page)
+
+    # a typo in the visual editor: the message sits under its row
+    field = _rows(page).nth(0).get_by_label("Field", exact=True)
+    field.fill("citty")
+    row_error = _rows(page).nth(0).get_by_test_id("row-error")
+    expect(row_error).to_have_text("unknown field 'citty' (did you mean 'city'?)")
+    expect(_rows(page).nth(0)).to_have_class(re.compile("has-error"))
+    screenshot(page, "segment-builder-row-error")
+    field.fill("city")
+    field.press("Tab")
+    expect(row_error).to_have_text("")
+    expect(text).to_have_value('city = "Leeds" and purchased in last 365 days')
+    _wait_synced(page)
+    leeds_buyers = _count(page)
+
+    page.get_by_label("Name", exact=True).fill("Leeds buyers")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.get_by_role("heading", name="Leeds buyers", level=1)).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("Segment “Leeds buyers” saved with")
+    _wait_synced(page)
+    assert _count(page) == leeds_buyers
+    screenshot(page, "segment-saved")
+
+    page.get_by_role("link", name="Segments").click()
+    size = page.get_by_role("link", name=f"{leeds_buyers} members of Leeds buyers")
+    expect(size).to_have_text(f"{leeds_buyers:,}")
+    screenshot(page, "segments-list")
+    size.click()
+    expect(page.get_by_role("heading", name="Members of “Leeds buyers”")).to_be_visible()
+    expect(page.get_by_test_id("members-table").locator("tbody tr")).to_have_count(min(50, leeds_buyers))
+    screenshot(page, "segment-members")
+
+
+def test_groups_not_and_other_conditions_print_and_parse_back(watched_page: PageWatch, shop: Tenant) -> None:
+    page = watched_page.page
+    browser_login(page, shop.admin_email, shop.password)
+    page.goto("/segments/new")
+    text = page.get_by_label("Segment definition as text")
+    text.fill(
+        'within 5 km of store "Leeds Briggate" and not (subscribed to email or email.opened in last 30 days)'
+        ' and did "order_completed" where amount > 50 at least 1 time and random bucket < 50% seed "ui"'
+    )
+    _wait_synced(page)
+    expect(page.locator("#segment-form")).to_have_attribute("data-sync", "ok")
+    groups = page.get_by_test_id("visual-editor").locator(".seg-group .seg-group")
+    expect(groups).to_have_count(2)  # the not(...) group and the where clause
+    expect(_rows(page).nth(0).get_by_label("Store", exact=True)).to_have_value("Leeds Briggate")
+    nested = groups.nth(0)
+    expect(nested.get_by_label("Group: match", exact=True)).to_have_value("or")
+    expect(nested.get_by_label("not").first).to_be_checked()
+    where = page.locator(".seg-where")
+    expect(where.get_by_label("Property", exact=True)).to_have_value("amount")
+    expect(where.get_by_label("Value", exact=True)).to_have_value("50")
+
+    # change the nested group to "all of these": the text follows with the same structure
+    nested.get_by_label("Group: match", exact=True).select_option("and")
+    expect(text).to_have_value(
+        'within 5 km of store "Leeds Briggate" and not (subscribed to email and email.opened in last 30 days)'
+        ' and purchased where amount > 50 and random bucket < 50% seed "ui"'
+    )
+    _wait_synced(page)
+    screenshot(page, "segment-builder-groups")
+
+
+def test_the_builder_works_at_phone_width(browser_context_phone: PageWatch, shop: Tenant) -> None:
+    page = browser_context_phone.page
+    browser_login(page, shop.admin_email, shop.password)
+    page.goto("/segments/new")
+    page.get_by_label("Segment definition as text").fill('city = "London" and purchased in last 365 days')
+    _wait_synced(page)
+    expect(_rows(page)).to_have_count(2)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate(
+        "Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > 376)"
+        ".slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)"
+    )
+    assert width <= 375, f"the page scrolls sideways at 375 px ({width} px): {wide}"
+    screenshot(page, "segment-builder-phone")
+
+
+def test_a_viewer_can_try_conditions_but_not_save(watched_page: PageWatch, shop: Tenant) -> None:
+    page = watched_page.page
+    browser_login(page, shop.viewer_email, shop.password)
+    page.goto("/segments/new")
+    expect(page.get_by_test_id("read-only-note")).to_be_visible()
+    page.get_by_label("Segment definition as text").fill('city = "York"')
+    _wait_synced(page)
+    assert _count(page) >= 0
+    expect(page.get_by_test_id("save-segment")).to_have_count(0)
+    screenshot(page, "segment-builder-viewer")
