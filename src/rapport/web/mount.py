@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from rapport.runtime import Runtime
-from rapport.web import catalog_ui, dashboard, login, sections, settings
+from rapport.web import catalog_ui, customers, dashboard, login, sections, segments, settings
 from rapport.web.rendering import STATIC_DIR, build_templates
 from rapport.web.series import default_metrics
 
@@ -33,4 +33,6 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     include_ui_router(app, dashboard.router)
     include_ui_router(app, settings.router)
     include_ui_router(app, catalog_ui.router)
+    include_ui_router(app, segments.router)
+    include_ui_router(app, customers.router)
     include_ui_router(app, sections.build_router())
