@@ -14,20 +14,21 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from rapport.app import create_app
 from rapport.config import Settings
-from rapport.models import Event, Profile, Segment
+from rapport.models import Event, Profile, Segment, User
 from rapport.models.event import PROCESSED
 from rapport.runtime import Runtime, build_runtime
 from rapport.segments import service as segments_service
 from rapport.synth.demo import fill_workspace
 from tests.conftest import BACKENDS
 from tests.support.databases import PostgresFactory, SqliteFactory
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.tenants import PASSWORD, Tenant, make_tenant
 from tests.web.ui import ui_login
 
 CUSTOMERS = 70
@@ -63,6 +64,7 @@ def shop(
     try:
         tenant = make_tenant(runtime, "acme")
         other = make_tenant(runtime, "globex")
+        _cheap_passwords(runtime, [tenant, other])
         fill_workspace(
             runtime, workspace_id=tenant.workspace_id, customers=CUSTOMERS, seed=11, show_progress=False
         )
@@ -71,6 +73,15 @@ def shop(
         runtime.close()
         if factory is not None:
             factory.drop(url)
+
+
+def _cheap_passwords(runtime: Runtime, tenants: list[Tenant]) -> None:
+    """Store the tenants' password hashed at argon2's lowest cost (logins here verify it many times)."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    emails = [email for t in tenants for email in (t.admin_email, t.viewer_email)]
+    with runtime.sessions() as db:
+        db.execute(update(User).where(User.email.in_(emails)).values(password_hash=cheap))
+        db.commit()
 
 
 @pytest.fixture

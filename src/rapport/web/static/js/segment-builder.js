@@ -640,6 +640,7 @@
     if (!answer.ok) {
       showError(answer.error, source);
       countEl.parentNode.classList.add("seg-count--stale");
+      if (countEl.hasAttribute("data-count")) countLabel.textContent = "matched the last valid version";
       form.setAttribute("data-sync", "error");
       return;
     }
@@ -684,7 +685,7 @@
     }
     rows.forEach(function (p) {
       sampleBody.appendChild(h("tr", {}, [
-        h("td", { className: "nowrap", text: "#" + p.id }),
+        h("td", { className: "nowrap" }, [h("a", { href: "/customers/" + encodeURIComponent(p.id), text: "#" + p.id })]),
         h("td", { text: p.name || "" }),
         h("td", { text: p.email || "" }),
         h("td", { className: "nowrap", text: p.phone || "" })
