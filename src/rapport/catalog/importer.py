@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from rapport.catalog.validation import (
     validate_product,
 )
 from rapport.errors import ValidationFailed
+from rapport.runtime import Runtime
 
 DEFAULT_BATCH = 500
 #: Errors kept in a report; the count of refused rows is always exact.
@@ -156,3 +158,16 @@ def import_csv_bytes(db: Session, *, workspace_id: int, data: bytes, now: dateti
     except UnicodeDecodeError:
         raise ValidationFailed("the file is not UTF-8 text", code="bad_encoding") from None
     return import_csv_lines(db, workspace_id=workspace_id, lines=io.StringIO(text, newline=""), now=now)
+
+
+def import_rows(
+    runtime: Runtime, *, workspace_id: int, rows: Iterable[Mapping[str, Any]]
+) -> service.BatchResult:
+    """Upsert plain product dicts (JSON names and aliases, e.g. ``sku``) in a transaction of their own; for
+    the demo and scripts. Bad rows are reported by 0-based index, the others stored."""
+    with runtime.sessions() as db:
+        result = service.upsert_batch(
+            db, workspace_id=workspace_id, bodies=[dict(r) for r in rows], now=runtime.clock.now()
+        )
+        db.commit()
+    return result

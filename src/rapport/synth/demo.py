@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
+from rapport.catalog import importer as catalog_importer
 from rapport.collect import importer
 from rapport.consent import rules as consent_rules
 from rapport.consent import service as consent_service
@@ -64,6 +65,7 @@ def fill_workspace(
     spec = SynthSpec(profiles=customers, seed=seed, reference_date=ref, chunk_size=CHUNK)
     started = time.perf_counter()
     _store_catalogue(runtime, workspace_id)
+    catalog_importer.import_rows(runtime, workspace_id=workspace_id, rows=products())  # the product table
     n_profiles = n_events = failed = consents = 0
     progress = Progress(
         TextColumn("[bold]{task.description:<10}"),

@@ -1,0 +1,83 @@
+"""``rapport products import FILE.csv``: load the product catalogue from a CSV file, with a progress bar."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rapport.catalog import importer
+from rapport.cli.common import DatabaseOption, WorkspaceOption, cli_runtime, console, resolve_workspace
+from rapport.collect.import_files import safe_cell
+
+products_app = typer.Typer(help="The product catalogue templates recommend from.", no_args_is_help=True)
+
+ERRORS_SHOWN = 20
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``products`` command group to the root command."""
+    app.add_typer(products_app, name="products")
+
+
+def _count_rows(path: Path) -> int:
+    count = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+    return max(0, count - 1)
+
+
+def _write_errors(report: importer.ImportReport, path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "field", "reason"])
+        for error in report.errors:
+            writer.writerow([error.row, safe_cell(error.field), safe_cell(error.reason)])
+
+
+@products_app.command("import")
+def import_products(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    errors: Path = typer.Option(None, "--errors", help="Write the refused rows' errors to this CSV"),
+    batch_size: int = typer.Option(importer.DEFAULT_BATCH, "--batch-size", min=1, max=10_000),
+    workspace: str = WorkspaceOption,
+    database_url: str = DatabaseOption,
+) -> None:
+    """Create or replace products from a CSV (id, name, category, price, currency, url, image, stock; other
+    columns become attributes). Bad rows are listed and skipped; the good rows are stored in one
+    transaction."""
+    total = _count_rows(file)
+    with cli_runtime(database_url) as runtime:
+        with runtime.read_sessions() as db:
+            ws = resolve_workspace(db, workspace)
+        columns = (TextColumn("importing products"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar, runtime.sessions() as db:
+            task = bar.add_task("products", total=total or None)
+            with file.open("r", encoding="utf-8-sig", newline="") as lines:
+                report = importer.import_csv_lines(
+                    db,
+                    workspace_id=ws.id,
+                    lines=lines,
+                    now=runtime.clock.now(),
+                    progress=lambda rows: bar.update(task, completed=rows),
+                    batch_size=batch_size,
+                )
+            db.commit()
+            bar.update(task, completed=report.rows, total=report.rows)
+    table = Table("rows", "created", "updated", "refused")
+    table.add_row(str(report.rows), str(report.created), str(report.updated), str(report.refused))
+    console.print(table)
+    if report.errors:
+        shown = Table("row", "field", "reason", title="refused rows")
+        for error in report.errors[:ERRORS_SHOWN]:
+            shown.add_row(str(error.row), error.field or "(row)", error.reason)
+        console.print(shown)
+        if len(report.errors) > ERRORS_SHOWN and errors is None:
+            console.print(f"… {len(report.errors) - ERRORS_SHOWN} more; write them all with --errors FILE")
+    if errors is not None:
+        _write_errors(report, errors)
+        console.print(f"errors written to {errors}")
