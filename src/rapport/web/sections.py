@@ -28,12 +28,6 @@ class Placeholder:
 
 PLACEHOLDERS: tuple[Placeholder, ...] = (
     Placeholder(
-        "/templates",
-        "Templates",
-        "Templates arrive with the personalisation work",
-        "Write email, SMS, push and in-app messages with a live preview as a chosen customer.",
-    ),
-    Placeholder(
         "/campaigns",
         "Campaigns",
         "Campaigns arrive with the campaign work",
