@@ -289,3 +289,32 @@ def test_refresh_tick_finishes_a_segment_left_building(runtime: Runtime, tenant:
         built = service.get_segment(db, workspace_id=ws, segment_id=sid)
         assert (built.status, built.member_count) == ("active", 2)
         assert db.scalar(select(Event.id).where(Event.event == "segment_entered")) is None
+
+
+def test_sampled_types_agree_with_infer_types(runtime: Runtime, tenant: Tenant) -> None:
+    docs = [
+        {
+            "city": "Leeds",
+            "age": 34,
+            "vip": True,
+            "tags": ["a"],
+            "born": "1990-02-03",
+            "_x": 1,
+            "o": {"a": 1},
+        },
+        {"city": "York", "age": 35.5, "vip": False, "tags": [], "born": "2001-12-31T10:00:00Z", "n": None},
+        {"city": 3, "age": "old", "seen": "2025-01-01 09:00", "note": "1999-99"},
+    ]
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            sqldata.PROFILES.insert(),
+            [
+                {"id": 7000 + n, "workspace_id": tenant.workspace_id, "traits": doc, "computed": {}}
+                for n, doc in enumerate(docs)
+            ],
+        )
+    with runtime.read_sessions() as db:
+        found = catalog_service.sampled_types(db, tenant.workspace_id, "traits")
+    assert found == catalog_service.infer_types(docs)
+    assert found == {"city": "string", "age": "number", "vip": "boolean", "tags": "list", "born": "date",
+                     "seen": "date", "note": "string"}  # fmt: skip

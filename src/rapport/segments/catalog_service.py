@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, literal_column, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from rapport.models import Campaign, ComputedTrait, Event, Profile, Segment, Topic, Workspace
 from rapport.segments.catalog import Catalog, FieldType
@@ -84,19 +85,70 @@ def stores_of(settings: Mapping[str, Any] | None) -> dict[str, tuple[float, floa
 
 
 def _event_names(db: Session, workspace_id: int) -> set[str]:
-    """Distinct event names by a loose index scan on (workspace_id, event, …): one seek per name."""
-    names: set[str] = set()
-    current = db.scalar(select(func.min(Event.event)).where(Event.workspace_id == workspace_id))
-    while current is not None and len(names) < 5000:
-        names.add(current)
-        current = db.scalar(
-            select(func.min(Event.event)).where(Event.workspace_id == workspace_id, Event.event > current)
+    """Distinct event names by a loose index scan on (workspace_id, event, …): one seek per name, all in one
+    recursive statement (one round trip)."""
+    first = select(func.min(Event.event).label("name")).where(Event.workspace_id == workspace_id)
+    names = first.cte("names", recursive=True)
+    following = (
+        select(func.min(Event.event))
+        .where(Event.workspace_id == workspace_id, Event.event > names.c.name)
+        .scalar_subquery()
+    )
+    names = names.union_all(select(following).where(names.c.name.is_not(None)))
+    query = select(names.c.name).where(names.c.name.is_not(None)).limit(5000)
+    return set(db.scalars(query))
+
+
+#: A JSON string that reads as a date (``value_type``): YYYY-MM-DD, maybe followed by a time.
+_SQLITE_DATE = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]*"
+_PG_DATE = "^[0-9]{4}-[01][0-9]-[0-3][0-9]"
+_KINDS: Mapping[str, FieldType] = {
+    "true": "boolean", "false": "boolean", "boolean": "boolean", "integer": "number", "real": "number",
+    "number": "number", "array": "list", "text": "string", "string": "string",
+}  # fmt: skip
+
+
+def sampled_types(db: Session, workspace_id: int, column: str, size: int = SAMPLE) -> dict[str, FieldType]:
+    """``infer_types`` over the ``size`` newest live profiles' ``column`` (traits or computed), in SQL.
+
+    The database walks the JSON and returns one row per (key, type): no documents cross the wire.
+    """
+    table = Profile.__table__.alias("sample_src")
+    sample = (
+        select(table.c[column].label("doc"))
+        .where(table.c.workspace_id == workspace_id, table.c.merged_into_id.is_(None))
+        .order_by(table.c.id.desc())
+        .limit(size)
+        .subquery("s")
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        each = func.jsonb_each(sample.c.doc).table_valued("key", "value").lateral("j")
+        kind: ColumnElement[Any] = func.jsonb_typeof(each.c.value)
+        datey = and_(
+            kind == "string", each.c.value.op("#>>")(literal_column("'{}'::text[]")).op("~")(_PG_DATE)
         )
-    return names
+    else:
+        each = func.json_each(sample.c.doc).table_valued("key", "value", "type").alias("j")
+        kind = each.c.type
+        datey = and_(kind == "text", each.c.value.op("GLOB")(_SQLITE_DATE))
+    is_date = case((datey, 1), else_=0).label("is_date")
+    rows = db.execute(
+        select(each.c.key, kind.label("kind"), is_date, func.count().label("n"))
+        .select_from(sample.join(each, true()))
+        .group_by(each.c.key, kind, is_date)
+        .order_by(each.c.key)
+    )
+    seen: dict[str, Counter[FieldType]] = {}
+    for key, found, date_like, n in rows:
+        kind_of = "date" if date_like else _KINDS.get(found)
+        if kind_of is None or key.startswith("_"):
+            continue
+        seen.setdefault(key, Counter())[kind_of] += n
+    return {key: counts.most_common(1)[0][0] for key, counts in seen.items()}
 
 
-def _computed(db: Session, workspace_id: int, sample: list[Any]) -> dict[str, FieldType]:
-    computed = infer_types(row.computed for row in sample)
+def _computed(db: Session, workspace_id: int, size: int) -> dict[str, FieldType]:
+    computed = sampled_types(db, workspace_id, "computed", size)
     for name in db.scalars(
         select(ComputedTrait.name).where(
             ComputedTrait.workspace_id == workspace_id, ComputedTrait.archived_at.is_(None)
@@ -113,22 +165,10 @@ def _topics(db: Session, workspace_id: int) -> tuple[list[str], list[str]]:
     return [key for key, _ in rows], [key for key, opt_in in rows if not opt_in]
 
 
-def _sample(db: Session, workspace_id: int, size: int, columns: Any) -> list[Any]:
-    return list(
-        db.execute(
-            select(*columns)
-            .where(Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None))
-            .order_by(Profile.id.desc())
-            .limit(size)
-        )
-    )
-
-
 def build_catalog(db: Session, *, workspace_id: int, sample: int = SAMPLE) -> Catalog:
     """The catalogue a marketer's segment is checked against (names, types, suggestions)."""
-    rows = _sample(db, workspace_id, sample, (Profile.traits, Profile.computed))
-    traits = {**_KNOWN_TRAITS, **infer_types(row.traits for row in rows)}
-    computed = _computed(db, workspace_id, rows)
+    traits = {**_KNOWN_TRAITS, **sampled_types(db, workspace_id, "traits", sample)}
+    computed = _computed(db, workspace_id, sample)
     for name in computed:
         traits.pop(name, None)
     topics, opt_out = _topics(db, workspace_id)
@@ -154,12 +194,11 @@ def build_catalog(db: Session, *, workspace_id: int, sample: int = SAMPLE) -> Ca
 
 def compile_catalog(db: Session, *, workspace_id: int) -> Catalog:
     """The catalogue saved segments are compiled with: computed names, stores, opt-out topics; no checks."""
-    rows = _sample(db, workspace_id, 200, (Profile.computed,))
     _topics_list, opt_out = _topics(db, workspace_id)
     settings = db.scalar(select(Workspace.settings).where(Workspace.id == workspace_id))
     return Catalog(
         traits=None,
-        computed=_computed(db, workspace_id, rows),
+        computed=_computed(db, workspace_id, 200),
         stores=stores_of(settings),
         opt_out_topics=opt_out,
     )
