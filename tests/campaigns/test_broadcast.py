@@ -15,8 +15,16 @@ from tests.support.smtp_sink import SmtpSink
 from tests.support.tenants import Tenant
 
 VARIANTS = [
-    {"key": "A", "name": "Plain", "content": {"subject": "A: hello {{ profile.first_name }}", "html": "<p>A</p>"}},
-    {"key": "B", "name": "Bold", "content": {"subject": "B: hello {{ profile.first_name }}", "html": "<p>B</p>"}},
+    {
+        "key": "A",
+        "name": "Plain",
+        "content": {"subject": "A: hello {{ profile.first_name }}", "html": "<p>A</p>"},
+    },
+    {
+        "key": "B",
+        "name": "Bold",
+        "content": {"subject": "B: hello {{ profile.first_name }}", "html": "<p>B</p>"},
+    },
 ]
 
 
@@ -37,9 +45,7 @@ def test_two_variants_and_a_control_group_reach_the_sink_exactly(
         control_percent=10,
     )
     cid = campaign["id"]
-    expected_control = {
-        pid for pid in people if assign.unit(f"campaign:{cid}", pid, "control") * 100 < 10
-    }
+    expected_control = {pid for pid in people if assign.unit(f"campaign:{cid}", pid, "control") * 100 < 10}
     assert 2 <= len(expected_control) <= 20
 
     estimate = call(client, tenant, "GET", f"/api/v1/campaigns/{cid}/audience")

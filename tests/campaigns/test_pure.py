@@ -73,9 +73,7 @@ def test_thompson_sampling_prefers_the_clearly_better_arm() -> None:
     probs = stats.prob_best([10, 40, 12], [500, 500, 500], seed=3)
     assert sum(probs) == pytest.approx(1.0)
     assert probs[1] > 0.99
-    winner = stats.pick_winner(
-        [stats.Arm("A", 500, 10), stats.Arm("B", 500, 40)], method="thompson", seed=3
-    )
+    winner = stats.pick_winner([stats.Arm("A", 500, 10), stats.Arm("B", 500, 40)], method="thompson", seed=3)
     assert winner.key == "B" and winner.probability_best is not None and winner.probability_best > 0.99
 
 
@@ -119,5 +117,10 @@ def test_date_occurrences_with_offsets_and_anniversaries() -> None:
     assert occurrence(date(1990, 11, 22), offset_days=0, anniversary=True, local_today=today) is None
     feb28 = date(2027, 2, 28)
     assert occurrence(date(2000, 2, 29), offset_days=0, anniversary=True, local_today=feb28) is not None
-    assert occurrence(date(2000, 2, 29), offset_days=0, anniversary=True, local_today=date(2028, 2, 28)) is None
-    assert occurrence(date(2000, 2, 29), offset_days=0, anniversary=True, local_today=date(2028, 2, 29)) is not None
+    assert (
+        occurrence(date(2000, 2, 29), offset_days=0, anniversary=True, local_today=date(2028, 2, 28)) is None
+    )
+    assert (
+        occurrence(date(2000, 2, 29), offset_days=0, anniversary=True, local_today=date(2028, 2, 29))
+        is not None
+    )

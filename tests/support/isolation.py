@@ -240,3 +240,33 @@ def _make_snippet(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     )
     assert answer.status_code == 201, answer.text
     return {"snippet_id": answer.json()["id"]}
+
+
+# -- campaigns (issue 7) -----------------------------------------------------------------------------------
+def _make_campaign(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/campaigns",
+        json={
+            "name": "Iso",
+            "kind": "triggered",
+            "channel": "sms",
+            "trigger": {"type": "event", "event": "iso"},
+            "variants": [{"key": "A", "content": {"body": "Hi"}}],
+        },
+        headers=tenant.secret_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    return {"campaign_id": answer.json()["id"]}
+
+
+CASES += [
+    IsolationCase("GET", "/api/v1/campaigns/{campaign_id}", _make_campaign),
+    IsolationCase("PATCH", "/api/v1/campaigns/{campaign_id}", _make_campaign, body={"description": "x"}),
+    *(
+        IsolationCase("POST", f"/api/v1/campaigns/{{campaign_id}}/{verb}", _make_campaign, body={})
+        for verb in ("launch", "pause", "resume", "cancel", "archive", "duplicate", "decide", "test")
+    ),
+    IsolationCase("GET", "/api/v1/campaigns/{campaign_id}/audience", _make_campaign),
+    IsolationCase("GET", "/api/v1/campaigns/{campaign_id}/stats", _make_campaign),
+    IsolationCase("GET", "/api/v1/campaigns/{campaign_id}/recipients", _make_campaign),
+]

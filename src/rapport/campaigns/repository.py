@@ -255,6 +255,22 @@ def count_states(db: Session, *, campaign_id: int) -> dict[str, int]:
     return {state: int(n) for state, n in rows}
 
 
+def outbox_open(db: Session, *, workspace_id: int, campaign_id: int) -> bool:
+    """Whether any of the campaign's outbox rows are still queued or being sent."""
+    return (
+        db.scalar(
+            select(Message.id)
+            .where(
+                Message.workspace_id == workspace_id,
+                Message.campaign_id == campaign_id,
+                Message.status.in_(["queued", "sending"]),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def release_waiting(db: Session, *, campaign_id: int) -> int:
     """Turn the waiting recipients pending again (the winner is known); return how many."""
     result = db.execute(

@@ -190,8 +190,8 @@ def send_chunk(db: Session, *, campaign: Campaign, now: datetime, limit: int = C
 
 
 def finish_if_done(db: Session, *, campaign: Campaign, now: datetime) -> None:
-    """Move a sending broadcast on when nobody is pending: to testing (recipients wait for the winner) or
-    sent."""
+    """Move a sending broadcast on when nobody is pending: to testing (recipients wait for the winner), or
+    to sent once the outbox holds none of its messages any more."""
     if campaign.status != SENDING:
         return
     states = repo.count_states(db, campaign_id=campaign.id)
@@ -199,6 +199,8 @@ def finish_if_done(db: Session, *, campaign: Campaign, now: datetime) -> None:
         return
     if states.get(repo.WAITING) and campaign.winner_variant is None:
         campaign.status = TESTING
+    elif repo.outbox_open(db, workspace_id=campaign.workspace_id, campaign_id=campaign.id):
+        return  # still sending: messages wait in the outbox (throttled, local time, quiet hours)
     else:
         campaign.status = SENT
         campaign.finished_at = now

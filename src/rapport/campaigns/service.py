@@ -289,6 +289,9 @@ def do_launch(db: Session, *, workspace_id: int, campaign_id: int, actor: str, n
         db, workspace_id=workspace_id, campaign_id=campaign_id, allowed={DRAFT}, verb="launch"
     )
     if campaign.kind == "broadcast":
+        building = segments_building(db, campaign=campaign)
+        if building:
+            raise Conflict(f"segment {building} is still being built; launch again in a moment")
         if campaign.send_at is not None and campaign.send_at > now:
             campaign.status = SCHEDULED
         else:
@@ -308,6 +311,15 @@ def do_launch(db: Session, *, workspace_id: int, campaign_id: int, actor: str, n
     )
     db.flush()
     return campaign
+
+
+def segments_building(db: Session, *, campaign: Campaign) -> str | None:
+    """The name of a segment of the campaign whose membership is still being built, or None."""
+    for segment_id in [*campaign.segment_ids, *campaign.exclude_segment_ids]:
+        segment = segments_repo.get_segment(db, workspace_id=campaign.workspace_id, segment_id=segment_id)
+        if segment is not None and segment.status == "building":
+            return segment.name
+    return None
 
 
 def start_sending(db: Session, *, campaign: Campaign, now: datetime) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from rapport.campaigns import measure, sending, triggers
 from rapport.campaigns import repository as repo
-from rapport.campaigns.service import ACTIVE, SCHEDULED, SENDING, TESTING, start_sending
+from rapport.campaigns.service import ACTIVE, SCHEDULED, SENDING, TESTING, segments_building, start_sending
 from rapport.collect.processor import ProcessingHooks
 from rapport.models import Campaign
 from rapport.runtime import Runtime
@@ -62,6 +62,8 @@ class CampaignTick:
                 return 0
             work = 0
             if status == SCHEDULED and campaign.send_at is not None and campaign.send_at <= now:
+                if segments_building(db, campaign=campaign):
+                    return 0  # its audience is not complete yet: freeze it on a later tick
                 start_sending(db, campaign=campaign, now=now)
                 work = 1
             elif status == SENDING:
