@@ -50,7 +50,12 @@ def test_bad_campaigns_are_refused_with_the_field(
         assert response.status_code == status, response.text
         return dict(response.json()["error"])
 
-    base = {"name": "X", "channel": "email", "segment_ids": [segment_id], "variants": [EMAIL]}
+    base: dict[str, object] = {
+        "name": "X",
+        "channel": "email",
+        "segment_ids": [segment_id],
+        "variants": [EMAIL],
+    }
     assert refused({**base, "segment_ids": []})["message"] == "a broadcast needs at least one segment"
     assert refused({**base, "segment_ids": [9999]})["details"] == {"field": "segment_ids"}
     error = refused({**base, "variants": [{"key": "A", "content": {"text": "no subject"}}]})

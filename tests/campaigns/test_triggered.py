@@ -176,7 +176,7 @@ def test_date_relative_sends_at_local_time_once_per_occurrence(
                     "text": "Renew now",
                 },
             }
-        ],  # fmt: skip
+        ],
     )
     call(client, tenant, "POST", f"/api/v1/campaigns/{campaign['id']}/launch")
     run_worker(app)  # 07:00: p0 enters, its message waits for 09:00 local
