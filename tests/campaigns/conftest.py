@@ -62,4 +62,5 @@ def recipients(runtime: Runtime, campaign_id: int) -> dict[int, CampaignRecipien
 def event_names(runtime: Runtime, profile_id: int) -> list[str]:
     """Return the names of a profile's events, oldest first."""
     with runtime.read_sessions() as db:
-        return list(db.scalars(select(Event.event).where(Event.profile_id == profile_id).order_by(Event.id)))  # type: ignore[arg-type]
+        names = db.scalars(select(Event.event).where(Event.profile_id == profile_id).order_by(Event.id))
+        return [name or "" for name in names]
