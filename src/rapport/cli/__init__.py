@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rapport.cli import admin, catalog, data, demo, events, process, segments, server
+from rapport.cli import admin, campaigns, catalog, data, demo, events, process, segments, server
 
 app = typer.Typer(
     name="rapport",
@@ -20,6 +20,7 @@ events.register(app)
 data.register(app)
 process.register(app)
 segments.register(app)
+campaigns.register(app)
 catalog.register(app)
 
 
