@@ -106,12 +106,15 @@ def test_the_dict_shape_templates_use() -> None:
     item = Item("A", "Apron", "Kitchen", 10.0, "GBP", "https://x.test/a", "", 5)
     assert item.to_dict(BT) == {
         "product_id": "A",
+        "id": "A",
         "name": "Apron",
         "category": "Kitchen",
         "price": 10.0,
         "currency": "GBP",
         "url": "https://x.test/a",
         "image_url": "",
+        "image": "",
+        "stock": 5,
         "reason": BT,
     }
 

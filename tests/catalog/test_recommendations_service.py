@@ -49,7 +49,7 @@ def test_the_hand_built_shop_gives_the_worked_answers(runtime: Runtime, tenant: 
     assert _picks(found[ids[7]]) == [("A", "popular"), ("B", "popular"), ("C", "popular")]
     assert found[ids[4]][0] == {
         "product_id": "C", "name": "Cup", "category": "Kitchen", "price": 4.0, "currency": "GBP",
-        "url": "", "image_url": "", "reason": "bought_together",
+        "url": "", "image_url": "", "id": "C", "image": "", "stock": 3, "reason": "bought_together",
     }  # fmt: skip
 
 

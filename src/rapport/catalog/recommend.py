@@ -60,15 +60,19 @@ class Item:
         return self.stock is None or self.stock > 0
 
     def to_dict(self, reason: str) -> dict[str, Any]:
-        """Return the JSON-able dict templates loop over (``p.name``, ``p.price | money``, …)."""
+        """Return the JSON-able dict templates loop over (``p.name``, ``p.price | money``, …); ``id`` and
+        ``image`` repeat ``product_id`` and ``image_url`` under the names the template docs use."""
         return {
             "product_id": self.product_id,
+            "id": self.product_id,
             "name": self.name,
             "category": self.category,
             "price": self.price,
             "currency": self.currency,
             "url": self.url,
             "image_url": self.image_url,
+            "image": self.image_url,
+            "stock": self.stock,
             "reason": reason,
         }
 

@@ -82,4 +82,5 @@ class RecommendationRead(BaseModel):
     currency: str
     url: str
     image_url: str
+    stock: int | None
     reason: str
