@@ -175,7 +175,7 @@ def seed_store(url: str, recipients: int, seed: int) -> dict[str, Any]:
                 )
             )
         )
-        db.bulk_insert_mappings(  # type: ignore[attr-defined]
+        db.bulk_insert_mappings(
             Subscription,
             [
                 {

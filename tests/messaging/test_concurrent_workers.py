@@ -108,6 +108,11 @@ def test_concurrent_workers_send_every_message_exactly_once(
         rt.close()
     assert not errors, errors
 
+    with runtime.read_sessions() as db:
+        not_sent = db.execute(
+            select(Message.status, Message.status_reason, Message.last_error).where(Message.status != "sent")
+        ).all()
+    assert not not_sent, not_sent[:5]
     received = sink.wait_for(total, timeout=30)
     ids_seen = Counter(m.group(1).decode() for msg in received for m in [MESSAGE_ID.search(msg.content)] if m)
     with runtime.read_sessions() as db:

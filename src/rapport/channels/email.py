@@ -2,7 +2,9 @@
 
 Each ``send(batch)`` borrows one connection (opening it if none is idle), sends the messages one after the
 other (MAIL FROM, RCPT TO, DATA), and gives it back for the next batch; up to ``pool_size`` batches run in
-parallel from different threads. Outcomes, per recipient:
+parallel from different threads. A large batch (``PARALLEL_CHUNK`` messages per connection or more) is
+split across up to ``pool_size`` connections that work in parallel, so building the next message overlaps
+waiting for the server's reply to the last one. Outcomes, per recipient:
 
 - 250 after the end-of-data ``.`` → sent (``provider_id`` is the server's queue id when it says one);
 - a 4xx reply at any step → failed_transient; a 5xx reply → failed_permanent;
@@ -31,6 +33,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +48,8 @@ from rapport.channels.base import (
 )
 from rapport.channels.mime import DkimSigner, MimeError, build_email, check_address
 
+#: A batch is split across parallel connections only in parts of at least this many messages.
+PARALLEL_CHUNK = 16
 _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
 _QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._@-]+)", re.IGNORECASE)
 
@@ -106,6 +111,7 @@ class SmtpChannel:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.pool_size)
         self._closed = False
+        self._executor: ThreadPoolExecutor | None = None
         self.connections_opened = 0
 
     # -- connections -------------------------------------------------------------------------------------
@@ -182,8 +188,25 @@ class SmtpChannel:
     # -- sending -----------------------------------------------------------------------------------------
 
     def send(self, batch: Sequence[OutboundMessage], journal: SendJournal | None = None) -> list[SendResult]:
-        """Send each message over one pooled connection and classify the server's answers."""
+        """Send the messages over pooled connections (a large batch is split across up to ``pool_size``
+        connections working in parallel) and classify the server's answers; results in batch order."""
         notes = journal if journal is not None else NULL_JOURNAL
+        parts = min(self.config.pool_size, len(batch) // PARALLEL_CHUNK)
+        if parts < 2:
+            return self._send_serial(batch, notes)
+        size = -(-len(batch) // parts)
+        chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self.config.pool_size, thread_name_prefix=f"smtp-{self.name}"
+                )
+            executor = self._executor
+        futures = [executor.submit(self._send_serial, chunk, notes) for chunk in chunks]
+        return [result for future in futures for result in future.result()]
+
+    def _send_serial(self, batch: Sequence[OutboundMessage], notes: SendJournal) -> list[SendResult]:
+        """Send each message over one pooled connection, one after the other."""
         results: list[SendResult] = []
         prepared: list[tuple[OutboundMessage, bytes, str] | SendResult] = [self._prepare(m) for m in batch]
         if all(isinstance(p, SendResult) for p in prepared):
@@ -324,6 +347,9 @@ class SmtpChannel:
         self._closed = True
         with self._lock:
             idle, self._idle = self._idle, []
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
         for conn in idle:
             self._discard(conn)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +37,41 @@ def get_topic(db: Session, *, workspace_id: int, key: str) -> Topic | None:
 def get_topic_by_id(db: Session, *, workspace_id: int, topic_id: int) -> Topic | None:
     """Return the topic with this id."""
     return db.scalar(select(Topic).where(Topic.workspace_id == workspace_id, Topic.id == topic_id))
+
+
+def subscriptions_for(
+    db: Session, *, workspace_id: int, profile_ids: Collection[int], channels: Collection[str]
+) -> list[tuple[int, str, str, str, datetime | None]]:
+    """Return (profile_id, channel, topic, state, paused_until) of many profiles' subscriptions on
+    ``channels`` (one query per 5,000 profiles)."""
+    ids = sorted(set(profile_ids))
+    found: list[tuple[int, str, str, str, datetime | None]] = []
+    for start in range(0, len(ids), 5000):
+        found.extend(
+            (int(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])
+            for r in db.execute(
+                select(
+                    Subscription.profile_id,
+                    Subscription.channel,
+                    Subscription.topic,
+                    Subscription.state,
+                    Subscription.paused_until,
+                ).where(
+                    Subscription.workspace_id == workspace_id,
+                    Subscription.profile_id.in_(ids[start : start + 5000]),
+                    Subscription.channel.in_(sorted(set(channels))),
+                )
+            ).all()
+        )
+    return found
+
+
+def topics_by_key(db: Session, *, workspace_id: int, keys: Collection[str]) -> dict[str, Topic]:
+    """Return the workspace's topics with these keys."""
+    if not keys:
+        return {}
+    rows = db.scalars(select(Topic).where(Topic.workspace_id == workspace_id, Topic.key.in_(sorted(keys))))
+    return {t.key: t for t in rows}
 
 
 def get_subscription(

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
@@ -43,7 +44,7 @@ from rapport.messaging import holds as holds_mod
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
 from rapport.messaging.render import RecipientFacts, RenderError, build
-from rapport.models import Message, Profile, Suppression, Workspace
+from rapport.models import Message, Profile, Workspace
 from rapport.personalize import TemplateEngine
 from rapport.profiles import gdpr as profiles_gdpr
 from rapport.runtime import Runtime
@@ -53,6 +54,7 @@ log = logging.getLogger("rapport.messaging")
 
 CHANNELS_PORT = "channels"
 HARD_BOUNCE_CODES = frozenset({"550", "551", "553", "554"})
+UNKNOWN_REASON = "the provider may have it (acknowledgement lost); not resent"
 
 
 def channels_of(runtime: Runtime) -> dict[str, Channel]:
@@ -63,11 +65,78 @@ def channels_of(runtime: Runtime) -> dict[str, Channel]:
     return found
 
 
+SUPPRESSION_KINDS = {"email": "email", "sms": "phone"}
+
+
 @dataclass
 class _Ready:
     message: Message
     outbound: OutboundMessage
     caps_taken: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A claimed row that passed every check up to the frequency caps."""
+
+    message: Message
+    workspace: Workspace
+    person: repo.RecipientRow
+    address: str
+    zones: list[ZoneInfo]
+
+
+@dataclass
+class _Outcomes:
+    """The claim-time verdicts of one batch, written back with one statement per kind."""
+
+    finished: list[dict[str, Any]] = field(default_factory=list)
+    deferred: list[dict[str, Any]] = field(default_factory=list)
+    ready: list[dict[str, Any]] = field(default_factory=list)
+    contents: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[tuple[Message, str, dict[str, Any] | None]] = field(default_factory=list)
+
+    def finish(self, message: Message, status: str, reason: str, now: datetime) -> None:
+        """Settle a row at claim time: skipped (with its feedback event) or dead."""
+        self.finished.append(
+            {
+                "id": message.id,
+                "status": status,
+                "status_reason": reason[:500],
+                "last_error": reason if status == repo.DEAD else message.last_error,
+                "claimed_by": None,
+                "claimed_until": None,
+                "updated_at": now,
+            }
+        )
+        if status == repo.SKIPPED:
+            self.feedback.append((message, "skipped", {"reason": reason[:200]}))
+
+    def defer(self, message: Message, due: datetime, reason: str, now: datetime) -> None:
+        """Put a row back in the queue until ``due``; waiting (daytime, a paused campaign) is not a try."""
+        self.deferred.append(
+            {
+                "id": message.id,
+                "status": repo.QUEUED,
+                "run_at": due,
+                "attempts": max(0, message.attempts - 1),
+                "status_reason": reason[:500],
+                "claimed_by": None,
+                "claimed_until": None,
+                "updated_at": now,
+            }
+        )
+
+    def write(self, db: Session, now: datetime) -> None:
+        """Write every verdict and the skip feedback."""
+        for rows in (self.finished, self.deferred, self.ready, self.contents):
+            repo.update_messages(db, rows)
+        feedback.record_many(db, self.feedback, at=now, now=now)
+
+
+def _give_back_counts(counts: dict[repo.CounterKey, int], wanted: list[tuple[repo.CounterKey, int]]) -> None:
+    for key, _limit in wanted:
+        counts[key] -= 1
 
 
 @dataclass
@@ -83,7 +152,7 @@ class RoundStats:
     unknown: int = 0
 
 
-def recipient_zones(profile: Profile, workspace: Workspace) -> list[str]:
+def recipient_zones(profile: Profile | repo.RecipientRow, workspace: Workspace) -> list[str]:
     """Return the recipient's candidate timezones: the profile's, else the phone number's, else the
     workspace's (R14; several candidates mean the strictest reading)."""
     if profile.timezone:
@@ -124,6 +193,8 @@ class Deliverer:
         self._journal: journal.SendJournal | None = None
         self._last_recovery = 0.0
         self.rate_limits = ratelimit.RateLimits(runtime.settings.channel_rates)  # messaging/ratelimit.py
+        self._zone_cache: dict[tuple[str | None, str | None, str], list[ZoneInfo]] = {}
+        self._round_cache: dict[tuple[str, int], object] = {}  # per-workspace values, fresh each round
 
     @property
     def journal(self) -> journal.SendJournal:
@@ -164,6 +235,7 @@ class Deliverer:
         """Claim, check, send and settle one batch."""
         stats = RoundStats()
         now = self.runtime.clock.now()
+        self._round_cache.clear()
         with self.runtime.sessions() as db:
             claimed = repo.claim(
                 db, worker_id=self.worker_id, now=now, lease_until=now + self.lease, limit=self.batch_size
@@ -188,88 +260,101 @@ class Deliverer:
     def _check_and_render(
         self, db: Session, claimed: list[Message], now: datetime, stats: RoundStats
     ) -> list[_Ready]:
-        workspaces: dict[int, Workspace] = {}
-        ready: list[_Ready] = []
+        """Run the claim-time checks for the whole batch with a handful of queries, render what may go,
+        and write every row's outcome back in bulk (the caller commits)."""
+        for message in claimed:
+            db.expunge(message)  # plain records from here on: outcomes are written back in bulk below
+        out = _Outcomes()
         available = channels_of(self.runtime)
+        workspace_ids = sorted({m.workspace_id for m in claimed})
+        workspaces = {w.id: w for w in db.scalars(select(Workspace).where(Workspace.id.in_(workspace_ids)))}
         holds: dict[int, holds_mod.Hold] = {}
-        for workspace_id in {m.workspace_id for m in claimed}:
-            workspace = db.get(Workspace, workspace_id)
-            assert workspace is not None
-            workspaces[workspace_id] = workspace
+        for workspace in workspaces.values():
             campaign_ids = {
-                m.campaign_id for m in claimed if m.workspace_id == workspace_id and m.campaign_id
+                m.campaign_id for m in claimed if m.workspace_id == workspace.id and m.campaign_id
             }
             if campaign_ids:
                 holds.update(holds_mod.campaign_holds(db, workspace=workspace, campaign_ids=campaign_ids))
+        people = repo.live_recipients(db, {m.profile_id for m in claimed})
+        addresses: dict[int, str | None] = {}
+        hashes: dict[int, tuple[int, str, str]] = {}
+        for message in claimed:
+            person = people.get(message.profile_id)
+            address = addresses[message.id] = self._address(person, message) if person else None
+            kind = SUPPRESSION_KINDS.get(message.channel)
+            if address and kind:
+                digest = ident.suppression_hash(message.workspace_id, kind, address)
+                hashes[message.id] = (message.workspace_id, kind, digest)
+        blocked = repo.suppressed(db, set(hashes.values()))
+        decisions = self._consent(db, claimed, workspaces, people, now)
+
+        candidates: list[_Candidate] = []
         for message in claimed:
             workspace = workspaces[message.workspace_id]
             # paused campaigns (complaints R18, or a marketer) wait in the queue; cancelled ones are dropped
-            if message.campaign_id is not None:
-                hold = holds.get(message.campaign_id)
-                if hold is not None and hold.cancel:
-                    self._finish(db, message, repo.SKIPPED, hold.reason, now)
-                    stats.skipped += 1
-                    continue
-                if hold is not None:
-                    self._defer(db, message, now + inbound.PAUSE_RECHECK, now)
-                    message.status_reason = hold.reason
-                    stats.deferred += 1
-                    continue
-            profile = self._live_profile(db, message.profile_id)
-            if profile is None:
-                self._finish(db, message, repo.SKIPPED, "the profile no longer exists", now)
+            hold = holds.get(message.campaign_id) if message.campaign_id is not None else None
+            if hold is not None and hold.cancel:
+                out.finish(message, repo.SKIPPED, hold.reason, now)
                 stats.skipped += 1
                 continue
-            address = self._address(profile, message)
+            if hold is not None:
+                out.defer(message, now + inbound.PAUSE_RECHECK, hold.reason, now)
+                stats.deferred += 1
+                continue
+            person = people.get(message.profile_id)
+            if person is None:
+                out.finish(message, repo.SKIPPED, "the profile no longer exists", now)
+                stats.skipped += 1
+                continue
+            address = addresses[message.id]
             if not address:
-                self._finish(db, message, repo.SKIPPED, f"no {message.channel} address", now)
+                out.finish(message, repo.SKIPPED, f"no {message.channel} address", now)
                 stats.skipped += 1
                 continue
-            if self._suppressed(db, workspace.id, message.channel, address):
-                self._finish(db, message, repo.SKIPPED, "address is suppressed", now)
+            if hashes.get(message.id) in blocked:
+                out.finish(message, repo.SKIPPED, "address is suppressed", now)
                 stats.skipped += 1
                 continue
-            decision = consent_service.can_send(
-                db,
-                workspace=workspace,
-                profile_id=profile.id,
-                channel=message.channel,
-                topic=message.topic or None,
-                marketing=message.kind == "marketing",
-                now=now,
-                is_confirmation=message.kind == "confirmation",
-            )
+            decision = decisions[message.id]
             # inbound.py: the answer to STOP/START/HELP goes to someone who may just have opted out (R13)
             if not decision.allowed and not inbound.is_keyword_answer(message):
-                self._finish(db, message, repo.SKIPPED, decision.reason, now)
+                out.finish(message, repo.SKIPPED, decision.reason, now)
                 stats.skipped += 1
                 continue
-            zones = quiet.zones(recipient_zones(profile, workspace))
+            zones = self._zones(person, workspace)
             if message.kind == "marketing":
-                window = quiet.window_for(message.channel, workspace.settings)
-                due = quiet.next_allowed(now, window, zones)
+                due = quiet.next_allowed(now, self._window(workspace, message.channel), zones)
                 if due > now:
-                    self._defer(db, message, due, now)
+                    out.defer(
+                        message, due, f"quiet hours: deferred to {due.isoformat(timespec='minutes')}", now
+                    )
                     stats.deferred += 1
                     continue
             # rate limits (messaging/ratelimit.py): over the channel's rate → back in the queue, no try spent
             wait = self.rate_limits.wait(message.channel, workspace.id, workspace.settings, now)
             if wait > 0:
-                self._defer(db, message, now + timedelta(seconds=wait), now)
-                message.status_reason = f"rate limit: deferred {wait:.2f}s"
+                out.defer(message, now + timedelta(seconds=wait), f"rate limit: deferred {wait:.2f}s", now)
                 stats.deferred += 1
                 continue
-            taken: list[tuple[str, str]] = []
-            if message.kind == "marketing":
-                taken_or_none = self._take_caps(db, workspace, profile.id, message.channel, now, zones)
-                if taken_or_none is None:
-                    self._finish(db, message, repo.SKIPPED, "frequency cap reached", now)
-                    stats.skipped += 1
-                    continue
-                taken = taken_or_none
+            candidates.append(_Candidate(message, workspace, person, address, zones))
+
+        # frequency caps (R9): lock every counter the batch needs, decide in priority order, write once
+        needs = {c.message.id: self._cap_keys(c, now) for c in candidates if c.message.kind == "marketing"}
+        counts = repo.lock_counters(db, {key for keys in needs.values() for key, _limit in keys})
+        before = dict(counts)
+        ready: list[_Ready] = []
+        for c in candidates:
+            message, workspace, person = c.message, c.workspace, c.person
+            wanted = needs.get(message.id, [])
+            if any(limit <= 0 or counts[key] >= limit for key, limit in wanted):
+                out.finish(message, repo.SKIPPED, "frequency cap reached", now)
+                stats.skipped += 1
+                continue
+            for key, _limit in wanted:
+                counts[key] += 1
             if message.channel not in available:
-                self._give_back(db, workspace.id, profile.id, taken)
-                self._finish(db, message, repo.DEAD, f"no {message.channel} channel is configured", now)
+                _give_back_counts(counts, wanted)
+                out.finish(message, repo.DEAD, f"no {message.channel} channel is configured", now)
                 stats.dead += 1
                 continue
             try:
@@ -277,36 +362,81 @@ class Deliverer:
                     self.engine,
                     message,
                     RecipientFacts(
-                        profile_id=profile.id,
-                        address=address,
-                        traits=dict(profile.traits or {}),
-                        timezone=zones[0].key if zones else workspace.timezone,
-                        locale=str((profile.traits or {}).get("locale") or "en_GB"),
+                        profile_id=person.id,
+                        address=c.address,
+                        traits=person.traits,
+                        timezone=c.zones[0].key if c.zones else workspace.timezone,
+                        locale=str(person.traits.get("locale") or "en_GB"),
                     ),
                     now=now,
-                    links=self._links(workspace.id, profile.id, message),
+                    links=self._links(workspace.id, person.id, message),
                     defaults=self._defaults(workspace),
-                    tracker=tracking.for_workspace(self.runtime, workspace),  # messaging/tracking.py
+                    tracker=self._tracker(workspace),  # messaging/tracking.py
                 )
             except RenderError as exc:
-                self._give_back(db, workspace.id, profile.id, taken)
-                self._finish(db, message, repo.DEAD, f"render failed: {exc}", now)
+                _give_back_counts(counts, wanted)
+                out.finish(message, repo.DEAD, f"render failed: {exc}", now)
                 stats.dead += 1
                 continue
-            message.to_address = address
-            ready.append(_Ready(message=message, outbound=outbound, caps_taken=taken))
+            message.to_address = c.address
+            out.ready.append({"id": message.id, "to_address": c.address})
+            if message.channel == "inapp":  # the inbox shows what was rendered (messaging/inapp.py)
+                out.contents.append({"id": message.id, "content": message.content})
+            ready.append(_Ready(message, outbound, [(key[2], key[3]) for key, _limit in wanted]))
+        repo.set_counters(db, {key: n for key, n in counts.items() if n != before[key]})
+        out.write(db, now)
         return ready
 
-    def _live_profile(self, db: Session, profile_id: int) -> Profile | None:
-        profile = db.get(Profile, profile_id)
-        hops = 0
-        while profile is not None and profile.merged_into_id is not None and hops < 10:
-            profile = db.get(Profile, profile.merged_into_id)
-            hops += 1
-        return profile
+    def _consent(
+        self,
+        db: Session,
+        claimed: list[Message],
+        workspaces: dict[int, Workspace],
+        people: dict[int, repo.RecipientRow],
+        now: datetime,
+    ) -> dict[int, consent_service.Decision]:
+        decisions: dict[int, consent_service.Decision] = {}
+        for workspace in workspaces.values():
+            mine = [m for m in claimed if m.workspace_id == workspace.id and m.profile_id in people]
+            asks = [
+                consent_service.SendAsk(
+                    profile_id=people[m.profile_id].id,
+                    channel=m.channel,
+                    topic=m.topic or "",
+                    marketing=m.kind == "marketing",
+                    is_confirmation=m.kind == "confirmation",
+                )
+                for m in mine
+            ]
+            answers = consent_service.can_send_many(db, workspace=workspace, asks=asks, now=now)
+            decisions.update(zip((m.id for m in mine), answers, strict=True))
+        return decisions
+
+    def _zones(self, person: repo.RecipientRow, workspace: Workspace) -> list[ZoneInfo]:
+        key = (person.timezone, None if person.timezone else person.phone, workspace.timezone)
+        found = self._zone_cache.get(key)
+        if found is None:
+            found = quiet.zones(recipient_zones(person, workspace))
+            if len(self._zone_cache) > 10_000:
+                self._zone_cache.clear()
+            self._zone_cache[key] = found
+        return found
+
+    def _window(self, workspace: Workspace, channel: str) -> quiet.Window | None:
+        return quiet.window_for(channel, workspace.settings)
+
+    def _cap_keys(self, c: _Candidate, now: datetime) -> list[tuple[repo.CounterKey, int]]:
+        workspace = c.workspace
+        zone = c.zones[0] if c.zones else quiet.zones([workspace.timezone])[0]
+        return [
+            ((workspace.id, c.person.id, cap.channel, caps_rules.period_key(cap.per, now, zone)), cap.limit)
+            for cap in caps_rules.applicable(
+                caps_rules.caps_from_settings(workspace.settings), c.message.channel
+            )
+        ]
 
     @staticmethod
-    def _address(profile: Profile, message: Message) -> str | None:
+    def _address(profile: Profile | repo.RecipientRow, message: Message) -> str | None:
         if message.channel == "email":
             return profile.email
         if message.channel == "sms":
@@ -316,49 +446,6 @@ class Deliverer:
         if message.channel in ("push", "inapp"):  # push_delivery.py / inapp.py look the person up by id
             return str(profile.id)
         return None
-
-    @staticmethod
-    def _suppressed(db: Session, workspace_id: int, channel: str, address: str) -> bool:
-        kind = {"email": "email", "sms": "phone"}.get(channel)
-        if kind is None:
-            return False
-        digest = ident.suppression_hash(workspace_id, kind, address)
-        return (
-            db.scalar(
-                select(Suppression.id).where(
-                    Suppression.workspace_id == workspace_id,
-                    Suppression.kind == kind,
-                    Suppression.value_hash == digest,
-                )
-            )
-            is not None
-        )
-
-    def _take_caps(
-        self,
-        db: Session,
-        workspace: Workspace,
-        profile_id: int,
-        channel: str,
-        now: datetime,
-        zones: list[Any],
-    ) -> list[tuple[str, str]] | None:
-        zone = zones[0] if zones else quiet.zones([workspace.timezone])[0]
-        taken: list[tuple[str, str]] = []
-        for cap in caps_rules.applicable(caps_rules.caps_from_settings(workspace.settings), channel):
-            period = caps_rules.period_key(cap.per, now, zone)
-            if not repo.take_cap(
-                db,
-                workspace_id=workspace.id,
-                profile_id=profile_id,
-                channel=cap.channel,
-                period=period,
-                limit=cap.limit,
-            ):
-                self._give_back(db, workspace.id, profile_id, taken)
-                return None
-            taken.append((cap.channel, period))
-        return taken
 
     @staticmethod
     def _give_back(db: Session, workspace_id: int, profile_id: int, taken: list[tuple[str, str]]) -> None:
@@ -374,35 +461,24 @@ class Deliverer:
         )
         return {"unsubscribe": url, "preferences": url}
 
+    def _tracker(self, workspace: Workspace) -> tracking.Tracker | None:
+        key = ("tracker", workspace.id)
+        if key not in self._round_cache:
+            self._round_cache[key] = tracking.for_workspace(self.runtime, workspace)
+        return cast("tracking.Tracker | None", self._round_cache[key])
+
     def _defaults(self, workspace: Workspace) -> dict[str, str]:
-        email = (workspace.settings or {}).get("email", {})
-        return {
-            "from_address": str(email.get("from_address") or self.runtime.settings.email_from),
-            "from_name": str(email.get("from_name") or workspace.name),
-            "sms_status_callback": inbound.status_callback_url(
-                self.runtime.settings.base_url, workspace.slug
-            ),
-        }
-
-    def _finish(self, db: Session, message: Message, status: str, reason: str, now: datetime) -> None:
-        message.status = status
-        message.status_reason = reason[:500]
-        message.claimed_by = None
-        message.claimed_until = None
-        message.updated_at = now
-        if status == repo.SKIPPED:
-            feedback.record(db, message, "skipped", at=now, now=now, extra={"reason": reason[:200]})
-        elif status == repo.DEAD:
-            message.last_error = reason
-
-    def _defer(self, db: Session, message: Message, due: datetime, now: datetime) -> None:
-        message.status = repo.QUEUED
-        message.run_at = due
-        message.attempts = max(0, message.attempts - 1)  # waiting for daytime is not a try
-        message.status_reason = f"quiet hours: deferred to {due.isoformat(timespec='minutes')}"
-        message.claimed_by = None
-        message.claimed_until = None
-        message.updated_at = now
+        key = ("defaults", workspace.id)
+        if key not in self._round_cache:
+            email = (workspace.settings or {}).get("email", {})
+            self._round_cache[key] = {
+                "from_address": str(email.get("from_address") or self.runtime.settings.email_from),
+                "from_name": str(email.get("from_name") or workspace.name),
+                "sms_status_callback": inbound.status_callback_url(
+                    self.runtime.settings.base_url, workspace.slug
+                ),
+            }
+        return cast("dict[str, str]", self._round_cache[key])
 
     # -- send and settle ----------------------------------------------------------------------------------
 
@@ -430,15 +506,50 @@ class Deliverer:
     def _settle(
         self, db: Session, ready: list[_Ready], results: Mapping[str, SendResult], stats: RoundStats
     ) -> None:
+        """Record a batch's results: sent and unknown rows with one statement each and the sent feedback in
+        bulk; failures (rare) one by one through ``apply_result`` (retry, dead letter, hard bounce)."""
         now = self.runtime.clock.now()
+        ours = repo.still_claimed(db, worker_id=self.worker_id, ids=[item.message.id for item in ready])
+        sent: list[dict[str, Any]] = []
+        unknown: list[dict[str, Any]] = []
+        events: list[tuple[Message, str, dict[str, Any] | None]] = []
         for item in ready:
-            message = db.merge(item.message, load=True)
-            if message.status != repo.SENDING or message.claimed_by != self.worker_id:
+            message = item.message
+            if message.id not in ours:
                 continue  # settled elsewhere (recovered as unknown after a long stall)
             result = results.get(message.message_id) or SendResult(
                 message.message_id, SendStatus.FAILED_TRANSIENT, error="no result from channel"
             )
-            self.apply_result(db, message, result, now=now, stats=stats, caps_taken=item.caps_taken)
+            settled = {"id": message.id, "claimed_by": None, "claimed_until": None, "updated_at": now}
+            if result.status is SendStatus.SENT:
+                sent.append(
+                    settled
+                    | {
+                        "status": repo.SENT,
+                        "sent_at": now,
+                        "provider_id": result.provider_id,
+                        "status_reason": None,
+                    }
+                )
+                events.append((message, "sent", None))
+                stats.sent += 1
+            elif result.status is SendStatus.UNKNOWN:
+                unknown.append(
+                    settled
+                    | {
+                        "status": repo.UNKNOWN,
+                        "status_reason": UNKNOWN_REASON,
+                        "last_error": result.error,
+                    }
+                )
+                stats.unknown += 1
+            else:
+                row = db.get(Message, message.id)
+                assert row is not None
+                self.apply_result(db, row, result, now=now, stats=stats, caps_taken=item.caps_taken)
+        repo.update_messages(db, sent)
+        repo.update_messages(db, unknown)
+        feedback.record_many(db, events, at=now, now=now)
 
     def apply_result(
         self,
@@ -464,7 +575,7 @@ class Deliverer:
             return
         if result.status is SendStatus.UNKNOWN:
             message.status = repo.UNKNOWN
-            message.status_reason = "the provider may have it (acknowledgement lost); not resent"
+            message.status_reason = UNKNOWN_REASON
             message.last_error = result.error
             stats.unknown += 1
             return

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rapport.models import Message, Profile, SendCounter
+from rapport.models import Message, Profile, SendCounter, Suppression
 
 QUEUED = "queued"
 SENDING = "sending"
@@ -286,3 +287,139 @@ def status_counts(db: Session, *, workspace_id: int, campaign_id: int | None = N
     if campaign_id is not None:
         stmt = stmt.where(Message.campaign_id == campaign_id)
     return {status: int(n) for status, n in db.execute(stmt.group_by(Message.status)).all()}
+
+
+# -- claim-time batches (the Deliverer) -----------------------------------------------------------------
+
+_COUNTERS = cast(Table, SendCounter.__table__)
+CounterKey = tuple[int, int, str, str]  # workspace, profile, channel ("*": all), period
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    """What the deliverer needs of a live profile (read as plain columns, not ORM objects)."""
+
+    id: int
+    email: str | None
+    phone: str | None
+    timezone: str | None
+    traits: dict[str, Any]
+
+
+def live_recipients(db: Session, profile_ids: Collection[int]) -> dict[int, RecipientRow]:
+    """Return the live profile behind each id (merged-away profiles lead to their survivor, at most 10
+    hops); ids whose profile is gone are absent."""
+    cols = (
+        Profile.id,
+        Profile.merged_into_id,
+        Profile.email,
+        Profile.phone,
+        Profile.timezone,
+        Profile.traits,
+    )
+    rows: dict[int, Any] = {}
+    wanted = set(profile_ids)
+    for _hop in range(11):
+        missing = sorted(wanted - rows.keys())
+        if not missing:
+            break
+        for start in range(0, len(missing), 5000):
+            for found in db.execute(select(*cols).where(Profile.id.in_(missing[start : start + 5000]))):
+                rows[int(found[0])] = found
+        wanted = {int(r[1]) for r in rows.values() if r[1] is not None}
+    out: dict[int, RecipientRow] = {}
+    for pid in profile_ids:
+        row = rows.get(pid)
+        hops = 0
+        while row is not None and row[1] is not None and hops < 10:
+            row, hops = rows.get(int(row[1])), hops + 1
+        if row is not None:
+            out[pid] = RecipientRow(int(row[0]), row[2], row[3], row[4], dict(row[5] or {}))
+    return out
+
+
+def suppressed(db: Session, keys: Collection[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
+    """Return which (workspace, kind, value hash) are on the suppression list (R17/R18)."""
+    found: set[tuple[int, str, str]] = set()
+    for workspace_id in {k[0] for k in keys}:
+        hashes = sorted({k[2] for k in keys if k[0] == workspace_id})
+        for start in range(0, len(hashes), 5000):
+            found.update(
+                (int(w), str(k), str(h))
+                for w, k, h in db.execute(
+                    select(Suppression.workspace_id, Suppression.kind, Suppression.value_hash).where(
+                        Suppression.workspace_id == workspace_id,
+                        Suppression.value_hash.in_(hashes[start : start + 5000]),
+                    )
+                )
+            )
+    return found
+
+
+def lock_counters(db: Session, keys: Collection[CounterKey]) -> dict[CounterKey, int]:
+    """Create missing cap counters at 0, lock them all (in key order, so concurrent workers cannot
+    deadlock) until the transaction ends, and return their counts (R9: the check and the count are one
+    atomic step; SQLite's writer lock does the same)."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    found = insert_rows(
+        db,
+        _COUNTERS,
+        ("workspace_id", "profile_id", "channel", "period", "count"),
+        [(*key, 0) for key in ordered],
+        conflict="ON CONFLICT (workspace_id, profile_id, channel, period) DO UPDATE SET count = "
+        "send_counters.count",
+        returning="workspace_id, profile_id, channel, period, count",
+    )
+    return {(int(w), int(p), str(c), str(per)): int(n) for w, p, c, per, n in found}
+
+
+def set_counters(db: Session, counts: Mapping[CounterKey, int]) -> None:
+    """Write counts of counters this transaction locked with :func:`lock_counters`."""
+    if not counts:
+        return
+    table = _COUNTERS
+    db.execute(
+        update(table)
+        .where(
+            table.c.workspace_id == bindparam("_w"),
+            table.c.profile_id == bindparam("_p"),
+            table.c.channel == bindparam("_c"),
+            table.c.period == bindparam("_per"),
+        )
+        .values(count=bindparam("_n")),
+        [{"_w": w, "_p": p, "_c": c, "_per": per, "_n": n} for (w, p, c, per), n in counts.items()],
+    )
+
+
+def update_messages(db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write column values to outbox rows by id: ``rows`` are dicts with ``id`` and the same other keys
+    (one executemany; no ORM objects involved)."""
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c != "id"]
+    stmt = (
+        update(_MESSAGES)
+        .where(_MESSAGES.c.id == bindparam("_id"))
+        .values({c: bindparam(f"_{c}", type_=_MESSAGES.c[c].type) for c in columns})
+    )
+    db.execute(stmt, [{"_id": r["id"], **{f"_{c}": r[c] for c in columns}} for r in rows])
+
+
+def still_claimed(db: Session, *, worker_id: str, ids: Collection[int]) -> set[int]:
+    """Return which of ``ids`` are still ``sending`` for ``worker_id`` (locked on PostgreSQL until commit);
+    the others were settled elsewhere (recovered as unknown after a long stall)."""
+    out: set[int] = set()
+    ordered = sorted(ids)
+    postgres = db.get_bind().dialect.name == "postgresql"
+    for start in range(0, len(ordered), 5000):
+        stmt = select(Message.id).where(
+            Message.id.in_(ordered[start : start + 5000]),
+            Message.status == SENDING,
+            Message.claimed_by == worker_id,
+        )
+        if postgres:
+            stmt = stmt.with_for_update()
+        out.update(int(pk) for pk in db.scalars(stmt))
+    return out
