@@ -380,17 +380,29 @@
 
   function fieldControls(n) {
     var out = [];
+    // the operator and value controls depend on the field's type: they live in a display:contents span
+    // that is redrawn alone, so a click elsewhere in the row is not lost to a redraw when the field blurs
+    var dependent = h("span", { className: "seg-dep" }, valueControls(n));
     if (n.kind === "prop") {
       out.push(control(n, "field", "Property", "text", null, { placeholder: "e.g. amount", wide: true }));
     } else {
       var shownType = fieldTypes[n.field] || "";
       var fieldCtl = control(n, "field", "Field", "text", null, { list: "seg-dl-fields", placeholder: "pick or type a field", wide: true });
       fieldCtl.querySelector("input").addEventListener("change", function () {
-        // the operators and the value input depend on the field's type; redraw once focus has settled
-        if ((fieldTypes[n.field] || "") !== shownType) setTimeout(function () { redraw(); }, 0);
+        var now = fieldTypes[n.field] || "";
+        if (now === shownType) return;
+        shownType = now;
+        dependent.textContent = "";
+        valueControls(n).forEach(function (c) { dependent.appendChild(c); });
       });
       out.push(fieldCtl);
     }
+    out.push(dependent);
+    return out;
+  }
+
+  function valueControls(n) {
+    var out = [];
     out.push(control(n, "op", "Operator", "select", fieldOps(n).map(function (o) { return [o, OP_LABELS[o] || o]; }), { structural: true }));
     if (n.op === "is set" || n.op === "is not set" || n.op === "is today") {
       // no value
@@ -483,6 +495,7 @@
   function renderRow(n, siblings, inWhere) {
     var row = h("div", { className: "seg-row", role: "group", "aria-label": inWhere ? "Property filter" : "Condition", "data-kind": n.kind });
     n.el = row;
+    row.segNode = n;
     var head = h("div", { className: "seg-row__controls" });
     if (!inWhere) {
       head.appendChild(control(n, "kind", "Condition", "select", KINDS, {
@@ -732,6 +745,14 @@
     var text = error.message.replace(/^root[^:]*: /, "");
     if (slot) {
       slot.textContent = text;
+      var fix = target.segNode ? fixFor(target.segNode, error) : null;
+      if (fix) {
+        slot.appendChild(document.createTextNode(" "));
+        slot.appendChild(button("Use “" + error.suggestion + "”", null, function () {
+          fix();
+          redraw(); changed();
+        }, "button--secondary"));
+      }
     } else {
       textError.appendChild(h("p", { className: "seg-error__message", text: text }));
     }
@@ -752,6 +773,16 @@
       }, "button--secondary"));
     }
     return wrap;
+  }
+
+  /* For "unknown field/event/… 'x'" with a suggestion: a function that puts the suggestion in the row. */
+  function fixFor(n, error) {
+    if (!error.suggestion) return null;
+    var m = /^unknown (field|event|store|segment|topic|campaign) /.exec(error.reason || "");
+    if (!m) return null;
+    var key = m[1];
+    if (!(key in n)) return null;
+    return function () { n[key] = error.suggestion; };
   }
 
   function elementFor(path) {
@@ -790,6 +821,14 @@
 
   /* ---- wiring ---------------------------------------------------------------------------------------- */
 
+  // Enter in a visual control updates at once instead of submitting the form
+  visual.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && event.target.tagName === "INPUT") {
+      event.preventDefault();
+      if (timer) { clearTimeout(timer); timer = null; }
+      send("ast");
+    }
+  });
   textarea.addEventListener("input", function () { paintMirror(null); schedule("text"); });
   textarea.addEventListener("scroll", function () { mirror.scrollTop = textarea.scrollTop; });
   form.addEventListener("submit", function (event) {
