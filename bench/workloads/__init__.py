@@ -50,7 +50,7 @@ CATALOGUE: tuple[Workload, ...] = (
         "real time: event -> segment entry -> triggered message at 1k events/s, 50 triggers",
         "-",
         "p99 < 100 ms",
-        None,
+        "bench.workloads.realtime",
     ),
     Workload(
         "B6",

@@ -1,0 +1,285 @@
+"""B5: real time, end to end. Events go in over HTTP at ~1k events/s to a ``rapport serve``-like process
+(API + in-process worker); each one makes its profile enter a segment, whose entry triggers a campaign
+(one of 50 active triggers) that hands an email to the SMTP channel. The latency of an event is the time
+from the moment the load generator sent it to the moment a local SMTP sink (its own process) received the
+message for that person. Reported: p50/p99 over all events of the runs, and messages received / events.
+
+The load generator sends ``/v1/batch`` requests of 10 events every 10 ms from one thread over a keep-alive
+connection (it is not the bottleneck: it sleeps most of the time), so the latency includes the batching
+wait of at most 10 ms on the client side too.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Context, Measurement, Result
+from bench.workloads.http_ingest import Server, _free_port
+
+ID = "B5"
+TITLE = "real time: event -> segment entry -> triggered message at 1k events/s, 50 triggers"
+TARGET = "p99 < 100 ms"
+RATE = 1000  # events per second
+BATCH = 10
+TRIGGERS = 50
+
+
+def sink_main(port: int, out: str) -> None:
+    """Run an SMTP sink that appends "<recipient> <arrival unix time>" lines to ``out`` (its own process)."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    handle = open(out, "a", buffering=1, encoding="utf-8")  # noqa: SIM115  (lives as long as the process)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            now = time.time()
+            for rcpt in envelope.rcpt_tos:
+                handle.write(f"{rcpt} {now:.6f}\n")
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        asyncio.run(asyncio.sleep(10**9))
+    finally:
+        controller.stop()
+
+
+class _Sink:
+    def __init__(self, out: Path) -> None:
+        self.port = _free_port()
+        self.file = out
+        self.file.write_text("")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.workloads.realtime", "sink", str(self.port), str(out)],
+            cwd=Path(__file__).resolve().parents[2],
+            start_new_session=True,
+        )
+        time.sleep(1.0)
+
+    def arrivals(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for line in self.file.read_text().splitlines():
+            rcpt, _, stamp = line.partition(" ")
+            found.setdefault(rcpt, float(stamp))
+        return found
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _prepare(url: str, *, people: int) -> tuple[str, int]:
+    """Migrate, make a workspace with a write key, ``people`` consenting customers, 49 decoy triggers and
+    the segment-entry campaign under test. Returns (write key, workspace id)."""
+    from sqlalchemy import insert
+
+    from rapport.accounts import service as accounts_service
+    from rapport.app import wire_runtime
+    from rapport.campaigns import service as campaigns_service
+    from rapport.campaigns.schemas import CampaignCreate
+    from rapport.collect.importer import import_profile_rows
+    from rapport.config import Settings
+    from rapport.db import migrate
+    from rapport.models import Identity, Subscription
+    from rapport.runtime import build_runtime
+    from rapport.segments import service as segments_service
+    from rapport.segments.schemas import SegmentCreate
+
+    runtime = build_runtime(Settings(database_url=url, secret_key="bench-secret"))
+    migrate.upgrade(runtime.engine)
+    wire_runtime(runtime)
+    with runtime.sessions() as db:
+        ws = accounts_service.create_workspace(db, name="Bench", slug="bench-b5")
+        key = accounts_service.create_key(db, workspace_id=ws.id, kind="write", name="bench", actor="bench")
+        db.commit()
+        workspace_id, write_key = ws.id, key.plain
+    rows = [
+        {"user_id": f"u{i}", "email": f"u{i}@bench.example", "city": "Leeds", "hot": False}
+        for i in range(people)
+    ]
+    import_profile_rows(runtime, workspace_id=workspace_id, rows=rows)
+    now = runtime.clock.now()
+    with runtime.sessions() as db:
+        ids = [
+            pid
+            for (pid,) in db.query(Identity.profile_id).filter(
+                Identity.workspace_id == workspace_id, Identity.kind == "user_id"
+            )
+        ]
+        db.execute(
+            insert(Subscription),
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "profile_id": pid,
+                    "channel": "email",
+                    "topic": "",
+                    "state": "subscribed",
+                    "updated_at": now,
+                    "source": "bench",
+                }
+                for pid in ids
+            ],
+        )
+        db.commit()
+    email = {"subject": "Hello {{ first_name | default: 'there' }}", "text": "You are in."}
+    with runtime.sessions() as db:
+        target = segments_service.create_segment(
+            db,
+            workspace_id=workspace_id,
+            data=SegmentCreate(name="Hot", text="hot = true"),
+            actor="bench",
+            now=now,
+        )
+        for i in range(TRIGGERS - 1):  # decoys: other events, other segments' entries
+            if i % 2:
+                trigger: dict[str, Any] = {"type": "event", "event": f"decoy_{i}"}
+            else:
+                decoy = segments_service.create_segment(
+                    db, workspace_id=workspace_id, data=SegmentCreate(name=f"Decoy {i}", text=f'city = "X{i}"'),
+                    actor="bench", now=now,
+                )  # fmt: skip
+                trigger = {"type": "segment_entry", "segment_id": decoy.id}
+            c = campaigns_service.create_campaign(
+                db, workspace_id=workspace_id, actor="bench", now=now,
+                data=CampaignCreate(name=f"Decoy {i}", kind="triggered", channel="email", trigger=trigger,
+                                    variants=[{"key": "A", "content": email}]),  # type: ignore[list-item]
+            )  # fmt: skip
+            campaigns_service.do_launch(
+                db, workspace_id=workspace_id, campaign_id=c.id, actor="bench", now=now
+            )
+        c = campaigns_service.create_campaign(
+            db, workspace_id=workspace_id, actor="bench", now=now,
+            data=CampaignCreate(name="Welcome hot", kind="triggered", channel="email",
+                                trigger={"type": "segment_entry", "segment_id": target.id},  # type: ignore[arg-type]
+                                variants=[{"key": "A", "content": email}]),  # type: ignore[list-item]
+        )  # fmt: skip
+        campaigns_service.do_launch(db, workspace_id=workspace_id, campaign_id=c.id, actor="bench", now=now)
+        db.commit()
+    runtime.close()
+    return write_key, workspace_id
+
+
+def _load(server: Server, write_key: str, users: range, *, rate: int) -> dict[str, float]:
+    """Send one identify (hot = true) per user at ``rate`` events/s; return each user's send time."""
+    import base64
+
+    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    sent: dict[str, float] = {}
+    interval = BATCH / rate
+    start = time.perf_counter()
+    ordered = list(users)
+    for n, first in enumerate(range(0, len(ordered), BATCH)):
+        due = start + n * interval
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        chunk = ordered[first : first + BATCH]
+        body = json.dumps(
+            {"batch": [{"type": "identify", "userId": f"u{i}", "traits": {"hot": True}} for i in chunk]}
+        )
+        stamp = time.time()
+        conn.request(
+            "POST",
+            "/v1/batch",
+            body=body,
+            headers={"Authorization": auth, "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"/v1/batch answered {response.status}")
+        for i in chunk:
+            sent[f"u{i}@bench.example"] = stamp
+    conn.close()
+    return sent
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(ctx: Context, ids: set[str]) -> list[Result]:
+    """Run B5 on each store."""
+    per_run = max(500, min(3000, int(RATE * ctx.duration)))
+    results: list[Result] = []
+    for store in ctx.stores:
+        if store == "sqlite":
+            url = f"sqlite:///{ctx.out / 'realtime.db'}"
+        else:
+            url = ctx.pg_server().create_database("bench_realtime")
+        ctx.log(f"B5 {store}: preparing {per_run * ctx.runs:,} customers and {TRIGGERS} triggers ...")
+        write_key, _ = _prepare(url, people=per_run * ctx.runs)
+        sink = _Sink(ctx.out / f"b5-sink-{store}.txt")
+        env = {"RAPPORT_DATABASE_URL": url, "RAPPORT_SECRET_KEY": "bench-secret", "RAPPORT_LOG_LEVEL": "WARNING",
+               "RAPPORT_RUN_WORKER_IN_PROCESS": "true", "RAPPORT_SMTP_HOST": "127.0.0.1",
+               "RAPPORT_SMTP_PORT": str(sink.port), "RAPPORT_SPOOL_DIR": str(ctx.out / f"spool-{store}"),
+               "RAPPORT_WORKER_POLL_SECONDS": "0.01"}  # fmt: skip
+        server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
+                        log=ctx.out / f"server-b5-{store}.log")  # fmt: skip
+        latencies: list[float] = []
+        per_run_p99 = Measurement("event -> message p99", "ms", higher_is_better=False)
+        received_total = sent_total = 0
+        try:
+            for run_no in range(ctx.runs):
+                users = range(run_no * per_run, (run_no + 1) * per_run)
+                sent = _load(server, write_key, users, rate=RATE)
+                deadline = time.time() + 60
+                arrivals = sink.arrivals()
+                while time.time() < deadline and not set(sent) <= set(arrivals):
+                    time.sleep(0.2)
+                    arrivals = sink.arrivals()
+                run_latency = [(arrivals[a] - t) * 1000 for a, t in sent.items() if a in arrivals]
+                received_total += len(run_latency)
+                sent_total += len(sent)
+                latencies.extend(run_latency)
+                if run_latency:
+                    per_run_p99.values.append(_percentile(run_latency, 0.99))
+                ctx.log(f"  run {run_no + 1}: {len(run_latency)}/{len(sent)} messages, "
+                        f"p50 {_percentile(run_latency, 0.5):.0f} ms, p99 {_percentile(run_latency, 0.99):.0f} ms")  # fmt: skip
+            per_run_p99.rss_mb = server.peak_rss_mb()
+        finally:
+            server.stop()
+            sink.stop()
+        if latencies:
+            per_run_p99.p50_ms = _percentile(latencies, 0.5)
+            per_run_p99.p99_ms = _percentile(latencies, 0.99)
+        note = (
+            f"{received_total:,}/{sent_total:,} messages received; {RATE} events/s as /v1/batch of {BATCH} "
+            f"every {1000 * BATCH // RATE} ms; {TRIGGERS} active triggers; SMTP sink in its own process"
+        )
+        status = "ok" if received_total == sent_total else "failed"
+        results.append(
+            Result(ID, TITLE, TARGET, status=status, store=store, measurement=per_run_p99, note=note)
+        )
+    return results
+
+
+def build_app() -> Any:
+    """uvicorn factory: Rapport as ``rapport serve`` runs it (API + in-process worker)."""
+    from rapport.app import create_app
+    from rapport.config import Settings
+    from rapport.kit.logs import configure_logging
+
+    configure_logging(level="WARNING", json_lines=True)
+    return create_app(Settings())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "sink":
+        sink_main(int(sys.argv[2]), sys.argv[3])
+    else:
+        raise SystemExit("usage: python -m bench.workloads.realtime sink PORT OUTFILE")
+    os._exit(0)
