@@ -153,7 +153,7 @@ def _prepare(url: str, *, people: int) -> tuple[str, int]:
             c = campaigns_service.create_campaign(
                 db, workspace_id=workspace_id, actor="bench", now=now,
                 data=CampaignCreate(name=f"Decoy {i}", kind="triggered", channel="email", trigger=trigger,
-                                    variants=[{"key": "A", "content": email}]),  # type: ignore[list-item]
+                                    variants=[{"key": "A", "content": email}]),
             )  # fmt: skip
             campaigns_service.do_launch(
                 db, workspace_id=workspace_id, campaign_id=c.id, actor="bench", now=now
@@ -161,8 +161,8 @@ def _prepare(url: str, *, people: int) -> tuple[str, int]:
         c = campaigns_service.create_campaign(
             db, workspace_id=workspace_id, actor="bench", now=now,
             data=CampaignCreate(name="Welcome hot", kind="triggered", channel="email",
-                                trigger={"type": "segment_entry", "segment_id": target.id},  # type: ignore[arg-type]
-                                variants=[{"key": "A", "content": email}]),  # type: ignore[list-item]
+                                trigger={"type": "segment_entry", "segment_id": target.id},
+                                variants=[{"key": "A", "content": email}]),
         )  # fmt: skip
         campaigns_service.do_launch(db, workspace_id=workspace_id, campaign_id=c.id, actor="bench", now=now)
         db.commit()
