@@ -57,7 +57,7 @@ CATALOGUE: tuple[Workload, ...] = (
         "scores for all profiles: RFM, BG/NBD + Gamma-Gamma CLV, P(alive), propensity",
         "-",
         "RFM < 2 s; all < 60 s; < 2 GB",
-        None,
+        "bench.workloads.scores",
     ),
     Workload(
         "B7",

@@ -9,7 +9,7 @@ million profiles cost a few arrays, not a million ORM objects. Days are whole UT
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,15 +67,27 @@ def _ts(value: datetime) -> ColumnElement[Any]:
 def _columns(
     db: Session, stmt: Select[*tuple[Any, ...]], width: int, dtype: Any = np.float64
 ) -> NDArray[Any]:
-    """Run ``stmt`` streaming its rows into a (rows, width) array (NULL becomes NaN for floats)."""
+    """Run ``stmt`` streaming its rows into a (rows, width) array (NULL becomes NaN for floats).
+
+    The statements only return numbers. SQLite: rows come straight from the DBAPI cursor (pysqlite steps
+    the statement as rows are fetched, so memory stays flat) because SQLAlchemy's per-row work would cost
+    more than the query. PostgreSQL: a server-side cursor (``yield_per``) read in partitions.
+    """
     parts: list[NDArray[Any]] = []
-    result = db.execute(stmt.execution_options(yield_per=FETCH))
-    for part in result.partitions():
-        flat: Iterator[Any] = itertools.chain.from_iterable(part)
-        if dtype is np.float64:
-            flat = (np.nan if v is None else v for v in flat)
-        parts.append(np.fromiter(flat, dtype=dtype, count=len(part) * width).reshape(len(part), width))
-    result.close()
+    conn = db.connection()
+    if conn.dialect.name == "sqlite":
+        result = conn.execute(stmt)
+        cursor: Any = result.cursor
+        try:
+            while rows := cursor.fetchmany(FETCH):
+                parts.append(np.array(rows, dtype=dtype).reshape(len(rows), width))
+        finally:
+            result.close()
+    else:
+        streamed = conn.execute(stmt.execution_options(yield_per=FETCH))
+        for part in streamed.partitions():
+            parts.append(np.array([tuple(r) for r in part], dtype=dtype).reshape(len(part), width))
+        streamed.close()
     return np.concatenate(parts) if parts else np.zeros((0, width), dtype=dtype)
 
 
@@ -156,11 +168,12 @@ def activity(
         func.count(case(((Event.timestamp >= _ts(lo)) & (Event.timestamp < _ts(hi)), 1)))
         for lo, hi in windows
     ]
+    # Joined through the workspace's profiles rather than filtered on events.workspace_id: SQLite then
+    # walks the covering (profile_id, timestamp) index and never reads an event row.
     stmt = (
         select(Event.profile_id, epoch_day(func.min(Event.timestamp)), *counts)
-        .where(
-            Event.workspace_id == workspace_id, Event.profile_id.is_not(None), Event.timestamp < _ts(before)
-        )
+        .join(Profile, Profile.id == Event.profile_id)
+        .where(Profile.workspace_id == workspace_id, Event.timestamp < _ts(before))
         .group_by(Event.profile_id)
         .order_by(Event.profile_id)
     )

@@ -46,18 +46,20 @@ WRITE_BATCH = 20_000
 
 @dataclass
 class Stopwatch:
-    """Seconds spent per named stage of a score run (stages repeat: their times add up)."""
+    """Wall-clock and this process's CPU seconds per named stage of a score run (repeats add up)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time the enclosed block under ``name``."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
 
 
 @dataclass(frozen=True)
