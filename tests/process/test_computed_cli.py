@@ -36,6 +36,7 @@ def test_cli_commands(runtime: Runtime, tenant: Tenant, db_url: str, tmp_path: P
     assert again.exit_code == 0 and "1 profiles recomputed" in again.output, again.output
     scored = runner.invoke(app, ["scores", "run", "rfm", *base])
     assert scored.exit_code == 0 and "rfm" in scored.output, scored.output
+    assert "stages (s): read" in scored.output and "write" in scored.output, scored.output
     csv = tmp_path / "t.csv"
     csv.write_text("key,group\nLS1,Leeds Centre\n")
     up = runner.invoke(app, ["lifestyle", "upload", str(csv), "--name", "t", *base])

@@ -107,7 +107,8 @@ def scores_run(
     with cli_runtime(database_url) as runtime:
         with runtime.read_sessions() as db:
             ws_id = resolve_workspace(db, workspace).id
-        ids = scores_service.run_scores(runtime, ws_id, kinds, runtime.clock.now())
+        watch = scores_service.Stopwatch()
+        ids = scores_service.run_scores(runtime, ws_id, kinds, runtime.clock.now(), stopwatch=watch)
         with runtime.read_sessions() as db:
             table = Table("run", "kind", "name", "status", "usable", "profiles", "seconds", "error")
             for run in scores_service.list_runs(db, workspace_id=ws_id, limit=len(ids)):
@@ -122,6 +123,8 @@ def scores_run(
                     (run.error or "")[:60],
                 )
             console.print(table)
+        stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in watch.seconds.items())
+        console.print(f"stages (s): {stages}")
 
 
 @lifestyle_app.command("upload")
