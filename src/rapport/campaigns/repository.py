@@ -10,6 +10,7 @@ from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, lit
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from rapport.kit.clock import as_utc
 from rapport.models import (
     Campaign,
     CampaignConversion,
@@ -282,27 +283,38 @@ def release_waiting(db: Session, *, campaign_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def insert_recipient(db: Session, values: dict[str, Any]) -> int | None:
-    """Insert one recipient entry; None when that (campaign, profile, entry) exists already."""
-    stmt = (
-        _insert(db)(_RECIPIENTS)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "profile_id", "entry_key"])
-        .returning(_RECIPIENTS.c.id)
-    )
-    return cast("int | None", db.execute(stmt).scalar_one_or_none())
-
-
-def last_entry(db: Session, *, campaign_id: int, profile_id: int) -> datetime | None:
-    """When the profile last entered the campaign (None: never)."""
-    return cast(
-        "datetime | None",
-        db.scalar(
-            select(func.max(CampaignRecipient.entered_at)).where(
-                CampaignRecipient.campaign_id == campaign_id, CampaignRecipient.profile_id == profile_id
+def last_entries(db: Session, *, campaign_id: int, profile_ids: Collection[int]) -> dict[int, datetime]:
+    """When each of these profiles last entered the campaign (absent: never)."""
+    found: dict[int, datetime] = {}
+    ids = list(profile_ids)
+    for start in range(0, len(ids), 900):
+        rows = db.execute(
+            select(CampaignRecipient.profile_id, func.max(CampaignRecipient.entered_at))
+            .where(
+                CampaignRecipient.campaign_id == campaign_id,
+                CampaignRecipient.profile_id.in_(ids[start : start + 900]),
             )
-        ),
-    )
+            .group_by(CampaignRecipient.profile_id)
+        ).all()
+        for pid, at in rows:
+            found[int(pid)] = as_utc(at)
+    return found
+
+
+def insert_recipients(db: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[int, str]]:
+    """Insert recipient entries, skipping (campaign, profile, entry) that exist; return the new
+    (profile id, entry key) pairs."""
+    new: set[tuple[int, str]] = set()
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        stmt = (
+            _insert(db)(_RECIPIENTS)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["campaign_id", "profile_id", "entry_key"])
+            .returning(_RECIPIENTS.c.profile_id, _RECIPIENTS.c.entry_key)
+        )
+        new.update((int(pid), str(key)) for pid, key in db.execute(stmt).all())
+    return new
 
 
 def list_recipients(

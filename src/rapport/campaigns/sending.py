@@ -207,6 +207,17 @@ def finish_if_done(db: Session, *, campaign: Campaign, now: datetime) -> None:
     campaign.updated_at = now
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One profile entering a triggered or date-relative campaign."""
+
+    profile_id: int
+    entry_key: str
+    at: datetime
+    extra: Mapping[str, Any] | None = None
+    run_at: datetime | None = None
+
+
 def enter(
     db: Session,
     *,
@@ -219,46 +230,96 @@ def enter(
     run_at: datetime | None = None,
     prepared: Prepared | None = None,
 ) -> str | None:
-    """Admit one profile into an active triggered/date-relative campaign (re-entry rules, arm, message);
-    returns the arm, or None when the entry was refused or existed already."""
-    if campaign.status != ACTIVE:
-        return None
+    """Admit one profile (see :func:`enter_many`); returns its arm, or None when refused or a repeat."""
+    entry = Entry(profile_id, entry_key, at, extra, run_at)
+    return enter_many(db, campaign=campaign, entries=[entry], now=now, prepared=prepared)[0]
+
+
+def _admissible(db: Session, campaign: Campaign, entries: Sequence[Entry]) -> list[bool]:
+    """Apply the re-entry rule to a batch: against earlier entries and within the batch itself."""
     # a date-relative "once" means once per occurrence: the entry key (the date) already says so
     per_occurrence = campaign.kind == "date_relative" and campaign.reentry == "once"
-    if campaign.reentry != "always" and not per_occurrence:
-        last = repo.last_entry(db, campaign_id=campaign.id, profile_id=profile_id)
-        if last is not None and (
-            campaign.reentry == "once"
-            or (campaign.reentry == "every" and last > at - timedelta(days=campaign.reentry_days or 0))
-        ):
-            return None
+    if campaign.reentry == "always" or per_occurrence:
+        return [True] * len(entries)
+    last = repo.last_entries(db, campaign_id=campaign.id, profile_ids={e.profile_id for e in entries})
+    window = timedelta(days=campaign.reentry_days or 0)
+    allowed: list[bool] = []
+    for entry in entries:
+        before = last.get(entry.profile_id)
+        ok = before is None or (campaign.reentry == "every" and before <= entry.at - window)
+        allowed.append(ok)
+        if ok:
+            last[entry.profile_id] = entry.at
+    return allowed
+
+
+def enter_many(
+    db: Session,
+    *,
+    campaign: Campaign,
+    entries: Sequence[Entry],
+    now: datetime,
+    prepared: Prepared | None = None,
+) -> list[str | None]:
+    """Admit profiles into an active triggered/date-relative campaign in a few statements: re-entry
+    rules, stable arm, recipient rows, held-out events for control, outbox rows for the rest. Returns each
+    entry's arm, or None when it was refused or existed already (the same event twice enters once)."""
+    if campaign.status != ACTIVE or not entries:
+        return [None] * len(entries)
+    allowed = _admissible(db, campaign, entries)
     prepared = prepared or prepare(db, campaign, triggered=True)
-    arm = assign.arm_for(prepared.plan, seed=seed_of(campaign), profile_id=profile_id)
-    state = repo.HELD_OUT if arm == assign.CONTROL else repo.QUEUED
-    rid = repo.insert_recipient(
-        db,
-        {
-            "workspace_id": campaign.workspace_id,
-            "campaign_id": campaign.id,
-            "profile_id": profile_id,
-            "entry_key": entry_key[:100],
-            "variant": arm,
-            "state": state,
-            "reason": "",
-            "entered_at": at,
-        },
+    seed = seed_of(campaign)
+    arms: list[str | None] = [None] * len(entries)
+    rows: list[dict[str, Any]] = []
+    for index, entry in enumerate(entries):
+        if not allowed[index]:
+            continue
+        arm = assign.arm_for(prepared.plan, seed=seed, profile_id=entry.profile_id)
+        arms[index] = arm
+        rows.append(
+            {
+                "workspace_id": campaign.workspace_id,
+                "campaign_id": campaign.id,
+                "profile_id": entry.profile_id,
+                "entry_key": entry.entry_key[:100],
+                "variant": arm,
+                "state": repo.HELD_OUT if arm == assign.CONTROL else repo.QUEUED,
+                "reason": "",
+                "entered_at": entry.at,
+            }
+        )
+    inserted = repo.insert_recipients(db, rows)
+    zones = (
+        _zones(db, [e.profile_id for e in entries])
+        if campaign.local_time and any(e.run_at is None for e in entries)
+        else {}
     )
-    if rid is None:
-        return None
-    if arm == assign.CONTROL:
-        repo.insert_events(db, [_held_out_event(campaign, profile_id, entry_key[:100], now)])
-        return arm
-    due = run_at or (max(at, now) + timedelta(seconds=campaign.delay_seconds or 0))
-    if campaign.local_time and run_at is None:
-        zone_name = _zones(db, [profile_id]).get(profile_id)
-        due = _run_at(prepared, base=due, zone_name=zone_name, index=0)
-    row = _outbox_row(
-        prepared, arm=arm, profile_id=profile_id, entry_key=entry_key[:100], run_at=due, extra=extra
-    )
-    messaging_service.enqueue_many(db, workspace_id=campaign.workspace_id, rows=[row], now=now)
-    return arm
+    held: list[dict[str, Any]] = []
+    outbox: list[OutboxRow] = []
+    for index, entry in enumerate(entries):
+        chosen = arms[index]
+        key = entry.entry_key[:100]
+        if chosen is None:
+            continue
+        if (entry.profile_id, key) not in inserted:
+            arms[index] = None
+            continue
+        if chosen == assign.CONTROL:
+            held.append(_held_out_event(campaign, entry.profile_id, key, now))
+            continue
+        due = entry.run_at or (max(entry.at, now) + timedelta(seconds=campaign.delay_seconds or 0))
+        if campaign.local_time and entry.run_at is None:
+            due = _run_at(prepared, base=due, zone_name=zones.get(entry.profile_id), index=0)
+        outbox.append(
+            _outbox_row(
+                prepared,
+                arm=chosen,
+                profile_id=entry.profile_id,
+                entry_key=key,
+                run_at=due,
+                extra=entry.extra,
+            )
+        )
+    repo.insert_events(db, held)
+    messaging_service.enqueue_many(db, workspace_id=campaign.workspace_id, rows=outbox, now=now)
+    return arms

@@ -60,24 +60,24 @@ def on_events(batch: BatchApplied) -> None:
         except Exception:  # a trigger that no longer parses must not stop processing
             log.exception("campaign %s has an invalid trigger", campaign.id)
             continue
-        prepared = None
-        for row in events:
+        entries: list[sending.Entry] = []
+        for row in sorted(events, key=lambda r: (as_utc(r.timestamp), r.id)):
             if row.event != campaign.trigger["event"]:
                 continue
             fact = EventFact(row.event, as_utc(row.timestamp), row.properties or {})
             if not event_matches(node, fact, now):
                 continue
-            prepared = prepared or sending.prepare(db, campaign, triggered=True)
-            sending.enter(
-                db,
-                campaign=campaign,
-                profile_id=int(row.profile_id),
-                entry_key=f"ev:{row.message_id}",
-                at=as_utc(row.timestamp) if row.timestamp <= now else now,
-                now=now,
-                extra={"event": {"name": row.event, "properties": row.properties or {}}},
-                prepared=prepared,
+            at = as_utc(row.timestamp)
+            entries.append(
+                sending.Entry(
+                    profile_id=int(row.profile_id),
+                    entry_key=f"ev:{row.message_id}",
+                    at=at if at <= now else now,
+                    extra={"event": {"name": row.event, "properties": row.properties or {}}},
+                )
             )
+        if entries:
+            sending.enter_many(db, campaign=campaign, entries=entries, now=now)
 
 
 def on_membership(db: Session, changes: list[MembershipChange]) -> None:
@@ -94,21 +94,18 @@ def on_membership(db: Session, changes: list[MembershipChange]) -> None:
         for campaign in campaigns:
             wanted = "entered" if campaign.trigger["type"] == "segment_entry" else "exited"
             segment_id = int(campaign.trigger["segment_id"])
-            prepared = None
-            for change in items:
-                if change.segment_id != segment_id or change.kind != wanted:
-                    continue
-                prepared = prepared or sending.prepare(db, campaign, triggered=True)
-                sending.enter(
-                    db,
-                    campaign=campaign,
+            entries = [
+                sending.Entry(
                     profile_id=change.profile_id,
                     entry_key=f"seg:{segment_id}:{wanted}:{as_utc(change.at).isoformat()}",
                     at=change.at,
-                    now=change.at,
                     extra={"segment": {"id": segment_id, "name": change.segment_name, "change": wanted}},
-                    prepared=prepared,
                 )
+                for change in items
+                if change.segment_id == segment_id and change.kind == wanted
+            ]
+            if entries:
+                sending.enter_many(db, campaign=campaign, entries=entries, now=max(e.at for e in entries))
 
 
 # -- date-relative ---------------------------------------------------------------------------------------
@@ -168,8 +165,7 @@ def scan_date_campaign(db: Session, *, campaign: Campaign, now: datetime) -> int
     offset = int(campaign.trigger.get("offset_days") or 0)
     anniversary = bool(campaign.trigger.get("anniversary"))
     at = schedule.parse_local_time(str(campaign.trigger.get("at") or "09:00"))
-    prepared = None
-    entered = 0
+    entries: list[sending.Entry] = []
     for profile_id, raw, tz_name in date_candidates(db, campaign=campaign, now=now):
         trait_day = _date_of(raw)
         if trait_day is None:
@@ -181,20 +177,19 @@ def scan_date_campaign(db: Session, *, campaign: Campaign, now: datetime) -> int
             is None
         ):
             continue
-        due = schedule.on_local_day(local_today, at, tz)
-        prepared = prepared or sending.prepare(db, campaign, triggered=True)
-        arm = sending.enter(
-            db,
-            campaign=campaign,
-            profile_id=profile_id,
-            entry_key=f"date:{local_today.isoformat()}",
-            at=now,
-            now=now,
-            run_at=max(due, now),
-            extra={"occasion": {"trait": campaign.trigger["trait"], "date": trait_day.isoformat()}},
-            prepared=prepared,
+        entries.append(
+            sending.Entry(
+                profile_id=profile_id,
+                entry_key=f"date:{local_today.isoformat()}",
+                at=now,
+                run_at=max(schedule.on_local_day(local_today, at, tz), now),
+                extra={"occasion": {"trait": campaign.trigger["trait"], "date": trait_day.isoformat()}},
+            )
         )
-        entered += arm is not None
+    entered = 0
+    for start in range(0, len(entries), 1000):
+        arms = sending.enter_many(db, campaign=campaign, entries=entries[start : start + 1000], now=now)
+        entered += sum(arm is not None for arm in arms)
     return entered
 
 
