@@ -75,7 +75,7 @@ def test_create_edit_preview_and_save_an_email(client: TestClient, runtime: Runt
     assert condition and "line 1, column 7" in condition.group(0)
 
     refused = client.post(f"/templates/{tid}", data=broken, follow_redirects=False)
-    assert refused.status_code == 400 and "Not saved" in refused.text
+    assert refused.status_code == 200 and "Not saved" in refused.text
     assert "{{ first_name | nope }}" in refused.text  # the edit is kept
     saved = client.post(f"/templates/{tid}", data={**form, "expected_version": "1"}, follow_redirects=False)
     assert saved.status_code == 303
@@ -89,7 +89,7 @@ def test_create_edit_preview_and_save_an_email(client: TestClient, runtime: Runt
         }
     ]
     stale = client.post(f"/templates/{tid}", data={**form, "expected_version": "1"}, follow_redirects=False)
-    assert stale.status_code == 409 and "changed meanwhile" in stale.text
+    assert stale.status_code == 200 and "changed meanwhile" in stale.text
 
     copy = client.post(f"/templates/{tid}/duplicate", data={"csrf_token": csrf}, follow_redirects=False)
     assert copy.status_code == 303

@@ -47,6 +47,8 @@ router = APIRouter(prefix="/templates", route_class=UiRoute, include_in_schema=F
 #: The editor page lets emails keep their inline styles in the preview iframe (nothing else changes).
 EDITOR_CSP = CONTENT_SECURITY_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 CUSTOMERS_SHOWN = 50
+#: Fired (HX-Trigger) when blocks or variants are added or removed: the preview refreshes.
+CHANGED_EVENT = "tpl-changed"
 STARTERS: Mapping[str, dict[str, str]] = {
     "email": {
         "subject": "Hello {{ first_name | default: 'there' }}",
@@ -237,7 +239,9 @@ def editor_block(request: Request, ui: UiPage) -> Response:
         "default": "",
         "variants": [{"key": _key(), "condition": "", "source": ""}],
     }
-    return render(request, "content/_block.html", {"block": block, "issues": {}, "read_only": False})
+    response = render(request, "content/_block.html", {"block": block, "issues": {}, "read_only": False})
+    response.headers["HX-Trigger"] = CHANGED_EVENT
+    return response
 
 
 @router.get("/editor/variant")
@@ -247,17 +251,19 @@ def editor_variant(request: Request, ui: UiPage, block: str = "") -> Response:
         raise NotFound("no such block")
     block = block or _key()
     variant = {"key": _key(), "condition": "", "source": "", "name": ""}
-    return render(
+    response = render(
         request,
         "content/_variant.html",
         {"block": {"key": block}, "variant": variant, "issues": {}, "read_only": False},
     )
+    response.headers["HX-Trigger"] = CHANGED_EVENT
+    return response
 
 
 @router.get("/editor/removed")
 def editor_removed(request: Request, ui: UiPage) -> Response:
     """Nothing: what a removed block or variant is swapped for."""
-    return HTMLResponse("", headers=dict(SECURITY_HEADERS))
+    return HTMLResponse("", headers={**SECURITY_HEADERS, "HX-Trigger": CHANGED_EVENT})
 
 
 @router.get("/{template_id}")
@@ -313,7 +319,10 @@ def _form_blocks(form: FormData) -> tuple[list[dict[str, Any]], list[BlockIn]]:
 
 @router.post("/{template_id}")
 async def template_save(request: Request, template_id: int, ui: UiEditorPost, db: DbSession) -> Response:
-    """Save the editor: errors come back next to their fields, a good save bumps the version."""
+    """Save the editor: errors come back next to their fields, a good save bumps the version.
+
+    A refused save shows the editor again (200, like the segment builder) with the edits kept.
+    """
     template = _template(db, ui, template_id)
     form = await request.form()
     content = _form_content(form, template.channel) or dict(template.content or {})
@@ -322,7 +331,7 @@ async def template_save(request: Request, template_id: int, ui: UiEditorPost, db
         shown_blocks, blocks = _form_blocks(form)
     except ValidationFailed as exc:
         return _editor(
-            request, ui, db, template, content=content, name=name, status_code=400, problem=exc.message
+            request, ui, db, template, content=content, name=name, status_code=200, problem=exc.message
         )
     expected = str(form.get("expected_version") or "")
     try:
@@ -353,7 +362,7 @@ async def template_save(request: Request, template_id: int, ui: UiEditorPost, db
             blocks=shown_blocks,
             report=report,
             name=name,
-            status_code=400,
+            status_code=200,
             problem="Not saved: fix the errors marked below." if report.errors else exc.message,
         )
     except RapportError as exc:
@@ -369,7 +378,7 @@ async def template_save(request: Request, template_id: int, ui: UiEditorPost, db
             content=content,
             blocks=shown_blocks,
             name=name,
-            status_code=exc.status_code,
+            status_code=200,
             problem=exc.message,
         )
     db.commit()
