@@ -178,3 +178,32 @@ def test_the_bulk_call_for_many_people_matches_an_oracle(runtime: Runtime, tenan
     assert len(found) == 1500
     assert {pid: _picks(v) for pid, v in found.items()} == expected
     assert sum(1 for v in found.values() if v and v[0]["reason"] == "bought_together") > 1000
+
+
+def test_the_model_cache_rebuilds_when_products_purchases_or_age_change(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    ids = _seed_shop(runtime, tenant)
+    cache = service.ModelCache(max_age=timedelta(minutes=5))
+    ws = tenant.workspace_id
+    with runtime.read_sessions() as db:
+        first = cache.get(db, workspace_id=ws, now=NOW)
+        assert cache.get(db, workspace_id=ws, now=NOW + timedelta(minutes=4)) is first
+        assert cache.get(db, workspace_id=ws, now=NOW + timedelta(minutes=5)) is not first
+    with runtime.read_sessions() as db:
+        second = cache.get(db, workspace_id=ws, now=NOW)
+    with runtime.sessions() as db:
+        service.upsert_product(db, workspace_id=ws, body={"id": "C", "name": "Cup", "stock": 0}, now=NOW)
+        db.commit()
+    with runtime.read_sessions() as db:
+        third = cache.get(db, workspace_id=ws, now=NOW)
+        assert third is not second and not third.available[third.index["C"]]
+        found = service.recommendations_for_profile(
+            db, workspace_id=ws, profile_id=ids[4], limit=3, now=NOW, cache=cache
+        )
+        assert [p["product_id"] for p in found] == ["B", "D", "E"]
+    seed_purchases(runtime, ws, [Purchase(ids[7], days_ago(0.5), ("H",))])
+    with runtime.read_sessions() as db:
+        fourth = cache.get(db, workspace_id=ws, now=NOW)
+        assert fourth is not third and ids[7] in fourth.bought
+        assert cache.get(db, workspace_id=ws, now=NOW) is fourth

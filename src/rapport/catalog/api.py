@@ -27,6 +27,8 @@ Reader = Annotated[Principal, Depends(require_scope("campaigns:read"))]
 Writer = Annotated[Principal, Depends(require_scope("campaigns:write"))]
 ProfileReader = Annotated[Principal, Depends(require_scope("profiles:read"))]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+#: The runtime port holding the per-workspace recommendation models of the profile route.
+MODEL_CACHE_PORT = "catalog.models"
 #: Largest CSV accepted by the upload route.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -166,10 +168,12 @@ def profile_recommendations(
 ) -> object:
     """Recommend products to a person: bought together with what they bought, popular in their favourite
     category, then popular overall; never what they bought or what is out of stock."""
+    cache = runtime.ports.setdefault(MODEL_CACHE_PORT, service.ModelCache())
     return service.recommendations_for_profile(
         db,
         workspace_id=principal.workspace_id,
         profile_id=profile_id,
         limit=limit,
         now=runtime.clock.now(),
+        cache=cache,
     )

@@ -265,23 +265,28 @@ def recommend(
         rows = np.repeat(np.arange(len(targets)), lengths)
         owned = sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(targets), len(model.items)))
         scores = (owned @ model.similar).tocsr()
+        # Drop what each person bought and what is out of stock, for everyone at once.
+        scores = scores - scores.multiply(owned)
+        scores = (scores @ sparse.diags(model.available.astype(np.float64))).tocsr()
+        scores.data = np.round(scores.data, _DECIMALS)
+        scores.eliminate_zeros()
     for t, pid in enumerate(targets):
-        bought = bought_rows[t]
-        taken = set(bought.tolist())
+        taken = set(bought_rows[t].tolist())
         picks: list[tuple[int, str]] = []
         if scores is not None and limit > 0:
             lo, hi = scores.indptr[t], scores.indptr[t + 1]
             if hi > lo:
                 cols = scores.indices[lo:hi]
-                vals = np.round(scores.data[lo:hi], _DECIMALS)
-                keep = model.available[cols] & ~np.isin(cols, bought) & (vals > 0)
-                cols, vals = cols[keep], vals[keep]
+                vals = scores.data[lo:hi]
+                cols = cols[vals > 0]
+                vals = vals[vals > 0]
                 order = np.lexsort((cols, model.popularity_rank[cols], -vals))
-                _fill(picks, taken, cols[order], BOUGHT_TOGETHER, limit, model)
-        favourite = favourites.get(pid) or model.favourite_category(pid)
-        if favourite:
-            ranked = model.popular_in.get(favourite.casefold(), empty)
-            _fill(picks, taken, ranked, POPULAR_IN_CATEGORY, limit, model)
-        _fill(picks, taken, model.popular, POPULAR, limit, model)
+                _fill(picks, taken, cols[order[:limit]], BOUGHT_TOGETHER, limit, model)
+        if len(picks) < limit:
+            favourite = favourites.get(pid) or model.favourite_category(pid)
+            if favourite:
+                ranked = model.popular_in.get(favourite.casefold(), empty)
+                _fill(picks, taken, ranked, POPULAR_IN_CATEGORY, limit, model)
+            _fill(picks, taken, model.popular, POPULAR, limit, model)
         out[pid] = picks
     return out

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -162,3 +162,27 @@ def purchase_events(
         stmt = stmt.where(Event.timestamp >= since)
     for profile_id, timestamp, properties in db.execute(stmt.execution_options(yield_per=5000)):
         yield int(profile_id), timestamp, properties if isinstance(properties, dict) else {}
+
+
+def catalogue_fingerprint(db: Session, workspace_id: int) -> tuple[Any, ...]:
+    """Return (product count, latest change, products out of stock, total stock): an upsert at a later
+    time, a delete or any stock change alters it."""
+    row = db.execute(
+        select(
+            func.count(),
+            func.max(Product.updated_at),
+            func.count(case((Product.stock == 0, 1))),
+            func.sum(Product.stock),
+        ).where(Product.workspace_id == workspace_id)
+    ).one()
+    return tuple(row)
+
+
+def latest_purchase_times(db: Session, workspace_id: int, names: Sequence[str]) -> tuple[Any, ...]:
+    """Return the latest timestamp of each purchase event name (an index seek each)."""
+    return tuple(
+        db.scalar(
+            select(func.max(Event.timestamp)).where(Event.workspace_id == workspace_id, Event.event == name)
+        )
+        for name in sorted(set(names))
+    )

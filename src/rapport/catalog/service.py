@@ -3,14 +3,17 @@
 Recommendations are computed, not stored: :func:`build_model` reads the workspace's catalogue and whole
 purchase history once and :func:`recommendations_for` scores any number of people against it. The
 campaign engine builds the model once per send (``model=`` argument) and reuses it for every batch; a
-call without a model builds its own (one pass over the purchase events).
+call without a model builds its own (one pass over the purchase events). The per-profile API keeps models
+in a :class:`ModelCache` (in the runtime's ports), rebuilt when the catalogue changes, a newer purchase
+arrives, or after ``max_age``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -127,9 +130,13 @@ def list_categories(db: Session, *, workspace_id: int) -> list[str]:
 # -- recommendations ------------------------------------------------------------------------------------
 
 
+def _purchase_names(db: Session, workspace_id: int) -> tuple[str, ...]:
+    return PurchaseSettings.from_settings(repository.workspace_settings(db, workspace_id)).events
+
+
 def _purchases(db: Session, workspace_id: int) -> Iterator[recommend.Purchase]:
-    settings = PurchaseSettings.from_settings(repository.workspace_settings(db, workspace_id))
-    for profile_id, at, properties in repository.purchase_events(db, workspace_id, settings.events):
+    names = _purchase_names(db, workspace_id)
+    for profile_id, at, properties in repository.purchase_events(db, workspace_id, names):
         ids = recommend.purchased_product_ids(properties)
         if ids:
             yield recommend.Purchase(profile_id, at, ids)
@@ -145,6 +152,34 @@ def build_model(
     """Learn the workspace's recommendation model from its catalogue and every purchase event."""
     items = [recommend.Item(*row) for row in repository.catalogue_rows(db, workspace_id)]
     return recommend.build_model(_purchases(db, workspace_id), items, now=now, popular_days=popular_days)
+
+
+class ModelCache:
+    """Recommendation models per workspace, reused while the catalogue and the latest purchase time are
+    unchanged and the model is younger than ``max_age`` (a purchase linked to its profile late, or
+    back-dated, shows up within ``max_age``)."""
+
+    def __init__(self, *, max_age: timedelta = timedelta(minutes=5)) -> None:
+        self.max_age = max_age
+        self._models: dict[int, tuple[tuple[Any, ...], recommend.Model]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, db: Session, *, workspace_id: int, now: datetime) -> recommend.Model:
+        """Return the workspace's model, rebuilt first when stale."""
+        names = _purchase_names(db, workspace_id)
+        key = (
+            names,
+            repository.catalogue_fingerprint(db, workspace_id),
+            repository.latest_purchase_times(db, workspace_id, names),
+        )
+        with self._lock:
+            cached = self._models.get(workspace_id)
+        if cached is not None and cached[0] == key and now - cached[1].built_at < self.max_age:
+            return cached[1]
+        model = build_model(db, workspace_id=workspace_id, now=now)
+        with self._lock:
+            self._models[workspace_id] = (key, model)
+        return model
 
 
 def _favourites(
@@ -182,9 +217,18 @@ def recommendations_for(
 
 
 def recommendations_for_profile(
-    db: Session, *, workspace_id: int, profile_id: int, limit: int, now: datetime
+    db: Session,
+    *,
+    workspace_id: int,
+    profile_id: int,
+    limit: int,
+    now: datetime,
+    cache: ModelCache | None = None,
 ) -> list[dict[str, Any]]:
     """Return recommendations for one live profile of the workspace (a merged id: its survivor)."""
     profile = profiles_service.get_profile(db, workspace_id=workspace_id, profile_id=profile_id)
-    found = recommendations_for(db, workspace_id=workspace_id, profile_ids=[profile.id], limit=limit, now=now)
+    model = cache.get(db, workspace_id=workspace_id, now=now) if cache is not None else None
+    found = recommendations_for(
+        db, workspace_id=workspace_id, profile_ids=[profile.id], limit=limit, now=now, model=model
+    )
     return found[profile.id]
