@@ -74,6 +74,7 @@ def build_registry(runtime: Runtime) -> HandlerRegistry:
     """Register every domain's background job handlers."""
     registry = HandlerRegistry()
     registry.register(import_tasks.JOB_KIND, import_tasks.run_import)
+    consent_hooks.register_jobs(registry)  # consent.send_confirmation (double opt-in)
     process_tasks.register(registry)
     return registry
 

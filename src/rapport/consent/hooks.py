@@ -11,10 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapport.collect.processor import BatchApplied, ProcessingHooks
-from rapport.consent import service
+from rapport.consent import service, tasks
 from rapport.consent.schemas import ConsentRecordRead, SubscriptionRead
 from rapport.kit.clock import utcnow
 from rapport.models import Event
+from rapport.worker.runner import HandlerRegistry
 
 WITHDRAWALS = "_consent_withdrawals"
 GRANTS = "_consent_grants"
@@ -53,7 +54,9 @@ def apply_event_statements(batch: BatchApplied) -> None:
 
 def fold_on_merge(db: Session, workspace_id: int, survivor_id: int, merged_id: int) -> None:
     """Move the merged-away profile's subscriptions to the survivor."""
-    service.fold_merge(db, workspace_id=workspace_id, survivor_id=survivor_id, merged_id=merged_id, now=utcnow())
+    service.fold_merge(
+        db, workspace_id=workspace_id, survivor_id=survivor_id, merged_id=merged_id, now=utcnow()
+    )
 
 
 def export_consent(db: Session, workspace_id: int, profile_id: int) -> dict[str, Any]:
@@ -71,3 +74,8 @@ def register(hooks: ProcessingHooks) -> None:
     hooks.after_apply.append(apply_event_statements)
     hooks.on_merge.append(fold_on_merge)
     hooks.exporters["consent"] = export_consent
+
+
+def register_jobs(registry: HandlerRegistry) -> None:
+    """Register consent's background jobs (the double opt-in confirmation email)."""
+    registry.register(tasks.JOB_KIND, tasks.run_send_confirmation)
