@@ -82,7 +82,7 @@ def seeded(runtime: Runtime, tenant: Tenant, other_tenant: Tenant) -> Seeded:
     )
     today = now.date()
     events = [
-        _event(n, "u-olivia", "order_completed", (today - timedelta(days=n * 20)).isoformat())
+        _event(n, "u-olivia", "order_completed", (today - timedelta(days=1 + n * 20)).isoformat())
         for n in range(3)
     ]
     events += [
@@ -92,7 +92,7 @@ def seeded(runtime: Runtime, tenant: Tenant, other_tenant: Tenant) -> Seeded:
     events += [_event(50, "u-oliver", "order_completed", (today - timedelta(days=200)).isoformat())]
     events.append(
         {"type": "page", "name": "Home", "anonymousId": "anon-1", "messageId": "anon-1-0",
-         "timestamp": f"{today.isoformat()}T08:00:00Z"}
+         "timestamp": f"{(today - timedelta(days=1)).isoformat()}T08:00:00Z"}
     )  # fmt: skip
     report = import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=events)
     assert report.failed == 0

@@ -4,6 +4,8 @@ the GDPR file (marketers and admins) and erase a person (admins, after typing wh
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -20,7 +22,7 @@ from rapport.profiles import directory, gdpr
 from rapport.profiles import service as profiles_service
 from rapport.profiles.schemas import ProfileRead
 from rapport.runtime import Runtime
-from rapport.web.rendering import SECURITY_HEADERS, Flash, redirect, render
+from rapport.web.rendering import SECURITY_HEADERS, Flash, format_when, redirect, render
 from rapport.web.session import UiAdminPost, UiEditorPost, UiForbidden, UiPage, UiRoute, UiUser
 
 router = APIRouter(prefix="/customers", route_class=UiRoute, include_in_schema=False)
@@ -57,8 +59,15 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+#: Codes whose words need more than underscores turned into spaces.
+WORDS = {"cant_lose_them": "Can't lose them", "rfm": "RFM", "clv": "CLV"}
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
 def humanise(value: object) -> str:
-    """Return a code such as ``cant_lose_them`` as words: ``Cant lose them``."""
+    """Return a code such as ``at_risk`` as words: ``At risk`` (``cant_lose_them``: ``Can't lose them``)."""
+    if str(value) in WORDS:
+        return WORDS[str(value)]
     text = str(value).replace("_", " ").strip()
     return text[:1].upper() + text[1:]
 
@@ -88,6 +97,13 @@ def format_value(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        try:
+            return format_when(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return value
     return str(value)
 
 
