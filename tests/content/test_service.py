@@ -461,3 +461,24 @@ def test_message_content_is_rendered_at_send_time(runtime: Runtime, tenant: Tena
                 db, workspace_id=tenant.workspace_id + 999, content=content, profile_id=pid, now=NOW
             )
         assert missing.value.reason == "template_missing"
+
+
+def test_a_prefetched_batch_renders_exactly_like_one_by_one(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    ids = [
+        add_profile(
+            runtime, ws, traits={"email": f"b{i}@x.io", "first_name": f"B{i}", "plan": plan, "city": city}
+        )
+        for i, (plan, city) in enumerate([("pro", "York"), ("free", "Leeds"), ("free", "York")])
+    ]
+    template = _create(runtime, tenant)
+    singly = [_render(runtime, tenant, template, pid) for pid in ids]
+    with runtime.sessions() as db:
+        prepared = service.renderer(db, workspace_id=ws, template=template, now=NOW)
+        profiles = [
+            service.resolve_profile(db, workspace_id=ws, profile_id=p, email=None, user_id=None) for p in ids
+        ]
+        prepared.prefetch(profiles)
+        batch = [prepared.render_profile(p).raise_for_errors() for p in profiles]
+    assert [m.variants["hero"] for m in batch] == ["pro", "leeds", "default"]
+    assert [(m.parts, m.choices) for m in batch] == [(m.parts, m.choices) for m in singly]

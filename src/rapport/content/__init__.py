@@ -9,7 +9,8 @@ The surface other domains use (the campaign engine, the Deliverer)::
     rendered.parts       # {"subject": ..., "html": ..., "text": ...} in the channel's format
     rendered.variants    # {"hero": "vip"} the variant each rule block showed
 
-    prepared = content_service.renderer(db, workspace_id=ws, template=t, now=now)   # once per batch
+    prepared = content_service.renderer(db, workspace_id=ws, template=t, now=now)   # once per template
+    prepared.prefetch(profiles)       # per batch: computed traits and memberships in a few queries
     prepared.render_profile(profile).raise_for_errors()                             # per recipient
 
     content_service.message_content(t)               # the outbox ``content`` of a message from ``t``

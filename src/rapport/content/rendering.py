@@ -166,11 +166,10 @@ def _parse_blocks(blocks: Sequence[Mapping[str, Any]]) -> list[_Block]:
     return parsed
 
 
-def profile_computed(db: Session, *, workspace_id: int, profile: Profile, now: datetime) -> dict[str, Any]:
-    """Return the profile's computed traits and scores, exact at ``now``."""
+def profile_computed(profile: Profile, exact: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """Return the profile's computed traits and scores: stored ones, overridden by those exact at render time."""
     computed = {k: v for k, v in (profile.computed or {}).items() if not k.startswith("_")}
-    exact = traits_service.read_computed(db, workspace_id, [profile.id], None, now).get(profile.id, {})
-    computed.update(exact)
+    computed.update(exact.get(profile.id, {}))
     return computed
 
 
@@ -230,6 +229,9 @@ class TemplateRenderer:
         )
         self.timezone, _settings = repository.workspace_defaults(db, workspace_id=workspace_id)
         self.seed = f"template-{draft.id}" if draft.id is not None else "template-preview"
+        self._prefetched_at: datetime | None = None
+        self._computed: dict[int, dict[str, Any]] = {}
+        self._segments: dict[int, set[str]] = {}
 
     # -- facts ---------------------------------------------------------------------------------------------
 
@@ -312,14 +314,33 @@ class TemplateRenderer:
 
     # -- rendering -----------------------------------------------------------------------------------------
 
+    def prefetch(self, profiles: Sequence[Profile], *, now: datetime | None = None) -> None:
+        """Read the computed traits and segment memberships of many recipients in a few queries (a batch).
+
+        ``render_profile`` then uses them for these profiles at ``now`` (the renderer's time by default).
+        """
+        at = now or self.now
+        ids = [p.id for p in profiles]
+        self._prefetched_at = at
+        self._computed = dict(traits_service.read_computed(self.db, self.workspace_id, ids, None, at))
+        self._segments = repository.segment_names_for(
+            self.db, workspace_id=self.workspace_id, profile_ids=ids
+        )
+
+    def _facts_of(self, profile: Profile, at: datetime) -> tuple[dict[str, Any], set[str]]:
+        if at == self._prefetched_at and profile.id in self._segments:
+            return profile_computed(profile, self._computed), self._segments[profile.id]
+        exact = traits_service.read_computed(self.db, self.workspace_id, [profile.id], None, at)
+        segments = repository.segment_names_of(self.db, workspace_id=self.workspace_id, profile_id=profile.id)
+        return profile_computed(profile, exact), segments
+
     def render_profile(
         self, profile: Profile, *, extra_context: Mapping[str, Any] | None = None, now: datetime | None = None
     ) -> RenderOutcome:
         """Render for a loaded profile; every failing part is reported, the others still render."""
         started = perf_counter()
         at = now or self.now
-        computed = profile_computed(self.db, workspace_id=self.workspace_id, profile=profile, now=at)
-        segments = repository.segment_names_of(self.db, workspace_id=self.workspace_id, profile_id=profile.id)
+        computed, segments = self._facts_of(profile, at)
         context = self.context(profile, computed, segments, extra_context or {}, at)
         facts_traits = {**(profile.traits or {}), **computed}
         predicate = conditions.ConditionPredicate(

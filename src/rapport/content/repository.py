@@ -149,6 +149,25 @@ def segment_names_of(db: Session, *, workspace_id: int, profile_id: int) -> set[
     return set(rows)
 
 
+def segment_names_for(db: Session, *, workspace_id: int, profile_ids: Sequence[int]) -> dict[int, set[str]]:
+    """Return the active segments' names of each profile (every id present, possibly with none)."""
+    found: dict[int, set[str]] = {pid: set() for pid in profile_ids}
+    ids = sorted(found)
+    for start in range(0, len(ids), 500):
+        rows = db.execute(
+            select(SegmentMember.profile_id, Segment.name)
+            .join(Segment, SegmentMember.segment_id == Segment.id)
+            .where(
+                Segment.workspace_id == workspace_id,
+                Segment.archived_at.is_(None),
+                SegmentMember.profile_id.in_(ids[start : start + 500]),
+            )
+        )
+        for pid, name in rows:
+            found[pid].add(name)
+    return found
+
+
 def random_members(db: Session, *, segment_id: int, limit: int) -> list[int]:
     """Return up to ``limit`` member profile ids of a segment, chosen at random."""
     return list(

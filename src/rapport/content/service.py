@@ -689,6 +689,7 @@ def preview(
             )
         ]
     prepared = renderer(db, workspace_id=workspace_id, template=draft, now=now, engine=engine)
+    prepared.prefetch(profiles)
     extra = {"links": dict(PREVIEW_LINKS), **body.extra_context}
     items = [preview_item(prepared.render_profile(p, extra_context=extra), p) for p in profiles]
     return PreviewRead(template_id=draft.id, channel=draft.channel, items=items)
