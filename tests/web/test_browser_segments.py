@@ -196,6 +196,32 @@ def test_the_builder_works_at_phone_width(browser_context_phone: PageWatch, shop
     )
     assert width <= 375, f"the page scrolls sideways at 375 px ({width} px): {wide}"
     screenshot(page, "segment-builder-phone")
+    page.goto("/segments")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    screenshot(page, "segments-list-phone")
+
+
+def test_a_condition_can_be_built_with_the_keyboard_alone(watched_page: PageWatch, shop: Tenant) -> None:
+    page = watched_page.page
+    browser_login(page, shop.admin_email, shop.password)
+    page.goto("/segments/new")
+    page.get_by_role("button", name="Add a condition").focus()
+    page.keyboard.press("Enter")
+    row = _rows(page).nth(0)
+    expect(row.get_by_label("Condition", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(row.get_by_label("Field", exact=True)).to_be_focused()
+    page.keyboard.type("loyalty_tier")
+    page.keyboard.press("Tab")
+    expect(row.get_by_label("Operator", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(row.get_by_label("Value", exact=True)).to_be_focused()
+    page.keyboard.type("gold")
+    page.keyboard.press("Enter")  # updates at once, does not submit the form
+    expect(page.get_by_label("Segment definition as text")).to_have_value('loyalty_tier = "gold"')
+    expect(page).to_have_url(re.compile(r"/segments/new$"))
+    _wait_synced(page)
+    assert _count(page) >= 0
 
 
 def test_a_viewer_can_try_conditions_but_not_save(watched_page: PageWatch, shop: Tenant) -> None:

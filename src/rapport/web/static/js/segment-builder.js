@@ -392,8 +392,15 @@
         var now = fieldTypes[n.field] || "";
         if (now === shownType) return;
         shownType = now;
-        dependent.textContent = "";
-        valueControls(n).forEach(function (c) { dependent.appendChild(c); });
+        // after focus has moved (Tab goes into the operator): redraw, then put the focus back by id
+        setTimeout(function () {
+          var active = document.activeElement;
+          var keep = active && dependent.contains(active) ? active.id : null;
+          dependent.textContent = "";
+          valueControls(n).forEach(function (c) { dependent.appendChild(c); });
+          var again = keep ? document.getElementById(keep) : null;
+          if (again) again.focus();
+        }, 0);
       });
       out.push(fieldCtl);
     }
