@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from rapport.cli import admin, campaigns, catalog, data, demo, events, process, segments, server
+from rapport.cli import content as content_cli
 
 app = typer.Typer(
     name="rapport",
@@ -22,6 +23,7 @@ process.register(app)
 segments.register(app)
 campaigns.register(app)
 catalog.register(app)
+content_cli.register(app)
 
 
 def main() -> None:
