@@ -11,7 +11,17 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from rapport.runtime import Runtime
-from rapport.web import catalog_ui, customers, dashboard, login, sections, segments, settings, templates_ui
+from rapport.web import (
+    campaigns_ui,
+    catalog_ui,
+    customers,
+    dashboard,
+    login,
+    sections,
+    segments,
+    settings,
+    templates_ui,
+)
 from rapport.web.rendering import STATIC_DIR, build_templates
 from rapport.web.series import default_metrics
 
@@ -36,4 +46,5 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     include_ui_router(app, segments.router)
     include_ui_router(app, customers.router)
     include_ui_router(app, templates_ui.router)
+    include_ui_router(app, campaigns_ui.router)
     include_ui_router(app, sections.build_router())

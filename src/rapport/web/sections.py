@@ -28,13 +28,6 @@ class Placeholder:
 
 PLACEHOLDERS: tuple[Placeholder, ...] = (
     Placeholder(
-        "/campaigns",
-        "Campaigns",
-        "Campaigns arrive with the campaign work",
-        "Create broadcast, triggered and date-relative campaigns step by step, with A/B/n tests and "
-        "results per variant.",
-    ),
-    Placeholder(
         "/data",
         "Data",
         "Imports and computed traits arrive with the collect and process work",

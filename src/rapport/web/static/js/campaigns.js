@@ -1,0 +1,75 @@
+// Campaign pages: show only the form sections of the chosen kind; draw the results chart per arm.
+(function () {
+  "use strict";
+
+  function syncKind(form) {
+    var checked = form.querySelector('input[name="kind"]:checked');
+    var kind = checked ? checked.value : "broadcast";
+    form.querySelectorAll("[data-for-kind]").forEach(function (section) {
+      var kinds = (section.getAttribute("data-for-kind") || "").split(" ");
+      section.hidden = kinds.indexOf(kind) < 0;
+    });
+  }
+
+  function setupForm(form) {
+    form.querySelectorAll('input[name="kind"]').forEach(function (input) {
+      input.addEventListener("change", function () { syncKind(form); });
+    });
+    syncKind(form);
+  }
+
+  var charts = {};
+
+  function drawArms(root) {
+    var canvas = root.querySelector("canvas[data-arms-chart]");
+    var data = root.querySelector("#arms-data");
+    if (!canvas || !data || !window.Chart) {
+      return;
+    }
+    var arms = JSON.parse(data.textContent || "[]");
+    if (charts[canvas.id]) {
+      charts[canvas.id].destroy();
+    }
+    var reduced = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    charts[canvas.id] = new window.Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: arms.map(function (a) { return a.label; }),
+        datasets: [{
+          label: "Conversion rate (%)",
+          data: arms.map(function (a) { return a.rate; }),
+          backgroundColor: arms.map(function (a, i) { return i === arms.length - 1 && a.label === "Control group" ? "#94a3b8" : "#0f5c63"; })
+        }]
+      },
+      options: {
+        animation: reduced ? false : { duration: 300 },
+        responsive: true,
+        maintainAspectRatio: false,
+        scales: { y: { beginAtZero: true, title: { display: true, text: "% converted" } } },
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            callbacks: {
+              label: function (ctx) {
+                var a = arms[ctx.dataIndex];
+                return a.rate.toFixed(1) + "% (95% CI " + a.low.toFixed(1) + "–" + a.high.toFixed(1) + "%)";
+              }
+            }
+          }
+        }
+      }
+    });
+    canvas.setAttribute("data-chart-state", "ready");
+    canvas.setAttribute("data-chart-points", String(arms.length));
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-campaign-form]").forEach(setupForm);
+    drawArms(document);
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.target && event.target.id === "campaign-results") {
+      drawArms(event.target);
+    }
+  });
+})();
