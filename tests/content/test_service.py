@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from rapport.content import service
 from rapport.content.rendering import RenderedMessage, TemplateDraft
@@ -20,7 +21,7 @@ from rapport.content.schemas import (
     VariantIn,
 )
 from rapport.errors import Conflict, NotFound, ValidationFailed
-from rapport.models import MessageTemplate
+from rapport.models import AuditEntry, MessageTemplate
 from rapport.personalize import RenderFailed
 from rapport.runtime import Runtime
 from tests.content.data import NOW, add_event, add_profile, add_segment
@@ -482,3 +483,42 @@ def test_a_prefetched_batch_renders_exactly_like_one_by_one(runtime: Runtime, te
         batch = [prepared.render_profile(p).raise_for_errors() for p in profiles]
     assert [m.variants["hero"] for m in batch] == ["pro", "leeds", "default"]
     assert [(m.parts, m.choices) for m in batch] == [(m.parts, m.choices) for m in singly]
+
+
+def test_template_and_snippet_edits_are_audited(runtime: Runtime, tenant: Tenant) -> None:
+    template = _create(runtime, tenant)
+    with runtime.sessions() as db:
+        service.update_template(
+            db,
+            workspace_id=tenant.workspace_id,
+            template_id=template.id,
+            data=TemplateUpdate(content={**EMAIL, "subject": "Changed"}),
+            actor="user:7",
+            now=NOW,
+        )
+        service.archive_template(
+            db, workspace_id=tenant.workspace_id, template_id=template.id, actor="user:7", now=NOW
+        )
+        service.create_snippet(
+            db,
+            workspace_id=tenant.workspace_id,
+            data=SnippetCreate(name="s", source="x"),
+            actor="user:7",
+            now=NOW,
+        )
+        db.commit()
+        rows = db.execute(
+            select(AuditEntry.action, AuditEntry.actor, AuditEntry.target_id, AuditEntry.details)
+            .where(
+                AuditEntry.workspace_id == tenant.workspace_id,
+                AuditEntry.target_type.in_(["template", "snippet"]),
+            )
+            .order_by(AuditEntry.id)
+        ).all()
+    assert [(r.action, r.actor) for r in rows] == [
+        ("template.created", "test"),
+        ("template.updated", "user:7"),
+        ("template.archived", "user:7"),
+        ("snippet.created", "user:7"),
+    ]
+    assert rows[1].target_id == str(template.id) and rows[1].details == {"changed": ["content"], "version": 2}

@@ -8,7 +8,7 @@ import re
 from fastapi.testclient import TestClient
 
 from rapport.runtime import Runtime
-from tests.content.data import add_profile
+from tests.content.data import add_profile, add_segment
 from tests.support.tenants import Tenant
 from tests.web.ui import ui_login
 
@@ -162,3 +162,26 @@ def test_another_workspaces_template_is_not_found(
     )
     ui_login(client, tenant.admin_email, tenant.password)
     assert client.get(f"/templates/{made.json()['id']}").status_code == 404
+
+
+def test_preview_as_five_random_members_of_a_segment(
+    client: TestClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    for i in range(6):
+        add_profile(
+            runtime, tenant.workspace_id, traits={"email": f"s{i}@x.io", "first_name": f"S{i}", "vip": True}
+        )
+    sid = add_segment(runtime, tenant.workspace_id, "VIP", "vip = true")
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    tid = _new(client, csrf, "Push", "push")
+    page = client.get(f"/templates/{tid}")
+    assert f'<option value="{sid}">VIP (6)</option>' in page.text
+    form = {
+        "csrf_token": csrf,
+        "preview_as": "segment",
+        "preview_segment": str(sid),
+        **_form(title="Hi {{ first_name }}"),
+    }
+    preview = client.post(f"/templates/{tid}/preview", data=form, headers={"X-CSRF-Token": csrf})
+    titles = re.findall(r'data-testid="preview-title">Hi (S\d)<', preview.text)
+    assert len(titles) == 5 and len(set(titles)) == 5
