@@ -17,8 +17,8 @@ from rapport.personalize import (
     RenderFailed,
     TemplateEngine,
     build_context,
-    html_to_text,
 )
+from rapport.personalize.engine import generated_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,12 @@ def build(
 
     if message.channel == "email":
         html = text("html", html=True)
-        plain = text("text") or (html_to_text(html) if html else None)
+        plain = text("text")
+        if html and not plain:  # derived from the HTML template, as previews do (personalize/engine.py)
+            try:
+                plain = generated_text(engine, str(content["html"]), html, ctx, None, budget)
+            except RenderFailed as exc:
+                raise RenderError(f"text: {exc.message}") from exc
         if not html and not plain:
             raise RenderError("email message has neither html nor text")
         # open/click tracking (messaging/tracking.py): marketing HTML only; the text part keeps plain links

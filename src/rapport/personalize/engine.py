@@ -293,7 +293,7 @@ def render_parts(
             ) from failure
         rendered[name] = single_line(text) if name in SINGLE_LINE_PARTS else text
     if "html" in rendered and not rendered.get("text", "").strip():
-        rendered["text"] = _generated_text(engine, parts["html"], rendered["html"], context, snippets, budget)
+        rendered["text"] = generated_text(engine, parts["html"], rendered["html"], context, snippets, budget)
     return rendered
 
 
@@ -302,7 +302,7 @@ def _text_template(html_source: str) -> tuple[str, bool]:
     return text_template_from_html(html_source), bool(_SNIPPET_TAG.search(html_source))
 
 
-def _generated_text(
+def generated_text(
     engine: TemplateEngine,
     html_source: str,
     html: str,
@@ -310,7 +310,9 @@ def _generated_text(
     snippets: Mapping[str, str] | None,
     budget: RenderBudget,
 ) -> str:
-    """Render the text template derived from the HTML template; else convert the rendered HTML."""
+    """Return the text part of an email written only in HTML: the text template derived (once, cached)
+    from the HTML template ``html_source``, rendered with ``context``; else ``html_to_text`` of the
+    rendered ``html``. Raises ``RenderFailed`` only when the time budget is spent."""
     text_source, uses_snippets = _text_template(html_source)
     text_snippets = None
     if uses_snippets:
