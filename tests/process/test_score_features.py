@@ -57,3 +57,14 @@ def test_features_as_of_a_day_and_labels() -> None:
     assert ROWS.labels(110, horizon=10).tolist() == [1, 0, 0]
     assert ROWS.labels(111, horizon=10).tolist() == [0, 0, 1]
     assert ROWS.labels(111, horizon=9).tolist() == [0, 0, 0]
+
+
+def test_row_order_does_not_change_the_totals() -> None:
+    order = np.array([3, 1, 0, 2])
+    shuffled = DailyEvents(
+        PURCHASES.profile_ids[order], PURCHASES.days[order], PURCHASES.counts[order], PURCHASES.values[order]
+    )
+    for day in (101, 106, 111):
+        sorted_totals = totals_before(ROWS.ids, PURCHASES, day)
+        for got, want in zip(totals_before(ROWS.ids, shuffled, day), sorted_totals, strict=True):
+            np.testing.assert_array_equal(got, want)

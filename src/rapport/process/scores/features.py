@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,23 +53,38 @@ def positions(ids: IntArray, profile_ids: IntArray) -> tuple[NDArray[np.intp], N
 
 
 def totals_before(
-    ids: IntArray, daily: DailyEvents, day: int, *, start: int | None = None
+    ids: IntArray,
+    daily: DailyEvents,
+    day: int,
+    *,
+    start: int | None = None,
+    located: tuple[NDArray[np.intp], NDArray[np.bool_]] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Per profile of ``ids``: events, summed value and the last day over days in ``[start, day)``.
 
-    The last day is NaN for a profile without such events.
+    The last day is NaN for a profile without such events. ``located`` is ``positions(ids,
+    daily.profile_ids)`` when the caller already has it (it is the same for every day).
     """
-    pos, known = positions(ids, daily.profile_ids)
+    pos, known = located if located is not None else positions(ids, daily.profile_ids)
     keep = known & (daily.days < day)
     if start is not None:
         keep &= daily.days >= start
     where = pos[keep]
+    kept_days = daily.days[keep]
     counts = np.bincount(where, weights=daily.counts[keep].astype(np.float64), minlength=ids.size)
     values = np.bincount(where, weights=daily.values[keep], minlength=ids.size).astype(np.float64)
-    last = np.full(ids.size, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, where, daily.days[keep])
-    last_day = np.where(last == np.iinfo(np.int64).min, np.nan, last.astype(np.float64))
-    return counts.astype(np.float64), values, last_day.astype(np.float64)
+    last_day = np.full(ids.size, np.nan)
+    if where.size:
+        if (np.diff(where) >= 0).all():
+            # Rows come sorted by (profile, day): each profile's last kept row holds its latest day.
+            ends = np.flatnonzero(np.append(where[1:] != where[:-1], True))
+            last_day[where[ends]] = np.maximum.reduceat(kept_days, np.append(0, ends[:-1] + 1))
+        else:
+            last = np.full(ids.size, np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(last, where, kept_days)
+            seen = last != np.iinfo(np.int64).min
+            last_day[seen] = last[seen]
+    return counts.astype(np.float64), values, last_day
 
 
 @dataclass(frozen=True)
@@ -80,14 +96,29 @@ class FeatureRows:
     purchases: DailyEvents
     targets: DailyEvents
 
+    @cached_property
+    def _purchases_at(self) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+        return positions(self.ids, self.purchases.profile_ids)
+
+    @cached_property
+    def _targets_at(self) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+        return positions(self.ids, self.targets.profile_ids)
+
     def as_of(self, day: int, events_30d: IntArray) -> tuple[NDArray[np.bool_], FloatArray]:
         """Return which profiles were active before ``day`` and the feature matrix of every profile.
 
         ``events_30d`` is each profile's count of events on days in ``[day - 30, day)``.
         """
         active = self.first_day < day
-        orders, spend, last_purchase = totals_before(self.ids, self.purchases, day)
-        target_events, _, last_target = totals_before(self.ids, self.targets, day)
+        orders, spend, last_purchase = totals_before(
+            self.ids, self.purchases, day, located=self._purchases_at
+        )
+        if self.targets is self.purchases:
+            target_events, last_target = orders, last_purchase
+        else:
+            target_events, _, last_target = totals_before(
+                self.ids, self.targets, day, located=self._targets_at
+            )
         matrix = np.column_stack(
             [
                 orders,
@@ -103,5 +134,7 @@ class FeatureRows:
 
     def labels(self, day: int, *, horizon: int) -> NDArray[np.int8]:
         """Return 1 for each profile with a target event on a day in ``[day, day + horizon)``, else 0."""
-        counts, _, _ = totals_before(self.ids, self.targets, day + horizon, start=day)
+        counts, _, _ = totals_before(
+            self.ids, self.targets, day + horizon, start=day, located=self._targets_at
+        )
         return (counts > 0).astype(np.int8)
