@@ -118,6 +118,7 @@ def create_app(
     app.state.registry = registry
     app.state.ingest = ingest
     install_error_handlers(app)
+    app.add_middleware(collect_api.IngestFastPath)  # inside RequestIdMiddleware: the /v1 hot path
     app.add_middleware(RequestIdMiddleware)
     app.include_router(collect_api.router)  # first: the hot path should not be matched against every route
     app.include_router(health.router)

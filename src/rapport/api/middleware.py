@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from rapport.kit.requestctx import reset_request_id, set_request_id
@@ -30,23 +30,22 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex[:16]
+        request_id = incoming if incoming and _VALID_ID.match(incoming) else secrets.token_hex(8)
         token = set_request_id(request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
+        id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if self.access_log:
+            if self.access_log and log.isEnabledFor(logging.INFO):
                 log.info(
                     "%s %s %s",
                     scope.get("method"),

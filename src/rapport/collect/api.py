@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.principal import Principal
@@ -31,7 +32,7 @@ from rapport.collect.normalize import (
     Envelope,
     FieldError,
     InvalidJson,
-    parse_json,
+    parse_json_fast,
     storable_size,
 )
 from rapport.errors import BadRequest, Forbidden, RapportError, RateLimited, Unauthenticated, ValidationFailed
@@ -167,13 +168,15 @@ def build_ingest(
     engine = runtime.engine
     if full_sync is None:
         full_sync = bool(getattr(runtime.settings, "ingest_full_sync", True))
+    writer = ingest.IngestWriter(engine, full_sync=full_sync)
     committer: Committer[ingest.IngestWork, list[int]] = Committer(
-        write=lambda works: ingest.write_works(engine, works, full_sync=full_sync),
+        write=writer.write,
         size=lambda work: work.size,
         isolate=ingest.is_data_error,
         max_pending=max_pending,
         max_group=max_group,
         name="rapport-ingest",
+        on_idle=writer.release,
     )
     return IngestState(runtime=runtime, committer=committer, auth=IngestAuth(key_cache_seconds))
 
@@ -232,13 +235,15 @@ async def read_body(request: Request, limit: int, too_large: type[BadRequest]) -
     return data if wbits == 0 else _inflate(data, wbits, limit, too_large)
 
 
-def _parse(body: bytes) -> Any:
+def _parse(body: bytes) -> tuple[Any, bool]:
+    """Parse the body; also tell whether its messages are known storable (see ``parse_json_fast``)."""
     if not body.strip():
         raise ValidationFailed(
             "the body is empty; send a JSON object", details={"errors": [{"field": "", "reason": "empty"}]}
         )
     try:
-        return parse_json(body)
+        doc, fast = parse_json_fast(body)
+        return doc, fast and b"\\u0000" not in body
     except InvalidJson as exc:
         raise BadRequest(f"malformed JSON: {exc}", code="invalid_json") from None
 
@@ -285,12 +290,17 @@ def _ok(body: bytes = _SUCCESS) -> Response:
     return Response(body, media_type="application/json", headers={"Access-Control-Allow-Origin": "*"})
 
 
+#: The plain success answer, shared: a Response is not changed by sending it.
+_OK = _ok()
+
+
 async def _single(request: Request, route_type: str) -> Response:
     state = _state(request)
     header_key = presented_key(request)
     principal = await state.auth.principal(state.runtime, header_key) if header_key else None
     body = await read_body(request, MAX_EVENT_BYTES, EventTooLarge)
-    message = _object_body(_parse(body))
+    parsed, fast = _parse(body)
+    message = _object_body(parsed)
     if principal is None:
         principal = await _sender(request, state, None, message)
     prepared = ingest.prepare(
@@ -300,6 +310,7 @@ async def _single(request: Request, route_type: str) -> Response:
         route_type=route_type,
         raw_size=len(body),
         prechecked=b"\\u" not in body,
+        fast_json=fast,
     )
     ids = await _commit(state, prepared.work)
     if prepared.rejections:
@@ -313,7 +324,7 @@ async def _single(request: Request, route_type: str) -> Response:
                 "quarantined": ids[0] if ids else None,
             },
         )
-    return _ok()
+    return _OK
 
 
 async def _batch(request: Request) -> Response:
@@ -321,7 +332,8 @@ async def _batch(request: Request) -> Response:
     header_key = presented_key(request)
     principal = await state.auth.principal(state.runtime, header_key) if header_key else None
     body = await read_body(request, MAX_BATCH_BYTES, BatchTooLarge)
-    doc = _object_body(_parse(body))
+    parsed, fast = _parse(body)
+    doc = _object_body(parsed)
     if principal is None:
         principal = await _sender(request, state, None, doc)
     batch = doc.get("batch")
@@ -348,7 +360,7 @@ async def _batch(request: Request) -> Response:
         )
     envelope = Envelope(sent_at=doc.get("sentAt"), context=context)
     if not batch:
-        return _ok()
+        return _OK
     # A batch no bigger than one event, without \u escapes, cannot hold an oversized or unstorable item.
     prechecked = len(body) <= MAX_EVENT_BYTES and b"\\u" not in body
     prepared = ingest.prepare(
@@ -357,10 +369,11 @@ async def _batch(request: Request) -> Response:
         received_at=state.runtime.clock.now(),
         envelope=envelope,
         prechecked=prechecked,
+        fast_json=fast,
     )
     ids = await _commit(state, prepared.work)
     if not prepared.notes:
-        return _ok()
+        return _OK
     answer = {
         "success": True,
         "accepted": prepared.accepted,
@@ -421,3 +434,50 @@ async def import_batch(request: Request) -> Response:
 async def preflight(path: str) -> Response:
     """Answer browser CORS preflights: write keys are public, any origin may send events."""
     return Response(status_code=204, headers=_CORS)
+
+
+_SINGLE_PATHS = {f"/v1/{kind}": kind for kind in ("identify", "track", "page", "screen", "group", "alias")}
+_BATCH_PATHS = frozenset({"/v1/batch", "/v1/import"})
+
+
+class IngestFastPath:
+    """ASGI middleware that answers ``POST /v1/<type|batch|import>`` without FastAPI's routing layers.
+
+    The tracking calls are the hot path: they run the same handlers as the routes above (which stay for
+    the OpenAPI schema and as the fallback), skipping route matching, the dependency solver and two
+    middlewares per request. Errors are rendered by the application's own exception handlers, so the
+    answer is byte-for-byte what the routes give; anything unexpected propagates to the server error
+    handler as before. Install it inside ``RequestIdMiddleware`` so request ids and access logs still apply.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answer a tracking call, or pass the request on."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            kind = _SINGLE_PATHS.get(path)
+            if kind is not None or path in _BATCH_PATHS:
+                await self._answer(scope, receive, send, kind)
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: dict[str, Any], receive: Any, send: Any, kind: str | None) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await (_single(request, kind) if kind is not None else _batch(request))
+        except (RapportError, ClientDisconnect) as exc:
+            response = await _render_error(request, exc)
+        await response(scope, receive, send)
+
+
+async def _render_error(request: Request, exc: Exception) -> Response:
+    """Render ``exc`` with the handler the application registered for its class (one error shape)."""
+    handlers = getattr(request.app, "exception_handlers", {})
+    for cls in type(exc).__mro__:
+        handler = handlers.get(cls)
+        if handler is not None:
+            response: Response = await handler(request, exc)
+            return response
+    raise exc

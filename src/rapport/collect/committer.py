@@ -13,7 +13,8 @@ error. There is no timer: while one transaction is in flight the next group gath
 most for the write in flight plus its own (bounded by ``max_group`` rows), which keeps the added latency far
 under 50 ms while a single transaction carries hundreds of events under load. When more than
 ``max_pending`` rows wait, ``submit`` refuses at once with ``Overloaded`` (429 + Retry-After) instead of
-queueing without bound. If a group's transaction fails and ``isolate(error)`` says the failure may come
+queueing without bound. ``on_idle`` runs on the writing thread after ``idle_after`` seconds without
+work and at stop (the ingest writer gives its held connection back to the pool there). If a group's transaction fails and ``isolate(error)`` says the failure may come
 from one unit's data, each unit is retried in its own transaction so one bad request cannot fail the others.
 """
 
@@ -85,6 +86,8 @@ class Committer(Generic[W, R]):
         max_group: int = 2_000,
         retry_after: int = 1,
         name: str = "rapport-committer",
+        on_idle: Callable[[], None] | None = None,
+        idle_after: float = 1.0,
     ) -> None:
         self._write = write
         self._size = size
@@ -93,6 +96,9 @@ class Committer(Generic[W, R]):
         self.max_group = max_group
         self.retry_after = retry_after
         self.name = name
+        self._on_idle = on_idle
+        self.idle_after = idle_after
+        self._dirty = False  # written since on_idle last ran
         self.stats = CommitterStats()
         self._queue: deque[_Item[W, R]] = deque()
         self._pending = 0
@@ -130,6 +136,8 @@ class Committer(Generic[W, R]):
             await self._task
         self._task = None
         if self._executor is not None:
+            if self._on_idle is not None:
+                self._executor.submit(self._idle)
             self._executor.shutdown(wait=True)
             self._executor = None
 
@@ -169,8 +177,18 @@ class Committer(Generic[W, R]):
                 if self._stopping:
                     return
                 self._wakeup.clear()
+                if self._dirty and self._on_idle is not None:
+                    # Wake up after idle_after without work to run on_idle (e.g. release a connection).
+                    timer = loop.call_later(self.idle_after, self._wakeup.set)
+                    await self._wakeup.wait()
+                    timer.cancel()
+                    if not self._queue and not self._stopping:
+                        self._dirty = False
+                        await loop.run_in_executor(self._executor, self._idle)
+                    continue
                 await self._wakeup.wait()
                 continue
+            self._dirty = True
             group = self._take_group()
             rows = sum(item.size for item in group)
             try:
@@ -193,6 +211,13 @@ class Committer(Generic[W, R]):
                     item.future.set_exception(result.error)
                 else:
                     item.future.set_result(result)
+
+    def _idle(self) -> None:
+        assert self._on_idle is not None
+        try:
+            self._on_idle()
+        except Exception as exc:  # housekeeping must never stop the committer
+            log.warning("%s: on_idle failed: %s", self.name, type(exc).__name__)
 
     def _write_group(self, works: list[W]) -> list[R | _Failed]:
         started = time.perf_counter()

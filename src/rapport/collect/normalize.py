@@ -20,6 +20,7 @@ docs/tracking-api.md; the short version:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import uuid
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rapport.collect import codec
 from rapport.models.event import PENDING
 
 EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -203,14 +205,30 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidJson(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidJson(f"{text[:40]} is out of range for a JSON number")
+    return value
+
+
 def parse_json(data: bytes) -> Any:
     """Parse a request body; refuses NaN/Infinity (PostgreSQL cannot store them) and absurd nesting."""
+    return parse_json_fast(data)[0]
+
+
+def parse_json_fast(data: bytes) -> tuple[Any, bool]:
+    """Parse like ``parse_json``; also tell whether orjson parsed it (see ``codec``: then every string
+    is valid Unicode and every number finite, so the values are storable and measurable with orjson)."""
+    done, value = codec.fast_loads(data)
+    if done:
+        return value, True
     try:
         text = data.decode("utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"body is not UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float), False
     except json.JSONDecodeError as exc:
         raise InvalidJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -237,11 +255,15 @@ def _has_nul(value: Any) -> bool:
 def storable_size(value: Any) -> tuple[int | None, str | None]:
     """Return (compact UTF-8 JSON size, None), or (None, why) when a database could not store ``value``."""
     try:
-        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+            "utf-8"
+        )
     except UnicodeEncodeError:
         return None, "contains invalid Unicode (an unpaired surrogate escape)"
-    except (RecursionError, ValueError):
+    except RecursionError:
         return None, "cannot be stored as JSON (nesting too deep)"
+    except ValueError:
+        return None, "contains a number JSON cannot hold (NaN or Infinity)"
     if b"\\u0000" in encoded and _has_nul(value):
         return None, "contains a NUL character (\\u0000), which cannot be stored"
     return len(encoded), None
@@ -461,38 +483,49 @@ def _scan_list(path: str, values: list[Any], found: list[ConsentSignal]) -> list
 def scan_consent(path: str, container: Mapping[str, Any], found: list[ConsentSignal]) -> dict[str, Any]:
     """Record the consent statements of one traits/properties object; return it with grants removed.
 
-    Recognised shapes (docs/tracking-api.md): flags such as ``email_opt_in``, ``smsOptIn``, ``opt_in``,
+    The result is ``container`` itself when nothing was removed. Recognised shapes (docs/tracking-api.md): flags such as ``email_opt_in``, ``smsOptIn``, ``opt_in``,
     ``subscribed``, ``accepts_marketing`` (and the inverse ``unsubscribed``, ``*_opt_out``); a
     ``subscriptions`` object ``{subject: bool|status}`` or list ``[{channel|topic, status|subscribed}]``;
     a ``consent`` object ``{purpose: bool|status}`` including Segment's ``categoryPreferences``.
     """
-    out = dict(container)
-    changed = False
+    out: dict[str, Any] | None = None  # a copy, made at the first change
     for key, value in container.items():
-        lowered = key.lower()
-        if lowered in {"subscriptions", "consent"}:
+        kind = _consent_key(key)
+        if kind is None:
+            continue
+        if kind is _CONTAINER:
             replaced: Any = None
             if isinstance(value, dict):
                 replaced = _scan_map(f"{path}.{key}", value, found)
             elif isinstance(value, list):
                 replaced = _scan_list(f"{path}.{key}", value, found)
             if replaced is not None:
+                out = dict(container) if out is None else out
                 out[key] = replaced
-                changed = True
-            continue
-        subject = _flag_subject(key)
-        if subject is None:
             continue
         verdict = _consent_value(value)
         if verdict is None:
             continue
-        name, inverted = subject
+        name, inverted = kind
         grants = verdict != inverted
         found.append(ConsentSignal(f"{path}.{key}", name, grants, value))
         if grants:
+            out = dict(container) if out is None else out
             del out[key]
-            changed = True
-    return out if changed else dict(container)
+    if out is not None:
+        return out
+    return container if isinstance(container, dict) else dict(container)
+
+
+_CONTAINER = ("", False)
+
+
+@functools.lru_cache(maxsize=8192)
+def _consent_key(key: str) -> tuple[str, bool] | None:
+    """Classify a key once: a consent container (``_CONTAINER``), a flag (subject, inverted) or neither."""
+    if key.lower() in {"subscriptions", "consent"}:
+        return _CONTAINER
+    return _flag_subject(key)
 
 
 def normalize(
@@ -505,6 +538,7 @@ def normalize(
     may_grant_consent: bool = False,
     source: str = "api",
     prechecked: bool = False,
+    fast_json: bool = False,
 ) -> Normalized | Rejected:
     """Validate one message and return its ``events`` row (minus ``workspace_id``) or the reasons it fails.
 
@@ -513,13 +547,15 @@ def normalize(
     compact JSON. Consent grants are removed (and returned in ``refused_grants``) unless
     ``may_grant_consent`` (a secret key with ``consent:write``); withdrawals are always kept as intent.
     ``prechecked``: the caller knows the message is within 32 KB and its raw JSON has no ``\\u`` escape
-    (so no NUL or unpaired surrogate), which skips re-serialising it.
+    (so no NUL or unpaired surrogate), which skips re-serialising it. ``fast_json``: the message came
+    from ``parse_json_fast`` with orjson, from a body without ``\\u0000``: it is storable, only its size is
+    measured (with orjson).
     """
     if not isinstance(message, dict):
         return Rejected(None, (FieldError("", "each message must be a JSON object"),))
     errors = _Errors()
     message_id = _id(message, "messageId", errors, limit=MAX_MESSAGE_ID)
-    size = 0 if prechecked else _storable(message, errors)
+    size = 0 if prechecked else codec.compact_size(message) if fast_json else _storable(message, errors)
     if size is None:
         return Rejected(None, tuple(errors.items))
     if errors.items:

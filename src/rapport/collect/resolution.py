@@ -19,7 +19,6 @@ identifier resolves to nothing.
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from rapport.collect import codec
 from rapport.collect import identity as ident
 from rapport.db.base import UTCDateTime
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
@@ -599,7 +599,8 @@ def bulk_insert(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, su
     """Insert ``rows`` (same keys each) with one executemany of values serialised here, not per value by
     SQLAlchemy's types: JSON as text, UTC timestamps as SQLite text or aware datetimes for PostgreSQL.
 
-    The bulk paths' hot loop; ``suffix`` may add a constant ``ON CONFLICT …`` clause.
+    The bulk paths' hot loop; ``suffix`` may add a constant ``ON CONFLICT …`` clause. On PostgreSQL
+    rows without a suffix go through COPY.
     """
     if not rows:
         return
@@ -613,7 +614,7 @@ def bulk_insert(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, su
         marks = ", ".join("?" for _ in columns)
     # Table and column names come from the ORM metadata; every value is a bound parameter.
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) {suffix}"  # noqa: S608
-    dumps = json.dumps
+    dumps = codec.dumps_text
     params = []
     for row in rows:
         values: list[Any] = []
@@ -625,6 +626,17 @@ def bulk_insert(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, su
                 value = value if postgres else _sqlite_time(value)
             values.append(value)
         params.append(tuple(values))
+    if postgres and not suffix:
+        # COPY costs the client a fraction of binding each row's parameters (B3).
+        raw = db.connection().connection.driver_connection
+        assert raw is not None
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for values_row in params:
+                copy.write_row(values_row)
+        return
     db.connection().exec_driver_sql(sql, params)
 
 
