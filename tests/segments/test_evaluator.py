@@ -351,6 +351,18 @@ def test_an_opt_out_topic_without_its_own_state_counts_as_subscribed_if_the_chan
     assert evaluate(parse('subscribed to sms topic "service"'), _ann(), NOW, catalog=catalog) is False
 
 
+def test_a_topic_row_for_every_channel_holds_where_the_channel_has_none() -> None:
+    # the consent domain stores a topic answered once for all channels with channel ""
+    person = ProfileFacts(
+        "p",
+        subscriptions={("email", None): "subscribed", ("sms", None): "subscribed", ("", "news"): "unsubscribed",
+                       ("sms", "news"): "subscribed"},
+    )  # fmt: skip
+    assert evaluate(parse('unsubscribed from email topic "news"'), person, NOW) is True
+    assert evaluate(parse('subscribed to email topic "news"'), person, NOW) is False
+    assert evaluate(parse('subscribed to sms topic "news"'), person, NOW) is True  # its own row wins
+
+
 def test_now_must_be_aware() -> None:
     with pytest.raises(SegmentError, match="aware"):
         evaluate(parse("city is set"), _ann(), datetime(2026, 1, 15))

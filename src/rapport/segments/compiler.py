@@ -355,7 +355,7 @@ class _Compiler:
         """The profile is among the ids ``query`` selects: one set for everyone, or a probe per profile."""
         if self.scope.per_profile:
             return query.where(profile_id == self.id).exists()
-        return self.id.in_(query)
+        return portable.Member(self.id, query)
 
     def matching(self, conditions: list[ColumnElement[Any]]) -> Any:
         return select(EVENTS.c.profile_id).where(
@@ -423,22 +423,30 @@ class _Compiler:
     # ---- consent ----------------------------------------------------------------------------------------
 
     def subscription(self, node: Subscription) -> ColumnElement[Any]:
-        def rows(topic: str, state: str | None = None) -> ColumnElement[Any]:
+        # the consent domain's rows: (channel, "") for the channel, (channel, topic) for a topic on it, and
+        # ("", topic) for a topic on every channel, which holds where the channel has no row of its own
+        def rows(channel: str, topic: str, state: str | None = None) -> ColumnElement[Any]:
             query = select(SUBSCRIPTIONS.c.profile_id).where(
                 SUBSCRIPTIONS.c.workspace_id == self.scope.workspace_id,
-                SUBSCRIPTIONS.c.channel == node.channel,
+                SUBSCRIPTIONS.c.channel == channel,
                 SUBSCRIPTIONS.c.topic == topic,
             )
             if state is not None:
                 query = query.where(SUBSCRIPTIONS.c.state == state)
             return self.has(query, SUBSCRIPTIONS.c.profile_id)
 
+        channel = node.channel
         if node.topic is None:
-            return rows("", node.state)
+            return rows(channel, "", node.state)
+        topic = node.topic
+
+        def topic_is(state: str) -> ColumnElement[Any]:
+            return or_(rows(channel, topic, state), and_(not_(rows(channel, topic)), rows("", topic, state)))
+
         if node.state == "unsubscribed":
-            return or_(rows("", "unsubscribed"), rows(node.topic, "unsubscribed"))
-        topic_yes = rows(node.topic, "subscribed")
-        opt_out = self.scope.catalog is not None and node.topic in self.scope.catalog.opt_out_topics
+            return or_(rows(channel, "", "unsubscribed"), topic_is("unsubscribed"))
+        topic_yes = topic_is("subscribed")
+        opt_out = self.scope.catalog is not None and topic in self.scope.catalog.opt_out_topics
         if opt_out:
-            topic_yes = or_(topic_yes, not_(rows(node.topic)))
-        return and_(rows("", "subscribed"), topic_yes)
+            topic_yes = or_(topic_yes, and_(not_(rows(channel, topic)), not_(rows("", topic))))
+        return and_(rows(channel, "", "subscribed"), topic_yes)

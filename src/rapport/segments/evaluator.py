@@ -79,7 +79,8 @@ class ProfileFacts:
     """Everything a segment can ask about one profile.
 
     ``traits`` holds traits, computed traits and scores by their catalogue names. ``subscriptions`` maps
-    ``(channel, None)`` and ``(channel, topic)`` to a state: subscribed, unsubscribed, never_asked, pending.
+    ``(channel, None)``, ``(channel, topic)`` and ``("", topic)`` (a topic on every channel, as the consent
+    domain stores it) to a state: subscribed, unsubscribed, never_asked, pending.
     """
 
     profile_id: str
@@ -349,6 +350,8 @@ class _Evaluator:
         if node.topic is None:
             return channel == node.state
         topic = self.profile.subscriptions.get((node.channel, node.topic))
+        if topic is None:  # a topic row for every channel (channel "") holds where the channel has none
+            topic = self.profile.subscriptions.get(("", node.topic))
         if topic is None and self.catalog is not None and node.topic in self.catalog.opt_out_topics:
             topic = "subscribed"
         if node.state == "subscribed":

@@ -142,6 +142,45 @@ def prepare(connection: Connection) -> None:
         raw.create_function(SQLITE_BUCKET_FUNCTION, 2, sqlite_bucket, deterministic=True)
 
 
+class Member(ColumnElement[Any]):
+    """``id`` is (or, negated, is not) among the profile ids ``query`` selects (its first column).
+
+    SQLite: ``id [NOT] IN (query)`` (one ephemeral index, probed per row). PostgreSQL: ``id IN (query)``
+    (a hash semi-join), but negated ``NOT EXISTS (SELECT 1 FROM (query) g WHERE g.id = id)``, a hash anti-join:
+    ``NOT IN`` over a set larger than ``work_mem`` falls back to rescanning the subquery for every profile.
+    """
+
+    __visit_name__ = "rapport_member"
+    inherit_cache = True
+    _is_implicitly_boolean = True  # a predicate: no "= 1" after it on SQLite, which would hide the IN
+    _traverse_internals = [
+        ("id", InternalTraversal.dp_clauseelement),
+        ("query", InternalTraversal.dp_clauseelement),
+        ("negated", InternalTraversal.dp_boolean),
+    ]
+
+    def __init__(self, id: ColumnElement[Any], query: Any, negated: bool = False) -> None:
+        self.id = id
+        self.query = query
+        self.negated = negated
+        self.type = Boolean()
+
+    def _negate(self) -> ColumnElement[Any]:
+        return Member(self.id, self.query, not self.negated)
+
+
+@compiles(Member)
+def _render_member(element: Member, compiler: SQLCompiler, **kw: Any) -> str:
+    if not element.negated:
+        return f"({compiler.process(element.id.in_(element.query), **kw)})"
+    if compiler.dialect.name != "postgresql":
+        return f"({compiler.process(element.id.not_in(element.query), **kw)})"
+    found = element.query.subquery()
+    first = next(iter(found.c))
+    probe = select(literal(1)).select_from(found).where(first == element.id).exists()
+    return f"(NOT {compiler.process(probe, **kw)})"
+
+
 # ---- one JSON value, per dialect -------------------------------------------------------------------------
 
 
