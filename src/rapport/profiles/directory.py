@@ -103,40 +103,47 @@ def _exact_hits(db: Session, *, workspace_id: int, text: str) -> list[CustomerHi
     return [CustomerHit(rows[pid], how) for pid, how in found.items() if pid in rows]
 
 
-def _prefixes(text: str) -> dict[str, list[str]]:
-    """Return the name, email and phone prefixes worth trying for ``text``."""
+def _prefixes(text: str) -> list[tuple[str, str]]:
+    """Return the (column, prefix) ranges worth walking for ``text``, in the order results are shown."""
     lowered = text.lower()
     digits = "".join(ch for ch in text if ch.isdigit())
     if "@" in text:
-        return {"emails": [lowered]}
+        return [("email", lowered)]
     if digits and all(ch.isdigit() or ch in "+-() ." for ch in text):
         # E.164 is stored: "+4479…" and "4479…" find the same numbers.
-        return {"phones": ["+" + digits]} if len(digits) >= 3 else {}
-    names = [text, lowered, text.title(), text[:1].upper() + text[1:], text.upper()]
-    return {"names": names, "emails": [lowered]}
+        return [("phone", "+" + digits)] if len(digits) >= 3 else []
+    # Names as typed and in the cases people store them; the LIKE makes each range case-insensitive.
+    names = [text[:1].upper() + text[1:], text.title(), text, lowered, text.upper()]
+    return [("name", name) for name in dict.fromkeys(names)] + [("email", lowered)]
 
 
 def find_customers(db: Session, *, workspace_id: int, query: str, page: Page) -> CustomerPage:
-    """Search the workspace's live customers; an empty query lists the newest first."""
+    """Search the workspace's live customers; an empty query lists the newest first.
+
+    Results come as one sequence: exact matches, then each prefix range in :func:`_prefixes` order (names
+    by name, emails by email), without repeats. Every range is read in index order and stops once the
+    page is full, so a one-letter search costs no more than a precise one.
+    """
     text = " ".join(query.split())[:MAX_QUERY]
+    want = page.offset + page.limit + 1
     if not text:
         rows = repository.latest_profiles(
             db, workspace_id=workspace_id, page=Page(limit=page.limit + 1, offset=page.offset)
         )
         hits = [CustomerHit(p, "") for p in rows]
     else:
-        exact = _exact_hits(db, workspace_id=workspace_id, text=text)
-        hits = exact[page.offset : page.offset + page.limit + 1]
-        need = page.limit + 1 - len(hits)
-        if need > 0:
-            rows = repository.search_prefixes(
-                db,
-                workspace_id=workspace_id,
-                exclude=[h.profile.id for h in exact],
-                page=Page(limit=need, offset=max(0, page.offset - len(exact))),
-                **_prefixes(text),
-            )
-            hits += [CustomerHit(p, "prefix") for p in rows]
+        found = _exact_hits(db, workspace_id=workspace_id, text=text)
+        seen = {hit.profile.id for hit in found}
+        for column, prefix in _prefixes(text):
+            if len(found) >= want:
+                break
+            for profile in repository.starting_with(
+                db, workspace_id=workspace_id, column=column, prefix=prefix, limit=want
+            ):
+                if profile.id not in seen:
+                    seen.add(profile.id)
+                    found.append(CustomerHit(profile, "prefix"))
+        hits = found[page.offset : want]
     return CustomerPage(
         hits=hits[: page.limit], has_more=len(hits) > page.limit, offset=page.offset, limit=page.limit
     )

@@ -254,39 +254,32 @@ def prefix_range(column: Any, prefix: str) -> ColumnElement[bool]:
     return and_(column >= prefix, column < upper)
 
 
-def search_prefixes(
-    db: Session,
-    *,
-    workspace_id: int,
-    names: Sequence[str] = (),
-    emails: Sequence[str] = (),
-    phones: Sequence[str] = (),
-    exclude: Sequence[int] = (),
-    page: Page,
-) -> Sequence[Profile]:
-    """Return live profiles whose name, email or phone starts with one of the prefixes, by name then id.
+#: The columns a directory search may match by prefix; each has a ``(workspace_id, column)`` index.
+PREFIX_COLUMNS = {"name": Profile.name, "email": Profile.email, "phone": Profile.phone}
 
-    Every prefix becomes an index range on ``(workspace_id, name|email|phone)``; a case-insensitive LIKE on
-    the same column then keeps only true matches (the range of one letter case finds, the LIKE decides).
+
+def starting_with(
+    db: Session, *, workspace_id: int, column: str, prefix: str, limit: int
+) -> Sequence[Profile]:
+    """Return up to ``limit`` live profiles whose ``column`` starts with ``prefix``, by that column then id.
+
+    The range walks the ``(workspace_id, column)`` index in order and stops after ``limit`` rows; the
+    case-insensitive LIKE on the same column keeps only true matches (the range finds, the LIKE decides).
     """
-    ranges: list[ColumnElement[bool]] = []
-    for column, prefixes in ((Profile.name, names), (Profile.email, emails), (Profile.phone, phones)):
-        for prefix in dict.fromkeys(p for p in prefixes if p):
-            ranges.append(
-                and_(
-                    prefix_range(column, prefix),
-                    func.lower(column).like(_prefix(prefix.lower()), escape="\\"),
-                )
-            )
-    if not ranges:
+    field = PREFIX_COLUMNS[column]
+    if not prefix:
         return []
-    stmt = select(Profile).where(
-        Profile.workspace_id == workspace_id, Profile.merged_into_id.is_(None), or_(*ranges)
-    )
-    if exclude:
-        stmt = stmt.where(Profile.id.not_in(list(exclude)))
-    stmt = stmt.order_by(case((Profile.name.is_(None), 1), else_=0), Profile.name, Profile.id)
-    return db.scalars(stmt.limit(page.limit).offset(page.offset)).all()
+    return db.scalars(
+        select(Profile)
+        .where(
+            Profile.workspace_id == workspace_id,
+            prefix_range(field, prefix),
+            func.lower(field).like(_prefix(prefix.lower()), escape="\\"),
+            Profile.merged_into_id.is_(None),
+        )
+        .order_by(field, Profile.id)
+        .limit(limit)
+    ).all()
 
 
 def latest_profiles(db: Session, *, workspace_id: int, page: Page) -> Sequence[Profile]:
@@ -366,14 +359,19 @@ def profiles_with_device(db: Session, *, workspace_id: int) -> int:
 
 
 def _address_condition(channel: Any) -> ColumnElement[bool]:
+    """True when the profile has an address on the subscription's channel (a CASE, so the device-token
+    probe runs only for push rows)."""
     has_device = (
         select(Identity.id).where(Identity.profile_id == Profile.id, Identity.kind == "device_token").exists()
     )
-    return or_(
-        and_(channel == "email", Profile.email.is_not(None)),
-        and_(channel == "sms", Profile.phone.is_not(None)),
-        and_(channel == "push", has_device),
-        channel.in_(("inapp", "webhook")),
+    return (
+        case(
+            (channel == "email", case((Profile.email.is_not(None), 1), else_=0)),
+            (channel == "sms", case((Profile.phone.is_not(None), 1), else_=0)),
+            (channel == "push", case((has_device, 1), else_=0)),
+            else_=1,
+        )
+        == 1
     )
 
 
