@@ -457,6 +457,13 @@ def test_message_content_is_rendered_at_send_time(runtime: Runtime, tenant: Tena
             links={"unsubscribe": "https://r.example/u/T"},
         )
         assert rendered.parts["html"] == "<p>Spring https://r.example/u/T</p>"
+        cache: dict[tuple[int, int], Any] = {}
+        for _ in range(2):
+            again = service.render_outbox_content(
+                db, workspace_id=tenant.workspace_id, content=content, profile_id=pid, now=NOW, cache=cache
+            )
+            assert again.parts["html"] == "<p>Spring </p>"  # no links given: no unsubscribe_url
+        assert list(cache) == [(template.id, 1)]
         with pytest.raises(RenderFailed) as missing:
             service.render_outbox_content(
                 db, workspace_id=tenant.workspace_id + 999, content=content, profile_id=pid, now=NOW

@@ -540,11 +540,14 @@ def render_outbox_content(
     now: datetime,
     links: Mapping[str, str] | None = None,
     engine: TemplateEngine | None = None,
+    cache: dict[tuple[int, int], TemplateRenderer] | None = None,
 ) -> RenderedMessage:
     """Render an outbox row whose content came from :func:`message_content` (its template, current version).
 
     The row's ``event``, ``campaign`` and ``data`` keys feed the context; ``links`` are the recipient's
-    signed links. Raises ``RenderFailed`` (archived templates still render: queued messages go out).
+    signed links. Pass the same ``cache`` dict for every row of a claimed batch: each template is then
+    prepared once per batch. Raises ``RenderFailed`` (archived templates still render: queued messages go
+    out) and NotFound when the profile is gone.
     """
     template_id = content.get("template_id")
     if not isinstance(template_id, int):
@@ -558,15 +561,14 @@ def render_outbox_content(
     extra["data"] = content.get("data") or {}
     if links:
         extra["links"] = dict(links)
-    return render_template(
-        db,
-        workspace_id=workspace_id,
-        template=template,
-        profile_id=profile_id,
-        now=now,
-        extra_context=extra,
-        engine=engine,
-    )
+    key = (template.id, template.version)
+    prepared = cache.get(key) if cache is not None else None
+    if prepared is None or prepared.db is not db:
+        prepared = renderer(db, workspace_id=workspace_id, template=template, now=now, engine=engine)
+        if cache is not None:
+            cache[key] = prepared
+    profile = _profile(db, workspace_id, profile_id)
+    return prepared.render_profile(profile, extra_context=extra, now=now).raise_for_errors()
 
 
 # ---- preview ----------------------------------------------------------------------------------------------
