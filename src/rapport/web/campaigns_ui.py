@@ -274,6 +274,7 @@ def _detail_context(request: Request, ui: UiUser, db: Session, campaign: Campaig
         "stats": stats,
         "chart": chart,
         "live": campaign.status in LIVE,
+        "oob": False,
         "kinds": KIND_LABELS,
     }
 
@@ -289,7 +290,8 @@ def campaign_page(campaign_id: int, request: Request, ui: UiPage, db: ReadDbSess
 def campaign_results(campaign_id: int, request: Request, ui: UiPage, db: ReadDbSession) -> Response:
     """The status and results panel alone (htmx refreshes it while the campaign is live)."""
     campaign = campaigns_service.get_campaign(db, workspace_id=ui.workspace_id, campaign_id=campaign_id)
-    return render(request, "campaigns/_results.html", _detail_context(request, ui, db, campaign))
+    context = {**_detail_context(request, ui, db, campaign), "oob": True}  # status and actions follow along
+    return render(request, "campaigns/_results.html", context)
 
 
 ACTIONS = {

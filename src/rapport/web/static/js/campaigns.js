@@ -18,27 +18,28 @@
     syncKind(form);
   }
 
-  var charts = {};
+  // The chart's canvas has no id on purpose: htmx copies the attributes of same-id elements across a
+  // swap, and Chart.js's inline size style would then break the page's CSP.
+  var current = null;
 
   function drawArms(root) {
     var canvas = root.querySelector("canvas[data-arms-chart]");
-    var data = root.querySelector("#arms-data");
-    if (!canvas || !data || !window.Chart) {
+    if (!canvas || !window.Chart || canvas.getAttribute("data-chart-state") === "ready") {
       return;
     }
-    var arms = JSON.parse(data.textContent || "[]");
-    if (charts[canvas.id]) {
-      charts[canvas.id].destroy();
+    var arms = JSON.parse(canvas.getAttribute("data-arms-chart") || "[]");
+    if (current) {
+      current.destroy();
     }
     var reduced = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-    charts[canvas.id] = new window.Chart(canvas, {
+    current = new window.Chart(canvas, {
       type: "bar",
       data: {
         labels: arms.map(function (a) { return a.label; }),
         datasets: [{
           label: "Conversion rate (%)",
           data: arms.map(function (a) { return a.rate; }),
-          backgroundColor: arms.map(function (a, i) { return i === arms.length - 1 && a.label === "Control group" ? "#94a3b8" : "#0f5c63"; })
+          backgroundColor: arms.map(function (a) { return a.label === "Control group" ? "#94a3b8" : "#0f5c63"; })
         }]
       },
       options: {
@@ -67,9 +68,7 @@
     document.querySelectorAll("form[data-campaign-form]").forEach(setupForm);
     drawArms(document);
   });
-  document.addEventListener("htmx:afterSwap", function (event) {
-    if (event.target && event.target.id === "campaign-results") {
-      drawArms(event.target);
-    }
+  document.addEventListener("htmx:afterSettle", function () {
+    drawArms(document);
   });
 })();

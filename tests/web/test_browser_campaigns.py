@@ -1,0 +1,134 @@
+"""A campaign made in a real chromium against a real ``rapport serve`` (with its in-process worker and an
+SMTP sink): the step-by-step form, the review with the audience estimate, launch, the messages at the sink
+and the results page; screenshots under test-artifacts/; a console error fails the test."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from rapport.config import Settings
+from rapport.content import service as content_service
+from rapport.content.schemas import TemplateCreate
+from rapport.runtime import build_runtime
+from rapport.segments import service as segments_service
+from rapport.segments.schemas import SegmentCreate
+from tests.messaging.conftest import make_people
+from tests.support.browser import PageWatch, screenshot
+from tests.support.databases import SqliteFactory
+from tests.support.server import RapportServer
+from tests.support.smtp_sink import SmtpSink
+from tests.support.tenants import Tenant, make_tenant
+from tests.web.conftest import browser_login
+
+pytestmark = pytest.mark.browser
+PEOPLE = 4
+
+
+@dataclass(frozen=True)
+class Shop:
+    """A server whose email channel delivers to ``sink``, with a tenant of consenting customers."""
+
+    url: str
+    tenant: Tenant
+    sink: SmtpSink
+
+
+@pytest.fixture(scope="module")
+def shop(sqlite_factory: SqliteFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    workdir: Path = tmp_path_factory.mktemp("campaign-server")
+    url = sqlite_factory.new_url(workdir)
+    runtime = build_runtime(Settings(database_url=url, secret_key="seed-secret-0123456789", db_pool_size=1))
+    try:
+        tenant = make_tenant(runtime, "mailshop")
+        make_people(runtime, tenant, PEOPLE, extra={"city": "Leeds"})
+        now = runtime.clock.now()
+        with runtime.sessions() as db:
+            segments_service.create_segment(
+                db, workspace_id=tenant.workspace_id, data=SegmentCreate(name="Leeds", text='city = "Leeds"'),
+                actor="test", now=now,
+            )  # fmt: skip
+            content_service.create_template(
+                db,
+                workspace_id=tenant.workspace_id,
+                data=TemplateCreate(
+                    name="Winter news",
+                    channel="email",
+                    content={
+                        "subject": "Winter news for {{ first_name }}",
+                        "html": "<p>Hello {{ first_name }}</p>",
+                    },
+                ),
+                actor="test",
+                now=now,
+            )
+            db.commit()
+    finally:
+        runtime.close()
+    with SmtpSink() as sink:
+        env = {"RAPPORT_LOG_LEVEL": "WARNING", "RAPPORT_SMTP_HOST": sink.host, "RAPPORT_SMTP_PORT": str(sink.port),
+               "RAPPORT_WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
+        server = RapportServer(url, workdir=workdir, env=env).start()
+        try:
+            yield Shop(url=server.url, tenant=tenant, sink=sink)
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def page_watch(chromium: Browser, shop: Shop) -> Iterator[PageWatch]:
+    context = chromium.new_context(base_url=shop.url, viewport={"width": 1280, "height": 900}, locale="en-GB",
+                                   reduced_motion="reduce")  # fmt: skip
+    context.set_default_timeout(15_000)
+    watch = PageWatch(context.new_page()).attach()
+    yield watch
+    watch.assert_clean()
+    context.close()
+
+
+def test_create_review_launch_and_follow_a_broadcast(page_watch: PageWatch, shop: Shop) -> None:
+    page = page_watch.page
+    browser_login(page, shop.tenant.admin_email, shop.tenant.password)
+    page.get_by_role("link", name="Campaigns").first.click()
+    expect(page.get_by_role("heading", name="Campaigns", level=1)).to_be_visible()
+    screenshot(page, "campaigns-empty")
+    page.get_by_role("link", name="Create your first campaign").click()
+
+    expect(page.get_by_role("heading", name="New campaign", level=1)).to_be_visible()
+    page.get_by_label("Name", exact=True).fill("Winter hello")
+    # only the broadcast sections show for a broadcast
+    expect(page.get_by_label("Event name")).to_be_hidden()
+    page.get_by_label("Leeds").first.check()
+    page.get_by_label("Template of variant A").select_option(label="Winter news (email)")
+    page.get_by_label("Control group (% who get nothing)").fill("0")
+    screenshot(page, "campaign-new")
+    page.get_by_role("button", name="Save draft and review").click()
+
+    expect(page.get_by_role("heading", name="Winter hello", level=1)).to_be_visible()
+    expect(page.get_by_test_id("audience-total")).to_have_text(str(PEOPLE))
+    expect(page.get_by_test_id("audience-reachable")).to_have_text(str(PEOPLE))
+    screenshot(page, "campaign-review")
+    page.get_by_role("button", name="Launch and send now").click()
+
+    results = page.get_by_test_id("campaign-results")
+    expect(results).to_have_attribute("data-status", "sent", timeout=30_000)
+    expect(page.get_by_test_id("results-sent")).to_have_text(str(PEOPLE))
+    # the status line and the actions follow the results (out-of-band swaps)
+    expect(page.get_by_test_id("campaign-status")).to_have_text("sent")
+    expect(page.get_by_role("button", name="Archive")).to_be_visible()
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    expect(page.get_by_test_id("arms-chart")).to_have_attribute("data-chart-state", "ready")
+    received = shop.sink.wait_for(PEOPLE, timeout=10)
+    assert sorted(m.parsed()["Subject"] for m in received) == [
+        f"Winter news for Person{i}" for i in range(PEOPLE)
+    ]
+    screenshot(page, "campaign-results")
+
+    page.get_by_role("link", name="Campaigns").first.click()
+    row = page.get_by_test_id("campaigns-table").get_by_role("row", name=re.compile("Winter hello"))
+    expect(row).to_contain_text("sent")
