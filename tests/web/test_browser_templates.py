@@ -157,3 +157,16 @@ def test_an_sms_template_counts_segments_live(
     page.get_by_label("or email, user id or profile id").fill("ada@shop.test")
     expect(page.get_by_test_id("preview-sms")).to_have_text("VIP! Hi Ada!")
     screenshot(page, "template-sms-editor")
+
+
+def test_the_editor_fits_a_375px_phone(browser_context_phone: PageWatch, shop: Shop) -> None:
+    page = browser_context_phone.page
+    browser_login(page, shop.tenant.admin_email, shop.tenant.password)
+    page.goto("/templates")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.goto(f"/templates/{shop.template_id}")
+    expect(page.get_by_test_id("preview-subject")).not_to_be_empty()
+    expect(page.frame_locator("iframe[data-testid=preview-html]").locator("h1")).to_contain_text("Hello")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the editor scrolls sideways: {width}px wide"
+    screenshot(page, "template-editor-375px")
