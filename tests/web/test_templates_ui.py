@@ -185,3 +185,27 @@ def test_preview_as_five_random_members_of_a_segment(
     preview = client.post(f"/templates/{tid}/preview", data=form, headers={"X-CSRF-Token": csrf})
     titles = re.findall(r'data-testid="preview-title">Hi (S\d)<', preview.text)
     assert len(titles) == 5 and len(set(titles)) == 5
+
+
+def test_a_block_without_a_valid_name_is_pointed_out_and_the_others_still_preview(
+    client: TestClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    pid = add_profile(runtime, tenant.workspace_id, traits={"phone": "+447700900011", "first_name": "Al"})
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    tid = _new(client, csrf, "Blocks", "sms")
+    form = {
+        "csrf_token": csrf,
+        "preview_profile": str(pid),
+        "part_body": "{{ blocks.a }} Hi",
+        "block_key": ["k1", "k2"],
+        "block_k1_name": "a",
+        "block_k1_default": "A!",
+        "block_k2_name": "2bad",
+        "block_k2_default": "B!",
+    }
+    preview = client.post(f"/templates/{tid}/preview", data=form, headers={"X-CSRF-Token": csrf})
+    assert "Block 2bad: give it a name" in preview.text
+    assert 'data-testid="preview-sms">A! Hi<' in preview.text
+    refused = client.post(f"/templates/{tid}", data=form, follow_redirects=False)
+    assert refused.status_code == 200 and "Block 2bad: give it a name" in refused.text
+    assert 'value="2bad"' in refused.text  # the editor keeps what was typed

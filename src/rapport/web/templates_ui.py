@@ -279,10 +279,12 @@ def _form_content(form: FormData, channel: str) -> dict[str, str] | None:
     return {part: str(form.get(f"part_{part}") or "") for part in parts}
 
 
-def _form_blocks(form: FormData) -> tuple[list[dict[str, Any]], list[BlockIn]]:
-    """Return the blocks as the editor shows them (with keys) and as the service takes them."""
+def _form_blocks(form: FormData) -> tuple[list[dict[str, Any]], list[BlockIn], str]:
+    """Return the blocks as the editor shows them (with keys), the valid ones as the service takes them,
+    and what is wrong with the others ("" when nothing)."""
     shown: list[dict[str, Any]] = []
     parsed: list[BlockIn] = []
+    problems: list[str] = []
     for key in dict.fromkeys(str(k) for k in form.getlist("block_key")):
         name = str(form.get(f"block_{key}_name") or "").strip()
         default = str(form.get(f"block_{key}_default") or "")
@@ -309,12 +311,11 @@ def _form_blocks(form: FormData) -> tuple[list[dict[str, Any]], list[BlockIn]]:
                     ],
                 )
             )
-        except ValueError as exc:
-            raise ValidationFailed(
-                f"block {name or '(unnamed)'}: give it a name of letters, digits and _ (a letter first)",
-                details={"field": f"block_{key}_name", "problem": str(exc).splitlines()[0]},
-            ) from None
-    return shown, parsed
+        except ValueError:
+            problems.append(
+                f"Block {name or '(unnamed)'}: give it a name of letters, digits and _ (a letter first)."
+            )
+    return shown, parsed, " ".join(problems)
 
 
 @router.post("/{template_id}")
@@ -327,11 +328,10 @@ async def template_save(request: Request, template_id: int, ui: UiEditorPost, db
     form = await request.form()
     content = _form_content(form, template.channel) or dict(template.content or {})
     name = str(form.get("name") or template.name)
-    try:
-        shown_blocks, blocks = _form_blocks(form)
-    except ValidationFailed as exc:
+    shown_blocks, blocks, problem = _form_blocks(form)
+    if problem:
         return _editor(
-            request, ui, db, template, content=content, name=name, status_code=200, problem=exc.message
+            request, ui, db, template, content=content, blocks=shown_blocks, name=name, problem=problem
         )
     expected = str(form.get("expected_version") or "")
     try:
@@ -402,11 +402,7 @@ async def template_preview(request: Request, template_id: int, ui: UiPost, db: R
     template = _template(db, ui, template_id)
     form = await request.form()
     content = _form_content(form, template.channel)
-    problem = ""
-    try:
-        shown_blocks, blocks = _form_blocks(form)
-    except ValidationFailed as exc:
-        shown_blocks, blocks, problem = _editor_blocks([]), [], exc.message
+    shown_blocks, blocks, problem = _form_blocks(form)
     use_blocks = blocks if content is not None else None
     draft = content_service.draft_of(template, content=content, blocks=use_blocks)
     if content is None:
