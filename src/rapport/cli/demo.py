@@ -16,6 +16,7 @@ from rapport.errors import NotFound
 from rapport.kit.logs import configure_logging
 from rapport.runtime import build_runtime
 from rapport.synth import demo as synth_demo
+from rapport.synth import marketing as synth_marketing
 
 DEMO_SLUG = "demo"
 DEMO_EMAIL = "demo@rapport.local"
@@ -73,6 +74,11 @@ def demo(
             f"Loaded {filled.profiles:,} customers, {filled.events:,} events and {filled.consents:,} consent "
             f"statements in {filled.seconds:.1f} s "
             f"(a year of activity up to {filled.reference_date:%Y-%m-%d})"
+        )
+        marketing = synth_marketing.seed_marketing(runtime, workspace_id=workspace_id)
+        console.print(
+            f"Set up {marketing.segments} segments, {marketing.templates} templates and {marketing.campaigns} "
+            "campaigns (three live triggers, one broadcast drafted as an A/B test)"
         )
     runtime.close()
     console.rule("Rapport demo")
