@@ -43,6 +43,18 @@ class DailyEvents:
     values: FloatArray
 
 
+def group_daily(profile_ids: IntArray, days: IntArray, values: FloatArray) -> DailyEvents:
+    """Group single events (profile, day, value; NaN value counts as 0) by (profile, day), sorted."""
+    if profile_ids.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return DailyEvents(empty, empty, empty, np.zeros(0))
+    order = np.lexsort((days, profile_ids))
+    pid, day, value = profile_ids[order], days[order], np.nan_to_num(values[order], nan=0.0)
+    start = np.flatnonzero(np.r_[True, (pid[1:] != pid[:-1]) | (day[1:] != day[:-1])])
+    counts = np.diff(np.r_[start, pid.size]).astype(np.int64)
+    return DailyEvents(pid[start], day[start], counts, np.add.reduceat(value, start).astype(np.float64))
+
+
 def positions(ids: IntArray, profile_ids: IntArray) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
     """Return where each of ``profile_ids`` sits in the sorted ``ids`` and whether it is there at all."""
     if ids.size == 0:
