@@ -17,6 +17,7 @@ from rapport.accounts.roles import Role
 from rapport.app import wire_runtime
 from rapport.collect.importer import import_event_rows, import_profile_rows
 from rapport.consent import service as consent_service
+from rapport.messaging import service as messaging_service
 from rapport.models import AuditEntry, Identity, Profile
 from rapport.process import scores_service
 from rapport.runtime import Runtime
@@ -110,6 +111,14 @@ def seeded(runtime: Runtime, tenant: Tenant, other_tenant: Tenant) -> Seeded:
             accounts_service.set_role(
                 db, workspace_id=tenant.workspace_id, user_id=user.id, role=role, actor="test"
             )
+        messaging_service.enqueue(
+            db, workspace_id=tenant.workspace_id, profile_id=olivia, channel="email",
+            content={"subject": "Hello", "text": "Hi"}, dedupe_key="m-1", now=now, kind="service",
+        )  # fmt: skip
+        messaging_service.enqueue(
+            db, workspace_id=tenant.workspace_id, profile_id=olivia, channel="sms",
+            content={"body": "Sale"}, dedupe_key="m-2", now=now, campaign_id=424242, variant="B",
+        )  # fmt: skip
         anonymous = db.scalar(
             select(Identity.profile_id).where(
                 Identity.workspace_id == tenant.workspace_id, Identity.value == "anon-1"
@@ -204,7 +213,10 @@ def test_the_profile_page_shows_identities_traits_scores_consent_and_timeline(
     assert "sms wording" in html and "withdrawn" in html
     assert html.count('data-testid="timeline-event"') == 25
     assert 'data-testid="timeline-more"' in html
-    assert "No messages sent to this customer yet." in html
+    messages = html.split('data-testid="messages"', 1)[1].split("</section>", 1)[0]
+    assert messages.count('<span class="state state--queued">queued</span>') == 2
+    assert '<a href="/campaigns/424242">Campaign #424242</a> <span class="chip">B</span>' in messages
+    assert '<span class="muted">service</span>' in messages
     # a viewer sees no export or erase controls
     assert f'action="/customers/{seeded.olivia}/export"' not in html
     assert f'href="/customers/{seeded.olivia}/erase"' not in html
@@ -216,7 +228,9 @@ def test_the_timeline_loads_more_and_filters(client: TestClient, tenant: Tenant,
         f"/customers/{seeded.olivia}/timeline", params={"offset": 25}, headers={"HX-Request": "true"}
     )
     assert more.status_code == 200
-    assert more.text.count('data-testid="timeline-event"') == 8  # 33 events: 25 + 8
+    assert (
+        more.text.count('data-testid="timeline-event"') == 10
+    )  # 33 imported events and 2 "queued" feedback events: 25 + 10
     assert "timeline-more" not in more.text and "<html" not in more.text
     filtered = client.get(f"/customers/{seeded.olivia}", params={"type": "track", "channel": "nope"}).text
     assert filtered.count('data-testid="timeline-event"') == 25
@@ -268,7 +282,7 @@ def test_export_needs_a_csrf_token_and_a_marketer_or_admin(
     )
     data = json.loads(answer.text)
     assert data["profile"]["email"] == "olivia.smith@example.com"
-    assert len(data["events"]) == 33
+    assert len(data["events"]) == 35
     entries = _audit(runtime, tenant, "profile.exported")
     assert [e.target_id for e in entries] == [str(seeded.olivia)]
 
@@ -296,12 +310,12 @@ def test_erase_is_admin_only_needs_the_typed_email_and_is_audited(
     )
     assert done.status_code == 303 and done.headers["location"] == "/customers"
     listing = client.get("/customers")
-    assert f"Customer #{seeded.olivia} is erased: 33 events" in listing.text
+    assert f"Customer #{seeded.olivia} is erased: 35 events" in listing.text
     assert client.get(f"/customers/{seeded.olivia}").status_code == 404
     with runtime.sessions() as db:
         assert db.get(Profile, seeded.olivia) is None
     [entry] = _audit(runtime, tenant, "profile.erased")
-    assert entry.target_id == str(seeded.olivia) and entry.details["events"] == 33
+    assert entry.target_id == str(seeded.olivia) and entry.details["events"] == 35
     assert "olivia" not in json.dumps(entry.details)
     # the anonymous customer has no email: the id is what to type
     anon = client.get(f"/customers/{seeded.anonymous}/erase").text

@@ -14,8 +14,10 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from rapport.api.deps import DbSession, ReadDbSession, client_ip
+from rapport.campaigns import service as campaigns_service
 from rapport.collect.processor import hooks_for
 from rapport.consent import service as consent_service
+from rapport.errors import NotFound
 from rapport.kit.pagination import Page
 from rapport.messaging import service as messaging_service
 from rapport.profiles import directory, gdpr
@@ -230,6 +232,9 @@ def profile_page(
     types = _clean(type, EVENT_TYPES)
     channels = _clean(channel, channels_seen)
     scores, propensities, computed = split_computed(profile.computed)
+    messages = messaging_service.list_for_profile(
+        db, workspace_id=ui.workspace_id, profile_id=profile.id, limit=MESSAGES_SHOWN
+    )
     context: dict[str, Any] = {
         "title": profile.name or profile.email or f"Customer {profile.id}",
         "profile": profile,
@@ -247,9 +252,8 @@ def profile_page(
         "segments": profiles_service.segment_memberships(
             db, workspace_id=ui.workspace_id, profile_id=profile.id
         ),
-        "messages": messaging_service.list_for_profile(
-            db, workspace_id=ui.workspace_id, profile_id=profile.id, limit=MESSAGES_SHOWN
-        ),
+        "messages": messages,
+        "campaign_names": campaign_names(db, ui.workspace_id, {m.campaign_id for m in messages}),
         "event_types": EVENT_TYPES,
         "event_channels": channels_seen,
         "chosen_types": types,
@@ -257,6 +261,18 @@ def profile_page(
     }
     context.update(_timeline_context(db, ui, profile.id, offset=offset, types=types, channels=channels))
     return render(request, "customers/profile.html", context)
+
+
+def campaign_names(db: Session, workspace_id: int, campaign_ids: set[int | None]) -> dict[int, str]:
+    """Return the names of these campaigns (ids that no longer exist are left out)."""
+    names: dict[int, str] = {}
+    for campaign_id in sorted(i for i in campaign_ids if i is not None):
+        try:
+            campaign = campaigns_service.get_campaign(db, workspace_id=workspace_id, campaign_id=campaign_id)
+        except NotFound:
+            continue
+        names[campaign_id] = campaign.name
+    return names
 
 
 def display_name(profile: ProfileRead) -> str:
