@@ -340,7 +340,8 @@ def test_limits_fail_the_render_with_a_reason(runtime: Runtime, tenant: Tenant) 
     )
     with pytest.raises(RenderFailed) as runaway:
         _render(runtime, tenant, loop, pid)
-    assert runaway.value.reason in ("loop_limit", "time_limit") and "html" in runaway.value.message
+    assert runaway.value.reason in ("loop_limit", "time_limit")
+    assert runaway.value.message.startswith("html: ") and "html: html" not in runaway.value.message
     huge = TemplateDraft(
         channel="sms",
         content={
@@ -529,3 +530,21 @@ def test_template_and_snippet_edits_are_audited(runtime: Runtime, tenant: Tenant
         ("snippet.created", "user:7"),
     ]
     assert rows[1].target_id == str(template.id) and rows[1].details == {"changed": ["content"], "version": 2}
+
+
+def test_the_text_part_is_made_from_the_html_when_not_written(runtime: Runtime, tenant: Tenant) -> None:
+    pid = add_profile(runtime, tenant.workspace_id, traits={"email": "a@x.io", "first_name": "Ada"})
+    html = '<body><h1>Hi {{ first_name }}</h1><p>See <a href="https://x.io/s">our shop</a></p></body>'
+    plain = TemplateDraft(channel="email", content={"subject": "s", "html": html, "text": ""}, blocks=[])
+    written = TemplateDraft(
+        channel="email", content={"subject": "s", "html": html, "text": "Mine"}, blocks=[]
+    )
+    with runtime.sessions() as db:
+        made = service.render_template(
+            db, workspace_id=tenant.workspace_id, template=plain, profile_id=pid, now=NOW
+        )
+        kept = service.render_template(
+            db, workspace_id=tenant.workspace_id, template=written, profile_id=pid, now=NOW
+        )
+    assert made.text_generated and made.parts["text"] == "Hi Ada\n======\n\nSee our shop (https://x.io/s)\n"
+    assert not kept.text_generated and kept.parts["text"] == "Mine"

@@ -41,6 +41,7 @@ from rapport.personalize import (
     build_context,
     choose_variant,
     html_to_text,
+    render_parts,
     single_line,
 )
 from rapport.process import traits_service
@@ -370,6 +371,11 @@ class TemplateRenderer:
             html = name in HTML_PARTS
             try:
                 blocks = self._blocks_for(source, chosen, context, html=html, budget=budget)
+                if html and not blocks and self._text_from_html():
+                    # no blocks: the text part comes from the HTML *template* (cheaper than converting)
+                    both = render_parts(self.engine, {"html": source}, context, snippets=self.snippets)
+                    parts["html"], parts["text"] = both["html"], both["text"]
+                    continue
                 part_context = {**context, "blocks": blocks} if blocks else context
                 text = self.engine.render(
                     source, part_context, html=html, snippets=self.snippets, budget=budget
@@ -378,15 +384,15 @@ class TemplateRenderer:
                 failures.append(failed.failure)
                 continue
             except RenderFailed as failure:
-                failures.append(
-                    PartFailure(name, failure.reason, failure.message, failure.line, failure.column)
-                )
+                message = failure.message.removeprefix(f"{name}: ")  # render_parts names the part too
+                failures.append(PartFailure(name, failure.reason, message, failure.line, failure.column))
                 continue
             parts[name] = single_line(text) if name in ONE_LINE_PARTS else text
         generated = False
         if self.draft.channel == "email":
-            if "html" in parts and not parts.get("text", "").strip():
-                parts["text"] = html_to_text(parts["html"])
+            if "html" in parts and self._text_from_html():
+                if not parts.get("text", "").strip():
+                    parts["text"] = html_to_text(parts["html"])
                 generated = True
             if "html" in parts:
                 parts["html"] = with_preheader(parts["html"], parts.get("preheader", ""))
@@ -411,6 +417,10 @@ class TemplateRenderer:
             elapsed_ms=(perf_counter() - started) * 1000,
         )
         return RenderOutcome(message, tuple(failures), context)
+
+    def _text_from_html(self) -> bool:
+        """Whether the email's text part is generated from its HTML (no text part was written)."""
+        return self.draft.channel == "email" and not str(self.draft.content.get("text") or "").strip()
 
     def _blocks_for(
         self,
