@@ -384,8 +384,8 @@ class TemplateRenderer:
                 failures.append(failed.failure)
                 continue
             except RenderFailed as failure:
-                message = failure.message.removeprefix(f"{name}: ")  # render_parts names the part too
-                failures.append(PartFailure(name, failure.reason, message, failure.line, failure.column))
+                why = failure.message.removeprefix(f"{name}: ")  # render_parts names the part too
+                failures.append(PartFailure(name, failure.reason, why, failure.line, failure.column))
                 continue
             parts[name] = single_line(text) if name in ONE_LINE_PARTS else text
         generated = False
