@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import time
 
 import pytest
 from fastapi import FastAPI
@@ -12,8 +13,13 @@ from sqlalchemy import select
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import Role
+from rapport.app import create_app
+from rapport.config import Settings as AppSettings
+from rapport.consent import service as consent_service
+from rapport.messaging.caps import Cap, caps_from_settings
+from rapport.messaging.quiet_hours import Window, window_for
 from rapport.models import AuditEntry
-from rapport.runtime import Runtime
+from rapport.runtime import Runtime, build_runtime
 from rapport.web.session import UiRoute
 from tests.support.routes import fill_path
 from tests.support.tenants import Tenant
@@ -285,3 +291,165 @@ def test_the_audit_log_page_lists_this_workspace_only(
     assert "key.created" in page and "audited" in page and "user.role_set" in page
     assert csrf_of(page) == csrf
     assert f"admin@{other_tenant.slug}" not in page
+
+
+def _workspace_settings(runtime: Runtime, tenant: Tenant) -> dict[str, object]:
+    with runtime.sessions() as db:
+        return dict(accounts_service.get_workspace(db, tenant.workspace_id).settings or {})
+
+
+def _caps_form(csrf: str, **values: str) -> dict[str, str]:
+    form = {"csrf_token": csrf}
+    for channel in ("all", "email", "sms", "push", "inapp", "webhook"):
+        for per in ("day", "week"):
+            form[f"cap_{channel}_{per}"] = ""
+    form.update(values)
+    return form
+
+
+def test_caps_set_in_the_ui_are_what_the_deliverer_reads(
+    client: TestClient, tenant: Tenant, runtime: Runtime
+) -> None:
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    assert caps_from_settings(_workspace_settings(runtime, tenant)) == []
+    saved = client.post(
+        "/settings/limits/caps",
+        data=_caps_form(csrf, cap_email_day="1", cap_email_week="3", cap_all_day="2"),
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    assert sorted(caps_from_settings(_workspace_settings(runtime, tenant)), key=repr) == sorted(
+        [Cap("email", "day", 1), Cap("email", "week", 3), Cap("*", "day", 2)], key=repr
+    )
+    page = client.get("/settings/limits").text
+    assert "Frequency caps are saved." in page
+    assert (
+        'id="cap_email_week" name="cap_email_week" type="number" min="0" max="10000" inputmode="numeric" value="3"'
+        in page
+    )
+    refused = client.post(
+        "/settings/limits/caps", data=_caps_form(csrf, cap_sms_week="-4", cap_email_day="5")
+    )
+    assert refused.status_code == 400
+    assert "SMS per week: a whole number from 0 to 10,000" in refused.text
+    assert (
+        'name="cap_sms_week" type="number" min="0" max="10000" inputmode="numeric" value="-4" aria-invalid="true"'
+        in refused.text
+    )
+    assert _workspace_settings(runtime, tenant)["caps"] == {"email": {"day": 1, "week": 3}, "*": {"day": 2}}
+    cleared = client.post("/settings/limits/caps", data=_caps_form(csrf), follow_redirects=False)
+    assert cleared.status_code == 303 and "caps" not in _workspace_settings(runtime, tenant)
+    with runtime.sessions() as db:
+        entries = db.scalars(
+            select(AuditEntry).where(
+                AuditEntry.workspace_id == tenant.workspace_id, AuditEntry.action == "settings.caps_changed"
+            )
+        ).all()
+    assert [e.details["after"] for e in entries] == [{"email": {"day": 1, "week": 3}, "*": {"day": 2}}, None]
+
+
+def test_quiet_hours_default_to_sms_8_to_21_and_change_what_the_deliverer_reads(
+    client: TestClient, tenant: Tenant, runtime: Runtime
+) -> None:
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    page = client.get("/settings/limits").text
+    assert 'id="quiet_sms_start" name="quiet_sms_start" type="time" value="08:00"' in page
+    assert 'id="quiet_sms_end" name="quiet_sms_end" type="time" value="21:00"' in page
+    form = {"csrf_token": csrf, "quiet_sms_start": "09:30", "quiet_sms_end": "20:00"}
+    form |= {"quiet_email_start": "22:00", "quiet_email_end": "06:00"}
+    assert client.post("/settings/limits/quiet-hours", data=form, follow_redirects=False).status_code == 303
+    settings = _workspace_settings(runtime, tenant)
+    assert window_for("sms", settings) == Window(time(9, 30), time(20, 0))
+    assert window_for("email", settings) == Window(time(22, 0), time(6, 0))
+    assert window_for("push", settings) is None
+    bad = client.post("/settings/limits/quiet-hours", data={**form, "quiet_push_start": "25:00"})
+    assert bad.status_code == 400 and "Web push: give both times as HH:MM" in bad.text
+    assert 'value="25:00" aria-invalid="true"' in bad.text
+    same = client.post("/settings/limits/quiet-hours", data={**form, "quiet_sms_end": "09:30"})
+    assert same.status_code == 400 and "leave both empty for any time" in same.text
+    anytime = {"csrf_token": csrf, "quiet_sms_start": "", "quiet_sms_end": ""}
+    assert (
+        client.post("/settings/limits/quiet-hours", data=anytime, follow_redirects=False).status_code == 303
+    )
+    settings = _workspace_settings(runtime, tenant)
+    assert window_for("sms", settings) is None and window_for("email", settings) is None
+
+
+def test_channels_show_configuration_without_secrets_and_the_sender_is_editable(
+    client: TestClient, tenant: Tenant, runtime: Runtime
+) -> None:
+    secret_settings = AppSettings(
+        database_url=runtime.settings.database_url,
+        secret_key="test-secret-key-0123456789",
+        run_worker_in_process=False,
+        smtp_host="smtp.example.test",
+        smtp_port=587,
+        smtp_security="starttls",
+        smtp_username="mailer",
+        smtp_password="smtp-pass-SECRET",
+        twilio_account_sid="AC123",
+        twilio_auth_token="twilio-token-SECRET",
+        sms_from="+447911000000",
+        webhook_secret="webhook-SECRET",
+    )
+    configured = build_runtime(secret_settings)
+    try:
+        with TestClient(create_app(secret_settings, runtime=configured, start_worker=False)) as other:
+            ui_login(other, tenant.viewer_email, tenant.password)
+            page = other.get("/settings/channels").text
+    finally:
+        configured.close()
+    assert "smtp.example.test:587" in page and "starttls" in page and "+447911000000" in page
+    assert "api.twilio.com" in page and page.count("not configured") == 1  # push only
+    assert "SECRET" not in page and "mailer" not in page
+    assert "Save sender" not in page and "Only admins can change settings." in page
+
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    assert "not configured" in client.get("/settings/channels").text
+    bad = client.post(
+        "/settings/channels/email", data={"csrf_token": csrf, "from_name": "Acme", "from_address": "nope"}
+    )
+    assert bad.status_code == 400 and "not an email address" in bad.text and 'value="nope"' in bad.text
+    saved = client.post(
+        "/settings/channels/email",
+        data={"csrf_token": csrf, "from_name": "Acme Shop", "from_address": "news@acme.test"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    assert _workspace_settings(runtime, tenant)["email"] == {
+        "from_name": "Acme Shop",
+        "from_address": "news@acme.test",
+    }
+
+
+def test_topics_are_listed_and_created_by_admins_only(
+    client: TestClient, tenant: Tenant, runtime: Runtime
+) -> None:
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    created = client.post(
+        "/settings/topics",
+        data={"csrf_token": csrf, "key": "Offers", "name": "Offers and sales", "consent": "opt_out"},
+        follow_redirects=False,
+    )
+    assert created.status_code == 303
+    page = client.get("/settings/topics").text
+    assert "Topic offers is created." in page and "opt-out (until a no)" in page
+    again = client.post("/settings/topics", data={"csrf_token": csrf, "key": "offers", "name": "x"})
+    assert again.status_code == 400 and "exists" in again.text
+    bad = client.post("/settings/topics", data={"csrf_token": csrf, "key": "a b", "name": "x"})
+    assert bad.status_code == 400 and "topic key must be" in bad.text and 'value="a b"' in bad.text
+    with TestClient(client.app) as viewer:
+        viewer_csrf = ui_login(viewer, tenant.viewer_email, tenant.password)
+        assert "Only admins can add topics." in viewer.get("/settings/topics").text
+        for path, data in [
+            ("/settings/topics", {"key": "sneaky"}),
+            ("/settings/limits/caps", {"cap_email_day": "0"}),
+            ("/settings/limits/quiet-hours", {"quiet_sms_start": ""}),
+            ("/settings/channels/email", {"from_name": "x"}),
+        ]:
+            assert viewer.post(path, data={"csrf_token": viewer_csrf, **data}).status_code == 403, path
+    with runtime.sessions() as db:
+        topics = consent_service.list_topics(db, workspace_id=tenant.workspace_id)
+        assert [(t.key, t.opt_in) for t in topics] == [("offers", False)]
+    assert "caps" not in _workspace_settings(runtime, tenant)
+    assert "topic.created" in client.get("/settings/audit").text

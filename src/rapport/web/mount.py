@@ -16,6 +16,7 @@ from rapport.web import (
     catalog_ui,
     customers,
     dashboard,
+    data_ui,
     login,
     sections,
     segments,
@@ -47,4 +48,6 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     include_ui_router(app, customers.router)
     include_ui_router(app, templates_ui.router)
     include_ui_router(app, campaigns_ui.router)
+    for data_router in data_ui.ROUTERS:
+        include_ui_router(app, data_router)
     include_ui_router(app, sections.build_router())

@@ -26,15 +26,7 @@ class Placeholder:
     text: str
 
 
-PLACEHOLDERS: tuple[Placeholder, ...] = (
-    Placeholder(
-        "/data",
-        "Data",
-        "Imports and computed traits arrive with the collect and process work",
-        "Upload CSV files, define computed traits, browse lifestyle reference tables and replay "
-        "quarantined events.",
-    ),
-)
+PLACEHOLDERS: tuple[Placeholder, ...] = ()
 
 
 def build_router(placeholders: tuple[Placeholder, ...] = PLACEHOLDERS) -> APIRouter:

@@ -1,19 +1,34 @@
-"""Settings pages: API keys, users and roles, the audit log. Every member may look; only admins change."""
+"""Settings pages: API keys, users and roles, the audit log, channels, frequency caps and quiet hours, topics.
+
+Every member may look; only admins change, and every change is audited. Caps and quiet hours are written to
+``Workspace.settings`` under the keys the Deliverer reads (``caps``: :func:`rapport.messaging.caps.caps_from_settings`;
+``quiet_hours``: :func:`rapport.messaging.quiet_hours.window_for`), the sender under ``email``.
+"""
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Annotated, Any
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import SCOPES, Role
 from rapport.accounts.service import IssuedKey
 from rapport.api.deps import DbSession, ReadDbSession
 from rapport.audit import service as audit_service
+from rapport.channels.push import load_vapid
+from rapport.consent import service as consent_service
 from rapport.errors import Conflict, NotFound, ValidationFailed
 from rapport.kit.pagination import Page
+from rapport.messaging import caps as caps_rules
+from rapport.messaging import quiet_hours as quiet_rules
+from rapport.messaging.delivery import channels_of
+from rapport.models import Workspace
 from rapport.runtime import Runtime
 from rapport.web.rendering import Flash, redirect, render
 from rapport.web.session import UiAdminPost, UiPage, UiRoute, UiUser
@@ -40,7 +55,9 @@ def settings_tabs() -> list[tuple[str, str]]:
         ("API keys", "/settings/keys"),
         ("Users & roles", "/settings/users"),
         ("Audit log", "/settings/audit"),
-        ("Channels & limits", "/settings/channels"),
+        ("Channels", "/settings/channels"),
+        ("Caps & quiet hours", "/settings/limits"),
+        ("Topics", "/settings/topics"),
     ]
 
 
@@ -248,12 +265,377 @@ def audit_page(request: Request, ui: UiPage, db: ReadDbSession, page: int = 1) -
     return render(request, "settings/audit.html", context)
 
 
-@router.get("/channels")
-def channels_page(request: Request, ui: UiPage) -> Response:
-    """Channels, frequency caps, quiet hours and topics: filled by the delivery work."""
+# -- channels, caps, quiet hours, topics -------------------------------------------------------------------
+
+CHANNELS = ("email", "sms", "push", "inapp", "webhook")
+CHANNEL_LABELS = {
+    "email": "Email",
+    "sms": "SMS",
+    "push": "Web push",
+    "inapp": "In-app inbox",
+    "webhook": "Webhook",
+    caps_rules.ALL_CHANNELS: "All channels together",
+}
+MAX_CAP = 10_000
+_EMAIL_RE = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]{2,}$")
+_TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def vapid_public_key(private_key: str) -> str:
+    """Return the application server key browsers subscribe with (base64url), or '' when unreadable."""
+    try:
+        vapid = load_vapid(private_key)
+        public = vapid.public_key  # type: ignore[attr-defined]
+        raw = public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    except Exception:
+        return ""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def channel_status(runtime: Runtime) -> list[dict[str, Any]]:
+    """Describe each channel as the server's settings configure it (no secret is ever included)."""
+    cfg = runtime.settings
+    registered = set(channels_of(runtime))
+    sms_from = cfg.sms_from
+    sms_ready = bool(cfg.twilio_account_sid and cfg.twilio_auth_token and sms_from)
+    rows: list[dict[str, Any]] = [
+        {
+            "name": "email",
+            "configured": bool(cfg.smtp_host),
+            "facts": [
+                ("SMTP server", f"{cfg.smtp_host}:{cfg.smtp_port}" if cfg.smtp_host else ""),
+                ("Security", cfg.smtp_security),
+                ("Login", "yes (user and password set)" if cfg.smtp_username else "none"),
+            ],
+            "env": "RAPPORT_SMTP_HOST, RAPPORT_SMTP_PORT, RAPPORT_SMTP_SECURITY, RAPPORT_SMTP_USERNAME/PASSWORD",
+        },
+        {
+            "name": "sms",
+            "configured": sms_ready,
+            "facts": [
+                ("Provider API", cfg.twilio_base_url if sms_ready else ""),
+                ("From", sms_from if sms_from and not sms_from.startswith("MG") else ""),
+                ("Messaging service", sms_from if sms_from.startswith("MG") else ""),
+            ],
+            "env": "RAPPORT_TWILIO_BASE_URL, RAPPORT_TWILIO_ACCOUNT_SID, RAPPORT_TWILIO_AUTH_TOKEN, RAPPORT_SMS_FROM",
+        },
+        {
+            "name": "push",
+            "configured": bool(cfg.vapid_private_key and cfg.vapid_subject),
+            "facts": [
+                (
+                    "VAPID public key",
+                    vapid_public_key(cfg.vapid_private_key) if cfg.vapid_private_key else "",
+                ),
+                ("Contact", cfg.vapid_subject),
+            ],
+            "env": "RAPPORT_VAPID_PRIVATE_KEY, RAPPORT_VAPID_SUBJECT",
+        },
+        {
+            "name": "webhook",
+            "configured": bool(cfg.webhook_secret),
+            "facts": [
+                ("Signing secret", "set" if cfg.webhook_secret else ""),
+                ("Allowed hosts", ", ".join(cfg.webhook_allowed_hosts) or "any public host"),
+            ],
+            "env": "RAPPORT_WEBHOOK_SECRET, RAPPORT_WEBHOOK_ALLOWED_HOSTS",
+        },
+        {"name": "inapp", "configured": True, "facts": [("Inbox", "always on")], "env": ""},
+    ]
+    for row in rows:
+        row["label"] = CHANNEL_LABELS[row["name"]]
+        row["registered"] = row["name"] in registered
+    return rows
+
+
+def _workspace_for_update(db: Session, workspace_id: int) -> Workspace:
+    workspace = db.get(Workspace, workspace_id, with_for_update=True)
+    if workspace is None:
+        raise NotFound("workspace not found")
+    return workspace
+
+
+def _save_setting(db: Session, ui: UiUser, key: str, value: Any, action: str) -> None:
+    """Replace one top-level key of the workspace's settings (row locked) and audit before/after."""
+    workspace = _workspace_for_update(db, ui.workspace_id)
+    settings = dict(workspace.settings or {})
+    before = settings.get(key)
+    if value is None or value == {}:
+        settings.pop(key, None)
+    else:
+        settings[key] = value
+    workspace.settings = settings
+    audit_service.record(
+        db,
+        workspace_id=ui.workspace_id,
+        actor=ui.principal.actor,
+        action=action,
+        target_type="workspace",
+        target_id=ui.workspace_id,
+        details={"before": before, "after": settings.get(key)},
+    )
+
+
+def _sender_of(settings: dict[str, Any] | None) -> dict[str, str]:
+    email = (settings or {}).get("email") or {}
+    return {
+        "from_name": str(email.get("from_name") or ""),
+        "from_address": str(email.get("from_address") or ""),
+    }
+
+
+def _channels_page(
+    request: Request,
+    ui: UiUser,
+    db: Session,
+    *,
+    form: dict[str, str] | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    runtime = _runtime(request)
+    workspace = accounts_service.get_workspace(db, ui.workspace_id)
     context = {
-        "title": "Channels & limits",
+        "title": "Channels",
         "tabs": settings_tabs(),
         "active_tab": "/settings/channels",
+        "channels": channel_status(runtime),
+        "sender": form or _sender_of(workspace.settings),
+        "default_address": runtime.settings.email_from,
+        "default_name": workspace.name,
+        "error": error,
     }
-    return render(request, "settings/channels.html", context)
+    return render(request, "settings/channels.html", context, status_code=status_code)
+
+
+@router.get("/channels")
+def channels_page(request: Request, ui: UiPage, db: ReadDbSession) -> Response:
+    """Which channels the server is configured for (never a secret) and the workspace's email sender."""
+    return _channels_page(request, ui, db)
+
+
+@router.post("/channels/email")
+def save_sender(
+    request: Request,
+    ui: UiAdminPost,
+    db: DbSession,
+    from_name: Annotated[str, Form(max_length=200)] = "",
+    from_address: Annotated[str, Form(max_length=320)] = "",
+) -> Response:
+    """Set the workspace's email From name and address (empty: the server's defaults)."""
+    sent = {"from_name": from_name.strip(), "from_address": from_address.strip()}
+    if sent["from_address"] and not _EMAIL_RE.match(sent["from_address"]):
+        return _channels_page(
+            request, ui, db, form=sent, error="The From address is not an email address.", status_code=400
+        )
+    if any(ch in sent["from_name"] for ch in '\r\n<>"'):
+        return _channels_page(
+            request,
+            ui,
+            db,
+            form=sent,
+            error="The From name cannot hold quotes, < > or line breaks.",
+            status_code=400,
+        )
+    workspace = accounts_service.get_workspace(db, ui.workspace_id)
+    email = dict((workspace.settings or {}).get("email") or {})
+    for key, value in sent.items():
+        if value:
+            email[key] = value
+        else:
+            email.pop(key, None)
+    _save_setting(db, ui, "email", email, "settings.email_sender_changed")
+    db.commit()
+    return redirect(request, "/settings/channels", flash=Flash("success", "The email sender is saved."))
+
+
+def parse_caps(form: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Read ``cap_<channel>_<day|week>`` fields (``all`` for every channel together); empty means no cap."""
+    caps: dict[str, dict[str, int]] = {}
+    for channel in (*CHANNELS, caps_rules.ALL_CHANNELS):
+        field = "all" if channel == caps_rules.ALL_CHANNELS else channel
+        for per in ("day", "week"):
+            text = form.get(f"cap_{field}_{per}", "").strip()
+            if not text:
+                continue
+            if not text.isdigit() or int(text) > MAX_CAP:
+                label = CHANNEL_LABELS[channel]
+                raise ValidationFailed(
+                    f"{label} per {per}: a whole number from 0 to {MAX_CAP:,}, or empty for no cap",
+                    details={"field": f"cap_{field}_{per}"},
+                )
+            caps.setdefault(channel, {})[per] = int(text)
+    return caps
+
+
+def parse_quiet_hours(form: dict[str, str]) -> dict[str, list[str] | None]:
+    """Read ``quiet_<channel>_start``/``_end`` (the allowed sending window, HH:MM); both empty: any time."""
+    windows: dict[str, list[str] | None] = {}
+    for channel in CHANNELS:
+        start = form.get(f"quiet_{channel}_start", "").strip()[:5]
+        end = form.get(f"quiet_{channel}_end", "").strip()[:5]
+        label = CHANNEL_LABELS[channel]
+        if not start and not end:
+            if quiet_rules.DEFAULT_WINDOWS.get(channel):
+                windows[channel] = None  # explicitly any time, overriding the default window
+            continue
+        if not (_TIME_RE.match(start) and _TIME_RE.match(end)):
+            raise ValidationFailed(
+                f"{label}: give both times as HH:MM (24-hour), or leave both empty for any time",
+                details={"field": f"quiet_{channel}_start"},
+            )
+        if start == end:
+            raise ValidationFailed(
+                f"{label}: the window starts and ends at {start}; leave both empty for any time",
+                details={"field": f"quiet_{channel}_start"},
+            )
+        windows[channel] = [start, end]
+    return windows
+
+
+def _limits_form(settings: dict[str, Any] | None) -> dict[str, str]:
+    form: dict[str, str] = {}
+    for cap in caps_rules.caps_from_settings(settings):
+        field = "all" if cap.channel == caps_rules.ALL_CHANNELS else cap.channel
+        form[f"cap_{field}_{cap.per}"] = str(cap.limit)
+    for channel in CHANNELS:
+        window = quiet_rules.window_for(channel, settings)
+        form[f"quiet_{channel}_start"] = window.start.strftime("%H:%M") if window else ""
+        form[f"quiet_{channel}_end"] = window.end.strftime("%H:%M") if window else ""
+    return form
+
+
+def _limits_page(
+    request: Request,
+    ui: UiUser,
+    db: Session,
+    *,
+    form: dict[str, str] | None = None,
+    error: str = "",
+    error_field: str = "",
+    status_code: int = 200,
+) -> Response:
+    workspace = accounts_service.get_workspace(db, ui.workspace_id)
+    context = {
+        "title": "Caps & quiet hours",
+        "tabs": settings_tabs(),
+        "active_tab": "/settings/limits",
+        "form": form or _limits_form(workspace.settings),
+        "cap_rows": [
+            ("all" if c == caps_rules.ALL_CHANNELS else c, CHANNEL_LABELS[c])
+            for c in (caps_rules.ALL_CHANNELS, *CHANNELS)
+        ],
+        "quiet_rows": [(c, CHANNEL_LABELS[c], quiet_rules.DEFAULT_WINDOWS.get(c)) for c in CHANNELS],
+        "error": error,
+        "error_field": error_field,
+    }
+    return render(request, "settings/limits.html", context, status_code=status_code)
+
+
+@router.get("/limits")
+def limits_page(request: Request, ui: UiPage, db: ReadDbSession) -> Response:
+    """Frequency caps per channel and across channels, and the quiet hours of each channel."""
+    return _limits_page(request, ui, db)
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v[:20] for k, v in form.items() if isinstance(v, str) and k.startswith(("cap_", "quiet_"))}
+
+
+@router.post("/limits/caps")
+async def save_caps(request: Request, ui: UiAdminPost, db: DbSession) -> Response:
+    """Save the frequency caps where the Deliverer reads them (``settings["caps"]``)."""
+    sent = await _form_fields(request)
+    try:
+        caps = parse_caps(sent)
+    except ValidationFailed as exc:
+        merged = {**_limits_form(accounts_service.get_workspace(db, ui.workspace_id).settings), **sent}
+        field = str((exc.details or {}).get("field", ""))
+        return _limits_page(
+            request, ui, db, form=merged, error=exc.message, error_field=field, status_code=400
+        )
+    _save_setting(db, ui, "caps", caps, "settings.caps_changed")
+    db.commit()
+    return redirect(request, "/settings/limits", flash=Flash("success", "Frequency caps are saved."))
+
+
+@router.post("/limits/quiet-hours")
+async def save_quiet_hours(request: Request, ui: UiAdminPost, db: DbSession) -> Response:
+    """Save the sending windows where the Deliverer reads them (``settings["quiet_hours"]``)."""
+    sent = await _form_fields(request)
+    try:
+        windows = parse_quiet_hours(sent)
+    except ValidationFailed as exc:
+        merged = {**_limits_form(accounts_service.get_workspace(db, ui.workspace_id).settings), **sent}
+        field = str((exc.details or {}).get("field", ""))
+        return _limits_page(
+            request, ui, db, form=merged, error=exc.message, error_field=field, status_code=400
+        )
+    _save_setting(db, ui, "quiet_hours", windows, "settings.quiet_hours_changed")
+    db.commit()
+    return redirect(request, "/settings/limits", flash=Flash("success", "Quiet hours are saved."))
+
+
+def _topics_page(
+    request: Request,
+    ui: UiUser,
+    db: Session,
+    *,
+    form: dict[str, Any] | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    context = {
+        "title": "Topics",
+        "tabs": settings_tabs(),
+        "active_tab": "/settings/topics",
+        "topics": consent_service.list_topics(db, workspace_id=ui.workspace_id),
+        "form": form or {"key": "", "name": "", "description": "", "opt_in": True, "is_service": False},
+        "error": error,
+    }
+    return render(request, "settings/topics.html", context, status_code=status_code)
+
+
+@router.get("/topics")
+def topics_page(request: Request, ui: UiPage, db: ReadDbSession) -> Response:
+    """The workspace's subscription topics; admins add them."""
+    return _topics_page(request, ui, db)
+
+
+@router.post("/topics")
+def create_topic(
+    request: Request,
+    ui: UiAdminPost,
+    db: DbSession,
+    key: Annotated[str, Form(max_length=64)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    description: Annotated[str, Form(max_length=1000)] = "",
+    consent: Annotated[str, Form(max_length=10)] = "opt_in",
+    is_service: Annotated[bool, Form()] = False,
+) -> Response:
+    """Create a topic through the consent service (which audits it)."""
+    sent = {
+        "key": key,
+        "name": name,
+        "description": description,
+        "opt_in": consent != "opt_out",
+        "is_service": is_service,
+    }
+    try:
+        topic = consent_service.create_topic(
+            db,
+            workspace_id=ui.workspace_id,
+            key=key,
+            name=name,
+            description=description.strip(),
+            opt_in=consent != "opt_out",
+            is_service=is_service,
+            actor=ui.principal.actor,
+        )
+    except ValidationFailed as exc:
+        db.rollback()
+        return _topics_page(request, ui, db, form=sent, error=exc.message, status_code=400)
+    label = topic.key
+    db.commit()
+    return redirect(request, "/settings/topics", flash=Flash("success", f"Topic {label} is created."))
