@@ -12,6 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from rapport.config import Settings
 from rapport.runtime import build_runtime
+from rapport.segments import parse, to_text
 from rapport.synth.demo import fill_workspace
 from tests.support.browser import PageWatch, screenshot
 from tests.support.tenants import Tenant, make_tenant
@@ -180,6 +181,50 @@ def test_groups_not_and_other_conditions_print_and_parse_back(watched_page: Page
     )
     _wait_synced(page)
     screenshot(page, "segment-builder-groups")
+
+
+#: One definition per kind of condition and option the visual editor models.
+ROUND_TRIPS = [
+    'loyalty_tier in ("gold", "silver") and latitude >= 51.5 and signup_date < 2025-06-01'
+    " and (phone is not set or email is set)",
+    "contract_end in next 30 days and birthday anniversary is today"
+    " or signup_date more than 365 days ago and birthday anniversary in last 7 days",
+    'did "product_viewed" where (price > 20 and (category = "shoes" or not brand is set))'
+    ' at most 2 times in last 48 hours and did not "order_completed" between 2025-01-01 and 2025-03-31'
+    " and purchased exactly 2 times ever",
+    'first did "signed_up" before 2025-01-01 and last purchased less than 30 days ago'
+    ' and last did "product_viewed" where url contains "/sale" after 2025-06-30',
+    'message.clicked campaign "Spring sale" at least 2 times and email.opened in last 30 days'
+    " and subscribed to email and unsubscribed from sms",
+    'within 2.5 km of (53.8, -1.55) or within 5 km of store "Leeds Briggate"'
+    ' or random bucket < 10% and random bucket >= 50% seed "ab"',
+    'not not city = "York"',
+    'not (city = "Leeds" and (postcode starts with "LS" or not region = "North"))',
+]
+
+
+def test_every_kind_of_condition_survives_text_to_visual_to_text(
+    watched_page: PageWatch, shop: Tenant
+) -> None:
+    page = watched_page.page
+    browser_login(page, shop.admin_email, shop.password)
+    page.goto("/segments/new")
+    text = page.get_by_label("Segment definition as text")
+    top_not = page.locator(".seg-group--top > .seg-group__head").get_by_label("not", exact=True)
+    for definition in ROUND_TRIPS:
+        canonical = to_text(parse(definition))
+        text.fill(definition)
+        _wait_synced(page)
+        expect(page.locator("#segment-form")).to_have_attribute("data-sync", "ok")
+        # the visual editor writes its own AST: negate everything, then take it back
+        top_not.check()
+        expect(text).to_have_value(to_text(parse(f"not ({definition})")))
+        _wait_synced(page)
+        top_not.uncheck()
+        expect(text).to_have_value(canonical)
+        _wait_synced(page)
+        expect(page.locator("#segment-form")).to_have_attribute("data-sync", "ok")
+    screenshot(page, "segment-builder-round-trip")
 
 
 def test_the_builder_works_at_phone_width(browser_context_phone: PageWatch, shop: Tenant) -> None:
