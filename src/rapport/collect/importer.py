@@ -306,7 +306,12 @@ _EVENT_KEYS = (
 def _insert_events(db: Session, rows: list[dict[str, Any]]) -> None:
     """Append events through ingest's bulk path (multi-row INSERT on SQLite, COPY on PostgreSQL);
     duplicates of (workspace, messageId) are skipped."""
-    ingest.append_events(db, [{k: r.get(k) for k in _EVENT_KEYS} for r in rows])
+    ingest.append_events(
+        db,
+        rows
+        if all(k in rows[0] for k in _EVENT_KEYS)
+        else [{k: r.get(k) for k in _EVENT_KEYS} for r in rows],
+    )
 
 
 def import_event_rows(
