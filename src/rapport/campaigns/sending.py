@@ -14,8 +14,9 @@ segments) can find them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,11 +26,15 @@ from sqlalchemy.orm import Session
 from rapport.campaigns import assign, schedule
 from rapport.campaigns import repository as repo
 from rapport.campaigns.service import ACTIVE, SENDING, SENT, TESTING, seed_of
+from rapport.catalog import service as catalog_service
+from rapport.content import service as content_service
 from rapport.messaging import service as messaging_service
 from rapport.messaging.service import OutboxRow
 from rapport.models import Campaign, CampaignVariant, MessageTemplate, Profile, Workspace
 
 CHUNK = 2000
+SNIPPET_TAG = re.compile(r"\{%-?\s*(render|include)\b")
+RECOMMENDATIONS = 3
 HELD_OUT_EVENT = "campaign_held_out"
 
 
@@ -48,10 +53,11 @@ def variant_content(
 ) -> dict[str, Any]:
     """The outbox content of one arm: the template's Liquid parts, the variant's overrides, the campaign."""
     content: dict[str, Any] = {}
-    if template is not None:
+    if template is not None and renders_at_send(template):
+        # rule blocks and snippets: content/ renders the saved template for each recipient at send time
+        content.update(content_service.message_content(template))
+    elif template is not None:
         content.update(template.content or {})
-        if template.blocks:
-            content["blocks"] = list(template.blocks)
         content["template"] = {"id": template.id, "name": template.name, "version": template.version}
     content.update(variant.content or {})
     content["campaign"] = {
@@ -61,6 +67,18 @@ def variant_content(
         "variant": variant.key,
     }
     return content
+
+
+def renders_at_send(template: MessageTemplate) -> bool:
+    """Whether a template needs content/'s renderer (rule blocks, snippets) rather than plain Liquid."""
+    if template.blocks:
+        return True
+    return any(SNIPPET_TAG.search(str(part or "")) for part in (template.content or {}).values())
+
+
+def wants_recommendations(content: Mapping[str, Any]) -> bool:
+    """Whether a message's Liquid uses ``recommendations`` (they are then computed when it is queued)."""
+    return any("recommendations" in str(value) for value in content.values() if isinstance(value, str))
 
 
 def prepare(db: Session, campaign: Campaign, *, triggered: bool = False) -> Prepared:
@@ -143,6 +161,29 @@ def _outbox_row(
     )
 
 
+def with_recommendations(
+    db: Session, *, campaign: Campaign, rows: list[OutboxRow], now: datetime
+) -> list[OutboxRow]:
+    """Give the rows whose Liquid uses ``recommendations`` each recipient's products (catalog/, one bulk
+    call for the batch: bought together, popular in their favourite category, never what they bought)."""
+    wanting = [row for row in rows if wants_recommendations(row.content)]
+    if not wanting:
+        return rows
+    found = catalog_service.recommendations_for(
+        db,
+        workspace_id=campaign.workspace_id,
+        profile_ids=[row.profile_id for row in wanting],
+        limit=RECOMMENDATIONS,
+        now=now,
+    )
+    return [
+        replace(row, content={**row.content, "recommendations": found.get(row.profile_id, [])})
+        if wants_recommendations(row.content)
+        else row
+        for row in rows
+    ]
+
+
 def _zones(db: Session, profile_ids: Sequence[int]) -> dict[int, str | None]:
     rows = db.execute(select(Profile.id, Profile.timezone).where(Profile.id.in_(list(profile_ids)))).all()
     return {int(pid): tz for pid, tz in rows}
@@ -181,6 +222,7 @@ def send_chunk(db: Session, *, campaign: Campaign, now: datetime, limit: int = C
             states.append(
                 {"rid": rid, "variant": arm, "state": repo.QUEUED, "reason": "", "message_pk": None}
             )
+    rows = with_recommendations(db, campaign=campaign, rows=rows, now=now)
     messaging_service.enqueue_many(db, workspace_id=campaign.workspace_id, rows=rows, now=now)
     repo.set_states(db, states)
     repo.insert_events(db, held)
@@ -321,5 +363,6 @@ def enter_many(
             )
         )
     repo.insert_events(db, held)
+    outbox = with_recommendations(db, campaign=campaign, rows=outbox, now=now)
     messaging_service.enqueue_many(db, workspace_id=campaign.workspace_id, rows=outbox, now=now)
     return arms

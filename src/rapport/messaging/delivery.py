@@ -38,6 +38,8 @@ from rapport.collect import identity as ident
 from rapport.consent import links as consent_links
 from rapport.consent import service as consent_service
 from rapport.consent.tokens import LinkTarget
+from rapport.content import service as content_service
+from rapport.errors import NotFound
 from rapport.messaging import caps as caps_rules
 from rapport.messaging import feedback, inbound, journal, ratelimit, tracking
 from rapport.messaging import holds as holds_mod
@@ -45,7 +47,7 @@ from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
 from rapport.messaging.render import RecipientFacts, RenderError, build
 from rapport.models import Message, Profile, Workspace
-from rapport.personalize import TemplateEngine
+from rapport.personalize import RenderFailed, TemplateEngine
 from rapport.profiles import gdpr as profiles_gdpr
 from rapport.runtime import Runtime
 from rapport.worker.queue import backoff_delay
@@ -265,6 +267,7 @@ class Deliverer:
         for message in claimed:
             db.expunge(message)  # plain records from here on: outcomes are written back in bulk below
         out = _Outcomes()
+        templates: dict[tuple[int, int], Any] = {}  # saved templates prepared once per batch (content/)
         available = channels_of(self.runtime)
         workspace_ids = sorted({m.workspace_id for m in claimed})
         workspaces = {w.id: w for w in db.scalars(select(Workspace).where(Workspace.id.in_(workspace_ids)))}
@@ -358,6 +361,8 @@ class Deliverer:
                 stats.dead += 1
                 continue
             try:
+                links = self._links(workspace.id, person.id, message)
+                prerendered = self._saved_template(db, message, person.id, links, now, templates)
                 outbound = build(
                     self.engine,
                     message,
@@ -369,9 +374,10 @@ class Deliverer:
                         locale=str(person.traits.get("locale") or "en_GB"),
                     ),
                     now=now,
-                    links=self._links(workspace.id, person.id, message),
+                    links=links,
                     defaults=self._defaults(workspace),
                     tracker=self._tracker(workspace),  # messaging/tracking.py
+                    prerendered=prerendered,
                 )
             except RenderError as exc:
                 _give_back_counts(counts, wanted)
@@ -453,6 +459,37 @@ class Deliverer:
             repo.give_back_cap(
                 db, workspace_id=workspace_id, profile_id=profile_id, channel=channel, period=period
             )
+
+    def _saved_template(
+        self,
+        db: Session,
+        message: Message,
+        profile_id: int,
+        links: dict[str, str],
+        now: datetime,
+        cache: dict[tuple[int, int], Any],
+    ) -> dict[str, str] | None:
+        """The parts of a message made from a saved template (rule blocks, snippets), rendered for this
+        recipient by content/; None for a message that carries its own Liquid."""
+        content = message.content or {}
+        if content.get("template_id") is None:
+            return None
+        try:
+            rendered = content_service.render_outbox_content(
+                db,
+                workspace_id=message.workspace_id,
+                content=content,
+                profile_id=profile_id,
+                now=now,
+                links=links,
+                engine=self.engine,
+                cache=cache,
+            )
+        except RenderFailed as exc:
+            raise RenderError(f"template: {exc.message}") from exc
+        except NotFound as exc:
+            raise RenderError(str(exc)) from exc
+        return dict(rendered.parts)
 
     def _links(self, workspace_id: int, profile_id: int, message: Message) -> dict[str, str]:
         url = consent_links.unsubscribe_url(

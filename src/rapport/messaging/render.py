@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from rapport.personalize import (
     RenderFailed,
     TemplateEngine,
     build_context,
+    html_to_text,
 )
 from rapport.personalize.engine import generated_text
 
@@ -45,8 +47,14 @@ def build(
     links: dict[str, str],
     defaults: dict[str, str],
     tracker: Tracker | None = None,
+    prerendered: Mapping[str, str] | None = None,
 ) -> OutboundMessage:
-    """Render ``message.content`` for ``recipient`` into the channel payload."""
+    """Render ``message.content`` for ``recipient`` into the channel payload.
+
+    ``prerendered`` holds parts already rendered for this recipient (a saved template with rule blocks and
+    snippets, rendered by content/): they are used as they are, never run through Liquid again (rendered
+    text is data: a second pass would execute Liquid that came from a profile).
+    """
     content = message.content or {}
     ctx = build_context(
         ContextInputs(
@@ -61,6 +69,8 @@ def build(
             ),
             event=content.get("event"),
             campaign=content.get("campaign"),
+            store=content.get("store"),
+            recommendations=tuple(content.get("recommendations") or ()),
             links=links,
             extra={"data": content.get("data") or {}},
         )
@@ -68,6 +78,11 @@ def build(
     budget = engine.new_budget()
 
     def text(key: str, *, html: bool = False, required: bool = False) -> str | None:
+        if prerendered is not None:
+            done = prerendered.get(key)
+            if not done and required:
+                raise RenderError(f"{message.channel} message has no {key}")
+            return done or None
         source = content.get(key)
         if source is None or source == "":
             if required:
@@ -81,7 +96,9 @@ def build(
     if message.channel == "email":
         html = text("html", html=True)
         plain = text("text")
-        if html and not plain:  # derived from the HTML template, as previews do (personalize/engine.py)
+        if html and not plain and prerendered is not None:
+            plain = html_to_text(html)
+        elif html and not plain:  # derived from the HTML template, as previews do (personalize/engine.py)
             try:
                 plain = generated_text(engine, str(content["html"]), html, ctx, None, budget)
             except RenderFailed as exc:

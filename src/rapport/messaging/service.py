@@ -51,6 +51,8 @@ def _validate(channel: str, kind: str, content: Mapping[str, Any]) -> None:
         )
     if kind not in KINDS:
         raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", details={"field": "kind"})
+    if content.get("template_id") is not None:
+        return  # a saved template (content/), validated when it was saved and rendered at send time
     missing = [key for key in REQUIRED[channel] if not content.get(key)]
     if channel == "email" and not (content.get("html") or content.get("text")):
         missing.append("html or text")
