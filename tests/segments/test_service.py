@@ -315,6 +315,38 @@ def test_sampled_types_agree_with_infer_types(runtime: Runtime, tenant: Tenant) 
         )
     with runtime.read_sessions() as db:
         found = catalog_service.sampled_types(db, tenant.workspace_id, "traits")
-    assert found == catalog_service.infer_types(docs)
+    assert found == {**catalog_service.infer_types(docs), "o.a": "number"}
     assert found == {"city": "string", "age": "number", "vip": "boolean", "tags": "list", "born": "date",
-                     "seen": "date", "note": "string"}  # fmt: skip
+                     "seen": "date", "note": "string", "o.a": "number"}  # fmt: skip
+
+
+def test_dotted_trait_names_read_nested_objects(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    traits = [
+        {"address": {"city": "Leeds"}, "lifestyle": {"group": "Urban"}},
+        {"address": {"city": "York"}},
+        {},
+    ]
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            sqldata.PROFILES.insert(),
+            [{"id": 7000 + n, "workspace_id": ws, "traits": t, "computed": {}} for n, t in enumerate(traits)],
+        )
+    with runtime.read_sessions() as db:
+        catalog = catalog_service.build_catalog(db, workspace_id=ws)
+        assert catalog.traits is not None and catalog.traits["address.city"] == "string"
+        found = service.preview(
+            db,
+            workspace_id=ws,
+            text='address.city = "Leeds" and lifestyle.group = "Urban"',
+            ast=None,
+            now=NOW,
+        )
+        assert (found.count, [s.id for s in found.sample]) == (1, [7000])
+        assert found.text == 'address.city = "Leeds" and lifestyle.group = "Urban"'
+        assert (
+            service.preview(db, workspace_id=ws, text="address.city is not set", ast=None, now=NOW).count == 1
+        )
+        with pytest.raises(SegmentError) as caught:
+            service.preview(db, workspace_id=ws, text='address.cty = "Leeds"', ast=None, now=NOW)
+        assert caught.value.details["suggestion"] == "address.city"

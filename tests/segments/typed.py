@@ -47,7 +47,14 @@ NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
 STORES = {"Leeds": (53.7966, -1.5424), "York": (53.9576, -1.0803), "Hull": (53.7457, -0.3367)}
 CATALOG = Catalog(
-    traits={"city": "string", "age": "number", "is_vip": "boolean", "signup_date": "date", "tags": "list"},
+    traits={
+        "city": "string",
+        "age": "number",
+        "is_vip": "boolean",
+        "signup_date": "date",
+        "tags": "list",
+        "address.city": "string",  # nested: traits["address"]["city"]
+    },
     computed={"total_spend": "number", "birthday": "date"},
     scores={"churn_danger": "number", "rfm_segment": "string"},
     events={"order_completed", "page_viewed"},
@@ -67,6 +74,7 @@ _tag = st.sampled_from(["vip", "newsletter", "staff", "b2b"])
 _by_type = {"string": _strings, "number": _numbers, "boolean": st.booleans(), "date": _dates}
 _fields = {
     "city": "string",
+    "address.city": "string",
     "age": "number",
     "is_vip": "boolean",
     "signup_date": "date",
@@ -221,7 +229,27 @@ _trait_maps = st.fixed_dictionaries(
         name: st.one_of(_trait_value(kind), _trait_value(kind), st.just(_ABSENT))
         for name, kind in _fields.items()
     }
-).map(lambda traits: {name: value for name, value in traits.items() if value is not _ABSENT})
+).map(lambda traits: _nest({name: value for name, value in traits.items() if value is not _ABSENT}))
+
+
+def _nest(traits: dict[str, object]) -> dict[str, object]:
+    """Dotted trait names live in nested objects (``address.city`` is ``{"address": {"city": …}}``)."""
+    out: dict[str, object] = {}
+    for name, value in traits.items():
+        if (
+            "." in name
+            and CATALOG.field_info(name) is not None
+            and CATALOG.field_info(name).source == "trait"
+        ):
+            head, _, rest = name.partition(".")
+            inner = out.setdefault(head, {})
+            assert isinstance(inner, dict)
+            inner[rest] = value
+        else:
+            out[name] = value
+    return out
+
+
 _properties = st.fixed_dictionaries(
     {},
     optional={

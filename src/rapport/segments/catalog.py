@@ -45,6 +45,20 @@ _OPS: Mapping[str, frozenset[str]] = {
 }
 
 
+def field_paths(name: str, catalog: Catalog | None) -> tuple[tuple[str, ...], ...]:
+    """Where profile field ``name`` may live, first match wins: its whole name as one key, then, for a dotted
+    trait name, the path through nested objects (``address.city``: ``traits["address"]["city"]``).
+
+    A computed trait or score is only ever its whole name (``propensity.purchase_30d``). "Match" means the
+    value there is set (present, not null): ``{"a.b": null, "a": {"b": 1}}`` reads 1 for ``a.b``.
+    """
+    info = catalog.field_info(name) if catalog is not None else None
+    parts = tuple(name.split("."))
+    if (info is not None and info.source != "trait") or len(parts) < 2 or not all(parts):
+        return ((name,),)
+    return ((name,), parts)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldInfo:
     """A field a segment can name: where it lives and what type its values have."""

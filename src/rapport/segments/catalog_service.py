@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal_column, select, true
+from sqlalchemy import and_, case, func, literal_column, select, true, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -111,7 +111,8 @@ _KINDS: Mapping[str, FieldType] = {
 def sampled_types(db: Session, workspace_id: int, column: str, size: int = SAMPLE) -> dict[str, FieldType]:
     """``infer_types`` over the ``size`` newest live profiles' ``column`` (traits or computed), in SQL.
 
-    The database walks the JSON and returns one row per (key, type): no documents cross the wire.
+    The database walks the JSON and returns one row per (key, type): no documents cross the wire. For traits,
+    the keys of nested objects come too, as dotted names (``address.city``; one level).
     """
     table = Profile.__table__.alias("sample_src")
     sample = (
@@ -121,26 +122,42 @@ def sampled_types(db: Session, workspace_id: int, column: str, size: int = SAMPL
         .limit(size)
         .subquery("s")
     )
-    if db.get_bind().dialect.name == "postgresql":
-        each = func.jsonb_each(sample.c.doc).table_valued("key", "value").lateral("j")
-        kind: ColumnElement[Any] = func.jsonb_typeof(each.c.value)
-        datey = and_(
-            kind == "string", each.c.value.op("#>>")(literal_column("'{}'::text[]")).op("~")(_PG_DATE)
-        )
+    postgres = db.get_bind().dialect.name == "postgresql"
+
+    def typed(each: Any, kind: ColumnElement[Any], key: ColumnElement[Any], source: Any) -> Any:
+        if postgres:
+            text = each.c.value.op("#>>")(literal_column("'{}'::text[]"))
+            datey = and_(kind == "string", text.op("~")(_PG_DATE))
+        else:
+            datey = and_(kind == "text", each.c.value.op("GLOB")(_SQLITE_DATE))
+        is_date = case((datey, 1), else_=0)
+        return select(key.label("key"), kind.label("kind"), is_date.label("is_date")).select_from(source)
+
+    if postgres:
+        top = func.jsonb_each(sample.c.doc).table_valued("key", "value").lateral("j")
+        top_kind: ColumnElement[Any] = func.jsonb_typeof(top.c.value)
+        objects = case((top_kind == "object", top.c.value), else_=literal_column("'{}'::jsonb"))
+        inner = func.jsonb_each(objects).table_valued("key", "value").lateral("k")
+        inner_kind: ColumnElement[Any] = func.jsonb_typeof(inner.c.value)
     else:
-        each = func.json_each(sample.c.doc).table_valued("key", "value", "type").alias("j")
-        kind = each.c.type
-        datey = and_(kind == "text", each.c.value.op("GLOB")(_SQLITE_DATE))
-    is_date = case((datey, 1), else_=0).label("is_date")
+        top = func.json_each(sample.c.doc).table_valued("key", "value", "type").alias("j")
+        top_kind = top.c.type
+        inner = func.json_each(top.c.value).table_valued("key", "value", "type").alias("k")
+        inner_kind = inner.c.type
+    parts = [typed(top, top_kind, top.c.key, sample.join(top, true()))]
+    if column == "traits":
+        nested_key = top.c.key.concat(".").concat(inner.c.key)
+        nested = typed(inner, inner_kind, nested_key, sample.join(top, true()).join(inner, true()))
+        parts.append(nested.where(top_kind == "object"))
+    found = union_all(*parts).subquery("found")
     rows = db.execute(
-        select(each.c.key, kind.label("kind"), is_date, func.count().label("n"))
-        .select_from(sample.join(each, true()))
-        .group_by(each.c.key, kind, is_date)
-        .order_by(each.c.key)
+        select(found.c.key, found.c.kind, found.c.is_date, func.count())
+        .group_by(found.c.key, found.c.kind, found.c.is_date)
+        .order_by(found.c.key)
     )
     seen: dict[str, Counter[FieldType]] = {}
-    for key, found, date_like, n in rows:
-        kind_of = "date" if date_like else _KINDS.get(found)
+    for key, kind, date_like, n in rows:
+        kind_of = "date" if date_like else _KINDS.get(kind)
         if kind_of is None or key.startswith("_"):
             continue
         seen.setdefault(key, Counter())[kind_of] += n

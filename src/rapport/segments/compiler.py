@@ -73,7 +73,7 @@ from rapport.segments.ast import (
     Window,
     Within,
 )
-from rapport.segments.catalog import Catalog
+from rapport.segments.catalog import Catalog, field_paths
 from rapport.segments.errors import SegmentError
 
 EVENTS = cast(Table, Event.__table__)
@@ -207,13 +207,15 @@ class _Compiler:
 
     def leaf(self, node: Node) -> _Cond:
         if isinstance(node, Compare):
-            doc, keys = self.field(node.field)
             values = node.value if isinstance(node.value, tuple) else (node.value,)
             kinds = ",".join(_kind(v) for v in values)
-            return portable.json_compare(doc, keys, node.op, kinds, [_bind(v) for v in values]), True
+
+            def compare(doc: ColumnElement[Any], keys: tuple[str, ...]) -> ColumnElement[Any]:
+                return portable.json_compare(doc, keys, node.op, kinds, [_bind(v) for v in values])
+
+            return self.first_set(node.field, compare), True
         if isinstance(node, IsSet):
-            doc, keys = self.field(node.field)
-            present = portable.json_is_set(doc, keys)
+            present = or_(*(portable.json_is_set(doc, keys) for doc, keys in self.fields(node.field)))
             return (present if node.is_set else not_(present)), False
         if isinstance(node, DateRelative):
             return self.date_relative(node), True
@@ -242,20 +244,30 @@ class _Compiler:
 
     # ---- traits ---------------------------------------------------------------------------------------
 
-    def field(self, name: str) -> tuple[ColumnElement[Any], tuple[str, ...]]:
-        """The JSON document and path holding profile field ``name`` (a whole key, dots included)."""
+    def fields(self, name: str) -> list[tuple[ColumnElement[Any], tuple[str, ...]]]:
+        """The JSON documents and paths that may hold profile field ``name``, first set wins
+        (``catalog.field_paths``: the whole name, then a dotted trait name's nested path)."""
         info = self.scope.catalog.field_info(name) if self.scope.catalog is not None else None
         if info is not None and info.source in ("computed", "score"):
             if self.scope.computed is not None:
                 located = self.scope.computed(name, self.id, self.now)
                 if located is not None:
-                    return located
-            return self.p.c.computed, (name,)
-        return self.p.c.traits, (name,)
+                    return [located]
+            return [(self.p.c.computed, (name,))]
+        return [(self.p.c.traits, keys) for keys in field_paths(name, self.scope.catalog)]
+
+    def first_set(
+        self, name: str, read: Callable[[ColumnElement[Any], tuple[str, ...]], ColumnElement[Any]]
+    ) -> ColumnElement[Any]:
+        """``read`` applied to the first place holding field ``name`` (the only one for most fields)."""
+        places = self.fields(name)
+        if len(places) == 1:
+            return read(*places[0])
+        (whole_doc, whole), (doc, nested) = places
+        return case((portable.json_is_set(whole_doc, whole), read(whole_doc, whole)), else_=read(doc, nested))
 
     def date_relative(self, node: DateRelative) -> ColumnElement[Any]:
-        doc, keys = self.field(node.field)
-        day = portable.json_date(doc, keys)
+        day = self.first_set(node.field, portable.json_date)
         utc_today, others = _dates_by_zone(self.now)
         if not others:
             return self.on_day(node, day, utc_today)

@@ -49,7 +49,7 @@ from rapport.segments.ast import (
     Window,
     Within,
 )
-from rapport.segments.catalog import Catalog
+from rapport.segments.catalog import Catalog, field_paths
 from rapport.segments.errors import SegmentError
 
 EARTH_RADIUS_KM = 6371.0088  # the IUGG mean radius
@@ -276,11 +276,11 @@ class _Evaluator:
         if isinstance(node, Not):
             return not self.holds(node.item)
         if isinstance(node, Compare):
-            return compare(self.profile.traits.get(node.field), node.op, node.value)
+            return compare(self.field(node.field), node.op, node.value)
         if isinstance(node, IsSet):
-            return (self.profile.traits.get(node.field) is not None) == node.is_set
+            return (self.field(node.field) is not None) == node.is_set
         if isinstance(node, DateRelative):
-            day = calendar_date(self.profile.traits.get(node.field))
+            day = calendar_date(self.field(node.field))
             return day is not None and date_relative(day, node.kind, node.days, node.anniversary, self.today)
         if isinstance(node, Did):
             matching = [
@@ -306,6 +306,16 @@ class _Evaluator:
                 node.percent,
             )
         raise TypeError(f"not a segment node: {node!r}")
+
+    def field(self, name: str) -> Any:
+        """The profile's value of field ``name``: a whole key, or a path into nested objects."""
+        for keys in field_paths(name, self.catalog):
+            value: Any = self.profile.traits
+            for key in keys:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            if value is not None:
+                return value
+        return None
 
     def matching_events(self, name: str, where: Node | None) -> list[EventFact]:
         return [
