@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from rapport.collect import codec, ingest
 from rapport.collect.committer import Committer
@@ -118,7 +118,10 @@ def test_bulk_insert_keeps_arrival_order_and_the_first_of_repeats(runtime: Runti
     ids[450] = "m300"
     rows = [_row(tenant.workspace_id, mid, n) for n, mid in enumerate(ids)]
     with runtime.sessions() as db:
-        ingest.append_events(db, rows)
+        ingest.append_events(db, rows[:300])
+        ingest.append_events(db, rows[300:])  # a second call in the same transaction (as replay does)
+        if runtime.engine.dialect.name == "postgresql":
+            assert db.execute(text("SELECT count(*) FROM rapport_ingest_events")).scalar() == 0
         db.commit()
     stored = events(runtime, tenant.workspace_id)
     assert len(stored) == 599

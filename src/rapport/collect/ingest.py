@@ -329,7 +329,7 @@ def _copy_insert(conn: Connection, raw: Any, values: list[Any], width: int) -> N
 
     COPY costs the client a fraction of what binding parameters does; the INSERT keeps the arrival
     order (``seq``) and skips repeats of (workspace_id, messageId) exactly like the plain INSERT (R1).
-    The staging table is created once per connection and emptied by every commit.
+    The staging table is created once per connection and left empty by every call.
     """
     names = ", ".join(f'"{name}"' for name, _kind in _event_columns())
     info = conn.connection.info
@@ -344,8 +344,11 @@ def _copy_insert(conn: Connection, raw: Any, values: list[Any], width: int) -> N
             write = copy.write_row
             for seq, start in enumerate(range(0, len(values), width)):
                 write([seq, *values[start : start + width]])
+        # Moving (DELETE … RETURNING) rather than copying leaves the stage empty for the next call in the
+        # same transaction (a replay appends event by event).
         cursor.execute(
-            f"INSERT INTO events ({names}) SELECT {names} FROM {_STAGE} ORDER BY seq "  # noqa: S608
+            f"WITH moved AS (DELETE FROM {_STAGE} RETURNING *) "  # noqa: S608
+            f"INSERT INTO events ({names}) SELECT {names} FROM moved ORDER BY seq "
             "ON CONFLICT (workspace_id, message_id) DO NOTHING"
         )
 
