@@ -35,7 +35,7 @@ class RapportServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
 
-    def start(self, timeout: float = 30.0) -> RapportServer:
+    def start(self, timeout: float = 120.0) -> RapportServer:
         """Start the server and wait until /healthz answers."""
         log_dir = self.workdir or Path.cwd()
         self.log_path = log_dir / f"server-{self.port}.log"
