@@ -242,3 +242,17 @@ def test_starttls_and_implicit_tls(tmp_path: Path) -> None:
         assert smtps.send([email(4)])[0].status is SendStatus.SENT
         smtps.close()
         assert [m.rcpt_tos for m in sink.wait_for(1)] == [["ada4@example.com"]]
+
+
+def test_parallel_batches_split_a_large_batch_across_connections_in_order(smtp_sink: SmtpSink) -> None:
+    channel = channel_for(smtp_sink, pool_size=3, parallel_batches=True)
+    batch = [email(n) for n in range(60)]
+    results = channel.send(batch)
+    small = channel.send([email(n) for n in range(60, 70)])  # under 2 x PARALLEL_CHUNK: one connection
+    channel.close()
+
+    assert [r.message_id for r in results] == [m.message_id for m in batch]
+    assert [r.status for r in results + small] == [SendStatus.SENT] * 70
+    received = smtp_sink.wait_for(70)
+    assert sorted(m.rcpt_tos[0] for m in received) == sorted(f"ada{n}@example.com" for n in range(70))
+    assert channel.connections_opened == 3

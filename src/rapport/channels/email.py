@@ -2,9 +2,13 @@
 
 Each ``send(batch)`` borrows one connection (opening it if none is idle), sends the messages one after the
 other (MAIL FROM, RCPT TO, DATA), and gives it back for the next batch; up to ``pool_size`` batches run in
-parallel from different threads. A large batch (``PARALLEL_CHUNK`` messages per connection or more) is
-split across up to ``pool_size`` connections that work in parallel, so building the next message overlaps
-waiting for the server's reply to the last one. Outcomes, per recipient:
+parallel from different threads. With ``SmtpConfig.parallel_batches`` a large batch (``PARALLEL_CHUNK``
+messages per connection or more) is split across up to ``pool_size`` connections that work in parallel,
+so building the next message overlaps waiting for the server's reply to the last one. It is off by
+default: a worker killed mid-batch then has several messages between their journal's ``committing`` line
+and their final ``.`` (and thread switches widen that window to milliseconds), each of which ends
+``unknown`` and is not resent although the server never got it — the R6 crash test catches exactly that.
+Outcomes, per recipient:
 
 - 250 after the end-of-data ``.`` → sent (``provider_id`` is the server's queue id when it says one);
 - a 4xx reply at any step → failed_transient; a 5xx reply → failed_permanent;
@@ -69,6 +73,7 @@ class SmtpConfig:
     idle_seconds: float = 30.0
     envelope_from: str | None = None
     local_hostname: str | None = None
+    parallel_batches: bool = False
     ssl_context: ssl.SSLContext | None = None
 
 
@@ -191,7 +196,9 @@ class SmtpChannel:
         """Send the messages over pooled connections (a large batch is split across up to ``pool_size``
         connections working in parallel) and classify the server's answers; results in batch order."""
         notes = journal if journal is not None else NULL_JOURNAL
-        parts = min(self.config.pool_size, len(batch) // PARALLEL_CHUNK)
+        parts = (
+            min(self.config.pool_size, len(batch) // PARALLEL_CHUNK) if self.config.parallel_batches else 1
+        )
         if parts < 2:
             return self._send_serial(batch, notes)
         size = -(-len(batch) // parts)
