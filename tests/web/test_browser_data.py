@@ -32,7 +32,9 @@ CSV = (
 @pytest.fixture(scope="module")
 def data_tenant(ui_server: UiServer) -> Iterator[Tenant]:
     """A workspace of its own in the server's database (caps and imports do not touch other tests)."""
-    runtime = build_runtime(Settings(database_url=ui_server.database_url, secret_key="seed-secret-0123456789"))
+    runtime = build_runtime(
+        Settings(database_url=ui_server.database_url, secret_key="seed-secret-0123456789")
+    )
     try:
         yield make_tenant(runtime, "dataco")
     finally:
@@ -40,7 +42,9 @@ def data_tenant(ui_server: UiServer) -> Iterator[Tenant]:
 
 
 def _caps(ui_server: UiServer, tenant: Tenant) -> list[Cap]:
-    runtime = build_runtime(Settings(database_url=ui_server.database_url, secret_key="seed-secret-0123456789"))
+    runtime = build_runtime(
+        Settings(database_url=ui_server.database_url, secret_key="seed-secret-0123456789")
+    )
     try:
         with runtime.sessions() as db:
             return caps_from_settings(accounts_service.get_workspace(db, tenant.workspace_id).settings)
@@ -56,7 +60,9 @@ def _import(page: Page, tmp_path: Path) -> None:
     csv_path.write_text(CSV, encoding="utf-8")
     page.get_by_label("CSV file").set_input_files(str(csv_path))
     page.get_by_role("button", name="Upload and map columns").click()
-    expect(page.get_by_role("heading", name=re.compile("Map the columns of loyalty-members.csv"))).to_be_visible()
+    expect(
+        page.get_by_role("heading", name=re.compile("Map the columns of loyalty-members.csv"))
+    ).to_be_visible()
     # The guesses: id → user id, Email → email, the rest traits named after the header.
     expect(page.get_by_label("What “Customer ID” is")).to_have_value("id:user_id")
     expect(page.get_by_label("What “Email” is")).to_have_value("id:email")

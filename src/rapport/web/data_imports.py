@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from rapport.api.deps import DbSession, ReadDbSession
 from rapport.audit import service as audit_service
@@ -249,9 +251,15 @@ def mapping_page(request: Request, token: str, ui: UiPage) -> Response:
 @router.post("/new/{token}")
 async def start(request: Request, token: str, ui: UiEditorPost, db: DbSession) -> Response:
     """Check the mapping and start the import job; a refused mapping re-renders the form with the error."""
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    # File reading, the events rewrite and the database work run off the event loop.
+    return await run_in_threadpool(_start, request, token, ui, db, fields)
+
+
+def _start(request: Request, token: str, ui: UiUser, db: Session, form: dict[str, str]) -> Response:
     runtime = _runtime(request)
     data_path, note = _staged(runtime, ui.workspace_id, token)
-    form = await request.form()
     header, _rows, total = _preview(data_path)
     choices = [
         mapping.ColumnChoice(

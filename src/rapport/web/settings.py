@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import SCOPES, Role
@@ -547,6 +548,10 @@ async def _form_fields(request: Request) -> dict[str, str]:
 async def save_caps(request: Request, ui: UiAdminPost, db: DbSession) -> Response:
     """Save the frequency caps where the Deliverer reads them (``settings["caps"]``)."""
     sent = await _form_fields(request)
+    return await run_in_threadpool(_save_caps, request, ui, db, sent)
+
+
+def _save_caps(request: Request, ui: UiUser, db: Session, sent: dict[str, str]) -> Response:
     try:
         caps = parse_caps(sent)
     except ValidationFailed as exc:
@@ -564,6 +569,10 @@ async def save_caps(request: Request, ui: UiAdminPost, db: DbSession) -> Respons
 async def save_quiet_hours(request: Request, ui: UiAdminPost, db: DbSession) -> Response:
     """Save the sending windows where the Deliverer reads them (``settings["quiet_hours"]``)."""
     sent = await _form_fields(request)
+    return await run_in_threadpool(_save_quiet_hours, request, ui, db, sent)
+
+
+def _save_quiet_hours(request: Request, ui: UiUser, db: Session, sent: dict[str, str]) -> Response:
     try:
         windows = parse_quiet_hours(sent)
     except ValidationFailed as exc:
