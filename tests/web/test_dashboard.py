@@ -268,17 +268,3 @@ def test_the_dashboard_counts_customers_reach_consent_scores_and_message_series(
     for metric, total in (("messages_opened", 1), ("messages_clicked", 1), ("messages_sent", 0)):
         body = client.get("/ui/api/dashboard/series", params={"metric": metric}).json()
         assert body["total"] == total, metric
-
-
-def test_campaign_results_are_empty_until_the_campaign_work_fills_them(
-    runtime: Runtime, tenant: Tenant
-) -> None:
-    from rapport.web.dashboard import campaign_results
-
-    with runtime.sessions() as db:
-        assert (
-            campaign_results(
-                db, workspace_id=tenant.workspace_id, first=date(2025, 1, 1), last=date(2025, 1, 31)
-            )
-            == []
-        )

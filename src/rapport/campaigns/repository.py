@@ -498,8 +498,11 @@ def insert_conversion(db: Session, values: dict[str, Any]) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-def top_campaigns(db: Session, *, workspace_id: int, since: datetime, limit: int = 5) -> list[Any]:
-    """(campaign id, name, conversions, revenue) of the campaigns that converted most since ``since``."""
+def top_campaigns(
+    db: Session, *, workspace_id: int, since: datetime, until: datetime, limit: int = 5
+) -> list[Any]:
+    """(campaign id, name, conversions, revenue) of the campaigns whose treated recipients brought the
+    most revenue in [since, until)."""
     return list(
         db.execute(
             select(
@@ -510,7 +513,11 @@ def top_campaigns(db: Session, *, workspace_id: int, since: datetime, limit: int
             )
             .join(
                 CampaignConversion,
-                and_(CampaignConversion.campaign_id == Campaign.id, CampaignConversion.converted_at >= since),
+                and_(
+                    CampaignConversion.campaign_id == Campaign.id,
+                    CampaignConversion.converted_at >= since,
+                    CampaignConversion.converted_at < until,
+                ),
             )
             .where(Campaign.workspace_id == workspace_id, CampaignConversion.variant != "control")
             .group_by(Campaign.id, Campaign.name)

@@ -506,6 +506,15 @@ def estimate_audience(
     )
 
 
+def top_campaigns(
+    db: Session, *, workspace_id: int, since: datetime, until: datetime, limit: int = 5
+) -> list[tuple[int, str, int, float]]:
+    """The campaigns whose recipients (control excluded) brought the most revenue in [since, until):
+    (id, name, conversions, revenue)."""
+    rows = repo.top_campaigns(db, workspace_id=workspace_id, since=since, until=until, limit=limit)
+    return [(int(cid), str(name), int(n), float(revenue)) for cid, name, n, revenue in rows]
+
+
 def seed_of(campaign: Campaign) -> str:
     """The seed of a campaign's stable arm assignment."""
     return f"campaign:{campaign.id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import Role
 from rapport.api.deps import ReadDbSession
+from rapport.campaigns import service as campaigns_service
 from rapport.errors import Unauthenticated, ValidationFailed
 from rapport.messaging import repository as messaging_repository
 from rapport.process import scores_service
@@ -90,11 +91,17 @@ class CampaignResult:
 
 
 def campaign_results(db: Session, *, workspace_id: int, first: date, last: date) -> list[CampaignResult]:
-    """Return the top campaigns by attributed revenue in [first, last]; empty until campaigns attribute.
-
-    The campaign work replaces this body; the dashboard shows the card's empty state while it is [].
-    """
-    return []
+    """Return the top campaigns by revenue their recipients brought in [first, last] (control excluded)."""
+    rows = campaigns_service.top_campaigns(
+        db,
+        workspace_id=workspace_id,
+        since=datetime.combine(first, time(), tzinfo=UTC),
+        until=datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC),
+    )
+    return [
+        CampaignResult(campaign_id=cid, name=name, revenue=revenue, conversions=n)
+        for cid, name, n, revenue in rows
+    ]
 
 
 def bars_of(counts: Mapping[str, int], order: Sequence[str]) -> list[Bar]:

@@ -1,0 +1,64 @@
+"""The dashboard's revenue card: campaigns ranked by the revenue their (non-control) recipients brought in
+the chosen range, on the page and through the function behind it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from rapport.runtime import Runtime
+from rapport.web.dashboard import campaign_results
+from tests.campaigns.conftest import call, make_campaign, recipients, run_worker
+from tests.messaging.conftest import make_people
+from tests.support.tenants import Tenant
+from tests.web.ui import ui_login
+
+
+def test_top_campaigns_by_attributed_revenue(
+    runtime: Runtime, tenant: Tenant, client: TestClient, app: FastAPI
+) -> None:
+    people = make_people(runtime, tenant, 6)
+    ids = []
+    for name, event in (("Welcome", "signed_up"), ("Browse", "product_viewed")):
+        campaign = make_campaign(client, tenant, name=name, kind="triggered", channel="email",
+                                 trigger={"type": "event", "event": event},
+                                 variants=[{"key": "A", "content": {"subject": "Hi", "text": "x"}}])  # fmt: skip
+        call(client, tenant, "POST", f"/api/v1/campaigns/{campaign['id']}/launch")
+        ids.append(campaign["id"])
+    batch = [{"type": "track", "userId": f"p{i}", "event": "signed_up"} for i in range(6)]
+    batch += [{"type": "track", "userId": f"p{i}", "event": "product_viewed"} for i in range(2)]
+    assert client.post("/v1/batch", json={"batch": batch}, headers=tenant.write_headers).status_code == 200
+    run_worker(app)
+    orders = [{"type": "track", "userId": f"p{i}", "event": "order_completed", "properties": {"total": 25 * (i + 1)}}
+              for i in range(3)]  # fmt: skip
+    assert client.post("/v1/batch", json={"batch": orders}, headers=tenant.write_headers).status_code == 200
+    run_worker(app)
+    welcome = recipients(runtime, ids[0])
+    treated = {pid for pid, e in welcome.items() if e.variant == "A"}
+    index = {pid: i for i, pid in enumerate(people)}
+    expected_welcome = sum(25 * (index[pid] + 1) for pid in treated if index[pid] < 3)
+    browse = recipients(runtime, ids[1])
+    expected_browse = sum(
+        25 * (index[pid] + 1) for pid, e in browse.items() if e.variant == "A" and index[pid] < 3
+    )
+
+    today = runtime.clock.now().date()
+    with runtime.read_sessions() as db:
+        rows = campaign_results(db, workspace_id=tenant.workspace_id, first=today, last=today)
+        before = campaign_results(
+            db,
+            workspace_id=tenant.workspace_id,
+            first=today - timedelta(days=9),
+            last=today - timedelta(days=1),
+        )
+    got = {r.name: (r.revenue, r.conversions) for r in rows}
+    assert got.get("Welcome", (0.0, 0))[0] == expected_welcome
+    assert got.get("Browse", (0.0, 0))[0] == expected_browse
+    assert [r.revenue for r in rows] == sorted((r.revenue for r in rows), reverse=True)
+    assert before == []
+    ui_login(client, tenant.admin_email, tenant.password)
+    page = client.get("/")
+    if expected_welcome:
+        assert f'href="/campaigns/{ids[0]}">Welcome</a>' in page.text
