@@ -78,7 +78,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
         # The client hung up mid-body: nothing was accepted and nobody is listening; not a server error.
         log.info("client disconnected before the request body was read")
-        return JSONResponse(error_body("client_disconnected", "the client closed the connection"), status_code=400)
+        return JSONResponse(
+            error_body("client_disconnected", "the client closed the connection"), status_code=400
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
