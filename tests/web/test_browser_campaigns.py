@@ -8,7 +8,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
@@ -132,3 +134,21 @@ def test_create_review_launch_and_follow_a_broadcast(page_watch: PageWatch, shop
     page.get_by_role("link", name="Campaigns").first.click()
     row = page.get_by_test_id("campaigns-table").get_by_role("row", name=re.compile("Winter hello"))
     expect(row).to_contain_text("sent")
+
+    # the recipient's side: the List-Unsubscribe link opens the preference centre, one click unsubscribes
+    first = next(m for m in received if m.rcpt_tos == ["person0@example.com"])
+    header = str(first.parsed()["List-Unsubscribe"])
+    found = re.search(r"<(https?://[^>]+/u/[^>]+)>", header)
+    assert found, header
+    path = urlsplit(found.group(1)).path
+    page.goto(path)
+    expect(page.get_by_role("heading", name=re.compile("^Unsubscribe from"))).to_be_visible()
+    screenshot(page, "preference-centre")
+    page.get_by_role("button", name="Unsubscribe", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("took effect at once")
+    screenshot(page, "preference-centre-done")
+    with httpx.Client(base_url=shop.url, headers=shop.tenant.secret_headers) as api:
+        [profile] = api.get("/api/v1/profiles", params={"email": "person0@example.com"}).json()
+        consent = api.get(f"/api/v1/profiles/{profile['id']}/consent").json()
+    states = {(s["channel"], s["topic"]): s["state"] for s in consent["subscriptions"]}
+    assert states[("email", "")] == "unsubscribed"
