@@ -62,3 +62,7 @@ def test_top_campaigns_by_attributed_revenue(
     page = client.get("/")
     if expected_welcome:
         assert f'href="/campaigns/{ids[0]}">Welcome</a>' in page.text
+    conversions = client.get("/ui/api/dashboard/series", params={"metric": "messages_converted"}).json()
+    revenue = client.get("/ui/api/dashboard/series", params={"metric": "revenue_attributed"}).json()
+    assert conversions["total"] == sum(r.conversions for r in rows)
+    assert revenue["total"] == expected_welcome + expected_browse

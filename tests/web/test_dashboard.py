@@ -123,6 +123,8 @@ def test_the_registry_refuses_duplicates_and_lists_in_order() -> None:
         "messages_delivered",
         "messages_opened",
         "messages_clicked",
+        "messages_converted",
+        "revenue_attributed",
         "events",
         "purchases",
         "emails_opened",

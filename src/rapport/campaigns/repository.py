@@ -525,3 +525,17 @@ def top_campaigns(
             .limit(limit)
         ).all()
     )
+
+
+def conversions_between(db: Session, *, workspace_id: int, since: datetime, until: datetime) -> list[Any]:
+    """(converted_at, revenue) of the workspace's non-control conversions in [since, until)."""
+    return list(
+        db.execute(
+            select(CampaignConversion.converted_at, CampaignConversion.revenue).where(
+                CampaignConversion.workspace_id == workspace_id,
+                CampaignConversion.variant != "control",
+                CampaignConversion.converted_at >= since,
+                CampaignConversion.converted_at < until,
+            )
+        ).all()
+    )

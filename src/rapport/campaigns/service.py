@@ -16,7 +16,7 @@ claimed, so the estimate here is what we know before sending, not a promise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from rapport.campaigns import repository as repo
 from rapport.campaigns.schemas import AudienceEstimate, CampaignCreate, CampaignUpdate, VariantIn
 from rapport.consent import repository as consent_repo
 from rapport.errors import Conflict, NotFound, ValidationFailed
+from rapport.kit.clock import as_utc
 from rapport.messaging import service as messaging_service
 from rapport.models import Campaign, Workspace
 from rapport.segments import repository as segments_repo
@@ -513,6 +514,17 @@ def top_campaigns(
     (id, name, conversions, revenue)."""
     rows = repo.top_campaigns(db, workspace_id=workspace_id, since=since, until=until, limit=limit)
     return [(int(cid), str(name), int(n), float(revenue)) for cid, name, n, revenue in rows]
+
+
+def conversions_per_day(
+    db: Session, *, workspace_id: int, since: datetime, until: datetime, revenue: bool = False
+) -> dict[date, float]:
+    """Campaign conversions (or their revenue) per UTC day in [since, until), control groups excluded."""
+    found: dict[date, float] = {}
+    for at, amount in repo.conversions_between(db, workspace_id=workspace_id, since=since, until=until):
+        day = as_utc(at).date()
+        found[day] = found.get(day, 0.0) + (float(amount or 0) if revenue else 1.0)
+    return found
 
 
 def seed_of(campaign: Campaign) -> str:

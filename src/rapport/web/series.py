@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from rapport.campaigns import service as campaigns_service
 from rapport.errors import ValidationFailed
 from rapport.models import AuditEntry, Event
 
@@ -172,6 +173,29 @@ MESSAGES_OPENED = SeriesMetric(
 MESSAGES_CLICKED = SeriesMetric(
     "messages_clicked", "Message clicks per day", "clicks", events_per_day(message_events("clicked"))
 )
+
+
+def conversions_per_day(*, revenue: bool) -> DailyValues:
+    """Return a daily counter of campaign conversions (or their revenue), control groups excluded."""
+
+    def daily(db: Session, workspace_id: int, first: date, last: date) -> dict[date, float]:
+        return campaigns_service.conversions_per_day(
+            db,
+            workspace_id=workspace_id,
+            since=day_start(first),
+            until=day_start(last + timedelta(days=1)),
+            revenue=revenue,
+        )
+
+    return daily
+
+
+MESSAGES_CONVERTED = SeriesMetric(
+    "messages_converted", "Campaign conversions per day", "conversions", conversions_per_day(revenue=False)
+)
+REVENUE_ATTRIBUTED = SeriesMetric(
+    "revenue_attributed", "Revenue from campaigns per day", "revenue", conversions_per_day(revenue=True)
+)
 EMAILS_OPENED = SeriesMetric(
     "emails_opened", "Emails opened per day", "opens", events_per_day(("email_opened",))
 )
@@ -204,6 +228,8 @@ def default_metrics() -> MetricRegistry:
         MESSAGES_DELIVERED,
         MESSAGES_OPENED,
         MESSAGES_CLICKED,
+        MESSAGES_CONVERTED,
+        REVENUE_ATTRIBUTED,
         EVENTS,
         PURCHASES,
         EMAILS_OPENED,
