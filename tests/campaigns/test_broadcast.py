@@ -132,3 +132,30 @@ def test_conversions_are_attributed_per_arm_with_lift_against_control(
     assert arm["lift_interval"]["low"] < expected_lift < arm["lift_interval"]["high"]
     assert stats["cost"] == round(len(treated) * 0.5, 2)
     assert stats["incremental_conversions"] == pytest.approx(6 - len(treated) / len(held))
+
+
+def test_the_estimate_counts_who_is_at_a_frequency_cap(
+    runtime: Runtime, tenant: Tenant, client: TestClient, app: FastAPI, sink: SmtpSink, email_channel: object
+) -> None:
+    from rapport.models import Workspace
+
+    make_people(runtime, tenant, 3, extra={"city": "Hull"})
+    with runtime.sessions() as db:
+        workspace = db.get(Workspace, tenant.workspace_id)
+        assert workspace is not None
+        workspace.settings = {**(workspace.settings or {}), "caps": {"email": {"day": 1}}}
+        db.commit()
+    segment_id = make_segment(client, tenant, "Hull", 'city = "Hull"')
+    first = make_campaign(
+        client, tenant, name="First", channel="email", segment_ids=[segment_id], variants=VARIANTS[:1]
+    )
+    second = make_campaign(
+        client, tenant, name="Second", channel="email", segment_ids=[segment_id], variants=VARIANTS[:1]
+    )
+    before = call(client, tenant, "GET", f"/api/v1/campaigns/{second['id']}/audience")
+    assert (before["reachable"], before["capped"]) == (3, 0)
+    call(client, tenant, "POST", f"/api/v1/campaigns/{first['id']}/launch")
+    run_worker(app)
+    assert len(sink.wait_for(3)) == 3
+    after = call(client, tenant, "GET", f"/api/v1/campaigns/{second['id']}/audience")
+    assert (after["total"], after["reachable"], after["capped"]) == (3, 0, 3)

@@ -1,10 +1,12 @@
 """Before sending: which of an audience can be reached on a campaign's channel (address, consent,
-suppression), counted in a few queries. The Deliverer decides again per message at claim time."""
+suppression, frequency caps already reached), counted in a few queries. The Deliverer decides again per message at claim time."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,7 +14,8 @@ from sqlalchemy.orm import Session
 from rapport.collect import identity as ident
 from rapport.consent import repository as consent_repo
 from rapport.consent import rules
-from rapport.models import Campaign, Profile, Subscription, Suppression, Workspace
+from rapport.messaging import caps as caps_rules
+from rapport.models import Campaign, Profile, SendCounter, Subscription, Suppression, Workspace
 
 CHUNK = 900
 
@@ -21,7 +24,14 @@ def classify(
     db: Session, *, workspace: Workspace, campaign: Campaign, profile_ids: Sequence[int], now: datetime
 ) -> dict[str, int]:
     """Count ``reachable``, ``no_address``, ``no_consent`` and ``suppressed`` among ``profile_ids``."""
-    counts = {"reachable": 0, "no_address": 0, "no_consent": 0, "suppressed": 0}
+    counts = {"reachable": 0, "no_address": 0, "no_consent": 0, "suppressed": 0, "capped": 0}
+    try:
+        caps = caps_rules.applicable(caps_rules.caps_from_settings(workspace.settings), campaign.channel)
+    except ValueError:
+        caps = []
+    if campaign.message_kind != "marketing":
+        caps = []  # service messages are never capped
+    fallback = ZoneInfo(workspace.timezone) if workspace.timezone else ZoneInfo("UTC")
     topic = (
         consent_repo.get_topic(db, workspace_id=workspace.id, key=campaign.topic) if campaign.topic else None
     )
@@ -64,6 +74,21 @@ def classify(
                         )
                     )
                 }
+        used: dict[int, dict[tuple[str, str], int]] = {}
+        zones: dict[int, ZoneInfo] = {}
+        if caps:
+            for pid, channel, period, n in db.execute(
+                select(
+                    SendCounter.profile_id, SendCounter.channel, SendCounter.period, SendCounter.count
+                ).where(SendCounter.workspace_id == workspace.id, SendCounter.profile_id.in_(chunk))
+            ).all():
+                used.setdefault(int(pid), {})[(channel, period)] = int(n)
+            for pid, tz in db.execute(
+                select(Profile.id, Profile.timezone).where(Profile.id.in_(chunk))
+            ).all():
+                if tz:
+                    with contextlib.suppress(ValueError, KeyError):
+                        zones[int(pid)] = ZoneInfo(tz)
         for pid in chunk:
             address = addresses.get(pid) if kind is not None else str(pid)
             if not address:
@@ -87,8 +112,22 @@ def classify(
                 email_requires_opt_in=opt_in,
                 now=now,
             )
-            counts["reachable" if decision.allowed else "no_consent"] += 1
+            if not decision.allowed:
+                counts["no_consent"] += 1
+            elif caps and _capped(caps, used.get(pid, {}), zones.get(pid) or fallback, now):
+                counts["capped"] += 1
+            else:
+                counts["reachable"] += 1
     return counts
+
+
+def _capped(
+    caps: list[caps_rules.Cap], used: dict[tuple[str, str], int], zone: ZoneInfo, now: datetime
+) -> bool:
+    """Whether one more message would go over a frequency cap (the recipient's local day or week)."""
+    return any(
+        used.get((cap.channel, caps_rules.period_key(cap.per, now, zone)), 0) >= cap.limit for cap in caps
+    )
 
 
 def _view(row: Subscription | None) -> rules.SubscriptionView | None:

@@ -171,6 +171,7 @@ class AudienceEstimate(BaseModel):
     no_address: int
     no_consent: int
     suppressed: int
+    capped: int = 0
     sample: list[int]
 
 

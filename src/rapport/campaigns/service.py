@@ -478,7 +478,8 @@ def estimate_audience(
     db: Session, *, workspace: Workspace, campaign: Campaign, now: datetime, sample: int = 20
 ) -> AudienceEstimate:
     """Who a broadcast would reach now: its size, the control group, and how many have no address, no
-    consent or a suppressed address on its channel (the Deliverer checks again at claim time)."""
+    consent, a suppressed address on its channel, or a frequency cap already reached (the Deliverer checks
+    again at claim time)."""
     ids = (
         repo.audience_ids(
             db,
@@ -503,6 +504,7 @@ def estimate_audience(
         no_address=counts["no_address"],
         no_consent=counts["no_consent"],
         suppressed=counts["suppressed"],
+        capped=counts["capped"],
         sample=ids[:sample],
     )
 
