@@ -216,15 +216,7 @@ def create_campaign(
     db.add(campaign)
     db.flush()
     repo.replace_variants(db, campaign=campaign, variants=_variant_rows(data.variants))
-    audit_service.record(
-        db,
-        workspace_id=workspace_id,
-        actor=actor,
-        action="campaign.create",
-        target_type="campaign",
-        target_id=campaign.id,
-    )
-    return campaign
+    return _recorded(db, campaign, actor=actor, verb="create")
 
 
 def update_campaign(
@@ -256,20 +248,33 @@ def update_campaign(
     for key, value in changes.items():
         setattr(campaign, key, value)
     campaign.updated_at = now
-    audit_service.record(
+    return _recorded(
         db,
-        workspace_id=workspace_id,
+        campaign,
         actor=actor,
-        action="campaign.update",
-        target_type="campaign",
-        target_id=campaign.id,
+        verb="update",
         details={"fields": sorted(changes) + (["variants"] if data.variants is not None else [])},
     )
-    db.flush()
-    return campaign
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------
+
+
+def _recorded(
+    db: Session, campaign: Campaign, *, actor: str, verb: str, details: dict[str, Any] | None = None
+) -> Campaign:
+    """Audit a change to a campaign (``campaign.<verb>``) in the caller's transaction and flush it."""
+    audit_service.record(
+        db,
+        workspace_id=campaign.workspace_id,
+        actor=actor,
+        action=f"campaign.{verb}",
+        target_type="campaign",
+        target_id=campaign.id,
+        details=details,
+    )
+    db.flush()
+    return campaign
 
 
 def _transition(
@@ -301,17 +306,13 @@ def do_launch(db: Session, *, workspace_id: int, campaign_id: int, actor: str, n
         campaign.status = ACTIVE
         campaign.started_at = now
     campaign.updated_at = now
-    audit_service.record(
+    return _recorded(
         db,
-        workspace_id=workspace_id,
+        campaign,
         actor=actor,
-        action="campaign.launch",
-        target_type="campaign",
-        target_id=campaign.id,
+        verb="launch",
         details={"status": campaign.status, "audience": campaign.audience_size},
     )
-    db.flush()
-    return campaign
 
 
 def segments_building(db: Session, *, campaign: Campaign) -> str | None:
@@ -347,16 +348,7 @@ def do_pause(
     campaign.status_reason = reason or f"paused by {actor}"
     campaign.status = PAUSED
     campaign.updated_at = now
-    audit_service.record(
-        db,
-        workspace_id=workspace_id,
-        actor=actor,
-        action="campaign.pause",
-        target_type="campaign",
-        target_id=campaign.id,
-    )
-    db.flush()
-    return campaign
+    return _recorded(db, campaign, actor=actor, verb="pause")
 
 
 def do_resume(db: Session, *, workspace_id: int, campaign_id: int, actor: str, now: datetime) -> Campaign:
@@ -367,16 +359,7 @@ def do_resume(db: Session, *, workspace_id: int, campaign_id: int, actor: str, n
     campaign.status = _resumed_status(db, campaign)
     campaign.status_reason = ""
     campaign.updated_at = now
-    audit_service.record(
-        db,
-        workspace_id=workspace_id,
-        actor=actor,
-        action="campaign.resume",
-        target_type="campaign",
-        target_id=campaign.id,
-    )
-    db.flush()
-    return campaign
+    return _recorded(db, campaign, actor=actor, verb="resume")
 
 
 def _resumed_status(db: Session, campaign: Campaign) -> str:
@@ -405,16 +388,7 @@ def do_cancel(db: Session, *, workspace_id: int, campaign_id: int, actor: str, n
     campaign.status_reason = f"cancelled by {actor}"
     campaign.finished_at = now
     campaign.updated_at = now
-    audit_service.record(
-        db,
-        workspace_id=workspace_id,
-        actor=actor,
-        action="campaign.cancel",
-        target_type="campaign",
-        target_id=campaign.id,
-    )
-    db.flush()
-    return campaign
+    return _recorded(db, campaign, actor=actor, verb="cancel")
 
 
 def do_archive(db: Session, *, workspace_id: int, campaign_id: int, actor: str, now: datetime) -> Campaign:
@@ -428,16 +402,7 @@ def do_archive(db: Session, *, workspace_id: int, campaign_id: int, actor: str, 
     )
     campaign.archived_at = now
     campaign.updated_at = now
-    audit_service.record(
-        db,
-        workspace_id=workspace_id,
-        actor=actor,
-        action="campaign.archive",
-        target_type="campaign",
-        target_id=campaign.id,
-    )
-    db.flush()
-    return campaign
+    return _recorded(db, campaign, actor=actor, verb="archive")
 
 
 def duplicate_campaign(
