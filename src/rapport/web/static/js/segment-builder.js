@@ -166,10 +166,18 @@
         // after focus has moved (Tab goes into the operator): redraw, then put the focus back by id
         setTimeout(function () {
           var active = document.activeElement;
-          var keep = active && dependent.contains(active) ? active.id : null;
+          var inside = active && dependent.contains(active);
+          var keep = inside ? active.id : null;
+          // a keystroke may have moved the focus on before this runs (a slow machine): remember where
+          var place = inside ? Array.prototype.indexOf.call(dependent.querySelectorAll("input, select"), active) : -1;
           dependent.textContent = "";
           valueControls(n).forEach(function (c) { dependent.appendChild(c); });
           var again = keep ? document.getElementById(keep) : null;
+          if (!again && place >= 0) {
+            // that control is gone (e.g. "Value type" once the field's type is known): take its place's
+            var now = dependent.querySelectorAll("input, select");
+            again = now.length ? now[Math.min(place, now.length - 1)] : null;
+          }
           if (again) again.focus();
         }, 0);
       });
