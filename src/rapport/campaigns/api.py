@@ -3,6 +3,7 @@ results, recipients, test send, winner decision."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -104,18 +105,9 @@ def update_campaign(
     return service.read(db, campaign)
 
 
-def _action(verb: str):  # type: ignore[no-untyped-def]
-    actions = {
-        "launch": service.do_launch,
-        "pause": service.do_pause,
-        "resume": service.do_resume,
-        "cancel": service.do_cancel,
-        "archive": service.do_archive,
-    }
-    do = actions[verb]
-
+def _lifecycle_route(action: service.Action) -> Callable[..., object]:
     def endpoint(campaign_id: int, principal: Writer, db: DbSession, runtime: RuntimeDep) -> object:
-        campaign = do(
+        campaign = action.do(
             db,
             workspace_id=principal.workspace_id,
             campaign_id=campaign_id,
@@ -125,20 +117,17 @@ def _action(verb: str):  # type: ignore[no-untyped-def]
         db.commit()
         return service.read(db, campaign)
 
-    endpoint.__doc__ = {
-        "launch": "Launch: a broadcast is scheduled or starts sending (audience frozen now); triggers go live.",
-        "pause": "Pause: queued messages wait; triggers admit nobody new.",
-        "resume": "Resume a paused campaign.",
-        "cancel": "Cancel: nothing more is sent; queued messages are skipped.",
-        "archive": "Archive a draft, sent or cancelled campaign.",
-    }[verb]
-    endpoint.__name__ = f"{verb}_campaign"
+    endpoint.__doc__ = action.summary
     return endpoint
 
 
-for _verb in ("launch", "pause", "resume", "cancel", "archive"):
+for _verb, _action in service.ACTIONS.items():
     router.add_api_route(
-        f"/{{campaign_id}}/{_verb}", _action(_verb), methods=["POST"], response_model=CampaignRead
+        f"/{{campaign_id}}/{_verb}",
+        _lifecycle_route(_action),
+        methods=["POST"],
+        response_model=CampaignRead,
+        name=f"{_verb}_campaign",
     )
 
 

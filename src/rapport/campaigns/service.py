@@ -15,7 +15,8 @@ claimed, so the estimate here is what we know before sending, not a promise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -510,3 +511,26 @@ def segment_ids_used(db: Session, *, workspace_id: int) -> set[int]:
         if (campaign.trigger or {}).get("segment_id") is not None:
             ids.add(int(campaign.trigger["segment_id"]))
     return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A lifecycle verb: the service function, what it does (API and CLI help), and its past tense."""
+
+    do: Callable[..., Campaign]
+    summary: str
+    done: str
+
+
+#: The lifecycle verbs every edge offers (API routes, CLI commands, UI buttons) — one list for all three.
+ACTIONS: dict[str, Action] = {
+    "launch": Action(
+        do_launch,
+        "Launch: a broadcast is scheduled or starts sending (audience frozen now); triggers go live.",
+        "Launched",
+    ),
+    "pause": Action(do_pause, "Pause: queued messages wait; triggers admit nobody new.", "Paused"),
+    "resume": Action(do_resume, "Resume a paused campaign where it was.", "Resumed"),
+    "cancel": Action(do_cancel, "Cancel: nothing more is sent; queued messages are skipped.", "Cancelled"),
+    "archive": Action(do_archive, "Archive a draft, sent or cancelled campaign.", "Archived"),
+}

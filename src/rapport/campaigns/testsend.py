@@ -15,7 +15,7 @@ from rapport.campaigns import repository as repo
 from rapport.campaigns import sending
 from rapport.errors import NotFound, ValidationFailed
 from rapport.messaging.delivery import channels_of
-from rapport.messaging.render import RecipientFacts, RenderError, build
+from rapport.messaging.render import RecipientFacts, RenderError, build, sender_defaults
 from rapport.models import Campaign, Message, Profile, Workspace
 from rapport.personalize import TemplateEngine
 from rapport.runtime import Runtime
@@ -61,11 +61,7 @@ def do_test_send(
     if unknown:
         raise ValidationFailed(f"unknown variants: {', '.join(unknown)}", details={"field": "variants"})
     engine = TemplateEngine()
-    email = (workspace.settings or {}).get("email", {})
-    defaults = {
-        "from_address": str(email.get("from_address") or runtime.settings.email_from),
-        "from_name": str(email.get("from_name") or workspace.name),
-    }
+    defaults = sender_defaults(runtime.settings, workspace)
     base = runtime.settings.base_url.rstrip("/")
     links = {"unsubscribe": f"{base}/u/test", "preferences": f"{base}/u/test"}
     results: list[dict[str, Any]] = []
@@ -109,7 +105,7 @@ def do_test_send(
                 {
                     "variant": key,
                     "address": address,
-                    "status": str(sent.status.value if hasattr(sent.status, "value") else sent.status),
+                    "status": sent.status.value,
                     "error": sent.error,
                 }
             )

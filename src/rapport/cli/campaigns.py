@@ -92,15 +92,7 @@ def create(
         console.print(f"campaign {campaign.id} {campaign.name!r}: {campaign.status}")
 
 
-def _lifecycle(verb: str) -> None:
-    actions = {
-        "launch": campaigns_service.do_launch,
-        "pause": campaigns_service.do_pause,
-        "resume": campaigns_service.do_resume,
-        "cancel": campaigns_service.do_cancel,
-        "archive": campaigns_service.do_archive,
-    }
-
+def _lifecycle(verb: str, action: campaigns_service.Action) -> None:
     def command(
         campaign_id: int = typer.Argument(...),
         workspace: str = WorkspaceOption,
@@ -109,7 +101,7 @@ def _lifecycle(verb: str) -> None:
         with cli_runtime(database_url) as runtime, runtime.sessions() as db:
             ws = resolve_workspace(db, workspace)
             try:
-                campaign = actions[verb](
+                campaign = action.do(
                     db, workspace_id=ws.id, campaign_id=campaign_id, actor="cli", now=runtime.clock.now()
                 )
             except RapportError as exc:
@@ -118,18 +110,12 @@ def _lifecycle(verb: str) -> None:
             db.commit()
             console.print(f"campaign {campaign.id} {campaign.name!r}: {campaign.status}")
 
-    command.__doc__ = {
-        "launch": "Launch a draft (a broadcast freezes its audience now or at its send time).",
-        "pause": "Pause: queued messages wait, triggers admit nobody new.",
-        "resume": "Resume a paused campaign.",
-        "cancel": "Cancel: nothing more is sent.",
-        "archive": "Archive a draft, sent or cancelled campaign.",
-    }[verb]
+    command.__doc__ = action.summary
     campaigns_app.command(verb)(command)
 
 
-for _verb in ("launch", "pause", "resume", "cancel", "archive"):
-    _lifecycle(_verb)
+for _verb, _action in campaigns_service.ACTIONS.items():
+    _lifecycle(_verb, _action)
 
 
 @campaigns_app.command("stats")

@@ -45,7 +45,7 @@ from rapport.messaging import feedback, inbound, journal, ratelimit, tracking
 from rapport.messaging import holds as holds_mod
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
-from rapport.messaging.render import RecipientFacts, RenderError, build
+from rapport.messaging.render import RecipientFacts, RenderError, build, sender_defaults
 from rapport.models import Message, Profile, Workspace
 from rapport.personalize import RenderFailed, TemplateEngine
 from rapport.profiles import gdpr as profiles_gdpr
@@ -507,14 +507,7 @@ class Deliverer:
     def _defaults(self, workspace: Workspace) -> dict[str, str]:
         key = ("defaults", workspace.id)
         if key not in self._round_cache:
-            email = (workspace.settings or {}).get("email", {})
-            self._round_cache[key] = {
-                "from_address": str(email.get("from_address") or self.runtime.settings.email_from),
-                "from_name": str(email.get("from_name") or workspace.name),
-                "sms_status_callback": inbound.status_callback_url(
-                    self.runtime.settings.base_url, workspace.slug
-                ),
-            }
+            self._round_cache[key] = sender_defaults(self.runtime.settings, workspace)
         return cast("dict[str, str]", self._round_cache[key])
 
     # -- send and settle ----------------------------------------------------------------------------------

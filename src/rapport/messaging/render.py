@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from rapport.channels.base import EmailPayload, OutboundMessage, PushPayload, SmsPayload, WebhookPayload
-from rapport.messaging import push_delivery
+from rapport.config import Settings
+from rapport.messaging import inbound, push_delivery
 from rapport.messaging.tracking import Tracker
-from rapport.models import Message
+from rapport.models import Message, Workspace
 from rapport.personalize import (
     ContextInputs,
     Recipient,
@@ -32,6 +33,16 @@ class RecipientFacts:
     traits: dict[str, Any]
     timezone: str
     locale: str = "en_GB"
+
+
+def sender_defaults(settings: Settings, workspace: Workspace) -> dict[str, str]:
+    """The From name/address (workspace settings, else the server's) and the SMS status callback."""
+    email = (workspace.settings or {}).get("email", {})
+    return {
+        "from_address": str(email.get("from_address") or settings.email_from),
+        "from_name": str(email.get("from_name") or workspace.name),
+        "sms_status_callback": inbound.status_callback_url(settings.base_url, workspace.slug),
+    }
 
 
 class RenderError(Exception):

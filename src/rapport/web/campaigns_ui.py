@@ -294,15 +294,6 @@ def campaign_results(campaign_id: int, request: Request, ui: UiPage, db: ReadDbS
     return render(request, "campaigns/_results.html", context)
 
 
-ACTIONS = {
-    "launch": (campaigns_service.do_launch, "Launched"),
-    "pause": (campaigns_service.do_pause, "Paused"),
-    "resume": (campaigns_service.do_resume, "Resumed"),
-    "cancel": (campaigns_service.do_cancel, "Cancelled"),
-    "archive": (campaigns_service.do_archive, "Archived"),
-}
-
-
 @router.post("/{campaign_id}/action")
 async def campaign_action(campaign_id: int, request: Request, ui: UiEditorPost, db: DbSession) -> Response:
     """Launch, pause, resume, cancel, archive or duplicate the campaign."""
@@ -323,10 +314,10 @@ async def campaign_action(campaign_id: int, request: Request, ui: UiEditorPost, 
             return redirect(
                 request, f"/campaigns/{copy.id}", flash=Flash("success", f"Copied as {copy.name!r}.")
             )
-        if verb not in ACTIONS:
+        action = campaigns_service.ACTIONS.get(verb)
+        if action is None:
             return redirect(request, f"/campaigns/{campaign_id}", flash=Flash("error", "Unknown action."))
-        do, done = ACTIONS[verb]
-        campaign = do(
+        campaign = action.do(
             db, workspace_id=ui.workspace_id, campaign_id=campaign_id, actor=ui.principal.actor, now=now
         )
     except RapportError as exc:
@@ -334,7 +325,9 @@ async def campaign_action(campaign_id: int, request: Request, ui: UiEditorPost, 
         return redirect(request, f"/campaigns/{campaign_id}", flash=Flash("error", exc.message))
     db.commit()
     target = "/campaigns" if verb == "archive" else f"/campaigns/{campaign_id}"
-    return redirect(request, target, flash=Flash("success", f"{done}: {campaign.name} is {campaign.status}."))
+    return redirect(
+        request, target, flash=Flash("success", f"{action.done}: {campaign.name} is {campaign.status}.")
+    )
 
 
 @router.post("/{campaign_id}/test")
