@@ -43,14 +43,16 @@ def classify(
     kind = {"email": "email", "sms": "phone"}.get(campaign.channel)
     for start in range(0, len(profile_ids), CHUNK):
         chunk = list(profile_ids[start : start + CHUNK])
-        addresses: dict[int, str | None] = {
-            pid: address
-            for pid, address in db.execute(
-                select(Profile.id, Profile.email if campaign.channel == "email" else Profile.phone).where(
-                    Profile.id.in_(chunk)
-                )
-            ).all()
-        }
+        addresses: dict[int, str | None] = {}
+        zones: dict[int, ZoneInfo] = {}
+        address_column = Profile.email if campaign.channel == "email" else Profile.phone
+        for pid, address, tz in db.execute(
+            select(Profile.id, address_column, Profile.timezone).where(Profile.id.in_(chunk))
+        ).all():
+            addresses[int(pid)] = address
+            if tz and caps:
+                with contextlib.suppress(ValueError, KeyError):
+                    zones[int(pid)] = ZoneInfo(tz)
         subscriptions: dict[tuple[int, str], Subscription] = {}
         for row in db.scalars(
             select(Subscription).where(
@@ -75,7 +77,6 @@ def classify(
                     )
                 }
         used: dict[int, dict[tuple[str, str], int]] = {}
-        zones: dict[int, ZoneInfo] = {}
         if caps:
             for pid, channel, period, n in db.execute(
                 select(
@@ -83,12 +84,6 @@ def classify(
                 ).where(SendCounter.workspace_id == workspace.id, SendCounter.profile_id.in_(chunk))
             ).all():
                 used.setdefault(int(pid), {})[(channel, period)] = int(n)
-            for pid, tz in db.execute(
-                select(Profile.id, Profile.timezone).where(Profile.id.in_(chunk))
-            ).all():
-                if tz:
-                    with contextlib.suppress(ValueError, KeyError):
-                        zones[int(pid)] = ZoneInfo(tz)
         for pid in chunk:
             address = addresses.get(pid) if kind is not None else str(pid)
             if not address:

@@ -54,16 +54,20 @@ def on_events(batch: BatchApplied) -> None:
     if not events:
         return
     now = batch.runtime.clock.now()
+    by_name: dict[str, list[Any]] = {}
+    for row in sorted(events, key=lambda r: (as_utc(r.timestamp), r.id)):
+        by_name.setdefault(row.event, []).append(row)
     for campaign in campaigns:
+        rows = by_name.get(str(campaign.trigger["event"]))
+        if not rows:
+            continue  # only triggers whose event is in this batch are parsed and evaluated
         try:
             node = _matcher(campaign)
         except Exception:  # a trigger that no longer parses must not stop processing
             log.exception("campaign %s has an invalid trigger", campaign.id)
             continue
         entries: list[sending.Entry] = []
-        for row in sorted(events, key=lambda r: (as_utc(r.timestamp), r.id)):
-            if row.event != campaign.trigger["event"]:
-                continue
+        for row in rows:
             fact = EventFact(row.event, as_utc(row.timestamp), row.properties or {})
             if not event_matches(node, fact, now):
                 continue

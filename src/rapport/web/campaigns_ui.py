@@ -237,21 +237,8 @@ def _form_echo(form: FormData) -> FormEcho:
     return echo
 
 
-def _detail_context(request: Request, ui: UiUser, db: Session, campaign: Campaign) -> dict[str, Any]:
-    runtime = _runtime(request)
-    variants = campaigns_repo.variants_of(db, campaign_id=campaign.id)
-    templates = campaigns_repo.templates_by_id(
-        db, workspace_id=ui.workspace_id, ids={v.template_id for v in variants if v.template_id}
-    )
-    segments = {
-        s.id: s.name
-        for s in segments_service.list_segments(db, workspace_id=ui.workspace_id, include_archived=True)
-    }
-    estimate = None
-    if campaign.kind == "broadcast" and campaign.status in {"draft", "scheduled"}:
-        estimate = campaigns_service.estimate_audience(
-            db, workspace=_workspace(db, ui), campaign=campaign, now=runtime.clock.now()
-        )
+def _results_context(db: Session, campaign: Campaign, *, oob: bool) -> dict[str, Any]:
+    """What the live results panel needs (it is polled every few seconds: no estimate, no set-up)."""
     stats = measure.campaign_stats(db, campaign=campaign) if campaign.status != "draft" else None
     chart = []
     if stats is not None:
@@ -264,18 +251,31 @@ def _detail_context(request: Request, ui: UiUser, db: Session, campaign: Campaig
                     "high": round(arm.conversion_interval.high * 100, 3),
                 }
             )
+    return {"campaign": campaign, "stats": stats, "chart": chart, "live": campaign.status in LIVE, "oob": oob}
+
+
+def _detail_context(request: Request, ui: UiUser, db: Session, campaign: Campaign) -> dict[str, Any]:
+    variants = campaigns_repo.variants_of(db, campaign_id=campaign.id)
+    templates = campaigns_repo.templates_by_id(
+        db, workspace_id=ui.workspace_id, ids={v.template_id for v in variants if v.template_id}
+    )
+    segments = {
+        s.id: s.name
+        for s in segments_service.list_segments(db, workspace_id=ui.workspace_id, include_archived=True)
+    }
+    estimate = None
+    if campaign.kind == "broadcast" and campaign.status in {"draft", "scheduled"}:
+        estimate = campaigns_service.estimate_audience(
+            db, workspace=_workspace(db, ui), campaign=campaign, now=_runtime(request).clock.now()
+        )
     return {
         "title": campaign.name,
-        "campaign": campaign,
         "variants": variants,
         "templates": templates,
         "segment_names": segments,
         "estimate": estimate,
-        "stats": stats,
-        "chart": chart,
-        "live": campaign.status in LIVE,
-        "oob": False,
         "kinds": KIND_LABELS,
+        **_results_context(db, campaign, oob=False),
     }
 
 
@@ -290,8 +290,8 @@ def campaign_page(campaign_id: int, request: Request, ui: UiPage, db: ReadDbSess
 def campaign_results(campaign_id: int, request: Request, ui: UiPage, db: ReadDbSession) -> Response:
     """The status and results panel alone (htmx refreshes it while the campaign is live)."""
     campaign = campaigns_service.get_campaign(db, workspace_id=ui.workspace_id, campaign_id=campaign_id)
-    context = {**_detail_context(request, ui, db, campaign), "oob": True}  # status and actions follow along
-    return render(request, "campaigns/_results.html", context)
+    # the status line and the actions follow along as out-of-band swaps
+    return render(request, "campaigns/_results.html", _results_context(db, campaign, oob=True))
 
 
 @router.post("/{campaign_id}/action")
