@@ -35,7 +35,7 @@ def _revenue(properties: Any, key: str) -> float:
 def on_events(batch: BatchApplied) -> None:
     """After-apply hook: attribute goal events to the open campaign entries of their profiles."""
     db = batch.db
-    campaigns = [c for c in repo.goal_campaigns(db, workspace_id=batch.workspace_id, statuses=MEASURED)]
+    campaigns = repo.goal_campaigns(db, workspace_id=batch.workspace_id, statuses=MEASURED)
     if not campaigns:
         return
     by_goal: dict[str, list[Campaign]] = {}
