@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -238,6 +239,34 @@ def test_jsonl_events_file_reports_unreadable_lines(runtime: Runtime, tenant: Te
     assert [r[0] for r in list(csv.reader(errors.open()))[1:]] == ["2", "3"]
     stored = events(runtime, tenant.workspace_id)
     assert stored[1].properties == {"amount": 3}
+
+
+def test_jsonl_lines_read_exactly_as_the_standard_library_reads_them(
+    runtime: Runtime, tenant: Tenant, tmp_path: Path
+) -> None:
+    # The reader parses with orjson where that is provably identical and falls back to json otherwise:
+    # an integer past 64 bits keeps every digit, a byte-order mark is skipped, and an unreadable line
+    # still reports the standard library's reason and column.
+    source = tmp_path / "events.jsonl"
+    big = 2**70 + 1
+    lines = [
+        '{"type":"track","userId":"u","event":"Big","messageId":"b1","properties":{"n":' + str(big) + "}}",
+        '{"type":"track","userId":"u","event":"Small","messageId":"b2","properties":{"x":1e-07}}',
+        '{"type":"track","userId":"u",',
+    ]
+    source.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    errors = tmp_path / "err.csv"
+    report = import_file(
+        runtime, workspace_id=tenant.workspace_id, path=source, kind="events", error_path=errors
+    )
+    assert (report.imported, report.failed) == (2, 1)
+    stored = {e.message_id: e.properties for e in events(runtime, tenant.workspace_id)}
+    assert stored == {"b1": {"n": big}, "b2": {"x": 1e-07}}
+    [_header, refused] = list(csv.reader(errors.open()))
+    with pytest.raises(json.JSONDecodeError) as stdlib:
+        json.loads(lines[2])
+    assert refused[0] == "3"
+    assert refused[2] == f"not JSON: {stdlib.value.msg} at column {stdlib.value.colno}"
 
 
 def test_erased_person_is_not_recreated_by_import_or_replayed_events(

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from rapport.collect import codec
 from rapport.collect.importer import (
     PARSE_ERROR_KEY,
     ImportReport,
@@ -112,15 +113,20 @@ def _csv_rows(handle: IO[str], *, events: bool) -> Iterator[dict[str, Any]]:
 
 
 def _jsonl_rows(handle: IO[str]) -> Iterator[dict[str, Any]]:
+    # orjson where it reads exactly what the standard library would (codec.fast_loads), else stdlib: the
+    # parse is a third of an import's reading cost.
+    fast_loads = codec.fast_loads
     for line in handle:
         text = line.strip()
         if not text:
             continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield {PARSE_ERROR_KEY: f"not JSON: {exc.msg} at column {exc.colno}"}
-            continue
+        ok, value = fast_loads(text.encode("utf-8"))
+        if not ok:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield {PARSE_ERROR_KEY: f"not JSON: {exc.msg} at column {exc.colno}"}
+                continue
         yield value if isinstance(value, dict) else {PARSE_ERROR_KEY: "each line must be a JSON object"}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rapport.db.base import Base, BigId, IdMixin, Json, UTCDateTime, WorkspaceScoped
@@ -38,6 +38,12 @@ class Event(IdMixin, WorkspaceScoped, Base):
         ),
     )
 
+    # No index of its own (unlike other workspace-scoped tables): the unique (workspace_id, message_id)
+    # index leads with it and serves every lookup by workspace, including the cascade; a third index on
+    # the log's hottest insert path cost every event a write (migration 0009 drops it).
+    workspace_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    )
     message_id: Mapped[str] = mapped_column(String(200), nullable=False)
     type: Mapped[str] = mapped_column(String(16), nullable=False)
     event: Mapped[str | None] = mapped_column(String(200), nullable=True)
