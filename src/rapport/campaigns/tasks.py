@@ -46,7 +46,7 @@ class CampaignTick:
         with self.runtime.read_sessions() as db:
             due = [(c.id, c.workspace_id, c.status, c.kind) for c in repo.campaigns_in(
                 db, statuses=[SCHEDULED, SENDING, TESTING, ACTIVE]
-            )]  # fmt: skip
+            ) if self._may_have_work(c, now)]  # fmt: skip
         work = 0
         for campaign_id, workspace_id, status, kind in due:
             try:
@@ -78,6 +78,22 @@ class CampaignTick:
                     self._date_scanned[campaign_id] = now
             db.commit()
             return work
+
+    def _may_have_work(self, campaign: Campaign, now: datetime) -> bool:
+        """Whether ``_step`` could do anything for this (read, unlocked) campaign: most polls find nothing
+        due, and each step takes the write lock (SQLite: the whole store's), so idle ones are skipped here;
+        ``_step`` decides again under the lock."""
+        status = campaign.status
+        if status == SENDING:
+            return True
+        if status == SCHEDULED:
+            return campaign.send_at is not None and campaign.send_at <= now
+        if measure.test_phase_over(campaign, now) and self._has_experiment(campaign, status):
+            return True
+        if status == ACTIVE and campaign.kind == "date_relative":
+            last = self._date_scanned.get(campaign.id)
+            return last is None or now - last >= self.date_interval
+        return False
 
     @staticmethod
     def _has_experiment(campaign: Campaign, status: str) -> bool:
