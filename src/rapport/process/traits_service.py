@@ -33,8 +33,8 @@ _ENSURED_PORT = "process.builtins_ensured"
 Progress = Callable[[int, int], None]
 
 
-def spec_of(row: ComputedTrait) -> TraitSpec:
-    """Return the pure spec of a definition row."""
+def spec_of(row: Any) -> TraitSpec:
+    """Return the pure spec of a definition row (an ORM row or a row of the same columns)."""
     return TraitSpec(
         name=row.name,
         event=row.event,
@@ -223,7 +223,21 @@ def archive_definition(db: Session, *, workspace_id: int, trait_id: int, now: da
 
 
 def _stored_specs(db: Session, workspace_id: int, names: Iterable[str] | None = None) -> list[TraitSpec]:
-    rows = list_definitions(db, workspace_id=workspace_id)
+    """The active stored (not live) definitions as specs, by name; read as plain columns, not ORM rows
+    (the processor asks on every batch)."""
+    rows = db.execute(
+        select(
+            ComputedTrait.name,
+            ComputedTrait.event,
+            ComputedTrait.aggregation,
+            ComputedTrait.property,
+            ComputedTrait.conditions,
+            ComputedTrait.window_days,
+            ComputedTrait.workspace_id,
+        )
+        .where(ComputedTrait.workspace_id == workspace_id, ComputedTrait.archived_at.is_(None))
+        .order_by(ComputedTrait.name)
+    ).all()
     wanted = set(names) if names is not None else None
     return [s for s in (spec_of(r) for r in rows) if not s.live and (wanted is None or s.name in wanted)]
 
@@ -302,7 +316,9 @@ def _patches(
 def apply_batch(batch: BatchApplied) -> None:
     """After-apply hook: fold the batch's events into the stored traits of their profiles (same transaction).
 
-    Merge survivors and states past their bounds are recomputed from all of the profile's events.
+    Merge survivors and states past their bounds are recomputed from all of the profile's events. A
+    profile none of whose new events counts for any trait, and whose every trait is stored already, is
+    left alone: its patch would write back what is there (most events of a busy stream, e.g. identifies).
     """
     db = batch.db
     ws = batch.workspace_id
@@ -319,26 +335,34 @@ def apply_batch(batch: BatchApplied) -> None:
         db, ws, batch.event_ids, names=names, with_context=any(s.reads_context() for s in specs)
     )
     survivors = {s for s, _ in batch.merges}
-    by_profile: dict[int, list[EventView]] = defaultdict(list)
+    offered = _by_event(specs, purchase)
+    # what each event adds, decided once: it does not depend on the profile's state
+    adds: dict[int, list[tuple[EventView, list[tuple[TraitSpec, Any]]]]] = defaultdict(list)
     for e in events:
         if e.profile_id is not None and e.profile_id not in survivors:
-            by_profile[e.profile_id].append(e)
-    touched = set(by_profile) | survivors
+            counted = [
+                (spec, spec.value_of(e, purchase)) for spec in offered(e.event) if spec.accepts(e, purchase)
+            ]
+            adds[e.profile_id].append((e, counted))
+    touched = set(adds) | survivors
     if not touched:
         return
     current = repository.computed_of(db, ws, touched)
+    all_names = [s.name for s in specs]
     accs = _fold_profiles(db, ws, specs, sorted(survivors & set(current)), purchase)
     redo: dict[str, list[int]] = defaultdict(list)
-    offered = _by_event(specs, purchase)
-    for pid, rows in by_profile.items():
+    for pid, rows in adds.items():
         if pid not in current:
             continue
         state = current[pid].get(STATE_KEY) or {}
+        if not any(counted for _e, counted in rows) and all(
+            n in current[pid] and n in state for n in all_names
+        ):
+            continue
         slot = {s.name: Accumulator.load(s.aggregation, state.get(s.name)) for s in specs}
-        for row in rows:
-            for spec in offered(row.event):
-                if spec.accepts(row, purchase):
-                    slot[spec.name].add(row, spec.value_of(row, purchase))
+        for row, counted in rows:
+            for spec, value in counted:
+                slot[spec.name].add(row, value)
         redo_names = [name for name, acc in slot.items() if acc.overflow]
         for name in redo_names:
             redo[name].append(pid)
