@@ -17,7 +17,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from time import perf_counter
 from typing import Any
 
@@ -37,6 +37,7 @@ from liquid.loader import BaseLoader, TemplateSource
 
 from rapport.errors import Unprocessable
 from rapport.personalize import filters as rapport_filters
+from rapport.personalize.compiled import compile_template
 from rapport.personalize.limits import (
     GuardedContext,
     GuardedTemplate,
@@ -122,6 +123,25 @@ def failure_from(err: BaseException) -> RenderFailed:
     return RenderFailed(reason, message, line=line, column=column)
 
 
+def _context(
+    bound: BoundTemplate, data: Mapping[str, Any], budget: RenderBudget, snippets: Mapping[str, str] | None
+) -> GuardedContext:
+    """The render context python-liquid would make for ``bound`` (its budget and snippets attached)."""
+    ctx = GuardedContext(bound, globals=bound.make_globals(data))
+    ctx.budget = budget
+    ctx.snippets = snippets
+    return ctx
+
+
+def _fast_context(
+    bound: BoundTemplate, data: Mapping[str, Any], budget: RenderBudget, snippets: Mapping[str, str] | None
+) -> GuardedContext:
+    """The context as ``render_with_context`` has it while rendering (the partial namespace pushed)."""
+    ctx = _context(bound, data, budget, snippets)
+    ctx.scope.push(bound.make_partial_namespace(False, {}))
+    return ctx
+
+
 class _SnippetLoader(BaseLoader):
     """Loads ``{% render 'name' %}`` snippets from the render's snippets or the engine's defaults."""
 
@@ -167,8 +187,10 @@ class TemplateEngine:
         limits: RenderLimits | None = None,
         snippets: Mapping[str, str] | None = None,
         cache_size: int = 1024,
+        compiled: bool = True,
     ) -> None:
         self.limits = limits or RenderLimits()
+        self.compiled = compiled
         self.snippets: Mapping[str, str] = dict(snippets or {})
         self._cache: dict[tuple[bool, str, str], BoundTemplate] = {}
         self._cache_size = cache_size
@@ -203,6 +225,8 @@ class TemplateEngine:
                 "source_too_large", f"template is larger than {self.limits.max_source_bytes} bytes"
             )
         bound = env.from_string(source, name=name)
+        if self.compiled and isinstance(bound, GuardedTemplate):
+            bound.fast = compile_template(bound)
         with self._lock:
             self._cache[key] = bound
             while len(self._cache) > self._cache_size:
@@ -238,22 +262,38 @@ class TemplateEngine:
         budget (pass one ``new_budget()`` to several renders to share it between the parts of a message).
         """
         started = perf_counter()
-        compiled = template if isinstance(template, CompiledTemplate) else self.compile(template, html=html)
-        bound = compiled.bound
-        ctx = GuardedContext(bound, globals=bound.make_globals(context))
-        ctx.budget = budget or self.new_budget()
-        ctx.snippets = snippets
-        buffer = OutputBuffer(limit=self.limits.max_output_chars)
+        if isinstance(template, CompiledTemplate):
+            bound = template.bound
+        else:
+            env = self._html_env if html else self._text_env
+            try:
+                bound = self._parse_cached(env, template, "")
+            except Exception as err:  # any parse failure fails this template only
+                raise failure_from(err) from err
+        budget = budget or self.new_budget()
+        fast = getattr(bound, "fast", None)
         try:
-            bound.render_with_context(ctx, buffer)
+            if fast is not None and type(context) is dict:
+                # compiled.py: the same output, or the same failure, as the tree walker below
+                text = fast(
+                    context,
+                    self.limits.max_output_chars,
+                    budget,
+                    partial(_fast_context, bound, context, budget, snippets),
+                )
+            else:
+                ctx = _context(bound, context, budget, snippets)
+                buffer = OutputBuffer(limit=self.limits.max_output_chars)
+                bound.render_with_context(ctx, buffer)
+                text = buffer.getvalue()
         except Exception as err:  # R22: a bad template fails this message only
             raise failure_from(err) from err
         try:
             # A single slow step (one huge filter call) can overrun between checks; still refuse it.
-            ctx.budget.check()
+            budget.check()
         except RenderTimeLimitError as err:
             raise failure_from(err) from err
-        return RenderResult(text=buffer.getvalue(), elapsed_ms=(perf_counter() - started) * 1000)
+        return RenderResult(text=text, elapsed_ms=(perf_counter() - started) * 1000)
 
 
 HTML_PARTS = frozenset({"html"})

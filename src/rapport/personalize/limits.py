@@ -276,6 +276,8 @@ class GuardedTemplate(BoundTemplate):
     """A bound template rendered with ``GuardedContext``."""
 
     context_class = GuardedContext
+    #: the template compiled to Python (``compiled.py``), or None: rendered by python-liquid
+    fast: Any = None
 
 
 def apply_limits(env: Environment, limits: RenderLimits) -> None:
