@@ -14,14 +14,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from rapport.collect import codec
+from rapport.collect import codec, import_pipeline
 from rapport.collect.importer import (
+    DEFAULT_BATCH,
     PARSE_ERROR_KEY,
     ImportReport,
     Progress,
     RowError,
+    apply_events,
+    apply_profiles,
     import_event_rows,
     import_profile_rows,
+    load_rules,
 )
 from rapport.errors import ValidationFailed
 from rapport.runtime import Runtime
@@ -182,19 +186,50 @@ def import_file(
     error_path: Path | None = None,
     progress: Progress | None = None,
     batch_size: int | None = None,
+    pipeline: bool | None = None,
 ) -> ImportReport:
-    """Import a CSV or JSONL file of profiles or events; refused rows go to ``error_path`` (CSV)."""
+    """Import a CSV or JSONL file of profiles or events; refused rows go to ``error_path`` (CSV).
+
+    A big file is read and validated in a second process while this one writes (``pipeline``: None
+    decides by size, see :mod:`.import_pipeline`)."""
     if kind not in KINDS:
         raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}")
     if not path.is_file():
         raise ValidationFailed("no such file")
     fmt = detect_format(path, fmt)
+    if error_path is None:
+        return _import(runtime, workspace_id, path, kind, fmt, mapping, progress, batch_size, pipeline, None)
+    with ErrorReportWriter(error_path) as sink:
+        return _import(runtime, workspace_id, path, kind, fmt, mapping, progress, batch_size, pipeline, sink)
+
+
+def _import(
+    runtime: Runtime,
+    workspace_id: int,
+    path: Path,
+    kind: str,
+    fmt: str,
+    mapping: Mapping[str, str] | None,
+    progress: Progress | None,
+    batch_size: int | None,
+    pipeline: bool | None,
+    sink: ErrorReportWriter | None,
+) -> ImportReport:
+    size = batch_size or DEFAULT_BATCH
+    if import_pipeline.use_pipeline(path, pipeline):
+        prepared = import_pipeline.prepared_batches(
+            path,
+            fmt=fmt,
+            kind=kind,
+            mapping=mapping,
+            rules=load_rules(runtime, workspace_id),
+            now=runtime.clock.now(),
+            batch_size=size,
+        )
+        apply = apply_profiles if kind == "profiles" else apply_events
+        return apply(runtime, workspace_id=workspace_id, prepared=prepared, progress=progress, on_error=sink)
     rows = read_rows(path, fmt=fmt, kind=kind, mapping=mapping)
     importer = import_profile_rows if kind == "profiles" else import_event_rows
-    extra: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
-    if error_path is None:
-        return importer(runtime, workspace_id=workspace_id, rows=rows, progress=progress, **extra)
-    with ErrorReportWriter(error_path) as sink:
-        return importer(
-            runtime, workspace_id=workspace_id, rows=rows, progress=progress, on_error=sink, **extra
-        )
+    return importer(
+        runtime, workspace_id=workspace_id, rows=rows, progress=progress, on_error=sink, batch_size=size
+    )

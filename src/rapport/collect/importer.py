@@ -115,7 +115,8 @@ class ImportReport:
         }
 
 
-def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[tuple[int, Mapping[str, Any]]]]:
+def batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[tuple[int, Mapping[str, Any]]]]:
+    """Group rows in lists of ``size`` (row number, row) pairs; row 1 is the first data row."""
     batch: list[tuple[int, Mapping[str, Any]]] = []
     for number, row in enumerate(rows, start=1):
         batch.append((number, row))
@@ -193,6 +194,38 @@ def profile_touch(
     ), []
 
 
+@dataclass
+class Prepared:
+    """One batch after the pure part of an import (reading, validation, identifiers): what the database
+    part needs. Built in this process or, for big files, in a reader process (:mod:`.import_pipeline`)."""
+
+    rows: int
+    numbers: list[int] = field(default_factory=list)
+    touches: list[Touch | None] = field(default_factory=list)  # events: None = an alias, built later
+    events: list[dict[str, Any]] = field(default_factory=list)  # events: the normalised rows
+    errors: list[RowError] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def prepare_profiles(
+    batch: list[tuple[int, Mapping[str, Any]]], rules: ident.IdentityRules, now: datetime
+) -> Prepared:
+    """Validate a batch of profile rows into touches (pure)."""
+    out = Prepared(rows=len(batch))
+    for number, row in batch:
+        if PARSE_ERROR_KEY in row:
+            out.errors.append(RowError(number, "", str(row[PARSE_ERROR_KEY])))
+            continue
+        touch, errors = profile_touch(row, rules, now)
+        if touch is None:
+            column, reason = errors[0]
+            out.errors.append(RowError(number, column, reason))
+            continue
+        out.touches.append(touch)
+        out.numbers.append(number)
+    return out
+
+
 def import_profile_rows(
     runtime: Runtime,
     *,
@@ -204,27 +237,39 @@ def import_profile_rows(
 ) -> ImportReport:
     """Create or update profiles from rows of identifiers (user_id, email, phone, anonymous_id,
     external:<system>) and traits (every other key); ``updated_at`` gives the traits' time."""
+    rules = load_rules(runtime, workspace_id)
+    prepared = (prepare_profiles(b, rules, runtime.clock.now()) for b in batches(rows, batch_size))
+    return apply_profiles(
+        runtime, workspace_id=workspace_id, prepared=prepared, progress=progress, on_error=on_error
+    )
+
+
+def load_rules(runtime: Runtime, workspace_id: int) -> ident.IdentityRules:
+    """Read the workspace's identity rules once for an import (a short read-only transaction)."""
+    with runtime.sessions() as db:
+        return rules_for(db, workspace_id)
+
+
+def apply_profiles(
+    runtime: Runtime,
+    *,
+    workspace_id: int,
+    prepared: Iterable[Prepared],
+    progress: Progress | None = None,
+    on_error: Callable[[RowError], None] | None = None,
+) -> ImportReport:
+    """Write prepared profile batches, one transaction each: resolve identities, upsert, hooks, commit."""
     report = ImportReport(kind="profiles")
     started = time.perf_counter()
     hooks = hooks_for(runtime)
-    for batch in _batches(rows, batch_size):
+    for batch in prepared:
+        for error in batch.errors:
+            report.add_error(error, on_error)
         now = runtime.clock.now()
         with runtime.sessions() as db:
             lock_workspace(db, workspace_id, wait=True)
             rules = rules_for(db, workspace_id)
-            touches: list[Touch] = []
-            numbers: list[int] = []
-            for number, row in batch:
-                if PARSE_ERROR_KEY in row:
-                    report.add_error(RowError(number, "", str(row[PARSE_ERROR_KEY])), on_error)
-                    continue
-                touch, errors = profile_touch(row, rules, now)
-                if touch is None:
-                    column, reason = errors[0]
-                    report.add_error(RowError(number, column, reason), on_error)
-                    continue
-                touches.append(touch)
-                numbers.append(number)
+            touches = [t for t in batch.touches if t is not None]
             outcome = resolve_batch(
                 db,
                 workspace_id=workspace_id,
@@ -233,7 +278,7 @@ def import_profile_rows(
                 now=now,
                 merge_hooks=hooks.on_merge,
             )
-            for number, suppressed in zip(numbers, outcome.suppressed, strict=True):
+            for number, suppressed in zip(batch.numbers, outcome.suppressed, strict=True):
                 if suppressed:
                     report.suppressed += 1
                     report.add_error(RowError(number, "", "identifier was erased (suppressed)"), on_error)
@@ -243,7 +288,7 @@ def import_profile_rows(
             report.merges += len(outcome.merges)
             _after_apply(runtime, db, workspace_id, [], outcome.touched, outcome.changed_traits, outcome)
             db.commit()
-        report.rows += len(batch)
+        report.rows += batch.rows
         if progress is not None:
             progress(report.rows)
     report.seconds = time.perf_counter() - started
@@ -332,6 +377,46 @@ def _insert_events(db: Session, rows: list[dict[str, Any]]) -> None:
     )
 
 
+def prepare_events(
+    batch: list[tuple[int, Mapping[str, Any]]], rules: ident.IdentityRules, now: datetime
+) -> Prepared:
+    """Validate a batch of Segment-spec messages (the tracking API's rules), drop in-batch duplicates and
+    build each one's identity touch (pure; an alias's touch needs the database and is left None)."""
+    out = Prepared(rows=len(batch))
+    seen: set[str] = set()
+    no_alias = _no_alias_kinds
+    for number, message in batch:
+        if not isinstance(message, Mapping):
+            out.errors.append(RowError(number, "", "each row must be an object"))
+            continue
+        if PARSE_ERROR_KEY in message:
+            out.errors.append(RowError(number, "", str(message[PARSE_ERROR_KEY])))
+            continue
+        message = dict(message)
+        if _blank(message.get("messageId")):
+            message["messageId"] = derive_message_id(message)
+        result = norm.normalize(message, received_at=now, source="import", may_grant_consent=False)
+        if isinstance(result, norm.Rejected):
+            first = result.errors[0]
+            out.errors.append(RowError(number, first.field, first.reason))
+            continue
+        row = result.row
+        if row["message_id"] in seen:
+            out.duplicates += 1
+            continue
+        seen.add(row["message_id"])
+        out.numbers.append(number)
+        out.events.append(row)
+        out.touches.append(
+            None if row["type"] == "alias" else touch_for_event(_RowView(row), rules, no_alias)
+        )
+    return out
+
+
+def _no_alias_kinds(_value: str) -> str:
+    raise AssertionError("an alias's touch is built with the database at hand")  # pragma: no cover
+
+
 def import_event_rows(
     runtime: Runtime,
     *,
@@ -343,44 +428,45 @@ def import_event_rows(
 ) -> ImportReport:
     """Append Segment-spec messages (type, event, userId, anonymousId, messageId, timestamp, properties,
     context, traits) to the event log, resolving their profiles in bulk; duplicates are skipped."""
+    rules = load_rules(runtime, workspace_id)
+    prepared = (prepare_events(b, rules, runtime.clock.now()) for b in batches(rows, batch_size))
+    return apply_events(
+        runtime, workspace_id=workspace_id, prepared=prepared, progress=progress, on_error=on_error
+    )
+
+
+def apply_events(
+    runtime: Runtime,
+    *,
+    workspace_id: int,
+    prepared: Iterable[Prepared],
+    progress: Progress | None = None,
+    on_error: Callable[[RowError], None] | None = None,
+) -> ImportReport:
+    """Write prepared event batches, one transaction each: skip known messageIds, resolve profiles,
+    append the events as already processed, run the hooks, commit."""
     report = ImportReport(kind="events")
     started = time.perf_counter()
     hooks = hooks_for(runtime)
-    for batch in _batches(rows, batch_size):
+    for batch in prepared:
+        for error in batch.errors:
+            report.add_error(error, on_error)
+        report.duplicates += batch.duplicates
         now = runtime.clock.now()
-        valid: list[tuple[int, dict[str, Any]]] = []
-        seen: set[str] = set()
-        for number, message in batch:
-            if not isinstance(message, Mapping):
-                report.add_error(RowError(number, "", "each row must be an object"), on_error)
-                continue
-            if PARSE_ERROR_KEY in message:
-                report.add_error(RowError(number, "", str(message[PARSE_ERROR_KEY])), on_error)
-                continue
-            message = dict(message)
-            if _blank(message.get("messageId")):
-                message["messageId"] = derive_message_id(message)
-            result = norm.normalize(message, received_at=now, source="import", may_grant_consent=False)
-            if isinstance(result, norm.Rejected):
-                first = result.errors[0]
-                report.add_error(RowError(number, first.field, first.reason), on_error)
-                continue
-            row = result.row
-            if row["message_id"] in seen:
-                report.duplicates += 1
-                continue
-            seen.add(row["message_id"])
-            valid.append((number, row))
+        valid = list(zip(batch.numbers, batch.events, batch.touches, strict=True))
         with runtime.sessions() as db:
             lock_workspace(db, workspace_id, wait=True)
-            existing = _existing_message_ids(db, workspace_id, [r["message_id"] for _, r in valid])
+            existing = _existing_message_ids(db, workspace_id, [r["message_id"] for _, r, _ in valid])
             if existing:
-                report.duplicates += sum(1 for _, r in valid if r["message_id"] in existing)
-                valid = [(n, r) for n, r in valid if r["message_id"] not in existing]
+                report.duplicates += sum(1 for _, r, _ in valid if r["message_id"] in existing)
+                valid = [v for v in valid if v[1]["message_id"] not in existing]
             rules = rules_for(db, workspace_id)
-            views = [_RowView(r) for _, r in valid]
-            kinds = alias_kinds(db, workspace_id, views)
-            touches = [touch_for_event(v, rules, kinds) for v in views]
+            aliases = [_RowView(r) for _, r, t in valid if t is None]
+            if aliases:
+                kinds = alias_kinds(db, workspace_id, aliases)
+                touches = [t or touch_for_event(_RowView(r), rules, kinds) for _, r, t in valid]
+            else:
+                touches = [cast(Touch, t) for _, _, t in valid]
             outcome = resolve_batch(
                 db,
                 workspace_id=workspace_id,
@@ -390,7 +476,7 @@ def import_event_rows(
                 merge_hooks=hooks.on_merge,
             )
             out: list[dict[str, Any]] = []
-            for (number, row), pid, suppressed in zip(
+            for (number, row, _), pid, suppressed in zip(
                 valid, outcome.profile_ids, outcome.suppressed, strict=True
             ):
                 if suppressed:
@@ -413,7 +499,7 @@ def import_event_rows(
                     runtime, db, workspace_id, inserted, outcome.touched, outcome.changed_traits, outcome
                 )
             db.commit()
-        report.rows += len(batch)
+        report.rows += batch.rows
         if progress is not None:
             progress(report.rows)
     report.seconds = time.perf_counter() - started
