@@ -263,6 +263,22 @@ class BatchResolver:
         return False
 
     def _resolve_one(self, touch: Touch) -> _Prof | None:
+        # The common case first: every identifier already belongs to one and the same profile (a known
+        # visitor or customer acting again) — nothing to attach, link or merge.
+        owner = self.owner
+        known: int | None = None
+        for key in touch.identifiers:
+            pid = owner.get(key)
+            if pid is None:
+                break
+            pid = self.find(pid)
+            if known is None:
+                known = pid
+            elif pid != known:
+                break
+        else:
+            if known is not None:
+                return self.profs[known]
         group: list[_Prof] = []
         reasons: dict[int, str] = {}
         counts: Counter[str] = Counter()
