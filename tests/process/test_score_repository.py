@@ -127,3 +127,36 @@ def test_merge_patches_sets_removes_and_leaves_other_keys(runtime: Runtime, tena
     }
     assert computed["p2"] == {"total_orders": 3, "nested": {"k": [1, 2]}, "rfm_r": 2}
     assert computed["p3"] == {"rfm_r": 1, "rfm_f": 4}
+
+
+def test_activity_keeps_to_the_workspace_whether_its_ids_are_dense_or_scattered(
+    runtime: Runtime, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    ws, other = tenant.workspace_id, other_tenant.workspace_id
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    windows = [
+        (midnight - timedelta(days=10), midnight),
+        (midnight - timedelta(days=20), midnight - timedelta(days=5)),  # overlaps the first
+        (midnight + timedelta(days=5), midnight + timedelta(days=9)),  # starts after ``before``
+    ]
+    # Interleaved profiles: u0, x0, u1, x1, ... so the workspace's ids are every other id of its range.
+    for i in range(6):
+        for workspace, user in ((ws, f"u{i}"), (other, f"x{i}")):
+            when = [midnight - timedelta(days=d, hours=i) for d in (1, 7, 12, 30 + i)]
+            import_event_rows(
+                runtime, workspace_id=workspace, rows=[_event(user, "page_viewed", t) for t in when]
+            )
+    ids = _ids(runtime, ws)
+    expected = {ids[f"u{i}"]: (DAY0 - 30 - i - 1 if i else DAY0 - 30, [2, 2, 0]) for i in range(6)}
+
+    def read(dense: int) -> dict[int, tuple[int, list[int]]]:
+        with runtime.read_sessions() as db:
+            act = score_repository.activity(db, ws, before=NOW, windows=windows, dense_ids=dense)
+        return {
+            int(p): (int(f), w.tolist())
+            for p, f, w in zip(act.profile_ids, act.first_day, act.window_counts, strict=True)
+        }
+
+    assert read(4) == expected  # id range walked, the other workspace's profiles dropped
+    assert read(1) == expected  # too sparse for that: joined through the workspace's profiles
+

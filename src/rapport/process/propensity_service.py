@@ -14,7 +14,9 @@ is not ``usable`` is stored with its reasons but its scores are not written.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,7 @@ from rapport.models import ScoreRun
 from rapport.process import score_repository
 from rapport.process.computed import PURCHASE
 from rapport.process.score_patches import KEEP, SET, Column
-from rapport.process.scores.features import FEATURES, FeatureRows, positions
+from rapport.process.scores.features import FEATURES, DailyEvents, FeatureRows, positions
 from rapport.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -72,11 +74,44 @@ def _midnight(day: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)
 
 
+@dataclass(frozen=True)
+class ModelReads:
+    """What one model reads besides the shared inputs: activity windows and, when the target is not a
+    purchase, the target events by day (``None``: the target is the purchases the service already read)."""
+
+    activity: score_repository.Activity
+    targets: DailyEvents | None
+    seconds: float
+    cpu: float
+
+
+def reference_days(spec: Mapping[str, Any], now: datetime) -> list[int]:
+    """Return the model's reference days, today first: ``today − N·k`` for k = 0…``REFERENCE_DATES``."""
+    today = score_repository.day_number(now)
+    return [today - int(spec["days"]) * k for k in range(REFERENCE_DATES + 1)]
+
+
+def read_model_inputs(
+    runtime: Runtime, workspace_id: int, spec: Mapping[str, Any], now: datetime
+) -> ModelReads:
+    """Read a model's own inputs in a read session of its own (the service runs this on a second thread,
+    overlapping the shared reads and the other scores)."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    windows = [(_midnight(d - 30), _midnight(d)) for d in reference_days(spec, now)]
+    with runtime.read_sessions() as db:
+        act = score_repository.activity(db, workspace_id, before=now, windows=windows)
+        targets = (
+            None
+            if spec["event"] == PURCHASE
+            else score_repository.daily_counts(db, workspace_id, [str(spec["event"])], before=now)
+        )
+    return ModelReads(act, targets, time.perf_counter() - started, time.thread_time() - cpu)
+
+
 def score_model(
-    runtime: Runtime,
-    workspace_id: int,
     spec: Mapping[str, Any],
     inputs: Inputs,
+    reads: ModelReads,
     now: datetime,
     watch: Stopwatch,
     result: KindResult,
@@ -85,16 +120,10 @@ def score_model(
     from rapport.process.scores import propensity
 
     horizon = int(spec["days"])
-    today = score_repository.day_number(now)
-    days = [today - horizon * k for k in range(REFERENCE_DATES + 1)]
-    windows = [(_midnight(d - 30), _midnight(d)) for d in days]
-    with watch.stage("propensity_read"), runtime.read_sessions() as db:
-        act = score_repository.activity(db, workspace_id, before=now, windows=windows)
-        targets = (
-            inputs.purchases
-            if spec["event"] == PURCHASE
-            else score_repository.daily_counts(db, workspace_id, [str(spec["event"])], before=now)
-        )
+    days = reference_days(spec, now)
+    today = days[0]
+    act = reads.activity
+    targets = inputs.purchases if reads.targets is None else reads.targets
     rows = FeatureRows(act.profile_ids, act.first_day, inputs.purchases, targets)
     with watch.stage("propensity_train"):
         rng = np.random.default_rng(SAMPLE_SEED)

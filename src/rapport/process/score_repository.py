@@ -27,11 +27,13 @@ from rapport.db.base import UTCDateTime
 from rapport.models import Event, Profile
 from rapport.process.computed import PurchaseSettings
 from rapport.process.computed_sql import number_at
-from rapport.process.scores.features import DailyEvents, group_daily
+from rapport.process.scores.features import DailyEvents, group_daily, positions
 
 #: Rows pulled from the database per partition.
 FETCH = 50_000
 _EPOCH = np.datetime64("1970-01-01", "D")
+#: The id-range scan of ``activity`` is used when at least 1 in ``DENSE_IDS`` ids of the range is the workspace's.
+DENSE_IDS = 4
 
 
 class epoch_day(FunctionElement[int]):
@@ -71,7 +73,8 @@ def _columns(
 
     The statements only return numbers. SQLite: rows come straight from the DBAPI cursor (pysqlite steps
     the statement as rows are fetched, so memory stays flat) because SQLAlchemy's per-row work would cost
-    more than the query. PostgreSQL: a server-side cursor (``yield_per``) read in partitions.
+    more than the query. PostgreSQL: a server-side cursor (``yield_per``) read in partitions (SQLAlchemy
+    keeps the first row of a server-side cursor in its own buffer, so its raw cursor is not read directly).
     """
     parts: list[NDArray[Any]] = []
     conn = db.connection()
@@ -154,27 +157,53 @@ def purchase_days(
     )
 
 
+def _workspace_profile_ids(db: Session, workspace_id: int) -> NDArray[np.int64]:
+    """Every profile id of the workspace (merged-away ones included), sorted."""
+    stmt = select(Profile.id).where(Profile.workspace_id == workspace_id).order_by(Profile.id)
+    return _columns(db, stmt, 1, np.int64)[:, 0].copy()
+
+
 def activity(
-    db: Session, workspace_id: int, *, before: datetime, windows: Sequence[tuple[datetime, datetime]]
+    db: Session,
+    workspace_id: int,
+    *,
+    before: datetime,
+    windows: Sequence[tuple[datetime, datetime]],
+    dense_ids: int = DENSE_IDS,
 ) -> Activity:
-    """Per profile with events before ``before``: the first event's day and how many fell in each window."""
-    counts = [
-        func.count(case(((Event.timestamp >= _ts(lo)) & (Event.timestamp < _ts(hi)), 1)))
-        for lo, hi in windows
-    ]
-    # Joined through the workspace's profiles rather than filtered on events.workspace_id: SQLite then
-    # walks the covering (profile_id, timestamp) index and never reads an event row.
-    stmt = (
-        select(Event.profile_id, epoch_day(func.min(Event.timestamp)), *counts)
-        .join(Profile, Profile.id == Event.profile_id)
-        .where(Profile.workspace_id == workspace_id, Event.timestamp < _ts(before))
-        .group_by(Event.profile_id)
-        .order_by(Event.profile_id)
+    """Per profile with events before ``before``: the first event's day and how many fell in each window.
+
+    A window ``[lo, hi)`` holds ``F(hi) − F(lo)`` events, where ``F(t)`` counts a profile's events before
+    ``t``; the statement counts ``F`` once per distinct boundary (one comparison per event and boundary).
+    When the workspace's profile ids are dense (at least one in ``dense_ids`` of their range) it walks the
+    covering ``(profile_id, timestamp)`` index over that range and keeps the workspace's profiles in numpy,
+    which costs SQLite about a third less than seeking each profile's events through a join with profiles;
+    a workspace scattered over the id space goes through that join instead.
+    """
+    bounds = sorted({t for window in windows for t in window if t < before})
+    counted = [func.count()] + [func.count(case((Event.timestamp < _ts(b), 1))) for b in bounds]
+    ids = _workspace_profile_ids(db, workspace_id)
+    stmt = select(Event.profile_id, epoch_day(func.min(Event.timestamp)), *counted).where(
+        Event.timestamp < _ts(before)
     )
-    table = _columns(db, stmt, 2 + len(windows), np.int64)
-    return Activity(
-        profile_ids=table[:, 0].copy(), first_day=table[:, 1].copy(), window_counts=table[:, 2:].copy()
+    if ids.size and ids.size * dense_ids >= int(ids[-1] - ids[0]) + 1:
+        stmt = stmt.where(Event.profile_id.between(int(ids[0]), int(ids[-1])))
+    else:
+        # Joined through the workspace's profiles: SQLite then walks the covering (profile_id, timestamp)
+        # index per profile and never reads an event row.
+        stmt = stmt.join(Profile, Profile.id == Event.profile_id).where(Profile.workspace_id == workspace_id)
+    table = _columns(
+        db, stmt.group_by(Event.profile_id).order_by(Event.profile_id), 3 + len(bounds), np.int64
     )
+    _, mine = positions(ids, table[:, 0])
+    table = table[mine]
+    # F(t) for every window end: the count before ``before`` when t is at or past it.
+    at = {b: table[:, 3 + i] for i, b in enumerate(bounds)}
+    total = table[:, 2]
+    window_counts = np.zeros((table.shape[0], len(windows)), dtype=np.int64)
+    for k, (lo, hi) in enumerate(windows):
+        window_counts[:, k] = at.get(hi, total) - at.get(lo, total)
+    return Activity(profile_ids=table[:, 0].copy(), first_day=table[:, 1].copy(), window_counts=window_counts)
 
 
 _PG_TEMP = text(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapport.models import ScoreRun, Workspace
-from rapport.process import repository, score_repository
+from rapport.process import propensity_service, repository, score_repository
 from rapport.process.score_patches import REMOVE, SET, Column, build_patches
 from rapport.process.score_repository import Population
 from rapport.process.scores import bgnbd, clv, gamma_gamma, loyalty, rfm, summary
@@ -60,6 +61,11 @@ class Stopwatch:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
+
+    def add(self, name: str, seconds: float, cpu: float) -> None:
+        """Add a stage timed elsewhere (on another thread: ``cpu`` is that thread's own)."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,16 @@ def write_columns(runtime: Runtime, workspace_id: int, ids: np.ndarray, columns:
     return written
 
 
+def _model_reads(
+    runtime: Runtime, workspace_id: int, spec: dict[str, Any], now: datetime
+) -> propensity_service.ModelReads:
+    reads = propensity_service.read_model_inputs(runtime, workspace_id, spec, now)
+    # Load scikit-learn here too, off the main thread's path (about a second of imports).
+    from rapport.process.scores import propensity  # noqa: F401
+
+    return reads
+
+
 def _finish(runtime: Runtime, run_id: int, *, status: str, started: float, **fields: Any) -> None:
     with runtime.sessions() as db:
         run = db.get(ScoreRun, run_id)
@@ -234,46 +250,59 @@ def run_scores(
     stopwatch: Stopwatch | None = None,
 ) -> list[int]:
     """Compute the given kinds (default all) for the workspace; returns the ids of the recorded runs."""
-    from rapport.process import propensity_service
-
     watch = stopwatch or Stopwatch()
     wanted = list(kinds or KINDS)
     for kind in wanted:
         if kind not in KINDS:
             raise ValueError(f"unknown score kind {kind!r}")
     started = time.perf_counter()
-    with watch.stage("read"), runtime.read_sessions() as db:
-        inputs = read_inputs(db, workspace_id, now)
+    with runtime.read_sessions() as db:
         settings = db.scalar(select(Workspace.settings).where(Workspace.id == workspace_id)) or {}
-    read_seconds = round(time.perf_counter() - started, 3)
+    models = propensity_service.models_of(settings) if "propensity" in wanted else []
     done: list[KindResult] = []
     run_ids: list[int] = []
-    for kind in wanted:
-        specs = propensity_service.models_of(settings) if kind == "propensity" else [{"name": kind}]
-        for spec in specs:
-            params: dict[str, Any] = {"read_seconds": read_seconds}
-            if kind == "propensity":
-                params.update(propensity_service.run_params(spec))
-            run_id = record_run(runtime, workspace_id, kind, str(spec["name"]), now, params)
-            run_ids.append(run_id)
-            try:
-                result = KindResult(run_id=run_id, params=params)
-                if kind == "rfm":
-                    with watch.stage("rfm"):
-                        result.columns, result.metrics = score_rfm(inputs, now)
-                    result.profiles = int(inputs.population.ids.size)
-                elif kind == "clv":
-                    result.columns, fitted, result.metrics = score_clv(inputs, now, watch)
-                    result.params.update(fitted)
-                    result.profiles = int(result.metrics["profiles"])
-                else:
-                    propensity_service.score_model(runtime, workspace_id, spec, inputs, now, watch, result)
-                done.append(result)
-            except Exception as exc:
-                log.warning(
-                    "score run failed", extra={"workspace_id": workspace_id, "kind": kind}, exc_info=exc
-                )
-                fail_run(runtime, run_id, started, exc)
+    # The propensity models' own reads (every event of the workspace) run on a second thread and
+    # connection while this one reads the shared inputs and scores RFM and CLV: pysqlite and psycopg
+    # release the GIL while the database works, so a two-core machine does both at once.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scores-read") as pool:
+        pending = [pool.submit(_model_reads, runtime, workspace_id, spec, now) for spec in models]
+        try:
+            with watch.stage("read"), runtime.read_sessions() as db:
+                inputs = read_inputs(db, workspace_id, now)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        read_seconds = round(time.perf_counter() - started, 3)
+        for kind in wanted:
+            specs = models if kind == "propensity" else [{"name": kind}]
+            for index, spec in enumerate(specs):
+                params: dict[str, Any] = {"read_seconds": read_seconds}
+                if kind == "propensity":
+                    params.update(propensity_service.run_params(spec))
+                run_id = record_run(runtime, workspace_id, kind, str(spec["name"]), now, params)
+                run_ids.append(run_id)
+                try:
+                    result = KindResult(run_id=run_id, params=params)
+                    if kind == "rfm":
+                        with watch.stage("rfm"):
+                            result.columns, result.metrics = score_rfm(inputs, now)
+                        result.profiles = int(inputs.population.ids.size)
+                    elif kind == "clv":
+                        result.columns, fitted, result.metrics = score_clv(inputs, now, watch)
+                        result.params.update(fitted)
+                        result.profiles = int(result.metrics["profiles"])
+                    else:
+                        with watch.stage("propensity_wait"):
+                            reads = pending[index].result()
+                        watch.add("propensity_read", reads.seconds, reads.cpu)
+                        propensity_service.score_model(spec, inputs, reads, now, watch, result)
+                    done.append(result)
+                except Exception as exc:
+                    log.warning(
+                        "score run failed", extra={"workspace_id": workspace_id, "kind": kind}, exc_info=exc
+                    )
+                    fail_run(runtime, run_id, started, exc)
     try:
         with watch.stage("write"):
             write_columns(runtime, workspace_id, inputs.population.ids, [c for r in done for c in r.columns])
