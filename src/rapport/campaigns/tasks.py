@@ -28,6 +28,9 @@ def register(hooks: ProcessingHooks, runtime: Runtime) -> None:
 class CampaignTick:
     """Worker tick for campaigns (see the module docstring)."""
 
+    #: What it does comes due with the clock or a marketer's action: other lanes' work does not wake it.
+    wakeable = False
+
     def __init__(
         self,
         runtime: Runtime,

@@ -443,6 +443,9 @@ def register(hooks: ProcessingHooks) -> None:
 class RefreshTick:
     """Worker tick: refresh time-based segments every ``interval`` and all segments every ``full_interval``."""
 
+    #: Its work comes due with the clock: other worker lanes' work does not wake it (worker/runner.py).
+    wakeable = False
+
     def __init__(
         self,
         runtime: Runtime,

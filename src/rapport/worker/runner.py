@@ -6,6 +6,12 @@ Example::
     registry.register("demo.say", lambda ctx: {"said": ctx.job.payload["text"]})
     worker = Worker(runtime, registry)
     worker.run_once()          # or worker.start_thread() / worker.run_forever(stop)
+
+``run_once``/``drain`` (tests, ``rapport worker --once``) run the jobs and then every tick in turn.
+``run_forever`` runs them in **lanes**: the jobs and each tick loop in their own thread, so one that waits
+(the Deliverer on its SMTP replies, a long import job) never holds up another (the event processor); a lane
+that did some work wakes the others at once (new outbox rows, new jobs) instead of leaving them to their
+next poll, and ``notify_work(runtime)`` wakes them from outside (e.g. after ingest commits events).
 """
 
 from __future__ import annotations
@@ -30,6 +36,14 @@ from rapport.runtime import Runtime
 from rapport.worker import queue
 
 log = logging.getLogger("rapport.worker")
+WAKE_PORT = "worker.wake"
+
+
+def notify_work(runtime: Runtime) -> None:
+    """Wake the runtime's running in-process worker lanes now (no-op without one): new work was committed."""
+    wake = runtime.ports.get(WAKE_PORT)
+    if wake is not None:
+        wake()
 
 
 class PermanentJobError(Exception):
@@ -89,6 +103,8 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.ticks: list[Tick] = []
+        self._wakers: list[threading.Event] = []
+        self._woken: list[threading.Event] = []  # the lanes other lanes' work wakes (see ``_wakeable``)
 
     def add_tick(self, tick: Tick) -> None:
         """Run ``tick`` on every poll, after the jobs."""
@@ -106,6 +122,10 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch of jobs and run it, then the ticks; returns the jobs taken plus the ticks' work."""
+        return self.run_jobs() + self.run_ticks()
+
+    def run_jobs(self) -> int:
+        """Claim one batch of jobs and run it; returns the jobs taken."""
         now = self.runtime.clock.now()
         with self.runtime.sessions() as db:
             jobs = queue.claim(
@@ -119,7 +139,7 @@ class Worker:
             db.commit()
         for job in jobs:
             self._run(job)
-        return len(jobs) + self.run_ticks()
+        return len(jobs)
 
     def drain(self, *, max_rounds: int = 1000) -> int:
         """Run batches until nothing is due; returns the total jobs run (tests and CLI)."""
@@ -163,20 +183,57 @@ class Worker:
             reset_request_id(token)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
-        """Poll until ``stop`` is set, sleeping between empty polls."""
+        """Run the jobs and every tick in their own lanes (threads) until ``stop`` is set."""
         stop = stop or self._stop
+        lanes: list[tuple[str, Tick]] = [("jobs", self.run_jobs)]
+        lanes += [(f"tick-{i}-{_name(tick)}", tick) for i, tick in enumerate(self.ticks)]
+        wakers = [threading.Event() for _ in lanes]
+        self._wakers = wakers
+        self._woken = [w for (_name_, work), w in zip(lanes, wakers, strict=True) if _wakeable(work)]
+        self.runtime.ports[WAKE_PORT] = self.wake
+        threads = [
+            threading.Thread(
+                target=self._lane, args=(work, waker, stop), name=f"rapport-worker-{name}", daemon=True
+            )
+            for (name, work), waker in zip(lanes, wakers, strict=True)
+        ]
+        for thread in threads[1:]:
+            thread.start()
+        try:
+            self._lane(lanes[0][1], wakers[0], stop)
+        finally:
+            stop.set()
+            for waker in wakers:
+                waker.set()
+            for thread in threads[1:]:
+                thread.join()
+            if self.runtime.ports.get(WAKE_PORT) == self.wake:
+                del self.runtime.ports[WAKE_PORT]
+
+    def wake(self) -> None:
+        """Wake the lanes now (they run their work at once instead of at their next poll)."""
+        for waker in self._woken:
+            waker.set()
+
+    def _lane(self, work: Tick, waker: threading.Event, stop: threading.Event) -> None:
+        """Loop one lane: run, and when it did nothing sleep a poll interval or until woken."""
         poll = self.runtime.settings.worker_poll_seconds
         while not stop.is_set():
+            waker.clear()  # before the work: a wake-up during it makes the lane go round again at once
             try:
-                taken = self.run_once()
+                done = work()
             except Exception:
-                log.exception("worker poll failed")
-                taken = 0
-            if taken == 0:
-                stop.wait(poll)
+                log.exception("worker lane failed")
+                done = 0
+            if done:
+                for other in self._woken:
+                    if other is not waker:
+                        other.set()
+            else:
+                waker.wait(poll)
 
     def start_thread(self) -> None:
-        """Run the worker in a daemon thread of this process (``rapport serve`` on the embedded store)."""
+        """Run the worker in daemon threads of this process (``rapport serve`` on the embedded store)."""
         self._stop.clear()
         self._thread = threading.Thread(target=self.run_forever, name="rapport-worker", daemon=True)
         self._thread.start()
@@ -184,6 +241,25 @@ class Worker:
     def stop_thread(self, timeout: float = 10.0) -> None:
         """Ask the in-process worker to stop and wait for it."""
         self._stop.set()
+        for waker in self._wakers:
+            waker.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+
+def _owner(tick: Tick) -> object:
+    """The object behind a tick: the instance of a bound method, else the callable itself."""
+    return getattr(tick, "__self__", tick)
+
+
+def _name(tick: Tick) -> str:
+    """A short name for a tick's lane."""
+    owner = _owner(tick)
+    return type(owner).__name__ if owner is not tick else getattr(tick, "__name__", type(tick).__name__)
+
+
+def _wakeable(tick: Tick) -> bool:
+    """Whether other lanes' work should wake this tick's lane; a tick whose work comes due with time alone
+    (refreshes, schedules) says ``wakeable = False`` and keeps to its poll."""
+    return bool(getattr(_owner(tick), "wakeable", True))

@@ -1,0 +1,132 @@
+"""The running worker's lanes: a tick that waits never holds up another, work in one lane wakes the others,
+``notify_work`` wakes them from outside, and stopping stops them all."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from rapport.config import Settings
+from rapport.runtime import Runtime, build_runtime
+from rapport.worker.runner import HandlerRegistry, Worker, notify_work
+
+
+def _runtime(db_url: str, poll: float) -> Runtime:
+    return build_runtime(Settings(database_url=db_url, worker_poll_seconds=poll), secret_key="x" * 32)
+
+
+class Counter:
+    """A tick that records when it ran and reports ``result`` work."""
+
+    def __init__(self, result: int = 0) -> None:
+        self.calls: list[float] = []
+        self.result = result
+
+    def __call__(self) -> int:
+        self.calls.append(time.monotonic())
+        return self.result
+
+
+def _lane_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("rapport-worker")]
+
+
+def test_a_waiting_tick_does_not_hold_up_the_others(db_url: str) -> None:
+    runtime = _runtime(db_url, poll=0.01)
+    slow_calls: list[float] = []
+
+    def slow() -> int:  # e.g. a send waiting on a provider's replies
+        slow_calls.append(time.monotonic())
+        time.sleep(0.5)
+        return 1
+
+    fast = Counter()
+    worker = Worker(runtime, HandlerRegistry())
+    worker.add_tick(slow)
+    worker.add_tick(fast)
+    worker.start_thread()
+    try:
+        time.sleep(0.4)
+        during_first_slow_call = len(fast.calls)
+    finally:
+        worker.stop_thread()
+        runtime.close()
+    assert len(slow_calls) == 1
+    assert during_first_slow_call >= 5  # one after the other, it would have run once at most
+
+
+def test_work_in_one_lane_wakes_the_others_before_their_poll(db_url: str) -> None:
+    runtime = _runtime(db_url, poll=30.0)
+    consumer = Counter()
+    produced: list[float] = []
+
+    def producer() -> int:
+        if produced:
+            return 0
+        deadline = time.monotonic() + 5
+        while not consumer.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the consumer found nothing and sleeps its 30 s poll now
+        produced.append(time.monotonic())
+        return 1
+
+    worker = Worker(runtime, HandlerRegistry())
+    worker.add_tick(producer)
+    worker.add_tick(consumer)
+    worker.start_thread()
+    try:
+        deadline = time.monotonic() + 5
+        while len(consumer.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop_thread()
+        runtime.close()
+    assert produced and len(consumer.calls) >= 2
+    assert 0 <= consumer.calls[1] - produced[0] < 1.0
+
+
+def test_notify_work_wakes_an_idle_lane_and_stop_ends_every_lane(db_url: str) -> None:
+    runtime = _runtime(db_url, poll=30.0)
+    idle = Counter()
+    worker = Worker(runtime, HandlerRegistry())
+    worker.add_tick(idle)
+    notify_work(runtime)  # nothing running yet: a no-op
+    worker.start_thread()
+    try:
+        deadline = time.monotonic() + 5
+        while not idle.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(_lane_threads()) >= 2  # the jobs lane and the tick's
+        time.sleep(0.1)
+        woken_at = time.monotonic()
+        notify_work(runtime)
+        while len(idle.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        started = time.monotonic()
+        worker.stop_thread()
+        stopped_in = time.monotonic() - started
+        runtime.close()
+    assert len(idle.calls) == 2 and idle.calls[1] - woken_at < 1.0
+    assert stopped_in < 5.0  # a 30 s poll does not delay the stop
+    assert _lane_threads() == []
+
+
+def test_run_once_still_runs_everything_in_turn(db_url: str) -> None:
+    runtime = _runtime(db_url, poll=30.0)
+    order: list[str] = []
+
+    def tick(name: str, work: int) -> Callable[[], int]:
+        def run() -> int:
+            order.append(name)
+            return work
+
+        return run
+
+    worker = Worker(runtime, HandlerRegistry())
+    worker.add_tick(tick("a", 1))
+    worker.add_tick(tick("b", 2))
+    assert worker.run_once() == 3
+    assert order == ["a", "b"]
+    runtime.close()
