@@ -43,6 +43,8 @@ RFM_KEYS = ("rfm_r", "rfm_f", "rfm_m", "rfm_segment", "loyalty_score", "loyalty_
 CLV_KEYS = ("clv_12m", "p_alive", "churn_danger", "churn_band", "value_tier", "expected_purchases_90d")
 #: Profiles per write transaction.
 WRITE_BATCH = 20_000
+#: Concurrent write transactions on PostgreSQL.
+WRITERS = 2
 
 
 @dataclass
@@ -185,17 +187,27 @@ def score_clv(
 
 
 def write_columns(runtime: Runtime, workspace_id: int, ids: np.ndarray, columns: Sequence[Column]) -> int:
-    """Write one merge-patch per profile carrying every column, in chunks of their own transactions."""
-    written = 0
-    for start in range(0, ids.size, WRITE_BATCH):
-        stop = min(ids.size, start + WRITE_BATCH)
-        chunk_ids, patches = build_patches(ids, columns, start, stop)
+    """Write one merge-patch per profile carrying every column, in chunks of their own transactions.
+
+    On PostgreSQL ``WRITERS`` chunks are written at once on as many connections: the UPDATE is the server's
+    work (a new version of each row and its index entries), the rows are disjoint, and psycopg releases the
+    GIL while it waits. SQLite has one writer at a time, so its chunks go one after the other.
+    """
+
+    def write(start: int) -> int:
+        chunk_ids, patches = build_patches(ids, columns, start, min(ids.size, start + WRITE_BATCH))
         if not chunk_ids:
-            continue
+            return 0
         with runtime.sessions() as db:
-            written += score_repository.merge_patches(db, workspace_id, chunk_ids, patches)
+            written = score_repository.merge_patches(db, workspace_id, chunk_ids, patches)
             db.commit()
-    return written
+        return written
+
+    starts = range(0, ids.size, WRITE_BATCH)
+    if runtime.engine.dialect.name == "sqlite" or len(starts) < 2:
+        return sum(write(start) for start in starts)
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="scores-write") as pool:
+        return sum(pool.map(write, starts))
 
 
 def _model_reads(
@@ -267,7 +279,7 @@ def run_scores(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scores-read") as pool:
         pending = [pool.submit(_model_reads, runtime, workspace_id, spec, now) for spec in models]
         try:
-            with watch.stage("read"), runtime.read_sessions() as db:
+            with watch.stage("read"), runtime.read_sessions() as db, score_repository.mapped_reads(db):
                 inputs = read_inputs(db, workspace_id, now)
         except BaseException:
             for future in pending:
