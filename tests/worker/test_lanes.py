@@ -130,3 +130,24 @@ def test_run_once_still_runs_everything_in_turn(db_url: str) -> None:
     assert worker.run_once() == 3
     assert order == ["a", "b"]
     runtime.close()
+
+
+def test_a_clock_driven_tick_keeps_to_its_idle_poll(db_url: str) -> None:
+    runtime = _runtime(db_url, poll=0.01)
+
+    class Schedule(Counter):
+        wakeable = False
+        idle_poll_seconds = 0.3
+
+    schedule, busy = Schedule(), Counter(result=1)
+    worker = Worker(runtime, HandlerRegistry())
+    worker.add_tick(busy)  # always finds work: wakes the wakeable lanes all the time
+    worker.add_tick(schedule)
+    worker.start_thread()
+    try:
+        time.sleep(0.5)
+    finally:
+        worker.stop_thread()
+        runtime.close()
+    assert len(busy.calls) > 20
+    assert 1 <= len(schedule.calls) <= 2  # neither every 10 ms nor woken by the busy lane

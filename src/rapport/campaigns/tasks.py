@@ -28,8 +28,10 @@ def register(hooks: ProcessingHooks, runtime: Runtime) -> None:
 class CampaignTick:
     """Worker tick for campaigns (see the module docstring)."""
 
-    #: What it does comes due with the clock or a marketer's action: other lanes' work does not wake it.
+    #: What it does comes due with the clock or a marketer's action: other lanes' work does not wake it,
+    #: and idle it looks again after a second (a busy one, e.g. queueing a broadcast, goes on at once).
     wakeable = False
+    idle_poll_seconds = 1.0
 
     def __init__(
         self,

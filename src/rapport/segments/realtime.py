@@ -443,8 +443,10 @@ def register(hooks: ProcessingHooks) -> None:
 class RefreshTick:
     """Worker tick: refresh time-based segments every ``interval`` and all segments every ``full_interval``."""
 
-    #: Its work comes due with the clock: other worker lanes' work does not wake it (worker/runner.py).
+    #: Its work comes due with the clock: other worker lanes' work does not wake it and, idle, it looks
+    #: again after a second (worker/runner.py).
     wakeable = False
+    idle_poll_seconds = 1.0
 
     def __init__(
         self,

@@ -217,7 +217,7 @@ class Worker:
 
     def _lane(self, work: Tick, waker: threading.Event, stop: threading.Event) -> None:
         """Loop one lane: run, and when it did nothing sleep a poll interval or until woken."""
-        poll = self.runtime.settings.worker_poll_seconds
+        poll = max(self.runtime.settings.worker_poll_seconds, _idle_poll(work))
         while not stop.is_set():
             waker.clear()  # before the work: a wake-up during it makes the lane go round again at once
             try:
@@ -263,3 +263,9 @@ def _wakeable(tick: Tick) -> bool:
     """Whether other lanes' work should wake this tick's lane; a tick whose work comes due with time alone
     (refreshes, schedules) says ``wakeable = False`` and keeps to its poll."""
     return bool(getattr(_owner(tick), "wakeable", True))
+
+
+def _idle_poll(tick: Tick) -> float:
+    """The least time an idle lane of this tick sleeps: ``idle_poll_seconds`` of a tick whose work comes
+    due with the clock (checking a minute-long schedule every 10 ms only burns the CPU the API shares)."""
+    return float(getattr(_owner(tick), "idle_poll_seconds", 0.0))
