@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from rapport.collect.importer import import_event_rows, import_profile_rows
 from rapport.models import Identity, Profile
@@ -159,16 +159,3 @@ def test_activity_keeps_to_the_workspace_whether_its_ids_are_dense_or_scattered(
 
     assert read(4) == expected  # id range walked, the other workspace's profiles dropped
     assert read(1) == expected  # too sparse for that: joined through the workspace's profiles
-
-
-def test_mapped_reads_map_sqlite_files_only_inside_the_block(runtime: Runtime) -> None:
-    with runtime.read_sessions() as db:
-        sqlite = db.connection().dialect.name == "sqlite"
-        mapped = "PRAGMA mmap_size" if sqlite else "SELECT 0"
-        before = db.execute(text(mapped)).scalar()
-        with score_repository.mapped_reads(db):
-            inside = db.execute(text(mapped)).scalar()
-            assert score_repository.population(db, 0).ids.size == 0  # reads still work
-        after = db.execute(text(mapped)).scalar()
-    assert (before, after) == (0, 0)
-    assert inside > 0 if sqlite else inside == 0  # SQLite lowers it to its compile-time cap (2 GB here)

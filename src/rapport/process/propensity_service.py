@@ -98,7 +98,7 @@ def read_model_inputs(
     overlapping the shared reads and the other scores)."""
     started, cpu = time.perf_counter(), time.thread_time()
     windows = [(_midnight(d - 30), _midnight(d)) for d in reference_days(spec, now)]
-    with runtime.read_sessions() as db, score_repository.mapped_reads(db):
+    with runtime.read_sessions() as db:
         act = score_repository.activity(db, workspace_id, before=now, windows=windows)
         targets = (
             None

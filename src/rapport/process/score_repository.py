@@ -9,8 +9,7 @@ million profiles cost a few arrays, not a million ORM objects. Days are whole UT
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,8 +31,6 @@ from rapport.process.scores.features import DailyEvents, group_daily, positions
 
 #: Rows pulled from the database per partition.
 FETCH = 50_000
-#: Bytes of a SQLite file the score reads map into memory (SQLite lowers it to its compile-time cap).
-MMAP_BYTES = 8 << 30
 _EPOCH = np.datetime64("1970-01-01", "D")
 #: The id-range scan of ``activity`` is used when at least 1 in ``DENSE_IDS`` ids of the range is the workspace's.
 DENSE_IDS = 4
@@ -58,28 +55,6 @@ def _epoch_day_sqlite(element: epoch_day, compiler: SQLCompiler, **kw: Any) -> s
 def _epoch_day_pg(element: epoch_day, compiler: SQLCompiler, **kw: Any) -> str:
     inner = compiler.process(next(iter(element.clauses)), **kw)
     return f"CAST(floor(EXTRACT(EPOCH FROM {inner}) / 86400) AS BIGINT)"
-
-
-@contextmanager
-def mapped_reads(db: Session) -> Iterator[None]:
-    """Read the database file through a memory map inside the block (SQLite; nothing on PostgreSQL).
-
-    The score reads touch most pages of the events table; through ``mmap`` SQLite reads them without a
-    ``read()`` call and a copy per page, about a third less CPU for the purchase pass. Only the first
-    ``MMAP_BYTES`` of the file are mapped (SQLite caps it at 2 GB by default); the connection's previous
-    setting is restored afterwards, since it goes back to the pool.
-    """
-    conn = db.connection()
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    raw: Any = conn.connection.driver_connection
-    previous = int(raw.execute("PRAGMA mmap_size").fetchone()[0])
-    raw.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-    try:
-        yield
-    finally:
-        raw.execute(f"PRAGMA mmap_size={previous}")
 
 
 def day_number(when: datetime) -> int:

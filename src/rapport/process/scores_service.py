@@ -279,7 +279,7 @@ def run_scores(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scores-read") as pool:
         pending = [pool.submit(_model_reads, runtime, workspace_id, spec, now) for spec in models]
         try:
-            with watch.stage("read"), runtime.read_sessions() as db, score_repository.mapped_reads(db):
+            with watch.stage("read"), runtime.read_sessions() as db:
                 inputs = read_inputs(db, workspace_id, now)
         except BaseException:
             for future in pending:
