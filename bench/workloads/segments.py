@@ -264,8 +264,12 @@ class _RapportStore:
             if meta_file.exists():
                 started = time.perf_counter()
                 _pg_tool("pg_restore", "--no-owner", "-j", "2", "-d", _libpq(self.url), str(dump))
+                # a dump holds no planner statistics: gather them, as the import did before dumping (the store
+                # the dump came from was measured with them, and a live database has autovacuum's)
+                _pg_tool("vacuumdb", "--analyze", "--quiet", "-d", _libpq(self.url))
                 ctx.log(
-                    f"  restored the PostgreSQL store from {dump} in {time.perf_counter() - started:.0f} s"
+                    f"  restored the PostgreSQL store from {dump} (+ VACUUM ANALYZE) in "
+                    f"{time.perf_counter() - started:.0f} s"
                 )
             else:
                 # the importer's rows, copied from the SQLite store (importing again would take ~3x longer)

@@ -29,6 +29,17 @@ class Event(IdMixin, WorkspaceScoped, Base):
         UniqueConstraint("workspace_id", "message_id"),
         Index("ix_events_profile_time", "profile_id", "timestamp"),
         Index("ix_events_workspace_name_time", "workspace_id", "event", "timestamp", "profile_id"),
+        # Segment reads (rapport.segments.indexes): events carrying a string ``category`` by its value.
+        # PostgreSQL's form; SQLite's twin comes from migration 0007 alone (not reflectable for comparison).
+        Index(
+            "ix_events_segment_category",
+            "workspace_id",
+            "event",
+            text("((properties -> 'category'::text) #>> '{}'::text[])"),  # COLLATE "C" (not reflected)
+            "timestamp",
+            "profile_id",
+            postgresql_where=text("jsonb_typeof(properties -> 'category'::text) = 'string'::text"),
+        ).ddl_if(dialect="postgresql"),
         Index(
             "ix_events_pending",
             "workspace_id",

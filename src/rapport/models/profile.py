@@ -5,11 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rapport.db.base import Base, BigId, CreatedAtMixin, IdMixin, Json, UTCDateTime, WorkspaceScoped
 from rapport.kit.clock import utcnow
+
+
+def _typed_number(column: str, key: str) -> str:
+    """PostgreSQL's own rendering of a typed JSON number (what it reflects, so that the models compare equal)."""
+    value = f"({column} -> '{key}'::text)"
+    return (
+        f"(\nCASE\n    WHEN jsonb_typeof{value} = 'number'::text THEN ({value} #>> '{{}}'::text[])::double precision\n"
+        "    ELSE NULL::double precision\nEND)"
+    )
 
 
 class Profile(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
@@ -22,6 +31,25 @@ class Profile(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
         Index("ix_profiles_workspace_email", "workspace_id", "email"),
         Index("ix_profiles_workspace_phone", "workspace_id", "phone"),
         Index("ix_profiles_workspace_name", "workspace_id", "name"),
+        # Segment reads (rapport.segments.indexes): the JSON type and value of built-in fields, in PostgreSQL's
+        # own rendering (what it reflects, so models and migrations compare equal); SQLite's twins (same names;
+        # json_type, json_extract) come from migration 0007 alone: SQLite expression indexes are not reflected.
+        Index(
+            "ix_profiles_segment_city",
+            "workspace_id",
+            text("jsonb_typeof(traits -> 'city'::text)"),
+            text("((traits -> 'city'::text) #>> '{}'::text[])"),  # COLLATE "C" (not reflected)
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_profiles_segment_total_spend",
+            "workspace_id",
+            text(_typed_number("computed", "total_spend")),
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_profiles_segment_total_orders",
+            "workspace_id",
+            text(_typed_number("computed", "total_orders")),
+        ).ddl_if(dialect="postgresql"),
     )
 
     traits: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)

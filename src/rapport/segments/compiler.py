@@ -40,14 +40,15 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from rapport.kit.clock import as_utc
-from rapport.models import Event, SegmentMember
+from rapport.models import Event, Profile, SegmentMember
 from rapport.models import Subscription as SubscriptionRow
-from rapport.segments import portable
+from rapport.segments import indexes, portable
 from rapport.segments.ast import (
     CHANNELS,
     And,
@@ -77,6 +78,7 @@ from rapport.segments.catalog import Catalog, field_paths
 from rapport.segments.errors import SegmentError
 
 EVENTS = cast(Table, Event.__table__)
+PROFILES = cast(Table, Profile.__table__)
 SUBSCRIPTIONS = cast(Table, SubscriptionRow.__table__)
 MEMBERS = cast(Table, SegmentMember.__table__)
 #: Where a profile's location lives (numbers in ``profiles.traits``), as the synthetic data and imports write it.
@@ -213,6 +215,9 @@ class _Compiler:
             def compare(doc: ColumnElement[Any], keys: tuple[str, ...]) -> ColumnElement[Any]:
                 return portable.json_compare(doc, keys, node.op, kinds, [_bind(v) for v in values])
 
+            indexed = self.indexed(node, kinds, values)
+            if indexed is not None:
+                return indexed, False
             return self.first_set(node.field, compare), True
         if isinstance(node, IsSet):
             present = or_(*(portable.json_is_set(doc, keys) for doc, keys in self.fields(node.field)))
@@ -255,6 +260,29 @@ class _Compiler:
                     return [located]
             return [(self.p.c.computed, (name,))]
         return [(self.p.c.traits, keys) for keys in field_paths(name, self.scope.catalog)]
+
+    def indexed(self, node: Compare, kinds: str, values: tuple[Scalar, ...]) -> ColumnElement[Any] | None:
+        """A comparison on an indexed field (``rapport.segments.indexes``) as the set of ids it holds for, read
+        from the index alone (one disjoint arm per JSON type for ``in``); None for any other comparison.
+
+        Only for whole-workspace counts: a probe of a few profiles reads their rows anyway.
+        """
+        if self.scope.per_profile:
+            return None
+        places = self.fields(node.field)
+        if len(places) != 1:
+            return None
+        doc, keys = places[0]
+        column = next((c for c in (self.p.c.traits, self.p.c.computed) if doc is c), None)
+        if column is None:
+            return None
+        kind = indexes.profile_field_type(column.name, keys)
+        if kind is None or node.op not in indexes.OPERATORS[kind] or {*kinds.split(",")} != {kind}:
+            return None
+        q = PROFILES.alias()
+        arms = portable.json_compare_arms(q.c[column.name], keys, node.op, kinds, [_bind(v) for v in values])
+        selects = [select(q.c.id).where(q.c.workspace_id == self.scope.workspace_id, arm) for arm in arms]
+        return portable.Member(self.id, selects[0] if len(selects) == 1 else union_all(*selects))
 
     def first_set(
         self, name: str, read: Callable[[ColumnElement[Any], tuple[str, ...]], ColumnElement[Any]]

@@ -10,12 +10,15 @@ dialect it is compiled on (``json_type``/``json_extract``/``json_each`` on SQLit
 - a date is a JSON string holding an ISO date or timestamp, read as its UTC calendar date;
 - an array field compares element by element (``in``/``not in``/``contains``).
 
-Literals arrive as bound parameters in ``args``; path keys are bound too (a field name may contain quotes).
+Literals arrive as bound parameters in ``args``. Path keys of plain names (letters, digits, ``_``) are written
+into the SQL, so that expression indexes on them apply (``rapport.segments.indexes``); other keys are bound (a
+field name may contain quotes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +54,15 @@ _PG_DAY_ONLY = _PG_DATE + "$"
 _PG_WITH_OFFSET = _PG_DATE + r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _PG_NAIVE = _PG_DATE + r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$"
 EARTH_RADIUS_KM = 6371.0088
+#: Path keys written into the SQL text instead of bound: an expression index (``rapport.segments.indexes``)
+#: only serves a query whose expression is the index's, literal path included; other keys stay bound.
+_INLINE_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def _constant(text: str) -> ColumnElement[Any]:
+    """A fixed SQL string of the compiler's own (a JSON type name, a safe path), written inline."""
+    assert "'" not in text
+    return literal_column(f"'{text}'", String())
 
 
 class Portable(ColumnElement[Any]):
@@ -80,6 +92,14 @@ class Portable(ColumnElement[Any]):
         self.type = type_ if type_ is not None else Boolean()
 
 
+class PortableCondition(Portable):
+    """A boolean ``Portable``, a predicate as it stands (SQLite would compare a plain boolean with ``= 1``, and
+    an index on the comparison's expression would no longer apply)."""
+
+    inherit_cache = True
+    _is_implicitly_boolean = True
+
+
 @compiles(Portable)
 def _render(element: Portable, compiler: SQLCompiler, **kw: Any) -> str:
     build = _SQLITE if compiler.dialect.name == "sqlite" else _POSTGRES
@@ -90,12 +110,23 @@ def json_compare(
     doc: ColumnElement[Any], keys: Sequence[str], op: str, kind: str, values: Sequence[Any]
 ) -> Portable:
     """``doc[keys] op value(s)``; ``kind`` lists each literal's type (string, number, true, false, date)."""
-    return Portable(f"compare:{op}:{kind}", (doc, *values), keys)
+    return PortableCondition(f"compare:{op}:{kind}", (doc, *values), keys)
+
+
+def json_compare_arms(
+    doc: ColumnElement[Any], keys: Sequence[str], op: str, kind: str, values: Sequence[Any]
+) -> list[Portable]:
+    """``json_compare`` as disjoint conditions whose OR is the comparison (``in``: one per JSON type)."""
+    if op != "in":
+        return [json_compare(doc, keys, op, kind, values)]
+    return [
+        PortableCondition(f"in_arm:{arm}:{kind}", (doc, *values), keys) for arm in in_arms(kind.split(","))
+    ]
 
 
 def json_is_set(doc: ColumnElement[Any], keys: Sequence[str]) -> Portable:
     """The value at ``keys`` is present and not JSON null."""
-    return Portable("is_set", (doc,), keys)
+    return PortableCondition("is_set", (doc,), keys)
 
 
 def json_date(doc: ColumnElement[Any], keys: Sequence[str]) -> Portable:
@@ -215,6 +246,14 @@ class _Ref:
     def position(self, needle: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.instr(self.text(), needle)
 
+    def typed_number(self) -> ColumnElement[Any]:
+        """The value read as a number where that is safe alongside a type test (SQLite: never an error)."""
+        return self.number()
+
+    def number_test(self, op: str, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """``value op literal`` when the value is a number, else false or NULL."""
+        return and_(self.is_("number"), _apply(op, self.number(), value))
+
 
 _SQLITE_KINDS = {
     "string": ("text",),
@@ -232,13 +271,18 @@ class _SqliteRef(_Ref):
 
     @classmethod
     def at(cls, doc: ColumnElement[Any], keys: Sequence[str]) -> _SqliteRef:
-        path = literal("$" + "".join('."' + key + '"' for key in keys), String())
+        text = "$" + "".join('."' + key + '"' for key in keys)
+        inline = all(_INLINE_KEY.match(key) for key in keys)
+        path = _constant(text) if inline else literal(text, String())
         return cls(func.json_type(doc, path), func.json_extract(doc, path), doc, path)
 
     def is_(self, kind: str) -> ColumnElement[bool]:
         if kind == "set":  # one lookup: missing (NULL) and JSON null alike
             return func.coalesce(self.kind, "null") != "null"
-        return self.kind.in_(_SQLITE_KINDS[kind])
+        names = _SQLITE_KINDS[kind]
+        if len(names) == 1:
+            return self.kind == _constant(names[0])
+        return self.kind.in_([_constant(name) for name in names])
 
     def switch(self, branches: Sequence[tuple[str, Any]], else_: Any) -> ColumnElement[Any]:
         whens = [(name, then) for kind, then in branches for name in _SQLITE_KINDS[kind]]
@@ -271,7 +315,8 @@ class _PgRef(_Ref):
     def at(cls, doc: ColumnElement[Any], keys: Sequence[str]) -> _PgRef:
         value = doc
         for key in keys:
-            value = value.op("->", return_type=_JSONB)(literal(key, Text()))
+            name = _constant(key) if _INLINE_KEY.match(key) else literal(key, Text())
+            value = value.op("->", return_type=_JSONB)(name)
         return cls(value)
 
     def _text(self) -> ColumnElement[Any]:
@@ -284,7 +329,7 @@ class _PgRef(_Ref):
         typeof = func.jsonb_typeof(self.value)
         if kind == "set":
             return func.coalesce(typeof, "null") != "null"
-        return typeof == kind
+        return typeof == _constant(kind)
 
     def text(self) -> ColumnElement[Any]:
         return self._text()
@@ -297,6 +342,13 @@ class _PgRef(_Ref):
 
     def number(self) -> ColumnElement[Any]:
         return cast(self._text(), Float())
+
+    def typed_number(self) -> ColumnElement[Any]:
+        # CASE, not AND: PostgreSQL may evaluate the cast first, and it fails on a non-numeric string
+        return case((self.is_("number"), self.number()), else_=None)
+
+    def number_test(self, op: str, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        return _apply(op, self.typed_number(), value)
 
     def boolean_is(self, value: bool) -> ColumnElement[bool]:
         return and_(self.is_("boolean"), self._text() == ("true" if value else "false"))
@@ -327,15 +379,19 @@ _JSONB = JSONB()
 
 
 def _typed_test(ref: _Ref, op: str, kind: str, value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A same-type comparison of a scalar JSON value with one literal; NULL or false on a type mismatch."""
+    """A same-type comparison of a scalar JSON value with one literal; NULL or false on a type mismatch.
+
+    Numbers and strings take the shape of their expression indexes (``rapport.segments.indexes``): the type
+    test and the comparison of the extracted value side by side (SQLite), the typed number (PostgreSQL).
+    """
     if kind in ("true", "false"):  # booleans compare with = and != only
         equal = ref.boolean_is(kind == "true")
         return equal if op == "=" else and_(ref.is_("boolean"), not_(equal))
     if kind == "date":
         return _apply(op, ref.date(), value)
     if kind == "number":
-        return case((ref.is_("number"), _apply(op, ref.number(), value)), else_=None)
-    return case((ref.is_("string"), _apply(op, ref.collate(ref.text()), value)), else_=None)
+        return ref.number_test(op, value)
+    return and_(ref.is_("string"), _apply(op, ref.collate(ref.text()), value))
 
 
 def _apply(op: str, left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -364,7 +420,7 @@ def _compare(
 
         shared = ref.any_element(overlap)
         if op == "in":
-            return ref.switch([("array", shared), *_scalar_in(ref, pairs)], else_=false())
+            return or_(*(_in_arm(ref, arm, pairs, shared) for arm in in_arms(kinds)))
         return ref.switch([("array", not_(shared)), *_scalar_not_in(ref, pairs)], else_=false())
     kind, value = kinds[0], values[0]
     if op == "contains":
@@ -380,6 +436,26 @@ def _compare(
 _BASE = {"string": "string", "date": "string", "number": "number", "true": "boolean", "false": "boolean"}
 
 
+def in_arms(kinds: Sequence[str]) -> list[str]:
+    """The JSON types an ``in`` list can match, one arm each: arrays (element by element), then the scalars'."""
+    return [
+        "array",
+        *(base for base in ("string", "number", "boolean") if any(_BASE[k] == base for k in kinds)),
+    ]
+
+
+def _in_arm(
+    ref: _Ref, arm: str, pairs: list[tuple[str, ColumnElement[Any]]], shared: ColumnElement[Any] | None = None
+) -> ColumnElement[Any]:
+    """One arm of ``x in (…)``: the value has type ``arm`` and matches; arms are disjoint, so an index can
+    serve each (the arms of ``city in ("Leeds", "York")``: a string among them, or an array holding one)."""
+    if arm == "array":
+        if shared is None:
+            shared = ref.any_element(lambda element: or_(*(_equal(element, k, v) for k, v in pairs)))
+        return and_(ref.is_("array"), shared)
+    return and_(ref.is_(arm), dict(_scalar_in(ref, pairs))[arm])
+
+
 def _scalar_in(ref: _Ref, pairs: list[tuple[str, ColumnElement[Any]]]) -> list[tuple[str, Any]]:
     """Branches by JSON type for ``x in (…)`` on a scalar: equal to one literal of the same type."""
     branches: list[tuple[str, Any]] = []
@@ -390,13 +466,13 @@ def _scalar_in(ref: _Ref, pairs: list[tuple[str, ColumnElement[Any]]]) -> list[t
         tests: list[ColumnElement[Any]] = []
         strings = [value for kind, value in group if kind == "string"]
         if strings:
-            tests.append(ref.text().in_(strings))
+            tests.append(ref.collate(ref.text()).in_(strings))
         dates = [value for kind, value in group if kind == "date"]
         if dates:
             tests.append(func.coalesce(ref.date().in_(dates), false()))
         numbers = [value for kind, value in group if kind == "number"]
         if numbers:
-            tests.append(ref.number().in_(numbers))
+            tests.append(ref.typed_number().in_(numbers))
         for kind in {kind for kind, _ in group if base == "boolean"}:
             tests.append(ref.boolean_is(kind == "true"))
         branches.append((base, or_(*tests)))
@@ -432,6 +508,10 @@ def _build(
     if name.startswith("compare:"):
         _, op, kinds = name.split(":", 2)
         return _compare(ref_at(args[0], keys), op, kinds.split(","), args[1:])
+    if name.startswith("in_arm:"):
+        _, arm, kinds = name.split(":", 2)
+        pairs = list(zip(kinds.split(","), args[1:], strict=True))
+        return _in_arm(ref_at(args[0], keys), arm, pairs)
     if name == "is_set":
         return ref_at(args[0], keys).is_("set")
     if name == "date":
