@@ -47,6 +47,25 @@ def test_fit_is_a_maximum_of_the_likelihood(cdnow_summary: CdnowSummary, fitted:
             assert total(nudged) < best
 
 
+def test_fit_on_collapsed_histories_is_the_fit_on_every_row(
+    cdnow_summary: CdnowSummary, fitted: BgNbdParams
+) -> None:
+    """The fit collapses identical (x, t_x, T) rows into one with a weight (what makes a million customers
+    cheap): same likelihood, same estimates; three copies of CDNOW give CDNOW's parameters."""
+    x, t_x, T = (np.tile(a, 3) for a in (cdnow_summary.x, cdnow_summary.t_x, cdnow_summary.T))
+    ux, utx, uT, counts, inverse = bgnbd.unique_histories(x, t_x, T)
+    assert ux.size < cdnow_summary.x.size and counts.sum() == x.size
+    assert (ux[inverse] == x).all() and (utx[inverse] == t_x).all() and (uT[inverse] == T).all()
+    per_row = bgnbd.individual_log_likelihood(fitted, x, t_x, T).sum()
+    weighted = (counts * bgnbd.individual_log_likelihood(fitted, ux, utx, uT)).sum()
+    assert weighted == pytest.approx(per_row, rel=1e-12)
+    tripled = bgnbd.fit_bgnbd(x, t_x, T)
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(tripled, name) == pytest.approx(getattr(fitted, name), rel=1e-5), name
+    assert tripled.log_likelihood == pytest.approx(3 * fitted.log_likelihood, rel=1e-9)
+    assert tripled.n_customers == 3 * 2357
+
+
 def test_analytic_gradient_matches_finite_differences() -> None:
     rng = np.random.default_rng(3)
     T = rng.uniform(5, 40, 200)
