@@ -11,6 +11,11 @@ One round (a worker tick):
 3. **settle** the results in one transaction (sent, retry with backoff, dead letter, unknown), with
    feedback events on the profile; then clear the journal.
 
+``tick`` and ``drain`` pipeline rounds: while one batch is sending (a thread; only for channels that
+declare ``sends_in_background``, i.e. that need no database), the next is claimed, checked and
+rendered; the sent batch is then settled and the next one starts sending. The journal only ever holds
+the batch in flight. A tick settles everything it claimed before it returns.
+
 ``recover`` settles what a killed worker left ``sending`` from its journal (see ``journal.py``).
 """
 
@@ -22,6 +27,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -154,6 +160,11 @@ class RoundStats:
     unknown: int = 0
 
 
+def _add(total: RoundStats, more: RoundStats) -> None:
+    for name in vars(total):
+        setattr(total, name, getattr(total, name) + getattr(more, name))
+
+
 def recipient_zones(profile: Profile | repo.RecipientRow, workspace: Workspace) -> list[str]:
     """Return the recipient's candidate timezones: the profile's, else the phone number's, else the
     workspace's (R14; several candidates mean the strictest reading)."""
@@ -183,6 +194,7 @@ class Deliverer:
         unknown_after: timedelta = timedelta(minutes=15),
         engine: TemplateEngine | None = None,
         rng: random.Random | None = None,
+        tick_seconds: float = 0.25,
     ) -> None:
         self.runtime = runtime
         self.worker_id = journal.safe_name(worker_id or f"deliver-{uuid.uuid4().hex[:12]}")
@@ -197,6 +209,9 @@ class Deliverer:
         self.rate_limits = ratelimit.RateLimits(runtime.settings.channel_rates)  # messaging/ratelimit.py
         self._zone_cache: dict[tuple[str | None, str | None, str], list[ZoneInfo]] = {}
         self._round_cache: dict[tuple[str, int], object] = {}  # per-workspace values, fresh each round
+        self.tick_seconds = tick_seconds
+        self._sender: ThreadPoolExecutor | None = None
+        self._inflight: tuple[list[_Ready], Future[dict[str, SendResult]]] | None = None
 
     @property
     def journal(self) -> journal.SendJournal:
@@ -206,7 +221,12 @@ class Deliverer:
         return self._journal
 
     def close(self) -> None:
-        """Close the journal (clean shutdown: nothing left to recover)."""
+        """Settle the batch in flight, stop the sending thread, close the journal (clean shutdown: nothing
+        left to recover)."""
+        self._flush()
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -214,28 +234,49 @@ class Deliverer:
     # -- the round ----------------------------------------------------------------------------------------
 
     def tick(self) -> int:
-        """Run one round (recovering dead peers first, at most every few seconds); returns rows handled."""
+        """Run rounds for up to ``tick_seconds`` (recovering dead peers first, at most every few seconds),
+        each batch sending while the next is claimed and rendered; returns rows handled. Everything the
+        tick claimed is settled when it returns."""
         if time.monotonic() - self._last_recovery > 5:
             self._last_recovery = time.monotonic()
             self.recover()
-        stats = self.run_round()
-        return stats.claimed
+        handled = 0
+        deadline = time.monotonic() + self.tick_seconds
+        try:
+            while True:
+                stats = self._pipelined_round()
+                handled += stats.claimed
+                if stats.claimed == 0 or time.monotonic() > deadline:
+                    break
+        finally:
+            self._flush()
+        return handled
 
     def drain(self, *, max_rounds: int = 10_000) -> RoundStats:
-        """Run rounds until nothing is due (tests, CLI); returns the totals."""
+        """Run rounds until nothing is due (tests, CLI), pipelined as ``tick`` does; returns the totals."""
         total = RoundStats()
         self.recover()
-        for _ in range(max_rounds):
-            stats = self.run_round()
-            for name in vars(total):
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-            if stats.claimed == 0:
-                break
+        try:
+            for _ in range(max_rounds):
+                stats = self._pipelined_round()
+                _add(total, stats)
+                if stats.claimed == 0:
+                    break
+        finally:
+            _add(total, self._flush())
         return total
 
     def run_round(self) -> RoundStats:
-        """Claim, check, send and settle one batch."""
-        stats = RoundStats()
+        """Claim, check, send and settle one batch, in this thread."""
+        stats = self._flush()
+        ready = self._claim_round(stats)
+        if ready:
+            results = self._send(ready)
+            self._finish(ready, results, stats)
+        return stats
+
+    def _claim_round(self, stats: RoundStats) -> list[_Ready]:
+        """Claim a batch, run the checks and render it, and commit: the rows that may go are ``sending``."""
         now = self.runtime.clock.now()
         self._round_cache.clear()
         with self.runtime.sessions() as db:
@@ -245,16 +286,47 @@ class Deliverer:
             stats.claimed = len(claimed)
             if not claimed:
                 db.commit()
-                return stats
+                return []
             ready = self._check_and_render(db, claimed, now, stats)
             db.commit()
-        if not ready:
-            return stats
-        results = self._send(ready)
+        return ready
+
+    def _finish(self, ready: list[_Ready], results: Mapping[str, SendResult], stats: RoundStats) -> None:
+        """Settle a sent batch and commit, then clear the journal (its lines are in the database now)."""
         with self.runtime.sessions() as db:
             self._settle(db, ready, results, stats)
             db.commit()
         self.journal.reset()
+
+    def _pipelined_round(self) -> RoundStats:
+        """Claim and render the next batch while the previous one is still sending (in a thread), then
+        settle that one and send this one the same way. Channels that do not declare
+        ``sends_in_background`` (those that use the database, like push and in-app) are sent in this
+        thread. The journal only ever holds the batch in flight: it is cleared after each settle, before
+        the next batch starts sending."""
+        stats = RoundStats()
+        ready = self._claim_round(stats)
+        settled = self._flush()
+        _add(stats, settled)
+        if not ready:
+            return stats
+        available = channels_of(self.runtime)
+        if all(getattr(available.get(r.message.channel), "sends_in_background", False) for r in ready):
+            if self._sender is None:
+                self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"send-{self.worker_id}")
+            self._inflight = (ready, self._sender.submit(self._send, ready))
+        else:
+            self._finish(ready, self._send(ready), stats)
+        return stats
+
+    def _flush(self) -> RoundStats:
+        """Wait for the batch in flight, if any, and settle it; returns what settling it did."""
+        stats = RoundStats()
+        if self._inflight is None:
+            return stats
+        ready, future = self._inflight
+        self._inflight = None
+        self._finish(ready, future.result(), stats)
         return stats
 
     # -- checks -------------------------------------------------------------------------------------------
