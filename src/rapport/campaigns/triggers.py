@@ -76,6 +76,8 @@ def on_events(batch: BatchApplied) -> None:
     if not triggers:
         return
     names = {str(trigger["event"]) for _id, trigger in triggers}
+    if batch.event_names is not None:
+        names &= {name for name in batch.event_names if name is not None}
     events = repo.events_named(db, event_ids=batch.event_ids, names=names)
     if not events:
         return

@@ -57,6 +57,9 @@ class BatchApplied:
     changed_traits: dict[int, set[str]]
     merges: list[tuple[int, int]]
     source: str  # "processor" | "import"
+    #: The names of the batch's events (track ``event``; None for identify, page, …) when the edge knows
+    #: them; None: unknown, a hook that needs them reads them (the import path).
+    event_names: frozenset[str | None] | None = None
 
 
 AfterApplyHook = Callable[[BatchApplied], None]
@@ -183,10 +186,19 @@ def alias_kinds(db: Session, workspace_id: int, rows: Sequence[Any]) -> Callable
     return lambda value: ident.USER_ID if value.strip() in known else ident.ANONYMOUS_ID
 
 
+_PENDING_WORKSPACES = (
+    select(Workspace.id)
+    .where(exists().where(Event.workspace_id == Workspace.id, Event.state == PENDING))
+    .order_by(Workspace.id)
+)
+
+
 def pending_workspaces(db: Session) -> list[int]:
-    """Return the workspaces that have pending events (cheap: the partial index on pending rows)."""
-    pending = exists().where(Event.workspace_id == Workspace.id, Event.state == PENDING)
-    return list(db.execute(select(Workspace.id).where(pending).order_by(Workspace.id)).scalars())
+    """Return the workspaces that have pending events (cheap: the partial index on pending rows).
+
+    Asked on every worker poll: a statement built once, run on the connection (no ORM round).
+    """
+    return [int(ws) for (ws,) in db.connection().execute(_PENDING_WORKSPACES)]
 
 
 def process_batch(
@@ -210,6 +222,7 @@ def process_batch(
         select(
             Event.id,
             Event.type,
+            Event.event,
             Event.user_id,
             Event.anonymous_id,
             Event.timestamp,
@@ -244,6 +257,7 @@ def process_batch(
         changed_traits=outcome.changed_traits,
         merges=outcome.merges,
         source="processor",
+        event_names=frozenset(r.event for r, s in zip(rows, outcome.suppressed, strict=True) if not s),
     )
     for hook in hooks.after_apply:
         hook(batch)

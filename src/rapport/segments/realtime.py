@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -202,9 +202,21 @@ def apply_changes(
         )
     if exited:
         repository.remove_members(db, segment_id=segment.id, profile_ids=exited)
-    if counters and (entered or exited or recount):
+    if counters and recount:
         segment.member_count = repository.set_counters(db, segment_id=segment.id, at=at)
         segment.refreshed_at = at
+    elif counters and (entered or exited):
+        # a few profiles moved: add the difference in SQL instead of counting every member again per batch
+        db.execute(
+            update(Segment)
+            .where(Segment.id == segment.id)
+            .values(
+                member_count=func.coalesce(Segment.member_count, 0) + len(entered) - len(exited),
+                refreshed_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        db.expire(segment, ["member_count", "refreshed_at"])
     if not emit or not (entered or exited):
         return []
     repository.record_changes(
@@ -413,8 +425,11 @@ def after_apply(batch: BatchApplied) -> None:
         return
     if not repository.segment_ids(batch.db, workspace_id=batch.workspace_id):
         return
+    known = batch.event_names
     names = set(
-        batch.db.scalars(
+        known
+        if known is not None
+        else batch.db.scalars(
             select(Event.event)
             .where(Event.workspace_id == batch.workspace_id, Event.id.in_(batch.event_ids))
             .distinct()
