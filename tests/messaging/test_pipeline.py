@@ -1,0 +1,144 @@
+"""Pipelined delivery: the next batch is claimed and rendered while the last one is sending (delivery.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+
+from rapport.app import wire_runtime
+from rapport.channels.base import OutboundMessage, SendJournal, SendResult, SendStatus
+from rapport.channels.email import SmtpChannel
+from rapport.messaging import repository as repo
+from rapport.messaging import service as messaging_service
+from rapport.messaging.delivery import Deliverer, channels_of
+from rapport.models import Message
+from rapport.runtime import Runtime
+from tests.messaging.conftest import make_people
+from tests.support.smtp_sink import SmtpSink
+from tests.support.tenants import Tenant
+
+
+class SlowChannel:
+    """Records when each batch was sent; each send takes ``seconds``. Needs no database."""
+
+    name = "email"
+    sends_in_background = True
+
+    def __init__(self, seconds: float, *, background: bool = True) -> None:
+        self.seconds = seconds
+        self.sends_in_background = background
+        self.spans: list[tuple[float, float, list[str]]] = []
+        self.threads: set[str] = set()
+
+    def send(self, batch: Sequence[OutboundMessage], journal: SendJournal | None = None) -> list[SendResult]:
+        started = time.monotonic()
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.seconds)
+        self.spans.append((started, time.monotonic(), [m.message_id for m in batch]))
+        return [SendResult(m.message_id, SendStatus.SENT, provider_id="q") for m in batch]
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def _queue(runtime: Runtime, tenant: Tenant, ids: list[int]) -> None:
+    rows = [
+        messaging_service.OutboxRow(
+            pid, "email", {"subject": "Hi {{ profile.first_name }}", "html": "<p>Sale</p>"}, f"c9:{pid}"
+        )
+        for pid in ids
+    ]
+    with runtime.sessions() as db:
+        messaging_service.enqueue_many(
+            db, workspace_id=tenant.workspace_id, rows=rows, now=runtime.clock.now()
+        )
+        db.commit()
+
+
+def _statuses(runtime: Runtime) -> Counter[str]:
+    with runtime.read_sessions() as db:
+        return Counter(dict(db.execute(select(Message.status, func.count()).group_by(Message.status)).all()))
+
+
+def test_the_next_batch_is_claimed_while_the_last_one_sends(runtime: Runtime, tenant: Tenant) -> None:
+    ids = make_people(runtime, tenant, 30)
+    _queue(runtime, tenant, ids)
+    channel = SlowChannel(0.2)
+    channels_of(runtime)["email"] = channel
+    claims: list[float] = []
+    original = repo.claim
+
+    def timed_claim(*args: object, **kwargs: object) -> list[Message]:
+        claims.append(time.monotonic())
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    repo.claim = timed_claim  # type: ignore[assignment]
+    deliverer = Deliverer(runtime, worker_id="pipe-1", batch_size=10)
+    try:
+        totals = deliverer.drain()
+    finally:
+        repo.claim = original  # type: ignore[assignment]
+        deliverer.close()
+    assert totals.sent == 30 and totals.claimed == 30
+    assert _statuses(runtime) == {"sent": 30}
+    assert len(channel.spans) == 3
+    assert all(name.startswith("send-pipe-1") for name in channel.threads)
+    # the second and third claims came before the first and second batches had finished sending (one
+    # after the other, each claim would follow the settling of the batch before)
+    assert claims[1] < channel.spans[0][1]
+    assert channel.spans[0][1] <= claims[2] < channel.spans[1][1]
+    sent = [mid for _start, _end, batch in channel.spans for mid in batch]
+    assert len(sent) == len(set(sent)) == 30
+
+
+def test_a_tick_settles_everything_it_claimed_before_returning(runtime: Runtime, tenant: Tenant) -> None:
+    ids = make_people(runtime, tenant, 30)
+    _queue(runtime, tenant, ids)
+    channels_of(runtime)["email"] = SlowChannel(0.05)
+    deliverer = Deliverer(runtime, worker_id="pipe-2", batch_size=10, tick_seconds=0.0)
+    try:
+        assert deliverer.tick() == 10  # one round per tick at tick_seconds=0: claimed, sent and settled
+        assert _statuses(runtime) == {"sent": 10, "queued": 20}
+        while deliverer.tick():
+            pass
+    finally:
+        deliverer.close()
+    assert _statuses(runtime) == {"sent": 30}
+
+
+def test_channels_that_use_the_database_are_sent_in_the_worker_thread(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    ids = make_people(runtime, tenant, 20)
+    _queue(runtime, tenant, ids)
+    channel = SlowChannel(0.01, background=False)
+    channels_of(runtime)["email"] = channel
+    deliverer = Deliverer(runtime, worker_id="pipe-3", batch_size=10)
+    try:
+        assert deliverer.drain().sent == 20
+    finally:
+        deliverer.close()
+    assert channel.threads == {threading.current_thread().name}
+
+
+def test_a_pipelined_campaign_reaches_the_sink_once_per_recipient(
+    runtime: Runtime, tenant: Tenant, sink: SmtpSink, email_channel: SmtpChannel
+) -> None:
+    ids = make_people(runtime, tenant, 80)
+    _queue(runtime, tenant, ids)
+    wire_runtime(runtime)
+    deliverer = Deliverer(runtime, worker_id="pipe-4", batch_size=40)
+    try:
+        totals = deliverer.drain()
+    finally:
+        deliverer.close()
+    assert totals.sent == 80
+    assert _statuses(runtime) == {"sent": 80}
+    received = Counter(m.rcpt_tos[0] for m in sink.messages)
+    assert set(received) == {f"person{i}@example.com" for i in range(80)}
+    assert max(received.values()) == 1
+    assert email_channel.connections_opened >= 2  # a 40-message batch goes over parallel connections
