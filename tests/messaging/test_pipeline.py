@@ -6,7 +6,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from rapport.app import wire_runtime
@@ -64,7 +66,9 @@ def _statuses(runtime: Runtime) -> Counter[str]:
         return Counter(dict(db.execute(select(Message.status, func.count()).group_by(Message.status)).all()))
 
 
-def test_the_next_batch_is_claimed_while_the_last_one_sends(runtime: Runtime, tenant: Tenant) -> None:
+def test_the_next_batch_is_claimed_while_the_last_one_sends(
+    runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = make_people(runtime, tenant, 30)
     _queue(runtime, tenant, ids)
     channel = SlowChannel(0.2)
@@ -72,16 +76,15 @@ def test_the_next_batch_is_claimed_while_the_last_one_sends(runtime: Runtime, te
     claims: list[float] = []
     original = repo.claim
 
-    def timed_claim(*args: object, **kwargs: object) -> list[Message]:
+    def timed_claim(*args: Any, **kwargs: Any) -> list[Message]:
         claims.append(time.monotonic())
-        return original(*args, **kwargs)  # type: ignore[arg-type]
+        return original(*args, **kwargs)
 
-    repo.claim = timed_claim  # type: ignore[assignment]
+    monkeypatch.setattr(repo, "claim", timed_claim)  # to see when each claim starts, nothing else
     deliverer = Deliverer(runtime, worker_id="pipe-1", batch_size=10)
     try:
         totals = deliverer.drain()
     finally:
-        repo.claim = original  # type: ignore[assignment]
         deliverer.close()
     assert totals.sent == 30 and totals.claimed == 30
     assert _statuses(runtime) == {"sent": 30}
