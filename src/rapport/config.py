@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_pool_size: int = 4
+    email_maildir: str = Field(
+        default="",
+        description="Without an SMTP server: deliver email into this Maildir folder (a local mail catcher, "
+        "the demo's default) instead of having no email channel",
+    )
     twilio_base_url: str = Field(default="https://api.twilio.com", description="Twilio-compatible API")
     twilio_account_sid: str = Field(default="", description="Empty: no SMS channel")
     twilio_auth_token: str = Field(default="", description="Also verifies inbound webhooks (R21)")

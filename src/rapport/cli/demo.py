@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import typer
@@ -10,7 +11,7 @@ from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import Role
 from rapport.app import wire_runtime
 from rapport.cli.common import console, load_settings
-from rapport.cli.server import serve
+from rapport.cli.server import run_server
 from rapport.db import migrate
 from rapport.errors import NotFound
 from rapport.kit.logs import configure_logging
@@ -38,11 +39,16 @@ def demo(
     no_serve: bool = typer.Option(False, "--no-serve", help="Generate only, do not serve"),
 ) -> None:
     """Create (once) a demo workspace with synthetic customers, print the login and keys, and serve it."""
+    mail = database.resolve().parent / f"{database.stem}-mail"
     if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(mail, ignore_errors=True)
     url = f"sqlite:///{database}"
     settings = load_settings(url)
+    if not settings.smtp_host and not settings.email_maildir:
+        # No SMTP server given: campaigns still send, into a local Maildir the UI shows.
+        settings = settings.model_copy(update={"email_maildir": str(mail)})
     configure_logging(level="WARNING", json_lines=False)
     runtime = wire_runtime(build_runtime(settings))
     migrate.upgrade(runtime.engine)
@@ -88,5 +94,12 @@ def demo(
     console.print(f"Write key:  {write.plain}   (HTTP Basic username, for /v1/track etc.)")
     console.print(f"Secret key: {secret.plain}   (Authorization: Bearer, for /api/v1)")
     console.print(f"Database:   {database}")
+    if settings.email_maildir and not settings.smtp_host:
+        console.print(
+            f"Email:      captured in {settings.email_maildir} (no SMTP server set): see Settings → Channels → "
+            "Captured mail, or open the Maildir with any mail client"
+        )
+    elif settings.smtp_host:
+        console.print(f"Email:      sent through {settings.smtp_host}:{settings.smtp_port}")
     if not no_serve:
-        serve(host=host, port=port, database_url=url, no_worker=False)
+        run_server(settings.model_copy(update={"host": host, "port": port}))

@@ -10,6 +10,7 @@ import uvicorn
 
 from rapport.app import build_worker, create_app
 from rapport.cli.common import DatabaseOption, cli_runtime, console, load_settings
+from rapport.config import Settings
 from rapport.db import migrate
 from rapport.db.engine import is_sqlite
 from rapport.kit.logs import configure_logging
@@ -38,7 +39,11 @@ def serve(
         updates["port"] = port
     if no_worker:
         updates["run_worker_in_process"] = False
-    settings = settings.model_copy(update=updates)
+    run_server(settings.model_copy(update=updates))
+
+
+def run_server(settings: Settings) -> None:
+    """Migrate the embedded database (or check PostgreSQL is at head) and serve until interrupted."""
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
     runtime = build_runtime(settings)
     if is_sqlite(settings.database_url):

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from rapport.channels.email import SmtpChannel, SmtpConfig
+from rapport.channels.maildir import MaildirChannel
 from rapport.channels.net import SafeHttpClient
 from rapport.channels.push import PUSH_SERVICE_HOSTS, WebPushChannel
 from rapport.channels.sms import TwilioSmsChannel
@@ -35,6 +36,11 @@ def register_channels(runtime: Runtime) -> None:
                 password=settings.smtp_password or None,
                 pool_size=settings.smtp_pool_size,
             ),
+            id_domain=settings.base_url.split("//")[-1].split("/")[0].split(":")[0] or None,
+        )
+    elif settings.email_maildir and not settings.smtp_host and "email" not in channels:
+        channels["email"] = MaildirChannel(
+            settings.email_maildir,
             id_domain=settings.base_url.split("//")[-1].split("/")[0].split(":")[0] or None,
         )
     register_more_channels(runtime)

@@ -22,6 +22,7 @@ from rapport.accounts.roles import SCOPES, Role
 from rapport.accounts.service import IssuedKey
 from rapport.api.deps import DbSession, ReadDbSession
 from rapport.audit import service as audit_service
+from rapport.channels import maildir
 from rapport.channels.push import load_vapid
 from rapport.consent import service as consent_service
 from rapport.errors import Conflict, NotFound, ValidationFailed
@@ -33,6 +34,7 @@ from rapport.models import Workspace
 from rapport.runtime import Runtime
 from rapport.web.rendering import Flash, redirect, render
 from rapport.web.session import UiAdminPost, UiPage, UiRoute, UiUser
+from rapport.web.templates_ui import EDITOR_CSP as PREVIEW_CSP
 
 router = APIRouter(prefix="/settings", route_class=UiRoute, include_in_schema=False)
 
@@ -43,6 +45,7 @@ ROLE_HELP = {
     Role.VIEWER: "sees every page, changes nothing",
 }
 AUDIT_PAGE_SIZE = 50
+CAPTURED_PAGE_SIZE = 50
 
 
 def _runtime(request: Request) -> Runtime:
@@ -300,16 +303,7 @@ def channel_status(runtime: Runtime) -> list[dict[str, Any]]:
     sms_from = cfg.sms_from
     sms_ready = bool(cfg.twilio_account_sid and cfg.twilio_auth_token and sms_from)
     rows: list[dict[str, Any]] = [
-        {
-            "name": "email",
-            "configured": bool(cfg.smtp_host),
-            "facts": [
-                ("SMTP server", f"{cfg.smtp_host}:{cfg.smtp_port}" if cfg.smtp_host else ""),
-                ("Security", cfg.smtp_security),
-                ("Login", "yes (user and password set)" if cfg.smtp_username else "none"),
-            ],
-            "env": "RAPPORT_SMTP_HOST, RAPPORT_SMTP_PORT, RAPPORT_SMTP_SECURITY, RAPPORT_SMTP_USERNAME/PASSWORD",
-        },
+        _email_status(runtime),
         {
             "name": "sms",
             "configured": sms_ready,
@@ -347,6 +341,74 @@ def channel_status(runtime: Runtime) -> list[dict[str, Any]]:
         row["label"] = CHANNEL_LABELS[row["name"]]
         row["registered"] = row["name"] in registered
     return rows
+
+
+def _email_status(runtime: Runtime) -> dict[str, Any]:
+    cfg = runtime.settings
+    env = "RAPPORT_SMTP_HOST, RAPPORT_SMTP_PORT, RAPPORT_SMTP_SECURITY, RAPPORT_SMTP_USERNAME/PASSWORD"
+    if cfg.email_maildir and not cfg.smtp_host:
+        count, _latest = maildir.captured(cfg.email_maildir, limit=0)
+        return {
+            "name": "email",
+            "configured": True,
+            "facts": [
+                ("SMTP server", "none: email is captured, not sent"),
+                ("Maildir", cfg.email_maildir),
+                ("Captured", f"{count:,} message{'s' if count != 1 else ''}"),
+            ],
+            "env": env,
+            "captured_link": "/settings/mail",
+        }
+    return {
+        "name": "email",
+        "configured": bool(cfg.smtp_host),
+        "facts": [
+            ("SMTP server", f"{cfg.smtp_host}:{cfg.smtp_port}" if cfg.smtp_host else ""),
+            ("Security", cfg.smtp_security),
+            ("Login", "yes (user and password set)" if cfg.smtp_username else "none"),
+        ],
+        "env": env + " (or RAPPORT_EMAIL_MAILDIR to capture email in a local folder)",
+    }
+
+
+def _maildir_path(request: Request) -> str:
+    """The Maildir email is captured in, or '' when this server sends through SMTP or has no email."""
+    cfg = _runtime(request).settings
+    return cfg.email_maildir if cfg.email_maildir and not cfg.smtp_host else ""
+
+
+@router.get("/mail")
+def captured_mail(request: Request, ui: UiPage) -> Response:
+    """The newest email captured in the local Maildir (the demo's mail catcher)."""
+    path = _maildir_path(request)
+    count, latest = maildir.captured(path, limit=CAPTURED_PAGE_SIZE) if path else (0, [])
+    context = {
+        "title": "Captured mail",
+        "tabs": settings_tabs(),
+        "active_tab": "/settings/channels",
+        "path": path,
+        "count": count,
+        "messages": latest,
+    }
+    return render(request, "settings/mail.html", context)
+
+
+@router.get("/mail/{key}")
+def captured_mail_message(request: Request, key: str, ui: UiPage) -> Response:
+    """One captured email: its headers, the HTML part in a sandboxed frame, and the text part."""
+    path = _maildir_path(request)
+    found = maildir.captured_message(path, key) if path else None
+    if found is None:
+        raise NotFound("no such captured message")
+    context = {
+        "title": found.subject or "Captured message",
+        "tabs": settings_tabs(),
+        "active_tab": "/settings/channels",
+        "message": found,
+    }
+    response = render(request, "settings/mail_message.html", context)
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP  # the email's own inline styles, no script
+    return response
 
 
 def _workspace_for_update(db: Session, workspace_id: int) -> Workspace:
