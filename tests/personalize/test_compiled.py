@@ -82,6 +82,9 @@ FILTERS = [
     "first_name_or: 'friend'",
     "nosuchfilter",
     "default: x, allow_false: true",
+    "money: 'GBP'",
+    "days_since",
+    "local_date: 'long'",
 ]
 outputs = st.builds(
     lambda value, filters: "{{ " + value + "".join(f" | {f}" for f in filters) + " }}",
@@ -144,7 +147,7 @@ def _outcome(engine: TemplateEngine, source: str, context: dict[str, Any], html:
         return ("failed", failure.reason, failure.message, failure.line, failure.column)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(source=templates, context=contexts, html=st.booleans())
 def test_a_compiled_template_renders_what_python_liquid_renders(
     source: str, context: dict[str, Any], html: bool

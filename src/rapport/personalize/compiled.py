@@ -52,7 +52,13 @@ from liquid.builtin.expressions.logical import (
     is_truthy,
 )
 from liquid.builtin.expressions.loop import LoopExpression
-from liquid.builtin.expressions.primitive import FalseLiteral, FloatLiteral, IntegerLiteral, TrueLiteral
+from liquid.builtin.expressions.primitive import (
+    FalseLiteral,
+    FloatLiteral,
+    IntegerLiteral,
+    RangeLiteral,
+    TrueLiteral,
+)
 from liquid.builtin.output import OutputNode
 from liquid.builtin.tags.comment_tag import CommentNode
 from liquid.builtin.tags.echo_tag import EchoNode
@@ -222,6 +228,8 @@ class _Compiler:
             return self.const(node.value)
         if kind is Nil:
             return "None"
+        if kind is RangeLiteral:
+            return f"{self.const(node)}._make_range({self.expr(node.start)}, {self.expr(node.stop)})"
         if kind is BooleanExpression:
             return f"_truthy({self.expr(node.expression)})"
         if kind is LogicalAndExpression:
@@ -370,11 +378,15 @@ class _Compiler:
         """The expression giving the render context, as python-liquid would have it here."""
         if not self.loops:
             return "(context if context is not None else (context := make_context()))"
-        # inside loops: a context with the loops' namespaces pushed, made for this one use (the subset
-        # keeps no state in the context: no assign, counters, cycles or ``offset: continue``)
+        # inside loops: a context with the loops' namespaces pushed, made on first need once per entry
+        # into the innermost loop (its namespace dict is updated in place on every iteration); a fresh
+        # context is the same as the tree walker's because the subset keeps no state in the context:
+        # no assign, counters, cycles or ``offset: continue``
         namespaces = "".join(f"{ns}, " for _i, ns, _f in self.loops)
         forloops = "".join(f"{fl}, " for _i, _n, fl in self.loops)
-        return f"_scoped(make_context, ({namespaces}), ({forloops}))"
+        cached = f"c_{self.loops[-1][1]}"
+        scoped = f"_scoped(make_context, ({namespaces}), ({forloops}))"
+        return f"({cached} if {cached} is not None else ({cached} := {scoped}))"
 
     def for_node(self, node: ForNode, depth: int, *, blank: bool) -> None:
         expression = node.expression
@@ -409,6 +421,7 @@ class _Compiler:
             depth + 1, f"{forloop} = _ForLoop(name={name}, it={items}, length={length}, parentloop={parent})"
         )
         self.emit(depth + 1, f"{namespace} = {{'forloop': {forloop}, {identifier!r}: None}}")
+        self.emit(depth + 1, f"c_{namespace} = None")
         # GuardedContext.loop: the time budget, then RenderContext.loop: the iteration limit
         self.emit(depth + 1, "budget.check()")
         iteration_limit = self.env.loop_iteration_limit
