@@ -7,9 +7,10 @@ for each model of the workspace setting ``propensity``; default one model, ``pur
 records a :class:`ScoreRun`; a failure records a failed run with the reason and leaves previous values.
 
 The flow for a million profiles: one grouped read of the live profiles, one of purchases by (profile, day)
-(plus one activity pass per propensity model), numpy for every score, then **one** write pass in which each
-profile gets a single merge-patch carrying the keys of every kind that succeeded (chunks of ``WRITE_BATCH``
-profiles, one transaction each). Runs are marked done after their values are written.
+(plus one activity pass per propensity model, on a second thread and connection meanwhile), numpy for every
+score, then **one** write pass in which each profile gets a single merge-patch carrying the keys of every kind
+that succeeded (chunks of ``WRITE_BATCH`` profiles, one transaction each; ``WRITERS`` at once on
+PostgreSQL). Runs are marked done after their values are written.
 """
 
 from __future__ import annotations
