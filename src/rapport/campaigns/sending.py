@@ -27,13 +27,18 @@ from rapport.campaigns import assign, schedule
 from rapport.campaigns import repository as repo
 from rapport.campaigns.service import ACTIVE, SENDING, SENT, TESTING, seed_of
 from rapport.catalog import service as catalog_service
+from rapport.content import repository as content_repository
 from rapport.content import service as content_service
+from rapport.content.rendering import MAX_SNIPPETS
 from rapport.messaging import service as messaging_service
 from rapport.messaging.service import OutboxRow
 from rapport.models import Campaign, CampaignVariant, MessageTemplate, Profile, Workspace
 
 CHUNK = 2000
 SNIPPET_TAG = re.compile(r"\{%-?\s*(render|include)\b")
+SNIPPET_NAME = re.compile(r"\{%-?\s*(?:render|include)\s+[\"']([^\"']+)[\"']")
+#: Outbox content flag: the saved template behind the row loops over ``recommendations``.
+USES_RECOMMENDATIONS = "uses_recommendations"
 RECOMMENDATIONS = 3
 HELD_OUT_EVENT = "campaign_held_out"
 
@@ -78,7 +83,36 @@ def renders_at_send(template: MessageTemplate) -> bool:
 
 def wants_recommendations(content: Mapping[str, Any]) -> bool:
     """Whether a message's Liquid uses ``recommendations`` (they are then computed when it is queued)."""
+    if content.get(USES_RECOMMENDATIONS):
+        return True
     return any("recommendations" in str(value) for value in content.values() if isinstance(value, str))
+
+
+def template_wants_recommendations(db: Session, template: MessageTemplate) -> bool:
+    """Whether a saved template rendered at send time uses ``recommendations`` in its parts, its rule blocks
+    or the snippets it renders (followed through snippets rendering snippets)."""
+    texts = [str(part or "") for part in (template.content or {}).values()]
+    for block in template.blocks or []:
+        if isinstance(block, Mapping):
+            texts.append(str(block.get("default") or ""))
+            texts.extend(
+                str(v.get("source") or "") for v in block.get("variants") or [] if isinstance(v, Mapping)
+            )
+    sources: dict[str, str] | None = None
+    seen: set[str] = set()
+    while texts:
+        text = texts.pop()
+        if "recommendations" in text:
+            return True
+        names = {m.group(1) for m in SNIPPET_NAME.finditer(text)} - seen
+        if names:
+            if sources is None:
+                sources = content_repository.snippet_sources(
+                    db, workspace_id=template.workspace_id, limit=MAX_SNIPPETS
+                )
+            seen |= names
+            texts.extend(sources[name] for name in names if name in sources)
+    return False
 
 
 def prepare(db: Session, campaign: Campaign, *, triggered: bool = False) -> Prepared:
@@ -104,6 +138,14 @@ def prepare(db: Session, campaign: Campaign, *, triggered: bool = False) -> Prep
         v.key: variant_content(campaign, v, templates.get(v.template_id) if v.template_id else None)
         for v in variants
     }
+    for v in variants:
+        template = templates.get(v.template_id) if v.template_id else None
+        if (
+            template is not None
+            and renders_at_send(template)
+            and template_wants_recommendations(db, template)
+        ):
+            contents[v.key][USES_RECOMMENDATIONS] = True  # the recipient's picks ride in the outbox row
     workspace = db.get(Workspace, campaign.workspace_id)
     return Prepared(campaign, plan, contents, workspace.timezone if workspace else "UTC")
 

@@ -544,7 +544,8 @@ def render_outbox_content(
 ) -> RenderedMessage:
     """Render an outbox row whose content came from :func:`message_content` (its template, current version).
 
-    The row's ``event``, ``campaign`` and ``data`` keys feed the context; ``links`` are the recipient's
+    The row's ``event``, ``campaign``, ``recommendations`` (computed when queued) and ``data`` keys feed the
+    context; ``links`` are the recipient's
     signed links. Pass the same ``cache`` dict for every row of a claimed batch: each template is then
     prepared once per batch. Raises ``RenderFailed`` (archived templates still render: queued messages go
     out) and NotFound when the profile is gone.
@@ -556,7 +557,7 @@ def render_outbox_content(
     if template is None:
         raise RenderFailed("template_missing", f"template {template_id} no longer exists")
     extra: dict[str, Any] = {
-        key: content[key] for key in ("event", "campaign") if content.get(key) is not None
+        key: content[key] for key in ("event", "campaign", "recommendations") if content.get(key) is not None
     }
     extra["data"] = content.get("data") or {}
     if links:
