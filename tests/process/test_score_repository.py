@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 
 from rapport.collect.importer import import_event_rows, import_profile_rows
-from rapport.models import Identity, Profile
+from rapport.models import Event, Identity, Profile
 from rapport.process import score_repository
 from rapport.process.computed import PurchaseSettings
 from rapport.runtime import Runtime
@@ -159,3 +160,31 @@ def test_activity_keeps_to_the_workspace_whether_its_ids_are_dense_or_scattered(
 
     assert read(4) == expected  # id range walked, the other workspace's profiles dropped
     assert read(1) == expected  # too sparse for that: joined through the workspace's profiles
+
+
+def test_postgresql_reads_send_the_parameters_sqlalchemy_would(runtime: Runtime, tenant: Tenant) -> None:
+    """The raw server-side cursor gets each parameter processed by its bind's type, expanded IN lists too."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite reads go through SQLAlchemy's own execution")
+    stmt = select(Event.profile_id, score_repository.epoch_day(Event.timestamp)).where(
+        Event.workspace_id == tenant.workspace_id,
+        Event.event.in_(["order_completed", "Order Completed"]),
+        Event.timestamp < datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1))),
+    )
+    sent: list[Any] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        sent.append(parameters)
+
+    with runtime.read_sessions() as db:
+        conn = db.connection()
+        event.listen(runtime.engine, "before_cursor_execute", capture)
+        try:
+            conn.execute(stmt).all()
+        finally:
+            event.remove(runtime.engine, "before_cursor_execute", capture)
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        ours = score_repository._processed_params(compiled, conn.dialect)
+    assert ours is not None
+    assert repr(sorted(ours.items())) == repr(sorted(sent[0].items()))  # repr: the time zone too
+    assert "datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)" in repr(ours)
