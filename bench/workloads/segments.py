@@ -2,7 +2,9 @@
 the runs: Rapport's segments service (``preview``) on SQLite and PostgreSQL against DuckDB running the same
 definitions as hand-written SQL on the same data.
 
-DuckDB's counts are the correctness oracle: Rapport's must be identical, or the row fails. Rapport's store is
+DuckDB's counts are the correctness oracle: Rapport's must be identical, or the row fails. A PostgreSQL store
+restored from the cached dump gets ``VACUUM ANALYZE`` before it is measured: a dump carries no planner
+statistics (the store it was dumped from had them), and without them PostgreSQL takes every table for a few rows. Rapport's store is
 loaded through its own bulk path (``rapport.collect.importer``, then the computed-trait recompute that fills
 ``total_spend``) into SQLite once per (size, seed), copied row for row into PostgreSQL, and cached under
 ``bench/out/b4-cache/`` (the SQLite file and a ``pg_dump``); each run migrates its copy to head, so a schema

@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, func, inspect, select, text
 
 from rapport.models import Profile
 from rapport.runtime import Runtime
-from rapport.segments import EventFact, Node, ProfileFacts, evaluate, indexes, parse, portable
+from rapport.segments import EventFact, Node, ProfileFacts, evaluate, indexes, parse, portable, repository
 from rapport.segments.ast import Compare, Not
 from rapport.segments.catalog import Catalog
 from rapport.segments.compiler import Scope, compile_segment
@@ -174,3 +175,36 @@ def test_the_benchmark_conditions_read_their_indexes(runtime: Runtime) -> None:
             plan = _plan(conn, parse(source, catalog=CATALOG), workspace_id)
             assert index in plan, (source, plan)
         conn.rollback()
+
+
+def _two_profiles(runtime: Runtime) -> tuple[int, Node]:
+    workspace_id = make_tenant(runtime, "acme").workspace_id
+    facts = [ProfileFacts("x", {"total_spend": 600}), ProfileFacts("y", {"total_spend": 10})]
+    with runtime.engine.begin() as conn:
+        sqldata.load(conn, workspace_id, facts, catalog=CATALOG, segment_ids={}, first_id=1)
+    return workspace_id, parse("total_spend > 500", catalog=CATALOG)
+
+
+def test_sqlite_counts_read_the_live_ids_index(runtime: Runtime) -> None:
+    if not runtime.is_sqlite:
+        pytest.skip("SQLite is told which index to read; PostgreSQL chooses")
+    workspace_id, tree = _two_profiles(runtime)
+    with runtime.read_sessions() as db:
+        scope = _scope(workspace_id, per_profile=False)
+        query = repository.count_and_sample_query(db, tree, scope)
+        sql = str(query.compile(runtime.engine, compile_kwargs={"literal_binds": True}))
+        plan = [str(row[3]) for row in db.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+        assert any("p USING INDEX ix_profiles_live" in step for step in plan), plan
+        assert repository.count_and_sample(db, tree, scope)[0] == 1
+
+
+def test_sqlite_counts_without_the_live_ids_index(runtime: Runtime) -> None:
+    # a database migrated while 0007 was an empty placeholder has no ix_profiles_live: still counts, plainly
+    if not runtime.is_sqlite:
+        pytest.skip("only SQLite names the index")
+    workspace_id, tree = _two_profiles(runtime)
+    with runtime.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_profiles_live")
+    with runtime.read_sessions() as db:
+        count, sample = repository.count_and_sample(db, tree, _scope(workspace_id, per_profile=False))
+    assert (count, [row.id for row in sample]) == (1, [1])

@@ -31,6 +31,15 @@ class Profile(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
         Index("ix_profiles_workspace_email", "workspace_id", "email"),
         Index("ix_profiles_workspace_phone", "workspace_id", "phone"),
         Index("ix_profiles_workspace_name", "workspace_id", "name"),
+        # The live profiles of a workspace: segment counts check membership of their id sets here without
+        # reading the (JSON-heavy) rows (index-only on PostgreSQL; SQLite is told so, see segments.repository).
+        Index(
+            "ix_profiles_live",
+            "workspace_id",
+            "id",
+            sqlite_where=text("merged_into_id IS NULL"),
+            postgresql_where=text("merged_into_id IS NULL"),
+        ),
         # Segment reads (rapport.segments.indexes): the JSON type and value of built-in fields, in PostgreSQL's
         # own rendering (what it reflects, so models and migrations compare equal); SQLite's twins (same names;
         # json_type, json_extract) come from migration 0007 alone: SQLite expression indexes are not reflected.

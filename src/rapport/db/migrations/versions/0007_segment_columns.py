@@ -1,4 +1,4 @@
-"""segments: expression indexes on the JSON values segments filter on (built-in fields, event category)
+"""segments: expression indexes on the JSON values segments filter on (built-in fields, event category), live ids
 
 Each index holds a field's JSON type and value in the shape the segment compiler writes its comparisons in
 (``rapport.segments.indexes``), so that ``total_spend > 500`` or ``city in ("Leeds", "York")`` reads an index
@@ -13,6 +13,7 @@ Create Date: 2026-11-23
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
@@ -27,6 +28,7 @@ _PROFILE_FIELDS = (
     ("ix_profiles_segment_total_orders", "computed", "total_orders", "number"),
 )
 _EVENT_CATEGORY = "ix_events_segment_category"
+_LIVE = "ix_profiles_live"
 
 
 def _sqlite_profile(name: str, column: str, key: str) -> str:
@@ -64,11 +66,19 @@ _PG_CATEGORY = (
 
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
+    # live profiles by workspace: the id sets of a count are checked here instead of in the wide rows
+    op.create_index(
+        _LIVE,
+        "profiles",
+        ["workspace_id", "id"],
+        sqlite_where=sa.text("merged_into_id IS NULL"),
+        postgresql_where=sa.text("merged_into_id IS NULL"),
+    )
     for name, column, key, kind in _PROFILE_FIELDS:
         op.execute(_sqlite_profile(name, column, key) if sqlite else _pg_profile(name, column, key, kind))
     op.execute(_SQLITE_CATEGORY if sqlite else _PG_CATEGORY)
     if sqlite:
-        for name, *_ in _PROFILE_FIELDS:
+        for name in (_LIVE, *(name for name, *_ in _PROFILE_FIELDS)):
             op.execute(f"ANALYZE {name}")
         op.execute(f"ANALYZE {_EVENT_CATEGORY}")
     else:
@@ -80,3 +90,4 @@ def downgrade() -> None:
     op.drop_index(_EVENT_CATEGORY, table_name="events")
     for name, *_ in reversed(_PROFILE_FIELDS):
         op.drop_index(name, table_name="profiles")
+    op.drop_index(_LIVE, table_name="profiles")
