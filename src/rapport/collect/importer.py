@@ -246,7 +246,7 @@ def import_profile_rows(
 
 def load_rules(runtime: Runtime, workspace_id: int) -> ident.IdentityRules:
     """Read the workspace's identity rules once for an import (a short read-only transaction)."""
-    with runtime.sessions() as db:
+    with runtime.read_sessions() as db:
         return rules_for(db, workspace_id)
 
 
