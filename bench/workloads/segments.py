@@ -170,11 +170,12 @@ def _runtime(url: str) -> Any:
 def load_rapport(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
     """Child: migrate, import both files through Rapport's importer, recompute computed traits."""
     from rapport.accounts import service as accounts_service
-    from rapport.collect.importer import import_event_rows, import_profile_rows
+    from rapport.collect.import_files import import_file
+    from rapport.collect.importer import import_profile_rows
     from rapport.db import migrate
     from rapport.kit.logs import configure_logging
     from rapport.process import traits_service
-    from rapport.synth.files import read_jsonl, read_profiles_csv
+    from rapport.synth.files import read_profiles_csv
 
     configure_logging(level="WARNING", json_lines=False)
     runtime = _runtime(url)
@@ -184,7 +185,9 @@ def load_rapport(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, An
         db.commit()
     t0 = time.perf_counter()
     p = import_profile_rows(runtime, workspace_id=workspace_id, rows=read_profiles_csv(Path(profiles_csv)))
-    e = import_event_rows(runtime, workspace_id=workspace_id, rows=read_jsonl(Path(events_jsonl)))
+    # Events as `rapport import events` reads them (a reader process for a big file); profiles through
+    # the CSV reader that keeps coordinates numbers, as the generator wrote them.
+    e = import_file(runtime, workspace_id=workspace_id, path=Path(events_jsonl), kind="events")
     t1 = time.perf_counter()
     traits_service.recompute(runtime, workspace_id, batch_size=2000)
     t2 = time.perf_counter()
