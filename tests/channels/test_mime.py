@@ -42,7 +42,7 @@ def payload(**changes: object) -> EmailPayload:
         "html": "<p>Hi</p>\n",
     }
     fields.update(changes)
-    return EmailPayload(**fields)  # type: ignore[arg-type]
+    return EmailPayload(**fields)
 
 
 def assert_wire_format(raw: bytes) -> None:
@@ -284,3 +284,33 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers() -> None:
     assert wanted <= signed
     tampered = raw.replace(b"https://shop.example/u/T", b"https://evil.example/u/T")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+_QP_PIECES = st.sampled_from(
+    [*"ab= .\t\x00\x7f", "é", "€", "\n", ".\n", " \n", "\t\n", "=\n", "x" * 40, "y" * 75, "z" * 77]
+)
+
+
+@settings(max_examples=400)
+@given(text=st.lists(_QP_PIECES, max_size=40).map("".join), cold=st.booleans())
+def test_quoted_printable_line_by_line_is_the_whole_encoding(text: str, cold: bool) -> None:
+    from binascii import a2b_qp
+
+    from rapport.channels import mime
+
+    data = text.replace("\n", "\r\n").encode("utf-8")
+    if cold:
+        mime._QP_LINES.clear()
+    first = mime.quoted_printable(data)
+    assert first == mime.quoted_printable_whole(data)
+    assert mime.quoted_printable(data) == first  # now from the cache of encoded lines
+    assert a2b_qp(first) == data
+    assert all(len(line) <= 76 for line in first.split(b"\r\n"))
+
+
+def test_the_encoded_line_cache_stays_bounded() -> None:
+    from rapport.channels import mime
+
+    for i in range(mime._QP_LINES_MAX + 10):
+        mime.quoted_printable(f"personal line {i} = é".encode())
+    assert len(mime._QP_LINES) <= mime._QP_LINES_MAX

@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rapport.channels.base import EmailPayload
 
@@ -212,6 +213,12 @@ def address_header(name: str, address: str, display: str = "") -> str:
     return _fold_tokens(name, tokens)
 
 
+# The sender's address and headers are the same for a whole campaign: checked and encoded once (pure
+# functions of their arguments; a refused value raises and is not cached).
+_sender_address = lru_cache(maxsize=256)(check_address)
+_sender_header = lru_cache(maxsize=256)(address_header)
+
+
 def _check_uri(uri: str, schemes: tuple[str, ...]) -> str:
     if _URI.fullmatch(uri) is None or len(uri) > 900 or not uri.lower().startswith(schemes):
         raise MimeError(f"unsafe unsubscribe URI {uri!r}")
@@ -236,11 +243,36 @@ def list_unsubscribe_headers(url: str | None, mailto: str | None) -> str:
     return text
 
 
-def quoted_printable(data: bytes) -> bytes:
-    """Return ``data`` (CRLF line endings) in quoted-printable with CRLF soft line breaks."""
+def quoted_printable_whole(data: bytes) -> bytes:
+    """Return ``data`` (CRLF line endings) in quoted-printable with CRLF soft line breaks, in one call."""
     # b2a_qp takes its line ending from the data's first line break: a CRLF appended here makes it use
     # CRLF even for a single long line, and comes back out unchanged at the end.
     return binascii.b2a_qp(data + b"\r\n", quotetabs=False, istext=True, header=False)[:-2]
+
+
+#: Encoded lines by their bytes: the lines of a campaign's template text recur in every message.
+_QP_LINES: dict[bytes, bytes] = {}
+_QP_LINES_MAX = 4096
+
+
+def quoted_printable(data: bytes) -> bytes:
+    """Return ``data`` (CRLF line endings) in quoted-printable with CRLF soft line breaks.
+
+    Quoted-printable encodes each line on its own (what it does to a byte depends only on its line), so
+    the result is ``quoted_printable_whole(data)``, line by line, with the encoding of lines seen
+    before (a template's fixed text) taken from a small cache.
+    """
+    cache = _QP_LINES
+    out = []
+    for line in data.split(b"\r\n"):
+        encoded = cache.get(line)
+        if encoded is None:
+            encoded = binascii.b2a_qp(line + b"\r\n", quotetabs=False, istext=True, header=False)[:-2]
+            if len(cache) >= _QP_LINES_MAX:
+                cache.clear()  # personal lines churn; the template's come back with the next message
+            cache[line] = encoded
+        out.append(encoded)
+    return b"\r\n".join(out)
 
 
 def encode_body(content: str) -> tuple[str, bytes]:
@@ -290,18 +322,18 @@ def build_email(
     dkim: DkimSigner | None = None,
 ) -> bytes:
     """Return the complete RFC 5322 message (CRLF line endings) for one recipient; raise ``MimeError``."""
-    sender = check_address(payload.from_address)
+    sender = _sender_address(payload.from_address)
     domain = id_domain or sender.rpartition("@")[2]
     head = [
         f"Date: {format_date(date)}{CRLF}",
-        address_header("From", sender, payload.from_name),
+        _sender_header("From", sender, payload.from_name),
         address_header("To", to, payload.to_name),
         unstructured("Subject", payload.subject),
         f"Message-ID: {message_id_header(message_id, domain)}{CRLF}",
         f"MIME-Version: 1.0{CRLF}",
     ]
     if payload.reply_to:
-        head.append(address_header("Reply-To", payload.reply_to))
+        head.append(_sender_header("Reply-To", payload.reply_to, ""))
     if payload.unsubscribe_url or payload.unsubscribe_mailto:
         head.append(list_unsubscribe_headers(payload.unsubscribe_url, payload.unsubscribe_mailto))
     if payload.headers:
