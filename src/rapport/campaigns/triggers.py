@@ -27,6 +27,7 @@ from rapport.segments.evaluator import EventFact, ProfileFacts, evaluate
 from rapport.segments.realtime import MembershipChange
 
 log = logging.getLogger("rapport.campaigns.triggers")
+_TRIGGERS_MEMO = "campaigns.active_triggers"
 
 
 def _matcher(trigger: dict[str, Any]) -> Any:
@@ -42,13 +43,21 @@ def active_triggers(
     The processor's hooks ask this on every batch: two columns, not 50 full campaign rows (the campaign
     itself is loaded only when one of its triggers fires). Belongs in ``campaigns/repository.py``.
     """
-    rows = db.execute(
-        select(Campaign.id, Campaign.trigger).where(
-            Campaign.workspace_id == workspace_id,
-            Campaign.kind == "triggered",
-            Campaign.status == ACTIVE,
-        )
-    ).all()
+    # kept for the current transaction only: the event and the segment hooks of one batch both ask
+    transaction = db.get_transaction()
+    held = db.info.get(_TRIGGERS_MEMO)
+    if held is None or held[0] is not transaction:
+        held = db.info[_TRIGGERS_MEMO] = (transaction, {})
+    memo: dict[int, Any] = held[1]
+    rows = memo.get(workspace_id)
+    if rows is None:
+        rows = memo[workspace_id] = db.execute(
+            select(Campaign.id, Campaign.trigger).where(
+                Campaign.workspace_id == workspace_id,
+                Campaign.kind == "triggered",
+                Campaign.status == ACTIVE,
+            )
+        ).all()
     found = []
     for campaign_id, trigger in rows:
         if isinstance(trigger, dict) and trigger.get("type") in types:

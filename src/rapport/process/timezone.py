@@ -187,7 +187,12 @@ def apply_batch(batch: BatchApplied) -> None:
                     tz, loc = ev.context.get("timezone"), ev.context.get("location")
                     old = latest.get(ev.profile_id, (None, None))
                     latest[ev.profile_id] = (tz or old[0], loc if _coordinates(loc) else old[1])
-    preferred = db.scalar(select(Workspace.timezone).where(Workspace.id == ws))
+    # the workspace's zone only breaks a phone prefix's tie: not read for batches without phones
+    preferred = (
+        db.scalar(select(Workspace.timezone).where(Workspace.id == ws))
+        if any(r.phone for r in candidates)
+        else None
+    )
     changes = []
     for r in candidates:
         tz, loc = latest.get(r.id, (None, None))
