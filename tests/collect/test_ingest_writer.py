@@ -6,15 +6,19 @@ import asyncio
 import gc
 import sqlite3
 import sys
+import threading
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
+from rapport.app import create_app
 from rapport.collect import api as collect_api
 from rapport.collect import ingest
 from rapport.models import Event
-from rapport.runtime import Runtime
+from rapport.runtime import Runtime, build_runtime
+from tests.collect.ingest_support import basic, event_count, track
 from tests.collect.test_ingest_storage import _row
 from tests.support.tenants import Tenant
 
@@ -98,3 +102,33 @@ def test_starting_ingest_tunes_the_process_once(runtime: Runtime) -> None:
 async def _start_stop(state: collect_api.IngestState) -> None:
     await state.start()
     await state.stop()
+
+
+def test_two_api_processes_share_one_database(runtime: Runtime, tenant: Tenant) -> None:
+    """Several API processes against one database: each has its own committer and connection; the same
+    batches sent to both, at once, are all acknowledged and every event is stored exactly once (R1)."""
+    second = build_runtime(runtime.settings)
+    apps = [
+        create_app(runtime.settings, runtime=runtime, start_worker=False),
+        create_app(second.settings, runtime=second, start_worker=False),
+    ]
+    batches = [{"batch": [track(f"w-{b}-{i}") for i in range(150)]} for b in range(4)]
+    statuses: list[int] = []
+
+    def send(app: Any) -> None:
+        with TestClient(app) as client:
+            for body in batches:
+                statuses.append(
+                    client.post("/v1/batch", json=body, headers=basic(tenant.write_key)).status_code
+                )
+
+    try:
+        threads = [threading.Thread(target=send, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        second.close()
+    assert statuses == [200] * 8
+    assert event_count(runtime, tenant.workspace_id) == 600

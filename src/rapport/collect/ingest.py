@@ -16,8 +16,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -275,24 +276,36 @@ def _chunks(n: int) -> Iterator[int]:
         size //= 2
 
 
+@functools.cache
+def _column_plan() -> tuple[Callable[[dict[str, Any]], tuple[Any, ...]], tuple[int, ...], tuple[int, ...]]:
+    """How to flatten a row: one C-level getter for every column, then the JSON and time positions."""
+    columns = _event_columns()
+    getter = operator.itemgetter(*(name for name, _kind in columns))
+    json_at = tuple(i for i, (_name, kind) in enumerate(columns) if kind == "json")
+    time_at = tuple(i for i, (_name, kind) in enumerate(columns) if kind == "time")
+    return getter, json_at, time_at
+
+
 def _driver_values(rows: Sequence[dict[str, Any]], *, sqlite: bool) -> list[Any]:
     """Flatten ``rows`` into the bound values of the driver INSERT, column by column."""
-    columns = _event_columns()
+    getter, json_at, time_at = _column_plan()
     dumps = codec.dumps_text
     times: dict[datetime, str | None] = {}  # received_at is shared by a whole request
     values: list[Any] = []
-    append = values.append
+    extend = values.extend
     for row in rows:
-        for name, kind in columns:
-            value = row[name]
-            if kind == "json":
-                value = dumps(value)
-            elif kind == "time" and sqlite and value is not None:
-                text = times.get(value)
-                if text is None:
-                    text = times[value] = _sqlite_time(value)
-                value = text
-            append(value)
+        flat = list(getter(row))
+        for i in json_at:
+            flat[i] = dumps(flat[i])
+        if sqlite:
+            for i in time_at:
+                value = flat[i]
+                if value is not None:
+                    text = times.get(value)
+                    if text is None:
+                        text = times[value] = _sqlite_time(value)
+                    flat[i] = text
+        extend(flat)
     return values
 
 

@@ -25,7 +25,7 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,12 +189,18 @@ class Envelope:
     context: Mapping[str, Any] | None = None
 
 
-@dataclass
 class _Errors:
-    items: list[FieldError] = field(default_factory=list)
+    # A plain class: built once per message on the hot path, where a dataclass factory costs more.
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[FieldError] = []
 
     def add(self, name: str, reason: str) -> None:
         self.items.append(FieldError(name, reason))
+
+    def named(self) -> set[str]:
+        return {e.field for e in self.items}
 
 
 class InvalidJson(ValueError):
@@ -612,18 +618,22 @@ def normalize(
         group_id = _id(message, "groupId", errors)
         if group_id is not None:
             linked["groupId"] = group_id
-        if group_id is None and "groupId" not in {e.field for e in errors.items}:
+        if group_id is None and "groupId" not in errors.named():
             errors.add("groupId", "is required for group calls")
     elif kind == "alias":
         previous_id = _id(message, "previousId", errors)
         if previous_id is not None:
             linked["previousId"] = previous_id
-        if previous_id is None and "previousId" not in {e.field for e in errors.items}:
+        if previous_id is None and "previousId" not in errors.named():
             errors.add("previousId", "is required for alias calls")
-        if user_id is None and "userId" not in {e.field for e in errors.items}:
+        if user_id is None and "userId" not in errors.named():
             errors.add("userId", "is required for alias calls")
-    bad_ids = {"userId", "anonymousId"} & {e.field for e in errors.items}
-    if kind != "alias" and user_id is None and anonymous_id is None and not bad_ids:
+    if (
+        kind != "alias"
+        and user_id is None
+        and anonymous_id is None
+        and not ({"userId", "anonymousId"} & errors.named())
+    ):
         errors.add("userId", "userId or anonymousId is required")
 
     sent_at = _time_field(message, "sentAt", errors)
@@ -657,8 +667,8 @@ def normalize(
             path = "context.traits" if name == "traits" else "context"
             scanned = scan_consent(path, inner if name == "traits" else {"consent": inner}, found)
             clean_context = {**clean_context, name: scanned if name == "traits" else scanned["consent"]}
-    grants = tuple(s for s in found if s.grants)
-    withdrawals = [s for s in found if not s.grants]
+    grants = tuple(s for s in found if s.grants) if found else ()
+    withdrawals = [s for s in found if not s.grants] if found else []
     refused: tuple[ConsentSignal, ...] = ()
     if grants and not may_grant_consent:
         refused = grants
