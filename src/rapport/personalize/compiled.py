@@ -81,6 +81,7 @@ from rapport.personalize.limits import (
     GuardedEchoNode,
     GuardedOutputNode,
     RenderBudget,
+    ValueSizeLimitError,
 )
 
 #: ``render(data, limit, budget, make_context) -> text``: ``make_context()`` returns the render's
@@ -196,6 +197,8 @@ class _Compiler:
             "_to_string": to_liquid_string,
             "_escape": _escape_str,
             "_ForLoop": ForLoop,
+            "_Markup": Markup,
+            "_ValueSizeLimitError": ValueSizeLimitError,
             "_loop_items": _loop_items,
             "_loop_limit": _loop_limit,
             "_scoped": _scoped,
@@ -296,7 +299,20 @@ class _Compiler:
             tail = "".join(f", {a}" for a in args)
             token = self.const(filt.token)
             self.emit(depth, "try:")
-            self.emit(depth + 1, f"{value} = {self.const(func)}({value}{tail})")
+            raw = getattr(func, "guarded_filter", None)
+            if raw is None:
+                self.emit(depth + 1, f"{value} = {self.const(func)}({value}{tail})")
+            else:
+                # limits.guard_filter inline: a range (rare) goes through the guard itself
+                _max_items, max_string = getattr(func, "guard_limits")  # noqa: B009
+                positional = [value, *(a for a in args if "=" not in a)]
+                ranges = " or ".join(f"type({a}) is range" for a in positional)
+                self.emit(depth + 1, f"if {ranges}:")
+                self.emit(depth + 2, f"{value} = {self.const(func)}({value}{tail})")
+                self.emit(depth + 1, "else:")
+                self.emit(depth + 2, f"{value} = {self.const(raw)}({value}{tail})")
+                self.emit(depth + 2, f"if type({value}) is str and len({value}) > {int(max_string)}:")
+                self.emit(depth + 3, "raise _ValueSizeLimitError('filter result too large', token=None)")
             self.emit(depth, "except TypeError as err:")
             self.emit(
                 depth + 1, f"raise _LiquidTypeError(f{filt.name + ': {err}'!r}, token={token}) from err"
@@ -333,13 +349,18 @@ class _Compiler:
                 raise Unsupported(type(expression).__name__)
             value = self.filtered(expression, depth)
             text = self.fresh("s")
-            if self.autoescape:
-                self.emit(
-                    depth,
-                    f"{text} = _escape({value}) if type({value}) is str else _to_string({value}, True)",
-                )
-            else:
-                self.emit(depth, f"{text} = {value} if type({value}) is str else _to_string({value}, False)")
+            # to_liquid_string, with its usual cases first: a str (escaped in HTML), Markup (already safe:
+            # escape() gives it back), an int or a float (digits, sign, "." and "e": nothing to escape)
+            kind_var = self.fresh("t")
+            self.emit(depth, f"{kind_var} = type({value})")
+            self.emit(depth, f"if {kind_var} is str:")
+            self.emit(depth + 1, f"{text} = _escape({value})" if self.autoescape else f"{text} = {value}")
+            self.emit(depth, f"elif {kind_var} is _Markup:")
+            self.emit(depth + 1, f"{text} = {value}")
+            self.emit(depth, f"elif {kind_var} is int or {kind_var} is float:")
+            self.emit(depth + 1, f"{text} = str({value})")
+            self.emit(depth, "else:")
+            self.emit(depth + 1, f"{text} = _to_string({value}, {self.autoescape})")
             if blank:  # never: an output makes its block non-blank; kept exact all the same
                 return
             self.write(depth, text)

@@ -210,6 +210,9 @@ def guard_filter(func: Callable[..., Any], *, max_items: int, max_string: int) -
     # python-liquid reads flags such as ``with_context`` off the filter function itself.
     guarded.__dict__.update(getattr(func, "__dict__", {}))
     guarded.__doc__ = func.__doc__
+    # compiled.py makes the same checks inline around the filter itself
+    guarded.guarded_filter = func  # type: ignore[attr-defined]
+    guarded.guard_limits = (max_items, max_string)  # type: ignore[attr-defined]
     return guarded
 
 
