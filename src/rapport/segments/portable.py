@@ -219,6 +219,7 @@ class IndexedAlias(Alias):
     whose planner weighs row width, gets the plain alias. Make one with ``indexed_alias``."""
 
     inherit_cache = True
+    _traverse_internals = [*Alias._traverse_internals, ("index_name", InternalTraversal.dp_string)]
     index_name: str = ""
 
 
