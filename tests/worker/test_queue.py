@@ -36,8 +36,13 @@ def _enqueue(runtime: Runtime, n: int, kind: str = "t.job", **kw: object) -> lis
 
 def test_a_job_runs_once_and_is_marked_done(runtime: Runtime) -> None:
     seen: list[int] = []
+
+    def handler(ctx: JobContext) -> dict[str, bool]:
+        seen.append(ctx.job.payload["i"])
+        return {"ok": True}
+
     registry = HandlerRegistry()
-    registry.register("t.job", lambda ctx: seen.append(ctx.job.payload["i"]) or {"ok": True})
+    registry.register("t.job", handler)
     _enqueue(runtime, 3)
     worker = Worker(runtime, registry)
     assert worker.drain() == 3
@@ -168,3 +173,47 @@ def test_concurrent_workers_never_run_a_job_twice(runtime: Runtime) -> None:
     assert set(ran.values()) == {1}
     with runtime.read_sessions() as db:
         assert set(db.scalars(select(Job.status)).all()) == {"done"}
+
+
+def test_due_exists_sees_what_claim_would_take(runtime: Runtime, clock: FakeClock) -> None:
+    def due(kinds: list[str] | None = None) -> bool:
+        with runtime.read_sessions() as db:
+            return queue.due_exists(db, now=clock.now(), kinds=kinds)
+
+    assert not due()
+    with runtime.sessions() as db:
+        queue.enqueue(db, kind="t.later", run_at=clock.now() + timedelta(minutes=10), now=clock.now())
+        db.commit()
+    assert not due()  # not yet
+    clock.advance(timedelta(minutes=11))
+    assert due() and due(["t.later"]) and not due(["t.other"])
+    with runtime.sessions() as db:
+        assert len(queue.claim(db, worker_id="crashed", now=clock.now(), lease=timedelta(minutes=5))) == 1
+        db.commit()
+    assert not due()  # leased
+    clock.advance(timedelta(minutes=6))
+    assert due()  # the lease ran out: claimable again
+
+
+def test_an_idle_poll_takes_no_write_lock(runtime: Runtime) -> None:
+    from sqlalchemy import event as sa_event
+
+    writes: list[str] = []
+
+    def watch(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE", "BEGIN IMMEDIATE")):
+            writes.append(statement)
+
+    registry = HandlerRegistry()
+    registry.register("t.job", lambda ctx: None)
+    worker = Worker(runtime, registry)
+    sa_event.listen(runtime.engine, "before_cursor_execute", watch)
+    try:
+        assert worker.run_jobs() == 0
+        assert writes == []
+        _enqueue(runtime, 1)
+        writes.clear()
+        assert worker.run_jobs() == 1
+        assert any(w.lstrip().upper().startswith("UPDATE") for w in writes)
+    finally:
+        sa_event.remove(runtime.engine, "before_cursor_execute", watch)

@@ -63,6 +63,18 @@ def enqueue(
     return result.scalar_one_or_none()
 
 
+def due_exists(db: Session, *, now: datetime, kinds: Sequence[str] | None = None) -> bool:
+    """Tell whether some job is due (or its lease ran out): a read, so an idle poll takes no write lock."""
+    due = or_(
+        and_(Job.status == QUEUED, Job.run_at <= now),
+        and_(Job.status == RUNNING, Job.locked_until < now),
+    )
+    stmt = select(Job.id).where(due)
+    if kinds:
+        stmt = stmt.where(Job.kind.in_(list(kinds)))
+    return db.execute(stmt.limit(1)).first() is not None
+
+
 def claim(
     db: Session,
     *,

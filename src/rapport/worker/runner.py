@@ -127,6 +127,11 @@ class Worker:
     def run_jobs(self) -> int:
         """Claim one batch of jobs and run it; returns the jobs taken."""
         now = self.runtime.clock.now()
+        kinds = self.registry.kinds()
+        # most polls find nothing: look first in a read transaction (SQLite's write lock is the store's)
+        with self.runtime.read_sessions() as db:
+            if not queue.due_exists(db, now=now, kinds=kinds):
+                return 0
         with self.runtime.sessions() as db:
             jobs = queue.claim(
                 db,
@@ -134,7 +139,7 @@ class Worker:
                 now=now,
                 limit=self.batch_size,
                 lease=self.lease,
-                kinds=self.registry.kinds(),
+                kinds=kinds,
             )
             db.commit()
         for job in jobs:
