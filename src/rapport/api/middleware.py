@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -20,6 +21,10 @@ class RequestIdMiddleware:
     def __init__(self, app: Any, *, access_log: bool = True) -> None:
         self.app = app
         self.access_log = access_log
+        # Made ids are a random per-process prefix and a counter: unique, and no random read per request
+        # (they name a request in logs and audit entries; nothing relies on them being unguessable).
+        self._prefix = secrets.token_hex(4)
+        self._count = itertools.count(1)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -30,7 +35,10 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if incoming and _VALID_ID.match(incoming) else secrets.token_hex(8)
+        if incoming and _VALID_ID.match(incoming):
+            request_id = incoming
+        else:
+            request_id = f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}"
         token = set_request_id(request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}

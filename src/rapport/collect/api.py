@@ -185,7 +185,7 @@ _tuned = False
 def tune_process() -> None:
     """Make the serving process fit the ingest hot path; runs once per process, at the first start.
 
-    Two process-wide settings, both measured (bench/README.md, B1): (1) everything allocated until now
+    Two process-wide settings, both measured (docs/tracking-api.md, B1): (1) everything allocated until now
     (modules, the app, routes: some 280k objects) moves to the GC's permanent generation, so the full
     collections that requests trigger stop scanning it (each one paused the event loop ~150 ms CPU);
     (2) the GIL switch interval drops to 1 ms: the committer's thread retakes the GIL after every database
