@@ -423,9 +423,9 @@ def after_apply(batch: BatchApplied) -> None:
     """The processor hook: re-evaluate the segments this batch can affect, for its profiles only."""
     if not batch.profile_ids and not batch.merges:
         return
-    if not repository.segment_ids(batch.db, workspace_id=batch.workspace_id):
-        return
     known = batch.event_names
+    if known is None and not repository.segment_ids(batch.db, workspace_id=batch.workspace_id):
+        return  # nothing to evaluate: spare the read of the names (evaluate_batch lists the segments)
     names = set(
         known
         if known is not None
