@@ -206,17 +206,16 @@ def apply_changes(
         segment.member_count = repository.set_counters(db, segment_id=segment.id, at=at)
         segment.refreshed_at = at
     elif counters and (entered or exited):
-        # a few profiles moved: add the difference in SQL instead of counting every member again per batch
+        # a few profiles moved: add the difference in SQL instead of counting every member again per batch.
+        # refreshed_at stays: it marks the last whole evaluation, which moves time windows for everyone; a
+        # busy segment's real-time entries must not postpone it (people leave "last 7 days" on time).
         db.execute(
             update(Segment)
             .where(Segment.id == segment.id)
-            .values(
-                member_count=func.coalesce(Segment.member_count, 0) + len(entered) - len(exited),
-                refreshed_at=at,
-            )
+            .values(member_count=func.coalesce(Segment.member_count, 0) + len(entered) - len(exited))
             .execution_options(synchronize_session=False)
         )
-        db.expire(segment, ["member_count", "refreshed_at"])
+        db.expire(segment, ["member_count"])
     if not emit or not (entered or exited):
         return []
     repository.record_changes(

@@ -1,0 +1,36 @@
+"""A busy time-based segment still lets people leave on time: real-time entries of others must not count
+as the periodic refresh that moves the window (both databases)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rapport.kit.clock import Clock, FakeClock
+from rapport.runtime import Runtime
+from tests.segments.test_realtime import START, _members, _profile, _segment, _send
+from tests.support.tenants import Tenant
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves."""
+    return FakeClock(START)
+
+
+def test_a_member_leaves_a_busy_window_segment_on_time(
+    client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
+) -> None:
+    _send(client, tenant, clock, "track", {"userId": "old", "event": "order_completed"})
+    old = _profile(runtime, tenant, "old")
+    buyers = _segment(client, tenant, "Recent buyers", "purchased in last 7 days")
+    assert set(_members(runtime, buyers)) == {old}
+    # Past the window for "old", while other buyers keep entering every few seconds (real time).
+    clock.advance(timedelta(days=7, hours=1))
+    for n in range(3):
+        _send(client, tenant, clock, "track", {"userId": f"new{n}", "event": "order_completed"})
+        clock.advance(timedelta(seconds=20))
+    members = set(_members(runtime, buyers))
+    assert old not in members and len(members) == 3
