@@ -238,6 +238,14 @@ def deliver_campaign(url: str, workspace_id: int, port: int, spool: str) -> dict
                 .group_by(Message.status)
             ).all()
         )
+        not_sent = [
+            f"{status}: {reason}"
+            for status, reason in db.execute(
+                select(Message.status, Message.status_reason)
+                .where(Message.workspace_id == workspace_id, Message.status != "sent")
+                .limit(3)
+            ).all()
+        ]
     runtime.close()
     return {
         "queued": queued,
@@ -245,6 +253,7 @@ def deliver_campaign(url: str, workspace_id: int, port: int, spool: str) -> dict
         "drain_seconds": finished - queued_at,
         "sent": totals.sent,
         "statuses": {str(k): int(v) for k, v in statuses.items()},
+        "not_sent": not_sent,
     }
 
 
@@ -341,7 +350,8 @@ def _run_store(ctx: Context, kind: str, recipients: int, sink: Sink) -> Result:
             seconds = out["queue_seconds"] + out["drain_seconds"]
             if received != recipients or distinct != recipients or out["statuses"] != {"sent": recipients}:
                 problems.append(
-                    f"run {run_no + 1}: received {received}, distinct {distinct}, {out['statuses']}"
+                    f"run {run_no + 1}: received {received}, distinct {distinct}, {out['statuses']} "
+                    f"{out['not_sent']}"
                 )
             mine.values.append(recipients / seconds)
             mine.rss_mb = max(mine.rss_mb or 0.0, out["rss_mb"])

@@ -194,7 +194,7 @@ class Deliverer:
         unknown_after: timedelta = timedelta(minutes=15),
         engine: TemplateEngine | None = None,
         rng: random.Random | None = None,
-        tick_seconds: float = 0.25,
+        tick_seconds: float = 0.1,
     ) -> None:
         self.runtime = runtime
         self.worker_id = journal.safe_name(worker_id or f"deliver-{uuid.uuid4().hex[:12]}")
