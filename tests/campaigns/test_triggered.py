@@ -3,12 +3,15 @@ segment entry, and a date trait coming round with a fake clock, each reaching th
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from rapport.collect.import_files import import_file
 from rapport.kit.clock import FakeClock
 from rapport.runtime import Runtime
 from tests.campaigns.conftest import call, make_campaign, make_segment, recipients, run_worker
@@ -195,3 +198,45 @@ def test_date_relative_sends_at_local_time_once_per_occurrence(
     clock.set(START + timedelta(days=1, hours=3))
     run_worker(app)
     assert [m.rcpt_tos for m in sink.wait_for(2)] == [["person0@example.com"], ["person1@example.com"]]
+
+
+def test_late_and_imported_events_older_than_the_max_age_do_not_fire(
+    runtime: Runtime,
+    tenant: Tenant,
+    client: TestClient,
+    app: FastAPI,
+    sink: SmtpSink,
+    email_channel: object,
+    tmp_path: Path,
+) -> None:
+    people = make_people(runtime, tenant, 3)
+    campaign = make_campaign(client, tenant, name="Thanks", kind="triggered", channel="email",
+                             trigger={"type": "event", "event": "order_completed", "max_age_hours": 6},
+                             variants=[{"key": "A", "content": {"subject": "Thanks", "text": "t"}}])  # fmt: skip
+    cid = campaign["id"]
+    assert campaign["trigger"]["max_age_hours"] == 6
+    call(client, tenant, "POST", f"/api/v1/campaigns/{cid}/launch")
+    # last year's orders arrive through an import, and a phone that was offline for a day flushes its queue
+    history = tmp_path / "orders.jsonl"
+    history.write_text(
+        json.dumps({"type": "track", "userId": "p0", "event": "order_completed",
+                    "timestamp": (START - timedelta(days=300)).isoformat()}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    import_file(runtime, workspace_id=tenant.workspace_id, path=history, kind="events")
+    late = {"userId": "p1", "event": "order_completed", "timestamp": (START - timedelta(hours=7)).isoformat()}
+    assert client.post("/v1/track", json=late, headers=tenant.write_headers).status_code == 200
+    recent = {
+        "userId": "p2",
+        "event": "order_completed",
+        "timestamp": (START - timedelta(hours=5)).isoformat(),
+    }
+    assert client.post("/v1/track", json=recent, headers=tenant.write_headers).status_code == 200
+    run_worker(app)
+    [received] = sink.wait_for(1)
+    assert received.rcpt_tos == ["person2@example.com"]
+    assert set(recipients(runtime, cid)) == {people[2]}
+    bad = client.post("/api/v1/campaigns", headers=tenant.secret_headers, json={
+        "name": "x", "kind": "triggered", "channel": "email", "variants": [{"key": "A", "content": {"text": "t"}}],
+        "trigger": {"type": "event", "event": "e", "max_age_hours": 0}})  # fmt: skip
+    assert bad.status_code in (400, 422) and "max_age_hours" in bad.text

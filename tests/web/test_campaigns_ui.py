@@ -112,6 +112,7 @@ def test_triggered_and_date_relative_forms_make_their_triggers(
             trigger_type="event",
             trigger_event="order_completed",
             trigger_where="total > 100",
+            trigger_max_age_hours="6",
             delay_minutes="30",
             reentry="every",
             reentry_days="14",
@@ -123,7 +124,7 @@ def test_triggered_and_date_relative_forms_make_their_triggers(
     body = client.get("/api/v1/campaigns", headers=tenant.secret_headers).json()
     [big] = [c for c in body if c["name"] == "Big orders"]
     assert big["trigger"] == {"type": "event", "event": "order_completed", "where": "total > 100",
-                              "offset_days": 0, "anniversary": False}  # fmt: skip
+                              "max_age_hours": 6.0, "offset_days": 0, "anniversary": False}  # fmt: skip
     assert (big["delay_seconds"], big["reentry"], big["reentry_days"]) == (1800, "every", 14)
 
     dated = client.post(

@@ -32,11 +32,17 @@ class ExperimentIn(BaseModel):
     send_winner: bool = True
 
 
+#: An event trigger ignores events older than this when they are processed: a historical import or a device
+#: that was offline for days must not send "thanks for your order" about last year's orders.
+DEFAULT_MAX_AGE_HOURS = 24.0
+
+
 class TriggerIn(BaseModel):
     """What starts a triggered or date-relative campaign for one profile.
 
     - ``event``: ``event`` (name) and optional ``where`` (segment-language property conditions, e.g.
-      ``total > 100 and store = "Leeds"``);
+      ``total > 100 and store = "Leeds"``); an event older than ``max_age_hours`` when it is processed
+      (late data, a historical import) does not fire (default 24 h);
     - ``segment_entry`` / ``segment_exit``: ``segment_id``;
     - ``date``: ``trait`` (a date trait) ± ``offset_days`` (−30: thirty days before), at ``at`` local time;
       ``anniversary`` for yearly dates such as birthdays.
@@ -45,6 +51,7 @@ class TriggerIn(BaseModel):
     type: Literal["event", "segment_entry", "segment_exit", "date"]
     event: str | None = Field(default=None, max_length=200)
     where: str | None = Field(default=None, max_length=5000)
+    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0, le=24 * 366)
     segment_id: int | None = None
     trait: str | None = Field(default=None, max_length=200)
     offset_days: int = Field(default=0, ge=-3650, le=3650)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from rapport.audit import service as audit_service
 from rapport.campaigns import assign, reach, schedule
 from rapport.campaigns import repository as repo
-from rapport.campaigns.schemas import AudienceEstimate, CampaignCreate, CampaignUpdate, VariantIn
+from rapport.campaigns.schemas import AudienceEstimate, CampaignCreate, CampaignUpdate, TriggerIn, VariantIn
 from rapport.consent import repository as consent_repo
 from rapport.errors import Conflict, NotFound, ValidationFailed
 from rapport.kit.clock import as_utc
@@ -129,6 +129,16 @@ def _check_variants(db: Session, *, workspace_id: int, channel: str, variants: S
             )
 
 
+def _trigger_values(trigger: TriggerIn | None) -> dict[str, Any]:
+    """The stored form of a trigger: what was given, and ``max_age_hours`` only for event triggers."""
+    if trigger is None:
+        return {}
+    values = trigger.model_dump(exclude_none=True)
+    if values.get("type") != "event":
+        values.pop("max_age_hours", None)
+    return values
+
+
 def _check_shape(db: Session, *, workspace_id: int, values: dict[str, Any]) -> None:
     """Check what a campaign of its kind needs (after a create or an update)."""
     kind = values["kind"]
@@ -208,7 +218,7 @@ def create_campaign(
         raise Conflict(f"a campaign named {data.name!r} exists already")
     values = data.model_dump(exclude={"variants", "experiment", "trigger"})
     values["experiment"] = data.experiment.model_dump() if data.experiment else {}
-    values["trigger"] = data.trigger.model_dump(exclude_none=True) if data.trigger else {}
+    values["trigger"] = _trigger_values(data.trigger)
     _check_shape(db, workspace_id=workspace_id, values=values)
     _check_variants(db, workspace_id=workspace_id, channel=data.channel, variants=data.variants)
     campaign = Campaign(
@@ -240,7 +250,7 @@ def update_campaign(
     if "experiment" in data.model_fields_set:
         changes["experiment"] = data.experiment.model_dump() if data.experiment else {}
     if "trigger" in data.model_fields_set:
-        changes["trigger"] = data.trigger.model_dump(exclude_none=True) if data.trigger else {}
+        changes["trigger"] = _trigger_values(data.trigger)
     merged = {column.name: getattr(campaign, column.name) for column in Campaign.__table__.columns} | changes
     _check_shape(db, workspace_id=workspace_id, values=merged)
     if data.variants is not None:

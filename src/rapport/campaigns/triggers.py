@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from rapport.campaigns import repository as repo
 from rapport.campaigns import schedule, sending
+from rapport.campaigns.schemas import DEFAULT_MAX_AGE_HOURS
 from rapport.campaigns.service import ACTIVE, parse_where
 from rapport.collect.processor import BatchApplied
 from rapport.kit.clock import as_utc
@@ -104,11 +105,14 @@ def on_events(batch: BatchApplied) -> None:
             log.exception("campaign %s has an invalid trigger", campaign_id)
             continue
         entries: list[sending.Entry] = []
+        oldest = now - timedelta(hours=float(trigger.get("max_age_hours") or DEFAULT_MAX_AGE_HOURS))
         for row in rows:
-            fact = EventFact(row.event, as_utc(row.timestamp), row.properties or {})
+            at = as_utc(row.timestamp)
+            if at < oldest:
+                continue  # late or historical data (an import of last year's orders) fires nothing
+            fact = EventFact(row.event, at, row.properties or {})
             if not event_matches(node, fact, now):
                 continue
-            at = as_utc(row.timestamp)
             entries.append(
                 sending.Entry(
                     profile_id=int(row.profile_id),

@@ -178,6 +178,9 @@ def body_from_form(form: FormData, *, timezone: str) -> dict[str, Any]:
             trigger["event"] = str(form.get("trigger_event") or "").strip()
             if str(form.get("trigger_where") or "").strip():
                 trigger["where"] = str(form.get("trigger_where")).strip()
+            max_age = _number(form, "trigger_max_age_hours")
+            if max_age is not None:
+                trigger["max_age_hours"] = max_age
         else:
             trigger["segment_id"] = _integer(form, "trigger_segment_id")
         body["trigger"] = trigger
