@@ -496,7 +496,14 @@ def apply_events(
                 # Hooks (consent statements, computed traits, …) look events up by id.
                 inserted = _event_ids(db, workspace_id, [r["message_id"] for r in out])
                 _after_apply(
-                    runtime, db, workspace_id, inserted, outcome.touched, outcome.changed_traits, outcome
+                    runtime,
+                    db,
+                    workspace_id,
+                    inserted,
+                    outcome.touched,
+                    outcome.changed_traits,
+                    outcome,
+                    event_names=frozenset(r["event"] for r in out),
                 )
             db.commit()
         report.rows += batch.rows
@@ -514,6 +521,7 @@ def _after_apply(
     profile_ids: set[int],
     changed: dict[int, set[str]],
     outcome: Any,
+    event_names: frozenset[str | None] = frozenset(),
 ) -> None:
     hooks = hooks_for(runtime)
     if not hooks.after_apply:
@@ -527,6 +535,7 @@ def _after_apply(
         changed_traits=changed,
         merges=outcome.merges,
         source="import",
+        event_names=event_names,
     )
     for hook in hooks.after_apply:
         hook(batch)
