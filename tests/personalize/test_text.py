@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rapport.personalize import TemplateEngine, html_to_text
+from rapport.personalize.text import (
+    fit_underlines,
+    fit_underlines_reference,
+    tidy_text,
+    tidy_text_reference,
+)
 from tests.personalize.samples import EMAIL_2KB, sample_context
 
 
@@ -88,3 +96,14 @@ def test_the_sample_email_renders_to_text_with_its_links() -> None:
     assert "Manage preferences (https://r.example/p/TOKEN) · Unsubscribe (https://r.example/u/TOKEN)" in text
     assert "<" not in text
     assert "January picks" not in text  # the <title> is not body text
+
+
+_TEXT_PIECES = [*"ab x", " ", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2000", "\u2028", "\u3000",
+                "\n", "\n\n\n", "===", "---", "=", "-", "\n===", "\n---\n", "Title"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_TEXT_PIECES), max_size=30).map("".join))
+@settings(max_examples=500)
+def test_tidying_line_by_line_is_what_the_regular_expressions_did(text: str) -> None:
+    assert tidy_text(text) == tidy_text_reference(text)
+    assert fit_underlines(text) == fit_underlines_reference(text)
