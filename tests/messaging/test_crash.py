@@ -109,8 +109,13 @@ def test_kill_minus_nine_mid_campaign_sends_each_recipient_once(
     missing = sorted(expected - set(received))[:5]
     with runtime.read_sessions() as db:
         rows = db.execute(
-            select(Message.to_address, Message.status, Message.status_reason, Message.attempts, Message.last_error)
-            .where(Message.to_address.in_(missing))
+            select(
+                Message.to_address,
+                Message.status,
+                Message.status_reason,
+                Message.attempts,
+                Message.last_error,
+            ).where(Message.to_address.in_(missing))
         ).all()
     assert set(received) == expected, f"missing: {missing}; their rows: {rows}"
     assert max(received.values()) == 1, [k for k, v in received.items() if v > 1][:5]
