@@ -122,7 +122,8 @@ def test_blocks_share_one_output_limit() -> None:
 
 
 def test_blocks_share_one_time_budget() -> None:
-    engine = TemplateEngine(limits=RenderLimits(max_render_ms=60))
+    # a generous hard wall-clock cap: on a busy machine it would otherwise stop the render first ("stalled")
+    engine = TemplateEngine(limits=RenderLimits(max_render_ms=60, hard_factor=1000))
     slow = "{%for a in (1..10000)%}{%assign x=a%}{%endfor%}" * 20  # ~1/3 of the budget each, or more
     with pytest.raises(RenderFailed) as caught:
         render_blocks(engine, [slow] * 30, {}, predicate=segment_predicate)

@@ -64,6 +64,9 @@ CHANNELS_PORT = "channels"
 HARD_BOUNCE_CODES = frozenset({"550", "551", "553", "554"})
 UNKNOWN_REASON = "the provider may have it (acknowledgement lost); not resent"
 
+#: When a render that stalled on a busy worker is tried again (it counts as an attempt).
+STALL_RETRY = timedelta(seconds=30)
+
 
 def channels_of(runtime: Runtime) -> dict[str, Channel]:
     """Return the channel adapters registered on the runtime, by name."""
@@ -120,14 +123,17 @@ class _Outcomes:
         if status == repo.SKIPPED:
             self.feedback.append((message, "skipped", {"reason": reason[:200]}))
 
-    def defer(self, message: Message, due: datetime, reason: str, now: datetime) -> None:
-        """Put a row back in the queue until ``due``; waiting (daytime, a paused campaign) is not a try."""
+    def defer(
+        self, message: Message, due: datetime, reason: str, now: datetime, *, counts_as_try: bool = False
+    ) -> None:
+        """Put a row back in the queue until ``due``; waiting (daytime, a paused campaign) is not a try,
+        a render that stalled is."""
         self.deferred.append(
             {
                 "id": message.id,
                 "status": repo.QUEUED,
                 "run_at": due,
-                "attempts": max(0, message.attempts - 1),
+                "attempts": message.attempts if counts_as_try else max(0, message.attempts - 1),
                 "status_reason": reason[:500],
                 "claimed_by": None,
                 "claimed_until": None,
@@ -453,6 +459,11 @@ class Deliverer:
                 )
             except RenderError as exc:
                 _give_back_counts(counts, wanted)
+                if exc.transient and message.attempts < message.max_attempts:
+                    # stalled on a busy worker, not a bad template: again a little later, as a try
+                    out.defer(message, now + STALL_RETRY, f"render stalled: {exc}", now, counts_as_try=True)
+                    stats.retried += 1
+                    continue
                 out.finish(message, repo.DEAD, f"render failed: {exc}", now)
                 stats.dead += 1
                 continue
@@ -558,7 +569,7 @@ class Deliverer:
                 cache=cache,
             )
         except RenderFailed as exc:
-            raise RenderError(f"template: {exc.message}") from exc
+            raise RenderError.of("template", exc) from exc
         except NotFound as exc:
             raise RenderError(str(exc)) from exc
         return dict(rendered.parts)

@@ -21,7 +21,7 @@ from rapport.personalize import (
     build_context,
     html_to_text,
 )
-from rapport.personalize.engine import generated_text
+from rapport.personalize.engine import STALLED, generated_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,17 @@ def sender_defaults(settings: Settings, workspace: Workspace) -> dict[str, str]:
 
 
 class RenderError(Exception):
-    """The message cannot be built (bad template, missing field); it is dead-lettered with the reason."""
+    """The message cannot be built (bad template, missing field); it is dead-lettered with the reason —
+    unless ``transient`` (the render stalled on a busy worker): then it is tried again later."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    @classmethod
+    def of(cls, where: str, failure: RenderFailed) -> RenderError:
+        """The error for a failed render of ``where`` (a part, 'template')."""
+        return cls(f"{where}: {failure.message}", transient=failure.reason == STALLED)
 
 
 def build(
@@ -102,7 +112,7 @@ def build(
         try:
             return engine.render(str(source), ctx, html=html, budget=budget).text
         except RenderFailed as exc:
-            raise RenderError(f"{key}: {exc.message}") from exc
+            raise RenderError.of(key, exc) from exc
 
     if message.channel == "email":
         html = text("html", html=True)
@@ -113,7 +123,7 @@ def build(
             try:
                 plain = generated_text(engine, str(content["html"]), html, ctx, None, budget)
             except RenderFailed as exc:
-                raise RenderError(f"text: {exc.message}") from exc
+                raise RenderError.of("text", exc) from exc
         if not html and not plain:
             raise RenderError("email message has neither html nor text")
         # open/click tracking (messaging/tracking.py): marketing HTML only; the text part keeps plain links

@@ -44,13 +44,17 @@ from rapport.personalize.limits import (
     OutputBuffer,
     RenderBudget,
     RenderLimits,
+    RenderStalledError,
     RenderTimeLimitError,
     ValueSizeLimitError,
     apply_limits,
 )
 from rapport.personalize.text import fit_underlines, html_to_text, text_template_from_html, tidy_text
 
+#: RenderFailed.reason of a render that hit the hard wall-clock cap with CPU budget left (a busy machine).
+STALLED = "stalled"
 _REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (RenderStalledError, STALLED),
     (RenderTimeLimitError, "time_limit"),
     (LoopIterationLimitError, "loop_limit"),
     (OutputStreamLimitError, "output_limit"),
@@ -361,7 +365,7 @@ def generated_text(
     try:
         text = engine.render(text_source, context, snippets=text_snippets, budget=budget).text
     except RenderFailed as failure:
-        if failure.reason == "time_limit":
+        if failure.reason in ("time_limit", STALLED):
             raise RenderFailed(failure.reason, f"text: {failure.message}") from failure
         return html_to_text(html)  # the derived template did not hold together: convert the result
     return fit_underlines(tidy_text(text))

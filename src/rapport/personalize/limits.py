@@ -62,7 +62,12 @@ class RenderLimits:
 
 
 class RenderTimeLimitError(ResourceLimitError):
-    """The render ran past its wall-clock budget."""
+    """The render spent its CPU budget: the template is too costly."""
+
+
+class RenderStalledError(RenderTimeLimitError):
+    """The render hit the hard wall-clock cap with CPU budget left: the machine was too busy to run it (the
+    thread waited for the CPU or the interpreter lock), not a costly template. Worth trying again."""
 
 
 class ValueSizeLimitError(ResourceLimitError):
@@ -116,8 +121,12 @@ class RenderBudget:
         """Consult the CPU clock; raise if the budget is spent, else move the wall deadline out."""
         now = perf_counter()
         cpu_left = self.cpu_deadline - thread_cpu_seconds()
-        if cpu_left <= 0 or now >= self.hard_deadline:
+        if cpu_left <= 0:
             raise RenderTimeLimitError("render time limit reached", token=None)
+        if now >= self.hard_deadline:
+            raise RenderStalledError(
+                "render stalled: the worker was too busy to finish it in time", token=None
+            )
         self.wall_deadline = min(now + cpu_left, self.hard_deadline)
 
 
