@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -288,3 +289,21 @@ def test_recursive_include_is_stopped() -> None:
 def test_every_way_of_writing_respects_the_output_limit(source: str) -> None:
     engine = TemplateEngine(limits=RenderLimits(max_output_chars=10_000), snippets={"ten": "0123456789"})
     assert _fail(engine, source).reason == "output_limit"
+
+
+def test_parsing_a_new_template_is_not_charged_to_a_shared_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the parts of one message share a budget; parsing and compiling a template the engine has not seen
+    # happen once per template, not per message, and must not use up the message's render time
+    engine = TemplateEngine(limits=RenderLimits(max_render_ms=20, hard_factor=1000))
+    real = engine._text_env.from_string
+
+    def slow_parse(source: str, **kwargs: Any) -> Any:
+        spent = time.thread_time() + 0.05
+        while time.thread_time() < spent:  # 50 ms of CPU, more than the whole 20 ms budget
+            pass
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(engine._text_env, "from_string", slow_parse)
+    budget = engine.new_budget()
+    assert engine.render("Hi {{ name }}", {"name": "Ada"}, budget=budget).text == "Hi Ada"
+    assert engine.render("Bye {{ name }}", {"name": "Ada"}, budget=budget).text == "Bye Ada"

@@ -48,6 +48,7 @@ from rapport.personalize.limits import (
     RenderTimeLimitError,
     ValueSizeLimitError,
     apply_limits,
+    thread_cpu_seconds,
 )
 from rapport.personalize.text import fit_underlines, html_to_text, text_template_from_html, tidy_text
 
@@ -216,7 +217,9 @@ class TemplateEngine:
         """Names of every filter templates may use."""
         return frozenset(self._text_env.filters)
 
-    def _parse_cached(self, env: Environment, source: str, name: str) -> BoundTemplate:
+    def _parse_cached(
+        self, env: Environment, source: str, name: str, budget: RenderBudget | None = None
+    ) -> BoundTemplate:
         key = (env is self._html_env, name, source)
         # A hit reads without the lock (a dict lookup is atomic in CPython) and does not reorder: the
         # cache evicts the oldest entry first, which for templates shared by whole campaigns is as good
@@ -228,9 +231,14 @@ class TemplateEngine:
             raise RenderFailed(
                 "source_too_large", f"template is larger than {self.limits.max_source_bytes} bytes"
             )
+        started = thread_cpu_seconds() if budget is not None else 0.0
         bound = env.from_string(source, name=name)
         if self.compiled and isinstance(bound, GuardedTemplate):
             bound.fast = compile_template(bound)
+        if budget is not None:
+            # parsing and compiling happen once per template, not per message: a shared budget (the parts
+            # of one message) is not charged for them, as it is not for loading locale data
+            budget.credit(thread_cpu_seconds() - started)
         with self._lock:
             self._cache[key] = bound
             while len(self._cache) > self._cache_size:
@@ -271,7 +279,7 @@ class TemplateEngine:
         else:
             env = self._html_env if html else self._text_env
             try:
-                bound = self._parse_cached(env, template, "")
+                bound = self._parse_cached(env, template, "", budget)
             except Exception as err:  # any parse failure fails this template only
                 raise failure_from(err) from err
         budget = budget or self.new_budget()
