@@ -36,14 +36,19 @@ def register_channels(runtime: Runtime) -> None:
                 password=settings.smtp_password or None,
                 pool_size=settings.smtp_pool_size,
             ),
-            id_domain=settings.base_url.split("//")[-1].split("/")[0].split(":")[0] or None,
+            id_domain=_id_domain(settings.base_url),
         )
     elif settings.email_maildir and not settings.smtp_host and "email" not in channels:
         channels["email"] = MaildirChannel(
             settings.email_maildir,
-            id_domain=settings.base_url.split("//")[-1].split("/")[0].split(":")[0] or None,
+            id_domain=_id_domain(settings.base_url),
         )
     register_more_channels(runtime)
+
+
+def _id_domain(base_url: str) -> str | None:
+    """The host of the server's public URL: the right-hand side of the Message-IDs email gets."""
+    return base_url.split("//")[-1].split("/")[0].split(":")[0] or None
 
 
 def register_more_channels(runtime: Runtime) -> None:
