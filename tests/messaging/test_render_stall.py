@@ -4,11 +4,10 @@ not dead-lettered; a template that spends its CPU budget still fails (R22)."""
 from __future__ import annotations
 
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from rapport.kit.clock import Clock, FakeClock
 from rapport.messaging.delivery import Deliverer, channels_of
@@ -17,7 +16,7 @@ from rapport.personalize import RenderFailed, TemplateEngine
 from rapport.personalize.limits import RenderBudget, RenderLimits, RenderStalledError, RenderTimeLimitError
 from rapport.runtime import Runtime
 from tests.messaging.conftest import make_people
-from tests.messaging.test_pipeline import SlowChannel, _queue
+from tests.messaging.test_pipeline import SlowChannel, _queue, _statuses
 from tests.support.tenants import Tenant
 
 
@@ -51,11 +50,6 @@ def test_the_engine_names_a_stall_apart_from_a_costly_template(monkeypatch: pyte
     with pytest.raises(RenderFailed) as caught:
         engine.render("{% for a in (1..3) %}{{ a }}{% endfor %}", {})
     assert caught.value.reason == "stalled"
-
-
-def _statuses(runtime: Runtime) -> Counter[str]:
-    with runtime.read_sessions() as db:
-        return Counter(dict(db.execute(select(Message.status, func.count()).group_by(Message.status)).all()))
 
 
 def test_a_stalled_render_is_tried_again_and_delivered(
