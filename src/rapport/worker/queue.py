@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,14 +65,17 @@ def enqueue(
 
 def due_exists(db: Session, *, now: datetime, kinds: Sequence[str] | None = None) -> bool:
     """Tell whether some job is due (or its lease ran out): a read, so an idle poll takes no write lock."""
+    return db.execute(_due_ids(now, kinds).limit(1)).first() is not None
+
+
+def _due_ids(now: datetime, kinds: Sequence[str] | None) -> Select[int]:
+    """The ids of jobs due at ``now`` (queued and due, or running with a lapsed lease), of ``kinds``."""
     due = or_(
         and_(Job.status == QUEUED, Job.run_at <= now),
         and_(Job.status == RUNNING, Job.locked_until < now),
     )
     stmt = select(Job.id).where(due)
-    if kinds:
-        stmt = stmt.where(Job.kind.in_(list(kinds)))
-    return db.execute(stmt.limit(1)).first() is not None
+    return stmt.where(Job.kind.in_(list(kinds))) if kinds else stmt
 
 
 def claim(
@@ -85,14 +88,7 @@ def claim(
     kinds: Sequence[str] | None = None,
 ) -> list[Job]:
     """Take up to ``limit`` due jobs (or jobs whose lease ran out) for ``worker_id``; caller commits."""
-    due = or_(
-        and_(Job.status == QUEUED, Job.run_at <= now),
-        and_(Job.status == RUNNING, Job.locked_until < now),
-    )
-    candidates = select(Job.id).where(due)
-    if kinds:
-        candidates = candidates.where(Job.kind.in_(list(kinds)))
-    candidates = candidates.order_by(Job.priority, Job.run_at, Job.id).limit(limit)
+    candidates = _due_ids(now, kinds).order_by(Job.priority, Job.run_at, Job.id).limit(limit)
     if db.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     stmt = (
