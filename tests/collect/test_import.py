@@ -269,6 +269,34 @@ def test_jsonl_lines_read_exactly_as_the_standard_library_reads_them(
     assert refused[2] == f"not JSON: {stdlib.value.msg} at column {stdlib.value.colno}"
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_jsonl_lines_orjson_read_are_still_checked_for_what_a_database_cannot_store(
+    runtime: Runtime, tenant: Tenant, tmp_path: Path, pipeline: bool
+) -> None:
+    # Lines orjson read skip the re-serialising check, but only when they have no \u0000 escape: a NUL is
+    # refused with its reason either way, even from a line that names the reader's own marker key.
+    source = tmp_path / "events.jsonl"
+    lines = [
+        '{"type":"track","userId":"u","event":"Ok","messageId":"n1","properties":{"s":"caf\\u00e9"}}',
+        '{"type":"track","userId":"u","event":"Nul","messageId":"n2","properties":{"s":"a\\u0000b"}}',
+        '{"type":"track","userId":"u","event":"Nul","messageId":"n3","properties":{"s":"\\u0000"},'
+        '"__rapport_fast_json__":true}',
+    ]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    errors = tmp_path / "err.csv"
+    report = import_file(
+        runtime, workspace_id=tenant.workspace_id, path=source, kind="events", error_path=errors,
+        pipeline=pipeline,
+    )  # fmt: skip
+    assert (report.imported, report.failed) == (1, 2)
+    stored = events(runtime, tenant.workspace_id)
+    assert [(e.message_id, e.properties, "__rapport_fast_json__" in e.extra) for e in stored] == [
+        ("n1", {"s": "café"}, False)
+    ]
+    refused = list(csv.reader(errors.open()))[1:]
+    assert [r[0] for r in refused] == ["2", "3"] and all("NUL" in r[2] for r in refused)
+
+
 def test_erased_person_is_not_recreated_by_import_or_replayed_events(
     runtime: Runtime, tenant: Tenant, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from rapport.collect import import_pipeline
 from rapport.collect.import_files import import_file
+from rapport.collect.importer import Prepared
 from rapport.runtime import Runtime
 from tests.collect.processing_support import events, identities, live_profiles
 from tests.support.tenants import Tenant
@@ -121,3 +122,45 @@ def test_big_files_use_the_reader_process_and_small_ones_do_not(tmp_path: Path) 
         import_pipeline.use_pipeline(big, False) is False
         and import_pipeline.use_pipeline(small, True) is True
     )
+
+
+def _prepared_batches() -> list[Prepared]:
+    from datetime import UTC, datetime
+
+    from rapport.collect.identity import IdentityRules
+    from rapport.collect.importer import prepare_events, prepare_profiles
+
+    rules, now = IdentityRules(), datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    messages = [
+        {"type": "identify", "userId": "u1", "traits": {"email": "A@x.io", "n": 1.5, "tags": ["a"]},
+         "context": {"timezone": "Europe/London", "traits": {"x": None}}, "messageId": "m1"},
+        {"type": "track", "anonymousId": "a1", "event": "Order", "properties": {"total": 9.99},
+         "timestamp": "2026-10-01T10:00:00Z", "sentAt": "2026-10-01T10:00:01Z", "messageId": "m2"},
+        {"type": "alias", "userId": "u2", "previousId": "a1", "messageId": "m3"},
+        {"type": "track", "event": "No one"},
+    ]  # fmt: skip
+    people = [{"user_id": "u1", "email": "b@x.io", "tier": "gold", "updated_at": "2026-01-02T03:04:05+01:00"},
+              {"tier": "orphan"}]  # fmt: skip
+    return [
+        prepare_events(list(enumerate(messages, start=1)), rules, now),
+        prepare_profiles(list(enumerate(people, start=1)), rules, now),
+    ]
+
+
+def test_batches_cross_the_pipe_as_json_and_come_back_equal() -> None:
+    for batch in _prepared_batches():
+        frame = import_pipeline.encode(batch)
+        assert frame[:1] == b"J"
+        again = import_pipeline.decode(frame)
+        assert again == batch
+        assert [type(t) for t in again.touches] == [type(t) for t in batch.touches]
+    events = _prepared_batches()[0]
+    assert events.touches[2] is None and len(events.errors) == 1  # the alias's touch is built later
+
+
+def test_a_batch_json_cannot_hold_exactly_crosses_as_pickle() -> None:
+    batch = _prepared_batches()[0]
+    batch.events[1]["properties"]["n"] = 2**70 + 1  # orjson holds 64-bit integers only
+    frame = import_pipeline.encode(batch)
+    assert frame[:1] == b"P"
+    assert import_pipeline.decode(frame) == batch

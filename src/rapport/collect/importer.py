@@ -41,6 +41,7 @@ from rapport.collect.processor import (
     touch_for_event,
 )
 from rapport.collect.resolution import Touch, resolve_batch
+from rapport.kit.gcwork import bulk_gc
 from rapport.models import Event
 from rapport.models.event import PROCESSED
 from rapport.runtime import Runtime
@@ -52,6 +53,9 @@ KEPT_ERRORS = 200
 Progress = Callable[[int], None]
 #: A row carrying this key could not be read (bad CSV/JSON line); its value is the reason.
 PARSE_ERROR_KEY = "__rapport_parse_error__"
+#: Set by the JSONL reader on an event it parsed with orjson from a line without a ``\u0000`` escape:
+#: storable as it is (no NaN, NUL or lone surrogate), so validation only measures its size.
+FAST_JSON_KEY = "__rapport_fast_json__"
 
 _PROFILE_ID_FIELDS = {
     "user_id": ident.USER_ID,
@@ -262,35 +266,36 @@ def apply_profiles(
     report = ImportReport(kind="profiles")
     started = time.perf_counter()
     hooks = hooks_for(runtime)
-    for batch in prepared:
-        for error in batch.errors:
-            report.add_error(error, on_error)
-        now = runtime.clock.now()
-        with runtime.sessions() as db:
-            lock_workspace(db, workspace_id, wait=True)
-            rules = rules_for(db, workspace_id)
-            touches = [t for t in batch.touches if t is not None]
-            outcome = resolve_batch(
-                db,
-                workspace_id=workspace_id,
-                rules=rules,
-                touches=touches,
-                now=now,
-                merge_hooks=hooks.on_merge,
-            )
-            for number, suppressed in zip(batch.numbers, outcome.suppressed, strict=True):
-                if suppressed:
-                    report.suppressed += 1
-                    report.add_error(RowError(number, "", "identifier was erased (suppressed)"), on_error)
-            report.imported += sum(1 for p in outcome.profile_ids if p is not None)
-            report.created += outcome.created
-            report.updated += max(0, len(outcome.changed_traits) - outcome.created)
-            report.merges += len(outcome.merges)
-            _after_apply(runtime, db, workspace_id, [], outcome.touched, outcome.changed_traits, outcome)
-            db.commit()
-        report.rows += batch.rows
-        if progress is not None:
-            progress(report.rows)
+    with bulk_gc():
+        for batch in prepared:
+            for error in batch.errors:
+                report.add_error(error, on_error)
+            now = runtime.clock.now()
+            with runtime.sessions() as db:
+                lock_workspace(db, workspace_id, wait=True)
+                rules = rules_for(db, workspace_id)
+                touches = [t for t in batch.touches if t is not None]
+                outcome = resolve_batch(
+                    db,
+                    workspace_id=workspace_id,
+                    rules=rules,
+                    touches=touches,
+                    now=now,
+                    merge_hooks=hooks.on_merge,
+                )
+                for number, suppressed in zip(batch.numbers, outcome.suppressed, strict=True):
+                    if suppressed:
+                        report.suppressed += 1
+                        report.add_error(RowError(number, "", "identifier was erased (suppressed)"), on_error)
+                report.imported += sum(1 for p in outcome.profile_ids if p is not None)
+                report.created += outcome.created
+                report.updated += max(0, len(outcome.changed_traits) - outcome.created)
+                report.merges += len(outcome.merges)
+                _after_apply(runtime, db, workspace_id, [], outcome.touched, outcome.changed_traits, outcome)
+                db.commit()
+            report.rows += batch.rows
+            if progress is not None:
+                progress(report.rows)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -393,9 +398,12 @@ def prepare_events(
             out.errors.append(RowError(number, "", str(message[PARSE_ERROR_KEY])))
             continue
         message = dict(message)
+        fast = message.pop(FAST_JSON_KEY, False) is True
         if _blank(message.get("messageId")):
             message["messageId"] = derive_message_id(message)
-        result = norm.normalize(message, received_at=now, source="import", may_grant_consent=False)
+        result = norm.normalize(
+            message, received_at=now, source="import", may_grant_consent=False, fast_json=fast
+        )
         if isinstance(result, norm.Rejected):
             first = result.errors[0]
             out.errors.append(RowError(number, first.field, first.reason))
@@ -448,67 +456,68 @@ def apply_events(
     report = ImportReport(kind="events")
     started = time.perf_counter()
     hooks = hooks_for(runtime)
-    for batch in prepared:
-        for error in batch.errors:
-            report.add_error(error, on_error)
-        report.duplicates += batch.duplicates
-        now = runtime.clock.now()
-        valid = list(zip(batch.numbers, batch.events, batch.touches, strict=True))
-        with runtime.sessions() as db:
-            lock_workspace(db, workspace_id, wait=True)
-            existing = _existing_message_ids(db, workspace_id, [r["message_id"] for _, r, _ in valid])
-            if existing:
-                report.duplicates += sum(1 for _, r, _ in valid if r["message_id"] in existing)
-                valid = [v for v in valid if v[1]["message_id"] not in existing]
-            rules = rules_for(db, workspace_id)
-            aliases = [_RowView(r) for _, r, t in valid if t is None]
-            if aliases:
-                kinds = alias_kinds(db, workspace_id, aliases)
-                touches = [t or touch_for_event(_RowView(r), rules, kinds) for _, r, t in valid]
-            else:
-                touches = [cast(Touch, t) for _, _, t in valid]
-            outcome = resolve_batch(
-                db,
-                workspace_id=workspace_id,
-                rules=rules,
-                touches=touches,
-                now=now,
-                merge_hooks=hooks.on_merge,
-            )
-            out: list[dict[str, Any]] = []
-            for (number, row, _), pid, suppressed in zip(
-                valid, outcome.profile_ids, outcome.suppressed, strict=True
-            ):
-                if suppressed:
-                    report.suppressed += 1
-                    report.add_error(RowError(number, "", "identifier was erased (suppressed)"), on_error)
-                    continue
-                row["workspace_id"] = workspace_id
-                row["profile_id"] = pid
-                row["state"] = PROCESSED
-                out.append(row)
-            if out:
-                _insert_events(db, out)
-            report.imported += len(out)
-            report.created += outcome.created
-            report.merges += len(outcome.merges)
-            if hooks.after_apply and out:
-                # Hooks (consent statements, computed traits, …) look events up by id.
-                inserted = _event_ids(db, workspace_id, [r["message_id"] for r in out])
-                _after_apply(
-                    runtime,
+    with bulk_gc():
+        for batch in prepared:
+            for error in batch.errors:
+                report.add_error(error, on_error)
+            report.duplicates += batch.duplicates
+            now = runtime.clock.now()
+            valid = list(zip(batch.numbers, batch.events, batch.touches, strict=True))
+            with runtime.sessions() as db:
+                lock_workspace(db, workspace_id, wait=True)
+                existing = _existing_message_ids(db, workspace_id, [r["message_id"] for _, r, _ in valid])
+                if existing:
+                    report.duplicates += sum(1 for _, r, _ in valid if r["message_id"] in existing)
+                    valid = [v for v in valid if v[1]["message_id"] not in existing]
+                rules = rules_for(db, workspace_id)
+                aliases = [_RowView(r) for _, r, t in valid if t is None]
+                if aliases:
+                    kinds = alias_kinds(db, workspace_id, aliases)
+                    touches = [t or touch_for_event(_RowView(r), rules, kinds) for _, r, t in valid]
+                else:
+                    touches = [cast(Touch, t) for _, _, t in valid]
+                outcome = resolve_batch(
                     db,
-                    workspace_id,
-                    inserted,
-                    outcome.touched,
-                    outcome.changed_traits,
-                    outcome,
-                    event_names=frozenset(r["event"] for r in out),
+                    workspace_id=workspace_id,
+                    rules=rules,
+                    touches=touches,
+                    now=now,
+                    merge_hooks=hooks.on_merge,
                 )
-            db.commit()
-        report.rows += batch.rows
-        if progress is not None:
-            progress(report.rows)
+                out: list[dict[str, Any]] = []
+                for (number, row, _), pid, suppressed in zip(
+                    valid, outcome.profile_ids, outcome.suppressed, strict=True
+                ):
+                    if suppressed:
+                        report.suppressed += 1
+                        report.add_error(RowError(number, "", "identifier was erased (suppressed)"), on_error)
+                        continue
+                    row["workspace_id"] = workspace_id
+                    row["profile_id"] = pid
+                    row["state"] = PROCESSED
+                    out.append(row)
+                if out:
+                    _insert_events(db, out)
+                report.imported += len(out)
+                report.created += outcome.created
+                report.merges += len(outcome.merges)
+                if hooks.after_apply and out:
+                    # Hooks (consent statements, computed traits, …) look events up by id.
+                    inserted = _event_ids(db, workspace_id, [r["message_id"] for r in out])
+                    _after_apply(
+                        runtime,
+                        db,
+                        workspace_id,
+                        inserted,
+                        outcome.touched,
+                        outcome.changed_traits,
+                        outcome,
+                        event_names=frozenset(r["event"] for r in out),
+                    )
+                db.commit()
+            report.rows += batch.rows
+            if progress is not None:
+                progress(report.rows)
     report.seconds = time.perf_counter() - started
     return report
 
