@@ -4,11 +4,11 @@ definitions as hand-written SQL on the same data.
 
 DuckDB's counts are the correctness oracle: Rapport's must be identical, or the row fails. A PostgreSQL store
 restored from the cached dump gets ``VACUUM ANALYZE`` before it is measured: a dump carries no planner
-statistics (the store it was dumped from had them), and without them PostgreSQL takes every table for a few rows. Rapport's store is
-loaded through its own bulk path (``rapport.collect.importer``, then the computed-trait recompute that fills
-``total_spend``) into SQLite once per (size, seed), copied row for row into PostgreSQL, and cached under
-``bench/out/b4-cache/`` (the SQLite file and a ``pg_dump``); each run migrates its copy to head, so a schema
-change needs no re-import.
+statistics (the store it was dumped from had them), and without them PostgreSQL takes every table for a few
+rows. Rapport's store is the benchmarks' shared one (:mod:`bench.store`): loaded through Rapport's own bulk
+path (the importer, then the computed-trait recompute that fills ``total_spend``) into SQLite once per
+(size, seed), copied row for row into PostgreSQL and cached; this workload measures its own copy of it,
+migrated to head (a schema change needs no re-import), and drops the copy after.
 
 Semantics, as of the data's reference date (the end of the generated year, 2026-11-01 by default):
 "purchase" is an ``order_completed`` event (online or in store), "spend" is the sum of its ``total`` over
@@ -21,17 +21,14 @@ and the 20-profile sample come from the same statement (``count(*) OVER ()``).
 # ruff: noqa: S608  (hand-written benchmark SQL over fixed literals, no user input)
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from bench import store as bench_store
 from bench.data import DataFiles, ensure_data
-from bench.harness import OUT, Context, Measurement, Result, run_in_child
+from bench.harness import Context, Measurement, Result
 
 TITLE = "segment count + 20-profile sample"
 TARGET = "<= 3x DuckDB on SQLite; < 1 s on PostgreSQL; identical counts"
@@ -152,162 +149,23 @@ def evaluate(con: Any, segment: Segment, as_of: datetime) -> tuple[int, list[str
     return (int(rows[0][1]) if rows else 0), [r[0] for r in rows]
 
 
-CACHE_FORMAT = 1  # bump when what a cached store holds changes (importer, recompute)
-_PG_DB = "bench_b4"
 #: Windows in the language are ``now - N days < t <= now``, DuckDB's ``as_of - N days <= t < as_of``; the
 #: data's timestamps have millisecond resolution, so ``now = as_of - 1 µs`` makes both the same set.
 _EPSILON = timedelta(microseconds=1)
 
 
-def _runtime(url: str) -> Any:
-    from rapport.config import Settings
-    from rapport.runtime import build_runtime
-
-    settings = Settings(database_url=url, secret_key="bench-secret", log_level="WARNING", db_pool_size=2)
-    return build_runtime(settings)
-
-
-def load_rapport(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
-    """Child: migrate, import both files through Rapport's importer, recompute computed traits."""
-    from rapport.accounts import service as accounts_service
-    from rapport.collect.import_files import import_file
-    from rapport.collect.importer import import_profile_rows
-    from rapport.db import migrate
-    from rapport.kit.logs import configure_logging
-    from rapport.process import traits_service
-    from rapport.synth.files import read_profiles_csv
-
-    configure_logging(level="WARNING", json_lines=False)
-    runtime = _runtime(url)
-    migrate.upgrade(runtime.engine)
-    with runtime.sessions() as db:
-        workspace_id = int(accounts_service.create_workspace(db, name="Bench", slug="bench").id)
-        db.commit()
-    t0 = time.perf_counter()
-    p = import_profile_rows(runtime, workspace_id=workspace_id, rows=read_profiles_csv(Path(profiles_csv)))
-    # Events as `rapport import events` reads them (a reader process for a big file); profiles through
-    # the CSV reader that keeps coordinates numbers, as the generator wrote them.
-    e = import_file(runtime, workspace_id=workspace_id, path=Path(events_jsonl), kind="events")
-    t1 = time.perf_counter()
-    traits_service.recompute(runtime, workspace_id, batch_size=2000)
-    t2 = time.perf_counter()
-    sqlite = runtime.is_sqlite
-    with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE" if sqlite else "VACUUM ANALYZE")
-    runtime.close()
-    if sqlite:  # fold the WAL into the file, so the cached copy is whole
-        import sqlite3
-
-        raw = sqlite3.connect(url.removeprefix("sqlite:///"))
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        raw.close()
-    return {
-        "workspace_id": workspace_id,
-        "profiles": p.imported,
-        "events": e.imported,
-        "import_seconds": t1 - t0,
-        "recompute_seconds": t2 - t1,
-    }
-
-
-def copy_store(source_url: str, target_url: str) -> dict[str, Any]:
-    """Child: copy every table of a Rapport store (the importer's SQLite file) into a migrated PostgreSQL one.
-
-    Faster than importing again; the rows are the ones Rapport's bulk path wrote (ids kept, sequences reset).
-    """
-    from sqlalchemy import create_engine, delete, func, insert, select, text
-
-    from rapport.db import migrate
-    from rapport.db.base import Base
-
-    source, target = create_engine(source_url), create_engine(target_url)
-    migrate.upgrade(target)
-    started = time.perf_counter()
-    rows = 0
-    with source.connect() as src, target.begin() as dst:
-        dst.execute(text("SET session_replication_role = replica"))  # no FK checks while copying
-        for table in reversed(Base.metadata.sorted_tables):
-            dst.execute(delete(table))
-        for table in Base.metadata.sorted_tables:
-            result = src.execution_options(stream_results=True, yield_per=5000).execute(select(table))
-            for batch in result.mappings().partitions(5000):
-                dst.execute(insert(table), [dict(r) for r in batch])
-                rows += len(batch)
-            if "id" in table.c:
-                top = dst.execute(select(func.max(table.c.id))).scalar()
-                if top is not None:
-                    dst.execute(
-                        text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :v)"),
-                        {"t": table.name, "v": top},
-                    )
-    with target.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE")
-    source.dispose()
-    target.dispose()
-    return {"rows": rows, "seconds": time.perf_counter() - started}
-
-
 class _RapportStore:
-    """One Rapport store holding the generated workspace: restored from the cache, imported when missing."""
+    """The workload's copy of the benchmark store (:mod:`bench.store`) on one database."""
 
     def __init__(self, ctx: Context, data: DataFiles, kind: str) -> None:
         self.ctx, self.kind = ctx, kind
-        self.cache = OUT / "b4-cache" / f"{data.profiles}-s{ctx.seed}-v{CACHE_FORMAT}"
-        self.cache.mkdir(parents=True, exist_ok=True)
-        meta_file = self.cache / f"{kind}.json"
-        if kind == "sqlite":
-            cached = self.cache / "sqlite.db"
-            if not meta_file.exists():
-                self._import(data, f"sqlite:///{cached}", meta_file)
-            target = ctx.out / "b4.db"
-            shutil.copyfile(cached, target)
-            self.url = f"sqlite:///{target}"
-        else:
-            server = ctx.pg_server()
-            dump = self.cache / "postgresql.dump"
-            self.url = server.create_database(_PG_DB)
-            if meta_file.exists():
-                started = time.perf_counter()
-                _pg_tool("pg_restore", "--no-owner", "-j", "2", "-d", _libpq(self.url), str(dump))
-                # a dump holds no planner statistics: gather them, as the import did before dumping (the store
-                # the dump came from was measured with them, and a live database has autovacuum's)
-                _pg_tool("vacuumdb", "--analyze", "--quiet", "-d", _libpq(self.url))
-                ctx.log(
-                    f"  restored the PostgreSQL store from {dump} (+ VACUUM ANALYZE) in "
-                    f"{time.perf_counter() - started:.0f} s"
-                )
-            else:
-                # the importer's rows, copied from the SQLite store (importing again would take ~3x longer)
-                sqlite_meta = self.cache / "sqlite.json"
-                if not sqlite_meta.exists():
-                    self._import(data, f"sqlite:///{self.cache / 'sqlite.db'}", sqlite_meta)
-                out = run_in_child(
-                    f"{__name__}:copy_store",
-                    source_url=f"sqlite:///{self.cache / 'sqlite.db'}",
-                    target_url=self.url,
-                )
-                ctx.log(f"  copied {out['rows']:,} rows of the imported store in {out['seconds']:.0f} s")
-                meta_file.write_text(sqlite_meta.read_text())
-                _pg_tool("pg_dump", "-Fc", "-f", str(dump), _libpq(self.url))
-        self.meta = json.loads(meta_file.read_text())
-        self.workspace_id = int(self.meta["workspace_id"])
-        self.runtime = _runtime(self.url)
+        self.copy = bench_store.store_copy(ctx, data, kind, "b4")
+        self.meta = self.copy.facts
+        self.workspace_id = self.copy.workspace_id
+        self.runtime = bench_store._runtime(self.copy.url)
         from rapport.db import migrate
 
         migrate.upgrade(self.runtime.engine)  # a cached store predating a migration catches up here
-
-    def _import(self, data: DataFiles, url: str, meta_file: Path) -> None:
-        self.ctx.log(f"  importing {data.profiles:,} profiles + {data.events:,} events into {self.kind} ...")
-        out = run_in_child(
-            f"{__name__}:load_rapport",
-            url=url,
-            profiles_csv=str(data.profiles_csv),
-            events_jsonl=str(data.events_jsonl),
-        )
-        self.ctx.log(
-            f"  imported in {out['import_seconds']:.0f} s, computed traits in {out['recompute_seconds']:.0f} s"
-        )
-        meta_file.write_text(json.dumps(out))
 
     def preview(self, text: str, now: datetime) -> tuple[int, list[int], float]:
         """Run the segments service's preview; return (count, sample ids, elapsed ms inside the service)."""
@@ -319,16 +177,7 @@ class _RapportStore:
 
     def close(self) -> None:
         self.runtime.close()
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _pg_tool(name: str, *args: str) -> None:
-    from tests.support.pg import _pg_bin
-
-    subprocess.run([str(_pg_bin() / name), *args], check=True, capture_output=True)
+        self.copy.drop(self.ctx)
 
 
 def run(ctx: Context, ids: set[str]) -> list[Result]:

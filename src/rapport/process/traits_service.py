@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from rapport.collect.processor import BatchApplied, lock_workspace
 from rapport.errors import Conflict, NotFound
+from rapport.kit.gcwork import bulk_gc
 from rapport.models import ComputedTrait, Profile
 from rapport.process import computed as pure
 from rapport.process import repository
@@ -405,19 +406,20 @@ def recompute(
     wanted = set(names) if names is not None else {r.name for r in all_rows}
     drop = [r.name for r in all_rows if r.name in wanted and (r.archived_at is not None or spec_of(r).live)]
     done = 0
-    for i in range(0, len(ids), batch_size):
-        chunk = ids[i : i + batch_size]
-        with runtime.sessions() as db:
-            lock_workspace(db, workspace_id, wait=True)
-            specs = _stored_specs(db, workspace_id, wanted)
-            purchase = repository.purchase_settings(db, workspace_id)
-            current = repository.computed_of(db, workspace_id, chunk)
-            accs = _fold_profiles(db, workspace_id, specs, chunk, purchase)
-            repository.patch_computed(db, workspace_id, _patches(accs, current, drop), remove=drop)
-            db.commit()
-        done += len(chunk)
-        if progress is not None:
-            progress(done, total)
+    with bulk_gc():
+        for i in range(0, len(ids), batch_size):
+            chunk = ids[i : i + batch_size]
+            with runtime.sessions() as db:
+                lock_workspace(db, workspace_id, wait=True)
+                specs = _stored_specs(db, workspace_id, wanted)
+                purchase = repository.purchase_settings(db, workspace_id)
+                current = repository.computed_of(db, workspace_id, chunk)
+                accs = _fold_profiles(db, workspace_id, specs, chunk, purchase)
+                repository.patch_computed(db, workspace_id, _patches(accs, current, drop), remove=drop)
+                db.commit()
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
     return done
 
 
