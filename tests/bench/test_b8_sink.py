@@ -1,0 +1,115 @@
+"""B8's SMTP sinks: which one runs, and that each counts exactly what it received (messages and distinct
+Message-IDs), which is how B8 proves "exactly N received, each once"."""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import subprocess
+
+import pytest
+from bench.workloads import delivery
+
+from rapport.channels.base import EmailPayload
+from rapport.channels.mime import build_email
+
+
+def _message(message_id: str, *, body: str = "Hello") -> bytes:
+    payload = EmailPayload(
+        subject="Winter sale",
+        from_address="news@hartleyandfinch.example",
+        text=body,
+        html=None,
+        unsubscribe_url="https://rapport.example/u/tok",
+    )
+    return build_email(payload, to="ada@example.com", message_id=message_id, id_domain="rapport.example")
+
+
+def _send(port: int, messages: list[bytes]) -> None:
+    smtp = smtplib.SMTP("127.0.0.1", port)
+    for data in messages:
+        smtp.sendmail("news@hartleyandfinch.example", ["ada@example.com"], data)
+    smtp.quit()
+
+
+def test_count_dump_counts_markers_and_header_message_ids_only() -> None:
+    marker = b"=B8-SINK-abc="
+    dump = b"".join(
+        b"\n"
+        + marker
+        + b"\nX-Client-Addr: 127.0.0.1\nReceived: from x\n\tby smtp-sink;\n\tdate\n"
+        + part
+        + b"\n"
+        for part in (
+            b"Subject: a\nMessage-ID: <a@x>\n\nbody\n",
+            b"Subject: b\nmessage-id:  <a@x>\n\nthe same id again\n",
+            b"Subject: c\nMessage-ID: <c@x>\n\nMessage-ID: <quoted@x>\n",
+            b"Subject: d\n\nMessage-ID: <only-in-body@x>\n" + marker + b"-not-a-line\n",
+        )
+    )
+    assert delivery.count_dump(dump, marker) == (4, 2)
+    assert delivery.count_dump(b"", marker) == (0, 0)
+
+
+@pytest.mark.skipif(shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") is None, reason="no smtp-sink")
+def test_postfix_sink_counts_what_it_received_and_resets() -> None:
+    sink = delivery.PostfixSink(str(shutil.which("smtp-sink", path="/usr/sbin:/usr/bin")))
+    try:
+        assert sink.count() == (0, 0)
+        tricky = "line one\r\n.a line that starts with a dot\r\n=B8-SINK-forged=\r\nMessage-ID: <x@y>"
+        messages = [_message(f"m{i}") for i in range(30)] + [_message("m7"), _message("t", body=tricky)]
+        _send(sink.port, messages)
+        assert sink.count() == (32, 31)
+        sink.reset()
+        assert sink.count() == (0, 0)
+        _send(sink.port, [_message("again")])
+        assert sink.count() == (1, 1)
+    finally:
+        sink.close()
+    assert sink.proc.poll() is not None and not sink.dir.exists()
+
+
+def test_aiosmtpd_sink_counts_what_it_received_and_resets() -> None:
+    sink = delivery.AiosmtpdSink()
+    try:
+        _send(sink.port, [_message("a"), _message("b"), _message("a")])
+        assert sink.count() == (3, 2)
+        sink.reset()
+        assert sink.count() == (0, 0)
+    finally:
+        sink.close()
+
+
+def test_start_sink_honours_the_environment_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(delivery.SINK_ENV, "aiosmtpd")
+    sink, note = delivery.start_sink(lambda _line: None)
+    sink.close()
+    assert isinstance(sink, delivery.AiosmtpdSink) and "aiosmtpd" in note
+
+    monkeypatch.setenv(delivery.SINK_ENV, "postfix")
+    with pytest.raises(ValueError, match="smtp-sink or aiosmtpd"):
+        delivery.start_sink()
+
+    # smtp-sink cannot be had (not installed, not root): the fallback runs and the note says why
+    monkeypatch.setattr(delivery, "ensure_smtp_sink", lambda: None)
+    monkeypatch.delenv(delivery.SINK_ENV)
+    logged: list[str] = []
+    sink, note = delivery.start_sink(logged.append)
+    sink.close()
+    assert isinstance(sink, delivery.AiosmtpdSink)
+    assert note == "sink aiosmtpd in its own process (smtp-sink not available)" and logged
+    monkeypatch.setenv(delivery.SINK_ENV, "smtp-sink")  # asked for explicitly: no silent fallback
+    with pytest.raises(RuntimeError, match="smtp-sink"):
+        delivery.start_sink()
+
+
+@pytest.mark.skipif(shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") is None, reason="no smtp-sink")
+def test_start_sink_prefers_smtp_sink_and_leaves_no_postfix_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(delivery.SINK_ENV, raising=False)
+    sink, note = delivery.start_sink()
+    try:
+        assert isinstance(sink, delivery.PostfixSink) and "smtp-sink" in note
+    finally:
+        sink.close()
+    if shutil.which("postfix", path="/usr/sbin"):
+        assert subprocess.run(["/usr/sbin/postfix", "status"], capture_output=True).returncode != 0
