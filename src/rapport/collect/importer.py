@@ -34,13 +34,14 @@ from rapport.collect import ingest
 from rapport.collect import normalize as norm
 from rapport.collect.processor import (
     BatchApplied,
+    ProcessingHooks,
     alias_kinds,
     hooks_for,
     lock_workspace,
     rules_for,
     touch_for_event,
 )
-from rapport.collect.resolution import Touch, resolve_batch
+from rapport.collect.resolution import Resolution, Touch, resolve_batch
 from rapport.kit.gcwork import bulk_gc
 from rapport.models import Event
 from rapport.models.event import PROCESSED
@@ -275,14 +276,7 @@ def apply_profiles(
                 lock_workspace(db, workspace_id, wait=True)
                 rules = rules_for(db, workspace_id)
                 touches = [t for t in batch.touches if t is not None]
-                outcome = resolve_batch(
-                    db,
-                    workspace_id=workspace_id,
-                    rules=rules,
-                    touches=touches,
-                    now=now,
-                    merge_hooks=hooks.on_merge,
-                )
+                outcome = _resolve(db, workspace_id, rules, touches, now, hooks)
                 for number, suppressed in zip(batch.numbers, outcome.suppressed, strict=True):
                     if suppressed:
                         report.suppressed += 1
@@ -298,6 +292,19 @@ def apply_profiles(
                 progress(report.rows)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _resolve(
+    db: Session,
+    workspace_id: int,
+    rules: ident.IdentityRules,
+    touches: list[Touch],
+    now: datetime,
+    hooks: ProcessingHooks,
+) -> Resolution:
+    return resolve_batch(
+        db, workspace_id=workspace_id, rules=rules, touches=touches, now=now, merge_hooks=hooks.on_merge
+    )
 
 
 def derive_message_id(row: Mapping[str, Any]) -> str:
@@ -476,14 +483,7 @@ def apply_events(
                     touches = [t or touch_for_event(_RowView(r), rules, kinds) for _, r, t in valid]
                 else:
                     touches = [cast(Touch, t) for _, _, t in valid]
-                outcome = resolve_batch(
-                    db,
-                    workspace_id=workspace_id,
-                    rules=rules,
-                    touches=touches,
-                    now=now,
-                    merge_hooks=hooks.on_merge,
-                )
+                outcome = _resolve(db, workspace_id, rules, touches, now, hooks)
                 out: list[dict[str, Any]] = []
                 for (number, row, _), pid, suppressed in zip(
                     valid, outcome.profile_ids, outcome.suppressed, strict=True
