@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
+import zlib
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
 from rapport.kit.clock import FakeClock
@@ -175,3 +179,40 @@ def test_rewrite_keeps_non_web_links_and_adds_the_pixel_without_a_body_tag() -> 
         "m9",
         "HTTPS://x.example/a",
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(message_id=st.text(min_size=1, max_size=60), url=st.text(max_size=300))
+def test_token_signer_writes_what_itsdangerous_reads_and_writes(message_id: str, url: str) -> None:
+    secret = "tracking-secret-0123456789"
+    for salt, obj in (
+        (tracking.OPEN_SALT, {"m": message_id}),
+        (tracking.CLICK_SALT, {"m": message_id, "u": url}),
+    ):
+        reference = URLSafeSerializer(secret, salt=salt)
+        token = tracking.TokenSigner(secret, salt).dumps(obj)
+        assert reference.loads(token) == obj
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(data) >= tracking.COMPRESS_FROM or len(zlib.compress(data)) >= len(data) - 1:
+            assert token == reference.dumps(obj)  # byte for byte, compressed or not
+        else:
+            assert not token.startswith(".")  # a short payload is left uncompressed
+
+
+def test_tracker_links_are_itsdangerous_tokens() -> None:
+    tracker = tracking.Tracker(secret="s" * 20, base_url="https://r.example/")
+    long_url = "https://shop.example/sale?" + "&".join(f"utm_{i}=campaign-winter-2026" for i in range(8))
+    for url in ("https://shop.example/", long_url, "https://shop.example/caf\u00e9"):
+        link = tracker.click_url("0f3c9a7e5b2d4c1a8e6f0b9d7c5a3e1f", url)
+        token = link.removeprefix("https://r.example/t/c/")
+        assert token == URLSafeSerializer("s" * 20, salt=tracking.CLICK_SALT).dumps(
+            {"m": "0f3c9a7e5b2d4c1a8e6f0b9d7c5a3e1f", "u": url}
+        )
+        assert tracking.read_click_token("s" * 20, token) == ("0f3c9a7e5b2d4c1a8e6f0b9d7c5a3e1f", url)
+    assert tracking.read_click_token("s" * 20, tracker.click_url("m", long_url).split("/t/c/")[1]) == (
+        "m",
+        long_url,
+    )
+    pixel = tracker.open_url("m-2").removeprefix("https://r.example/t/o/").removesuffix(".gif")
+    assert tracking.read_open_token("s" * 20, pixel) == "m-2"
+    assert tracking.read_open_token("t" * 20, pixel) is None  # another secret: not ours

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html as html_lib
+import json
 import re
 import uuid
+import zlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -49,22 +52,67 @@ _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE 
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
+#: Payloads shorter than this are not tried with zlib (a deflate stream costs more than it saves on them).
+COMPRESS_FROM = 120
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+class TokenSigner:
+    """Writes the tokens ``URLSafeSerializer(secret, salt=salt).dumps`` writes (JSON, base64, HMAC-SHA1 over
+    the key itsdangerous derives), with the key derived once instead of per token; ``loads`` of the same
+    serializer reads them. A payload under ``COMPRESS_FROM`` bytes is never zlib-compressed (itsdangerous
+    tries every one: a deflate set-up per link), so such a token can differ from itsdangerous' own only
+    where compression would have shortened it, and is read back all the same."""
+
+    __slots__ = ("_mac",)
+
+    def __init__(self, secret: str, salt: str) -> None:
+        # itsdangerous' default derivation ("django-concat", SHA-1): the tokens must verify with it
+        key = hashlib.sha1(salt.encode() + b"signer" + secret.encode()).digest()  # noqa: S324
+        self._mac = hmac.new(key, digestmod=hashlib.sha1)
+
+    def dumps(self, obj: Any) -> str:
+        """Return the signed token of ``obj``."""
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = b""
+        if len(data) >= COMPRESS_FROM:
+            packed = zlib.compress(data)
+            if len(packed) < len(data) - 1:
+                payload = b"." + _b64(packed)
+        payload = payload or _b64(data)
+        mac = self._mac.copy()
+        mac.update(payload)
+        return (payload + b"." + _b64(mac.digest())).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class Tracker:
     """Makes signed tracking URLs under ``base_url`` and rewrites HTML to use them."""
 
     secret: str
     base_url: str
+    _open: TokenSigner = field(init=False, repr=False, compare=False)
+    _click: TokenSigner = field(init=False, repr=False, compare=False)
+    _root: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # cached per Tracker (the deliverer keeps one per workspace and round): keys derived once
+        object.__setattr__(self, "_open", TokenSigner(self.secret, OPEN_SALT))
+        object.__setattr__(self, "_click", TokenSigner(self.secret, CLICK_SALT))
+        object.__setattr__(self, "_root", self.base_url.rstrip("/"))
 
     def open_url(self, message_id: str) -> str:
         """Return the pixel URL of a message."""
-        token = URLSafeSerializer(self.secret, salt=OPEN_SALT).dumps({"m": message_id})
-        return f"{self.base_url.rstrip('/')}/t/o/{token}.gif"
+        token = self._open.dumps({"m": message_id})
+        return f"{self._root}/t/o/{token}.gif"
 
     def click_url(self, message_id: str, url: str) -> str:
         """Return the redirect URL that records a click on ``url`` in a message."""
-        token = URLSafeSerializer(self.secret, salt=CLICK_SALT).dumps({"m": message_id, "u": url})
-        return f"{self.base_url.rstrip('/')}/t/c/{token}"
+        token = self._click.dumps({"m": message_id, "u": url})
+        return f"{self._root}/t/c/{token}"
 
     def rewrite(self, html: str, *, message_id: str, keep: Collection[str] = ()) -> str:
         """Wrap the HTML's web links (not those in ``keep``) and add the open pixel."""
