@@ -1,20 +1,38 @@
-"""The SMTP adapter against a real aiosmtpd server on 127.0.0.1."""
+"""The SMTP adapter against a real aiosmtpd server on 127.0.0.1, once as aiosmtpd comes (no PIPELINING) and
+once offering PIPELINING (RFC 2920), which the adapter then uses for MAIL, RCPT and DATA."""
 
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rapport.channels.base import EmailPayload, OutboundMessage, SendStatus
 from rapport.channels.email import SmtpChannel, SmtpConfig
 from tests.channels.certs import self_signed
+from tests.support import smtp_sink as sink_module
 from tests.support.smtp_sink import DROP, SinkMessage, SmtpSink, free_port
 
 TEXT = "Hi Ada,\nyour offers are in.\n.\nA line that starts with a dot above.\n"
 HTML = "<p>Hi <b>Ada</b> — your offers are in.</p>\n"
+
+
+async def _offer_pipelining(
+    self: object, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+) -> list[str]:
+    session.host_name = hostname
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+@pytest.fixture(autouse=True, params=["plain", "pipelining"])
+def server_flavour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs against both: aiosmtpd as it is, and aiosmtpd offering PIPELINING."""
+    if request.param == "pipelining":
+        monkeypatch.setattr(sink_module._Handler, "handle_EHLO", _offer_pipelining, raising=False)
+    return str(request.param)
 
 
 def email(n: int, *, to: str | None = None, **changes: object) -> OutboundMessage:
@@ -256,3 +274,54 @@ def test_parallel_batches_split_a_large_batch_across_connections_in_order(smtp_s
     received = smtp_sink.wait_for(70)
     assert sorted(m.rcpt_tos[0] for m in received) == sorted(f"ada{n}@example.com" for n in range(70))
     assert channel.connections_opened == 3
+
+
+def test_pipelining_sends_mail_rcpt_and_data_as_one_group(
+    smtp_sink: SmtpSink, server_flavour: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grouped: list[bool] = []
+    plain_rcpt = sink_module._Handler.handle_RCPT
+
+    async def handle_rcpt(
+        self: Any, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        grouped.append(b"DATA\r\n" in bytes(server._reader._buffer))  # sent before RCPT was answered?
+        return await plain_rcpt(self, server, session, envelope, address, options)
+
+    monkeypatch.setattr(sink_module._Handler, "handle_RCPT", handle_rcpt)
+    for config in ({}, {"pipelining": False}):
+        grouped.clear()
+        channel = channel_for(smtp_sink, **config)
+        results = channel.send([email(n) for n in range(5)])
+        channel.close()
+        assert [r.status for r in results] == [SendStatus.SENT] * 5
+        assert grouped == [server_flavour == "pipelining" and not config] * 5
+
+
+def test_refused_mail_from_fails_that_message_and_the_connection_goes_on(
+    smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain_mail = sink_module._Handler.handle_MAIL
+
+    async def handle_mail(
+        self: Any, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.startswith("bounce+1@"):
+            return "451 4.3.0 Try again later"
+        if address.startswith("bounce+2@"):
+            return "553 5.1.8 Sender refused"
+        return await plain_mail(self, server, session, envelope, address, options)
+
+    monkeypatch.setattr(sink_module._Handler, "handle_MAIL", handle_mail)
+    channel = channel_for(smtp_sink)
+    results = channel.send([email(1), email(2), email(3)])
+    channel.close()
+    assert [r.status for r in results] == [
+        SendStatus.FAILED_TRANSIENT,
+        SendStatus.FAILED_PERMANENT,
+        SendStatus.SENT,
+    ]
+    assert results[0].error is not None and results[0].error.startswith("MAIL FROM: 451")
+    assert [m.rcpt_tos for m in smtp_sink.wait_for(1)] == [["ada3@example.com"]]
+    time.sleep(0.1)
+    assert len(smtp_sink.messages) == 1 and smtp_sink.connection_count == 1

@@ -101,3 +101,33 @@ def test_fake_journals_like_a_real_adapter() -> None:
         f"A cmp1-p1-email {results[0].provider_id}",
         "C cmp1-p2-email",
     ]
+
+
+def test_smtp_journals_before_the_final_dot_for_a_message_too_big_for_one_write() -> None:
+    journal = ListJournal()
+    seen_committing: list[bool] = []
+
+    def data_reply(message: SinkMessage) -> str | None:
+        message_id = message.parsed()["Message-ID"].split("@")[0].lstrip("<")
+        seen_committing.append(journal.has(f"C {message_id}"))
+        return None
+
+    with SmtpSink(data_reply=data_reply) as sink:
+        channel = SmtpChannel(SmtpConfig(host=sink.host, port=sink.port, timeout=10))
+        [small] = channel.send([email(1)], journal=journal)
+        limit = channel._idle[0].one_write  # what fits in one write on this connection
+        assert limit > 0
+        big = email(2, html=("<p>" + "x" * 76 + "</p>\n") * (limit // 80 + 100))
+        [large] = channel.send([big], journal=journal)
+        channel.close()
+        received = sink.wait_for(2, timeout=20)
+
+    assert small.status is SendStatus.SENT and large.status is SendStatus.SENT
+    assert len(received[1].content) > limit  # the big one did take the two-write path
+    assert seen_committing == [True, True]
+    assert journal.lines == [
+        "C cmp1-p1-email",
+        f"A cmp1-p1-email {small.provider_id}",
+        "C cmp1-p2-email",
+        f"A cmp1-p2-email {large.provider_id}",
+    ]

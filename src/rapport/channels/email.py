@@ -1,16 +1,24 @@
 """Email over SMTP with a small pool of persistent connections.
 
 Each ``send(batch)`` borrows one connection (opening it if none is idle), sends the messages one after the
-other (MAIL FROM, RCPT TO, DATA), and gives it back for the next batch; up to ``pool_size`` batches run in
-parallel from different threads. With ``SmtpConfig.parallel_batches`` (opt-in) a large batch
-(``PARALLEL_CHUNK`` messages per connection or more) is split across up to ``pool_size`` connections that
-work in parallel. A worker killed mid-batch then has up to one message per connection between its
-journal's ``committing`` line and its final ``.``; the journal stores its lines in a shared memory mapping
-(``messaging/journal.py``), which does not release the GIL, and the sender yields the GIL just before the
-line, so that span is a few bytecodes — but four connections are four times as exposed, and on a heavily
-loaded machine (where a thread can lose the CPU inside that span) a stress run of the R6 crash test (4,000
-recipients, 40 kills) still found one message "unknown" that the server never got. It stays off by
-default until that is closed.
+other, and gives it back for the next batch; up to ``pool_size`` batches run in parallel from different
+threads. When the server offers PIPELINING (RFC 2920; ``SmtpConfig.pipelining``, on by default) MAIL FROM,
+RCPT TO and DATA go as one write and their replies are read in order: two round trips a message instead
+of four. The message, dot-stuffed and ended with its final ``.`` beforehand, goes out in one write (the
+body and the ``.`` in two writes only when it is bigger than half the socket's send buffer).
+
+With ``SmtpConfig.parallel_batches`` (opt-in) a large batch (``PARALLEL_CHUNK`` messages per connection
+or more) is split across up to ``pool_size`` connections that work in parallel. A worker killed mid-batch
+then has up to one message per connection between its journal's ``committing`` line and its final ``.``.
+That span is two stores (the journal line into a shared memory mapping, ``messaging/journal.py``, which
+does not release the GIL, then the socket write), entered straight after the thread waited for the
+server's 354, so it holds the interpreter afresh; but a kill that lands in it still leaves a message
+"unknown" that the server never got, each connection is one more such span, and a GIL switch forced
+inside it (more likely with more threads waiting for the interpreter) stretches it to milliseconds. A
+stress run of the R6 crash test with parallel connections (4,000 recipients, 40 kills, load 10, before
+the one-write change) found one such message. It stays off by default: one pipelined connection is not
+what limits delivery (the worker's render and database work is), so it buys little.
+
 Outcomes, per recipient:
 
 - 250 after the end-of-data ``.`` → sent (``provider_id`` is the server's queue id when it says one);
@@ -22,9 +30,9 @@ Outcomes, per recipient:
   the server may have queued it, so the caller must not resend blindly; the Message-ID, derived from the
   message_id, is stable if it does.
 
-With a ``SendJournal`` (``send(batch, journal=…)``), ``committing`` is written after the message data and
-before its final ``.``, and ``accepted`` after the 250: a worker killed at any point leaves a record of
-exactly which messages the server may have.
+With a ``SendJournal`` (``send(batch, journal=…)``), ``committing`` is written just before the write that
+carries the message's final ``.``, and ``accepted`` after the 250: a worker killed at any point leaves a
+record of exactly which messages the server may have.
 
 The envelope sender (bounce address) is separate from ``From``: ``EmailPayload.envelope_from``, else
 ``SmtpConfig.envelope_from``, else the From address.
@@ -63,7 +71,8 @@ _QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9._@-]+)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class SmtpConfig:
-    """Where and how to connect; ``security`` is ``none``, ``starttls`` or ``ssl`` (implicit TLS)."""
+    """Where and how to connect; ``security`` is ``none``, ``starttls`` or ``ssl`` (implicit TLS);
+    ``pipelining`` sends MAIL, RCPT and DATA as one group when the server offers PIPELINING (RFC 2920)."""
 
     host: str = "127.0.0.1"
     port: int = 25
@@ -78,6 +87,7 @@ class SmtpConfig:
     local_hostname: str | None = None
     parallel_batches: bool = False
     ssl_context: ssl.SSLContext | None = None
+    pipelining: bool = True
 
 
 class _StageError(Exception):
@@ -96,6 +106,8 @@ class _Connection:
     sent: int = 0
     last_used: float = 0.0
     broken: bool = False
+    pipelining: bool = False
+    one_write: int = 0  # a message this long or shorter goes out with its final "." in one write
 
 
 class SmtpChannel:
@@ -128,7 +140,9 @@ class SmtpChannel:
 
     def _connect(self) -> _Connection:
         cfg = self.config
-        context = cfg.ssl_context or ssl.create_default_context()
+        context = None
+        if cfg.security != "none":  # loading the system's CA certificates costs ~10 ms a connection
+            context = cfg.ssl_context or ssl.create_default_context()
         smtp: smtplib.SMTP
         if cfg.security == "ssl":
             smtp = smtplib.SMTP_SSL(
@@ -146,13 +160,19 @@ class SmtpChannel:
         except BaseException:
             smtp.close()
             raise
+        one_write = 0
         if smtp.sock is not None:
             # the end-of-data "." may go out as its own small write (see _transaction): without NODELAY,
             # Nagle's algorithm would hold it until the server's delayed ACK, ~40 ms per message
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # half the send buffer (Linux reports it doubled), one TLS record at most under TLS
+            one_write = smtp.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+            if isinstance(smtp.sock, ssl.SSLSocket):
+                one_write = min(one_write, 16384)
         with self._lock:
             self.connections_opened += 1
-        return _Connection(smtp, last_used=time.monotonic())
+        pipelining = cfg.pipelining and smtp.does_esmtp and smtp.has_extn("pipelining")
+        return _Connection(smtp, last_used=time.monotonic(), pipelining=bool(pipelining), one_write=one_write)
 
     def _acquire(self) -> _Connection:
         if self._closed:
@@ -252,6 +272,10 @@ class SmtpChannel:
                 id_domain=self.id_domain,
                 dkim=self.dkim,
             )
+            # dot-stuffed and ended with its final "." now, so that nothing but the journal line stands
+            # between the server's 354 and the write that commits the message (see _transaction)
+            data = _DOT_LINE.sub(b"..", data)
+            data += b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
             sender = check_address(payload.envelope_from or self.config.envelope_from or payload.from_address)
         except MimeError as exc:
             return permanent(message, str(exc), code="invalid_message")
@@ -298,26 +322,46 @@ class SmtpChannel:
         smtp = conn.smtp
         stage = "mail"
         try:
-            code, text = smtp.mail(sender)
-            self._expect(conn, "MAIL FROM", code, text, (250,))
-            stage = "rcpt"
-            code, text = smtp.rcpt(check_address(message.to))
-            self._expect(conn, "RCPT TO", code, text, (250, 251))
-            stage = "data"
-            code, text = smtp.docmd("DATA")
-            self._expect(conn, "DATA", code, text, (354,))
-            stuffed = _DOT_LINE.sub(b"..", data)
-            if not stuffed.endswith(b"\r\n"):
-                stuffed += b"\r\n"
-            if journal is NULL_JOURNAL:
-                smtp.send(stuffed + b".\r\n")
+            to = check_address(message.to)
+            if conn.pipelining and (sender + to).isascii():
+                # one write, one wait instead of three: the replies come back in order (RFC 2920)
+                smtp.send(
+                    f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(to)}\r\nDATA\r\n"
+                )
+                replies: list[tuple[int, bytes]] = []
+                for stage in ("mail", "rcpt", "data"):  # noqa: B007 - ``stage`` names where a loss happened
+                    replies.append(smtp.getreply())
+                    if replies[-1][0] in (421, -1):  # closing: the other replies will not come
+                        break
+                self._expect_group(conn, replies)
             else:
-                smtp.send(stuffed)  # without its final "." the server cannot accept it yet
-                # Let any thread owed the interpreter run now, not between the journal line and the "."
+                code, text = smtp.mail(sender)
+                self._expect(conn, "MAIL FROM", code, text, (250,))
+                stage = "rcpt"
+                code, text = smtp.rcpt(to)
+                self._expect(conn, "RCPT TO", code, text, (250, 251))
+                stage = "data"
+                code, text = smtp.docmd("DATA")
+                self._expect(conn, "DATA", code, text, (354,))
+            if journal is NULL_JOURNAL:
+                smtp.send(data)
+            elif len(data) <= conn.one_write:
+                # The journal line, then the message and its "." in one write: the kernel takes it
+                # whole (the server read everything before it answered DATA, so the send buffer is
+                # empty), and the thread holds the interpreter afresh since it waited for that answer
+                # (a forced switch is due no sooner than a switch interval later): nothing but these two
+                # stores stands between the "committing" line and the final ".", and no extra wait.
+                journal.committing(message.message_id)
+                smtp.send(data)
+            else:
+                # Too big for one write: the body first (the server cannot accept it without its "."),
+                # then yield so that no thread owed the interpreter takes it between the line and the "."
                 # (a forced switch there would leave the message "unknown" for milliseconds).
+                body = memoryview(data)
+                smtp.send(body[:-3])
                 time.sleep(0)
                 journal.committing(message.message_id)
-                smtp.send(b".\r\n")
+                smtp.send(body[-3:])
             stage = "data-end"  # from here on the server may have the whole message
             code, text = smtp.getreply()
             conn.sent += 1
@@ -335,6 +379,19 @@ class SmtpChannel:
         with contextlib.suppress(OSError):  # the "committing" line already prevents a blind resend
             journal.accepted(message.message_id, provider_id)
         return SendResult(message.message_id, SendStatus.SENT, provider_id=provider_id)
+
+    def _expect_group(self, conn: _Connection, replies: list[tuple[int, bytes]]) -> None:
+        """Check the replies to a pipelined MAIL, RCPT, DATA group; the first refusal decides."""
+        steps = (("MAIL FROM", (250,)), ("RCPT TO", (250, 251)), ("DATA", (354,)))
+        failed = next((i for i, (code, _t) in enumerate(replies) if code not in steps[i][1]), None)
+        if failed is None:
+            return
+        if len(replies) == 3 and replies[2][0] == 354:
+            # DATA was accepted although MAIL or RCPT was not (no recipient): end the empty message first
+            conn.smtp.send(b".\r\n")
+            conn.smtp.getreply()
+        stage, ok = steps[failed]
+        self._expect(conn, stage, *replies[failed], ok)
 
     @staticmethod
     def _expect(conn: _Connection, stage: str, code: int, raw: bytes | str, ok: tuple[int, ...]) -> None:
