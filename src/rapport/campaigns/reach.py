@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from rapport.collect import identity as ident
 from rapport.consent import repository as consent_repo
 from rapport.consent import rules
+from rapport.db.planner import same_workspace
 from rapport.messaging import caps as caps_rules
 from rapport.models import Campaign, Profile, SendCounter, Subscription, Suppression, Workspace
 
@@ -56,7 +57,7 @@ def classify(
         subscriptions: dict[tuple[int, str], Subscription] = {}
         for row in db.scalars(
             select(Subscription).where(
-                Subscription.workspace_id == workspace.id,
+                same_workspace(Subscription.workspace_id, workspace.id),
                 Subscription.profile_id.in_(chunk),
                 Subscription.channel.in_([campaign.channel, rules.ANY_CHANNEL]),
             )

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from rapport.collect import codec
 from rapport.collect import identity as ident
 from rapport.db.base import UTCDateTime
+from rapport.db.planner import same_workspace
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
 
 CHUNK = 2000
@@ -216,7 +217,8 @@ class BatchResolver:
                 counts = self.db.execute(
                     select(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind, func.count())
                     .where(
-                        _IDENTITIES.c.workspace_id == self.workspace_id, _IDENTITIES.c.profile_id.in_(part)
+                        same_workspace(_IDENTITIES.c.workspace_id, self.workspace_id),
+                        _IDENTITIES.c.profile_id.in_(part),
                     )
                     .group_by(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind)
                 )

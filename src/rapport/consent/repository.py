@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rapport.db.planner import same_workspace
 from rapport.models import ConsentRecord, Profile, Subscription, Topic
 
 
@@ -57,7 +58,7 @@ def subscriptions_for(
                     Subscription.state,
                     Subscription.paused_until,
                 ).where(
-                    Subscription.workspace_id == workspace_id,
+                    same_workspace(Subscription.workspace_id, workspace_id),
                     Subscription.profile_id.in_(ids[start : start + 5000]),
                     Subscription.channel.in_(sorted(set(channels))),
                 )
@@ -124,7 +125,7 @@ def list_log(
     ids = merged_profile_ids(db, workspace_id=workspace_id, profile_id=profile_id)
     return db.scalars(
         select(ConsentRecord)
-        .where(ConsentRecord.workspace_id == workspace_id, ConsentRecord.profile_id.in_(ids))
+        .where(same_workspace(ConsentRecord.workspace_id, workspace_id), ConsentRecord.profile_id.in_(ids))
         .order_by(ConsentRecord.created_at.desc(), ConsentRecord.id.desc())
         .limit(limit)
         .offset(offset)

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, null, select, text
 from sqlalchemy.orm import Session
 
 from rapport.db.base import UTCDateTime
+from rapport.db.planner import same_workspace
 from rapport.models import Event, Profile, Workspace
 from rapport.process.computed import EventView, PurchaseSettings
 
@@ -89,7 +90,7 @@ def events_of_profiles(
     for i in range(0, len(profile_ids), CHUNK):
         part = list(profile_ids[i : i + CHUNK])
         stmt = select(*(_EVENT_COLUMNS if with_context else _NO_CONTEXT)).where(
-            Event.workspace_id == workspace_id, Event.profile_id.in_(part)
+            same_workspace(Event.workspace_id, workspace_id), Event.profile_id.in_(part)
         )
         if names is not None:
             stmt = stmt.where(Event.event.in_(sorted(set(names))))

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from rapport.db.planner import same_workspace
 from rapport.kit.pagination import Page
 from rapport.models import (
     Event,
@@ -175,16 +176,21 @@ def delete_person(db: Session, *, workspace_id: int, profile_ids: Sequence[int])
     ids = list(profile_ids)
     counts: dict[str, int] = {}
     for label, stmt in (
-        ("events", delete(Event).where(Event.workspace_id == workspace_id, Event.profile_id.in_(ids))),
+        (
+            "events",
+            delete(Event).where(same_workspace(Event.workspace_id, workspace_id), Event.profile_id.in_(ids)),
+        ),
         (
             "trait_changes",
             delete(TraitChange).where(
-                TraitChange.workspace_id == workspace_id, TraitChange.profile_id.in_(ids)
+                same_workspace(TraitChange.workspace_id, workspace_id), TraitChange.profile_id.in_(ids)
             ),
         ),
         (
             "identities",
-            delete(Identity).where(Identity.workspace_id == workspace_id, Identity.profile_id.in_(ids)),
+            delete(Identity).where(
+                same_workspace(Identity.workspace_id, workspace_id), Identity.profile_id.in_(ids)
+            ),
         ),
         (
             "merges",

@@ -1,0 +1,83 @@
+"""Queries keyed by profile are planned on their profile index on SQLite, which keeps no statistics.
+
+Without statistics SQLite takes ``workspace_id = ?`` for a selective filter; one workspace may hold every
+row, so a query for a few profiles' rows planned on an index that starts with ``workspace_id`` walks the whole
+workspace (a million-customer import slowed to a thousand events a second on exactly that). Every statement
+the profile-keyed paths run is captured and explained on the real database: none may search an index by
+``workspace_id`` without ``profile_id``.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from rapport.collect.importer import import_event_rows, import_profile_rows
+from rapport.config import Settings
+from rapport.consent import repository as consent_repo
+from rapport.models import Identity
+from rapport.process import repository as process_repo
+from rapport.process import traits_service
+from rapport.profiles import repository as profiles_repo
+from rapport.runtime import build_runtime
+from tests.support.databases import SqliteFactory
+from tests.support.tenants import make_tenant
+
+_WORKSPACE_ONLY = re.compile(r"USING (COVERING )?INDEX \S+ \(workspace_id=\?(?![^)]*profile_id)")
+
+
+def test_profile_keyed_queries_never_walk_a_whole_workspace(
+    sqlite_factory: SqliteFactory, tmp_path: Path
+) -> None:
+    url = sqlite_factory.new_url(tmp_path)
+    runtime = build_runtime(Settings(database_url=url, secret_key="test-secret-key-0123456789"))
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "profile_id IN" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(runtime.engine, "before_cursor_execute", capture)
+    try:
+        ws = make_tenant(runtime, slug="plans").workspace_id
+        people = [{"user_id": f"u{i}", "email": f"u{i}@x.io"} for i in range(5)]
+        import_profile_rows(runtime, workspace_id=ws, rows=people)
+        orders = [
+            {
+                "type": "track",
+                "userId": f"u{i}",
+                "event": "Order",
+                "properties": {"total": i},
+                "messageId": f"m{i}",
+            }
+            for i in range(5)
+        ]
+        import_event_rows(runtime, workspace_id=ws, rows=orders)
+        import_profile_rows(runtime, workspace_id=ws, rows=people)  # known profiles: their identities counted
+        traits_service.recompute(runtime, ws)
+        with runtime.sessions() as db:
+            ids = [p for (p,) in db.query(Identity.profile_id).filter(Identity.workspace_id == ws)]
+            list(process_repo.events_of_profiles(db, ws, ids, names={"Order"}))
+            consent_repo.subscriptions_for(db, workspace_id=ws, profile_ids=ids, channels=["email"])
+            consent_repo.list_log(db, workspace_id=ws, profile_id=ids[0])
+            profiles_repo.delete_person(db, workspace_id=ws, profile_ids=ids[:1])
+            db.rollback()
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", capture)
+        runtime.close()
+    tables = {
+        t for s, _ in captured for t in ("identities", "events", "subscriptions", "consent_log") if t in s
+    }
+    assert tables == {"identities", "events", "subscriptions", "consent_log"}
+    raw = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        for statement, parameters in captured:
+            plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+            walks = [line for line in plan if _WORKSPACE_ONLY.search(line)]
+            assert not walks, (statement, plan)
+    finally:
+        raw.close()
