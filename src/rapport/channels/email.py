@@ -346,22 +346,15 @@ class SmtpChannel:
             if journal is NULL_JOURNAL:
                 smtp.send(data)
             elif len(data) <= conn.one_write:
-                # The journal line, then the message and its "." in one write: the kernel takes it
-                # whole (the server read everything before it answered DATA, so the send buffer is
-                # empty), and the thread holds the interpreter afresh since it waited for that answer
-                # (a forced switch is due no sooner than a switch interval later): nothing but these two
-                # stores stands between the "committing" line and the final ".", and no extra wait.
-                journal.committing(message.message_id)
-                smtp.send(data)
+                # the message and its "." in one write, straight after the journal line: the kernel
+                # takes it whole (the server read everything before it answered DATA, so the send
+                # buffer is empty)
+                self._write_committed(conn, journal, message.message_id, data)
             else:
-                # Too big for one write: the body first (the server cannot accept it without its "."),
-                # then yield so that no thread owed the interpreter takes it between the line and the "."
-                # (a forced switch there would leave the message "unknown" for milliseconds).
+                # too big for one write: the body first (the server cannot accept it without its ".")
                 body = memoryview(data)
                 smtp.send(body[:-3])
-                time.sleep(0)
-                journal.committing(message.message_id)
-                smtp.send(body[-3:])
+                self._write_committed(conn, journal, message.message_id, body[-3:])
             stage = "data-end"  # from here on the server may have the whole message
             code, text = smtp.getreply()
             conn.sent += 1
@@ -379,6 +372,33 @@ class SmtpChannel:
         with contextlib.suppress(OSError):  # the "committing" line already prevents a blind resend
             journal.accepted(message.message_id, provider_id)
         return SendResult(message.message_id, SendStatus.SENT, provider_id=provider_id)
+
+    @staticmethod
+    def _write_committed(
+        conn: _Connection, journal: SendJournal, message_id: str, tail: bytes | memoryview
+    ) -> None:
+        """Write the journal's ``committing`` line, then ``tail`` (which ends with the final "."), with
+        nothing between the two that lets another thread take the interpreter.
+
+        A socket with a timeout polls before every send, with the GIL released: another thread (the
+        deliverer rendering the next batch) could then hold the interpreter for a switch interval while
+        the line says "maybe sent" and the "." has not left, and a kill in that span leaves a message
+        "unknown" that the server never got. Non-blocking, ``send`` goes straight to the system call.
+        """
+        sock = conn.smtp.sock
+        assert sock is not None
+        timeout = sock.gettimeout()
+        sock.setblocking(False)  # releases the interpreter: before the line, not after it
+        try:
+            journal.committing(message_id)
+            try:
+                sent = sock.send(tail)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):  # a full buffer: rare
+                sent = 0
+        finally:
+            sock.settimeout(timeout)
+        if sent < len(tail):
+            sock.sendall(memoryview(tail)[sent:])
 
     def _expect_group(self, conn: _Connection, replies: list[tuple[int, bytes]]) -> None:
         """Check the replies to a pipelined MAIL, RCPT, DATA group; the first refusal decides."""
