@@ -10,14 +10,15 @@ body and the ``.`` in two writes only when it is bigger than half the socket's s
 With ``SmtpConfig.parallel_batches`` (opt-in) a large batch (``PARALLEL_CHUNK`` messages per connection
 or more) is split across up to ``pool_size`` connections that work in parallel. A worker killed mid-batch
 then has up to one message per connection between its journal's ``committing`` line and its final ``.``.
-That span is two stores (the journal line into a shared memory mapping, ``messaging/journal.py``, which
-does not release the GIL, then the socket write), entered straight after the thread waited for the
-server's 354, so it holds the interpreter afresh; but a kill that lands in it still leaves a message
-"unknown" that the server never got, each connection is one more such span, and a GIL switch forced
-inside it (more likely with more threads waiting for the interpreter) stretches it to milliseconds. A
-stress run of the R6 crash test with parallel connections (4,000 recipients, 40 kills, load 10, before
-the one-write change) found one such message. It stays off by default: one pipelined connection is not
-what limits delivery (the worker's render and database work is), so it buys little.
+That span is the journal store (a shared memory mapping, ``messaging/journal.py``, which does not release
+the GIL) and a non-blocking socket write (``_write_committed``): no system call and no wait stand between
+them, a few bytecodes do (a forced GIL switch or the OS preempting the thread there stays possible: the
+span is microseconds, not zero). Before that write was non-blocking, the socket's poll released the GIL there, and a stress
+run of the R6 crash test with parallel connections (4,000 recipients, 40 kills, load 10) found a message
+"unknown" that the server never got; ``tests/channels/test_kill_window.py`` (slow) reproduces that kind of
+failure and finds none since, with one connection or several. It stays off by default: the full crash
+test has not been stress-run with it since, and one pipelined connection is not what limits delivery (the
+worker's render and database work is), so it buys little.
 
 Outcomes, per recipient:
 
