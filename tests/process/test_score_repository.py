@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -188,3 +189,41 @@ def test_postgresql_reads_send_the_parameters_sqlalchemy_would(runtime: Runtime,
     assert ours is not None
     assert repr(sorted(ours.items())) == repr(sorted(sent[0].items()))  # repr: the time zone too
     assert "datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)" in repr(ours)
+
+
+def test_merge_patches_with_named_removals_and_odd_keys(runtime: Runtime, tenant: Tenant) -> None:
+    ws = tenant.workspace_id
+    users = [f"q{i}" for i in range(5)]
+    import_profile_rows(runtime, workspace_id=ws, rows=[{"user_id": u} for u in users])
+    ids = _ids(runtime, ws)
+    odd = ['a "quoted" key', "back\\slash", "comma,{brace}", "plain"]
+    stored = {k: 1 for k in odd} | {"keep": True}
+    with runtime.sessions() as db:
+        for user in users:
+            profile = db.get(Profile, ids[user])
+            assert profile is not None
+            profile.computed = dict(stored)
+        db.commit()
+    # q0, q2 and q4 get patches; q1 and q3 sit inside the ids' range and must stay as they were
+    patch = json.dumps({odd[0]: None, odd[1]: None, odd[2]: None, "new": 2.5})
+    with runtime.sessions() as db:
+        written = score_repository.merge_patches(
+            db,
+            ws,
+            [ids["q0"], ids["q2"], ids["q4"]],
+            [patch, '{"plain":null}', '{"new":1}'],
+            [(odd[0], odd[1], odd[2]), ("plain",), ()],
+        )
+        db.commit()
+    assert written == 3
+    with runtime.read_sessions() as db:
+        got = {
+            u: dict(c)
+            for pid, c in db.execute(select(Profile.id, Profile.computed).where(Profile.workspace_id == ws))
+            for u in users
+            if ids[u] == pid
+        }
+    assert got["q0"] == {"plain": 1, "keep": True, "new": 2.5}
+    assert got["q2"] == {odd[0]: 1, odd[1]: 1, odd[2]: 1, "keep": True}
+    assert got["q4"] == stored | {"new": 1}
+    assert got["q1"] == got["q3"] == stored

@@ -4,10 +4,13 @@ A column is a key, its values for every profile and a state per profile: ``KEEP`
 alone), ``SET`` or ``REMOVE`` (a JSON null, which a merge-patch reads as "delete the key"). Rows sharing the
 same states share one ``%``-template, so a million patches cost one string format each.
 
+Each patch also comes with the keys it removes (one shared tuple per template), so a database without a
+merge-patch function (PostgreSQL) can drop them with ``computed - keys`` instead of scanning every patch.
+
 Example::
 
     cols = [Column.numbers("rfm_r", r), Column.names("rfm_segment", codes, SEGMENT_NAMES)]
-    ids, patches = build_patches(profile_ids, cols, 0, len(profile_ids))
+    chunk = build_patches(profile_ids, cols, 0, len(profile_ids))   # chunk.ids, .patches, .removed
 """
 
 from __future__ import annotations
@@ -54,6 +57,15 @@ class Column:
         return Column(key, literals[np.where(st == SET, c, 0)], st)
 
 
+@dataclass(frozen=True)
+class Patches:
+    """Rows to change: profile ids, their JSON merge-patches, and the keys each patch removes (its nulls)."""
+
+    ids: list[int]
+    patches: list[str]
+    removed: list[tuple[str, ...]]
+
+
 def _template(columns: Sequence[Column], states: Sequence[int]) -> str:
     parts = []
     for col, st in zip(columns, states, strict=True):
@@ -65,22 +77,25 @@ def _template(columns: Sequence[Column], states: Sequence[int]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def build_patches(
-    ids: NDArray[np.int64], columns: Sequence[Column], start: int, stop: int
-) -> tuple[list[int], list[str]]:
-    """Return the ids and JSON patches of rows ``start:stop``; rows with nothing to change are left out."""
+def build_patches(ids: NDArray[np.int64], columns: Sequence[Column], start: int, stop: int) -> Patches:
+    """Return the ids, JSON patches and removed keys of rows ``start:stop``; rows with nothing to change are
+    left out."""
     n = stop - start
     if n <= 0 or not columns:
-        return [], []
+        return Patches([], [], [])
     states = np.stack([c.state[start:stop] for c in columns])
     weights = 3 ** np.arange(len(columns), dtype=np.int64)
     pattern = (states.astype(np.int64) * weights[:, None]).sum(axis=0)
     out = np.empty(n, dtype=object)
+    removed = np.empty(n, dtype=object)
     changed = pattern != 0
     for code in np.unique(pattern[changed]):
         rows = np.flatnonzero(pattern == code)
         row_states = states[:, rows[0]].tolist()
         template = _template(columns, row_states)
+        gone = np.empty(1, dtype=object)  # one shared tuple, broadcast (a bare tuple would be unpacked)
+        gone[0] = tuple(c.key for c, s in zip(columns, row_states, strict=True) if s == REMOVE)
+        removed[rows] = gone
         picked = [
             c.values[start:stop][rows].tolist() for c, s in zip(columns, row_states, strict=True) if s == SET
         ]
@@ -89,4 +104,4 @@ def build_patches(
         else:
             out[rows] = template
     keep = np.flatnonzero(changed)
-    return ids[start:stop][keep].tolist(), out[keep].tolist()
+    return Patches(ids[start:stop][keep].tolist(), out[keep].tolist(), removed[keep].tolist())

@@ -9,6 +9,7 @@ million profiles cost a few arrays, not a million ORM objects. Days are whole UT
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -167,15 +168,24 @@ def daily_counts(
 
     The database only filters (through the ``(workspace_id, event, timestamp, …)`` index) and computes each
     row's day and value; the grouping happens in numpy, which costs less than the database's sort (about
-    20% less CPU on SQLite) and nearly every (profile, day) has a single event anyway.
+    20% less CPU on SQLite) and nearly every (profile, day) has a single event anyway. A value needs the
+    event row: SQLite then takes the matching ids from the index first and reads the rows in id order
+    (``id IN (…)`` walks its sorted list), which visits each table page once instead of jumping across the
+    table in timestamp order (20-30% less time at 100k customers); PostgreSQL's bitmap scan already reads
+    the pages in order.
     """
     value = number_at(value_property) if value_property else literal(0.0)
-    stmt = select(Event.profile_id, epoch_day(Event.timestamp), value).where(
+    matching = (
         Event.workspace_id == workspace_id,
         Event.event.in_(sorted(set(events))),
         Event.profile_id.is_not(None),
         Event.timestamp < _ts(before),
     )
+    stmt = select(Event.profile_id, epoch_day(Event.timestamp), value)
+    if value_property and db.get_bind().dialect.name == "sqlite":
+        stmt = stmt.where(Event.id.in_(select(Event.id).where(*matching)))
+    else:
+        stmt = stmt.where(*matching)
     table = _columns(db, stmt, 3)
     return group_daily(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2])
 
@@ -239,35 +249,62 @@ def activity(
 
 
 _PG_TEMP = text(
-    "CREATE TEMPORARY TABLE IF NOT EXISTS score_patches (id BIGINT PRIMARY KEY, patch JSONB NOT NULL) "
-    "ON COMMIT DELETE ROWS"
+    "CREATE TEMPORARY TABLE IF NOT EXISTS score_patch_rows "
+    "(id BIGINT PRIMARY KEY, patch JSONB NOT NULL, removed TEXT[] NOT NULL) ON COMMIT DELETE ROWS"
 )
-# A null in the patch removes the key (RFC 7396, flat), as SQLite's json_patch does.
+# A null in the patch removes the key (RFC 7396, flat), as SQLite's json_patch does: the caller names those
+# keys (``removed``), so the server drops them with one ``-`` instead of scanning each patch for nulls. The
+# id range lets the planner walk the chunk's slice of the primary key: with no statistics on the temporary
+# table it otherwise hashes it and scans every profile of the table once per chunk.
 _PG_APPLY = text(
-    "UPDATE profiles AS p SET computed = (p.computed - ARRAY(SELECT e.key FROM jsonb_each(t.patch) AS e "
-    "WHERE e.value = 'null'::jsonb)) || jsonb_strip_nulls(t.patch) "
-    "FROM score_patches AS t WHERE p.id = t.id AND p.workspace_id = :ws"
+    "UPDATE profiles AS p SET computed = (p.computed - t.removed) || jsonb_strip_nulls(t.patch) "
+    "FROM score_patch_rows AS t "
+    "WHERE p.id = t.id AND p.workspace_id = :ws AND p.id BETWEEN :lo AND :hi"
 )
 _SQLITE_APPLY = "UPDATE profiles SET computed = json_patch(computed, ?) WHERE id = ? AND workspace_id = ?"
 
 
-def merge_patches(db: Session, workspace_id: int, ids: Sequence[int], patches: Sequence[str]) -> int:
+def _pg_array(keys: Sequence[str]) -> str:
+    """A PostgreSQL ``text[]`` literal of ``keys`` (every element quoted)."""
+    quoted = ('"' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys)
+    return "{" + ",".join(quoted) + "}"
+
+
+def _nulls(patch: str) -> tuple[str, ...]:
+    """The keys a flat JSON merge-patch removes (its null values)."""
+    return tuple(k for k, v in json.loads(patch).items() if v is None)
+
+
+def merge_patches(
+    db: Session,
+    workspace_id: int,
+    ids: Sequence[int],
+    patches: Sequence[str],
+    removed: Sequence[tuple[str, ...]] | None = None,
+) -> int:
     """Merge a flat JSON object into ``Profile.computed`` of each profile (a null value removes the key).
 
-    Keys not in a patch are left alone. SQLite: one ``json_patch`` UPDATE executemany; PostgreSQL: COPY into
-    a temporary table and one UPDATE … FROM. The caller owns the transaction.
+    Keys not in a patch are left alone. ``removed`` names each patch's null keys when the caller knows them
+    (:func:`rapport.process.score_patches.build_patches` does); otherwise they are read from the patches.
+    SQLite: one ``json_patch`` UPDATE executemany; PostgreSQL: COPY into a temporary table and one
+    UPDATE … FROM over the ids' range. The caller owns the transaction.
     """
     if not ids:
         return 0
     conn = db.connection()
     if conn.dialect.name == "postgresql":
+        gone = removed if removed is not None else [_nulls(p) for p in patches]
+        literals: dict[tuple[str, ...], str] = {}
         conn.execute(_PG_TEMP)
         raw: Any = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy("COPY score_patches (id, patch) FROM STDIN") as copy:
-            for row in zip(ids, patches, strict=True):
-                copy.write_row(row)
-        conn.execute(_PG_APPLY, {"ws": workspace_id})
-        conn.execute(text("TRUNCATE score_patches"))
+        with raw.cursor() as cur, cur.copy("COPY score_patch_rows (id, patch, removed) FROM STDIN") as copy:
+            for pid, patch, keys in zip(ids, patches, gone, strict=True):
+                literal_ = literals.get(keys)
+                if literal_ is None:
+                    literal_ = literals[keys] = _pg_array(keys)
+                copy.write_row((pid, patch, literal_))
+        conn.execute(_PG_APPLY, {"ws": workspace_id, "lo": min(ids), "hi": max(ids)})
+        conn.execute(text("TRUNCATE score_patch_rows"))
         return len(ids)
     cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.executemany(_SQLITE_APPLY, zip(patches, ids, itertools.repeat(workspace_id), strict=False))

@@ -196,11 +196,13 @@ def write_columns(runtime: Runtime, workspace_id: int, ids: np.ndarray, columns:
     """
 
     def write(start: int) -> int:
-        chunk_ids, patches = build_patches(ids, columns, start, min(ids.size, start + WRITE_BATCH))
-        if not chunk_ids:
+        chunk = build_patches(ids, columns, start, min(ids.size, start + WRITE_BATCH))
+        if not chunk.ids:
             return 0
         with runtime.sessions() as db:
-            written = score_repository.merge_patches(db, workspace_id, chunk_ids, patches)
+            written = score_repository.merge_patches(
+                db, workspace_id, chunk.ids, chunk.patches, chunk.removed
+            )
             db.commit()
         return written
 
