@@ -19,6 +19,7 @@ from sqlalchemy import event
 from rapport.collect.importer import import_event_rows, import_profile_rows
 from rapport.config import Settings
 from rapport.consent import repository as consent_repo
+from rapport.kit.pagination import Page
 from rapport.models import Identity
 from rapport.process import repository as process_repo
 from rapport.process import traits_service
@@ -38,7 +39,7 @@ def test_profile_keyed_queries_never_walk_a_whole_workspace(
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "profile_id IN" in statement:
+        if "profile_id IN" in statement or "profile_id = ?" in statement:
             captured.append((statement, parameters))
 
     event.listen(runtime.engine, "before_cursor_execute", capture)
@@ -64,6 +65,8 @@ def test_profile_keyed_queries_never_walk_a_whole_workspace(
             list(process_repo.events_of_profiles(db, ws, ids, names={"Order"}))
             consent_repo.subscriptions_for(db, workspace_id=ws, profile_ids=ids, channels=["email"])
             consent_repo.list_log(db, workspace_id=ws, profile_id=ids[0])
+            profiles_repo.identities(db, workspace_id=ws, profile_id=ids[0])
+            profiles_repo.trait_history(db, workspace_id=ws, profile_id=ids[0], page=Page(limit=10, offset=0))
             profiles_repo.delete_person(db, workspace_id=ws, profile_ids=ids[:1])
             db.rollback()
     finally:

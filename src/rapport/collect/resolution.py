@@ -559,14 +559,14 @@ class BatchResolver:
         moved_identities = _rowcount(
             db.execute(
                 update(Identity)
-                .where(Identity.workspace_id == ws, Identity.profile_id == loser)
+                .where(same_workspace(Identity.workspace_id, ws), Identity.profile_id == loser)
                 .values(profile_id=survivor)
                 .execution_options(synchronize_session=False)
             )
         )
         db.execute(
             update(TraitChange)
-            .where(TraitChange.workspace_id == ws, TraitChange.profile_id == loser)
+            .where(same_workspace(TraitChange.workspace_id, ws), TraitChange.profile_id == loser)
             .values(profile_id=survivor)
             .execution_options(synchronize_session=False)
         )

@@ -77,7 +77,7 @@ def identities(db: Session, *, workspace_id: int, profile_id: int) -> Sequence[I
     """Return a profile's identifiers, oldest first."""
     return db.scalars(
         select(Identity)
-        .where(Identity.workspace_id == workspace_id, Identity.profile_id == profile_id)
+        .where(same_workspace(Identity.workspace_id, workspace_id), Identity.profile_id == profile_id)
         .order_by(Identity.id)
     ).all()
 
@@ -143,7 +143,7 @@ def trait_history(
 ) -> Sequence[TraitChange]:
     """Return a profile's trait changes, newest first."""
     stmt = select(TraitChange).where(
-        TraitChange.workspace_id == workspace_id, TraitChange.profile_id == profile_id
+        same_workspace(TraitChange.workspace_id, workspace_id), TraitChange.profile_id == profile_id
     )
     if name is not None:
         stmt = stmt.where(TraitChange.name == name)
@@ -155,7 +155,7 @@ def all_trait_history(db: Session, *, workspace_id: int, profile_id: int) -> Seq
     """Return every trait change of a profile, oldest first (exports)."""
     return db.scalars(
         select(TraitChange)
-        .where(TraitChange.workspace_id == workspace_id, TraitChange.profile_id == profile_id)
+        .where(same_workspace(TraitChange.workspace_id, workspace_id), TraitChange.profile_id == profile_id)
         .order_by(TraitChange.id)
     ).all()
 
