@@ -113,9 +113,10 @@ def test_merge_patches_sets_removes_and_leaves_other_keys(runtime: Runtime, tena
             ws,
             [ids["p1"], ids["p2"], ids["p3"]],
             ['{"clv_12m":9.5,"rfm_segment":"champions"}', '{"clv_12m":null,"rfm_r":2}', '{"rfm_r":1}'],
+            [(), ("clv_12m",), ()],
         )
         # a second call in the same transaction applies only its own rows
-        score_repository.merge_patches(db, ws, [ids["p3"]], ['{"rfm_f":4}'])
+        score_repository.merge_patches(db, ws, [ids["p3"]], ['{"rfm_f":4}'], [()])
         db.commit()
     assert written == 3
     with runtime.read_sessions() as db:

@@ -9,7 +9,6 @@ million profiles cost a few arrays, not a million ORM objects. Days are whole UT
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -270,22 +269,17 @@ def _pg_array(keys: Sequence[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def _nulls(patch: str) -> tuple[str, ...]:
-    """The keys a flat JSON merge-patch removes (its null values)."""
-    return tuple(k for k, v in json.loads(patch).items() if v is None)
-
-
 def merge_patches(
     db: Session,
     workspace_id: int,
     ids: Sequence[int],
     patches: Sequence[str],
-    removed: Sequence[tuple[str, ...]] | None = None,
+    removed: Sequence[tuple[str, ...]],
 ) -> int:
     """Merge a flat JSON object into ``Profile.computed`` of each profile (a null value removes the key).
 
-    Keys not in a patch are left alone. ``removed`` names each patch's null keys when the caller knows them
-    (:func:`rapport.process.score_patches.build_patches` does); otherwise they are read from the patches.
+    Keys not in a patch are left alone. ``removed`` names each patch's null keys, as
+    :func:`rapport.process.score_patches.build_patches` returns them (PostgreSQL drops them with one ``-``).
     SQLite: one ``json_patch`` UPDATE executemany; PostgreSQL: COPY into a temporary table and one
     UPDATE … FROM over the ids' range. The caller owns the transaction.
     """
@@ -293,12 +287,11 @@ def merge_patches(
         return 0
     conn = db.connection()
     if conn.dialect.name == "postgresql":
-        gone = removed if removed is not None else [_nulls(p) for p in patches]
         literals: dict[tuple[str, ...], str] = {}
         conn.execute(_PG_TEMP)
         raw: Any = conn.connection.driver_connection
         with raw.cursor() as cur, cur.copy("COPY score_patch_rows (id, patch, removed) FROM STDIN") as copy:
-            for pid, patch, keys in zip(ids, patches, gone, strict=True):
+            for pid, patch, keys in zip(ids, patches, removed, strict=True):
                 literal_ = literals.get(keys)
                 if literal_ is None:
                     literal_ = literals[keys] = _pg_array(keys)
