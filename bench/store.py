@@ -58,7 +58,8 @@ class StoreCopy:
             ctx.pg_server().drop_database(self.database)
 
 
-def _runtime(url: str) -> Any:
+def open_runtime(url: str) -> Any:
+    """A runtime over ``url`` as the benchmarks' children use it (quiet logs, a small pool)."""
     from rapport.config import Settings
     from rapport.runtime import build_runtime
 
@@ -77,7 +78,7 @@ def build(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
     from rapport.synth.files import read_profiles_csv
 
     configure_logging(level="WARNING", json_lines=False)
-    runtime = _runtime(url)
+    runtime = open_runtime(url)
     migrate.upgrade(runtime.engine)
     with runtime.sessions() as db:
         workspace_id = int(accounts_service.create_workspace(db, name="Bench", slug=SLUG).id)

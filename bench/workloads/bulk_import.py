@@ -16,18 +16,11 @@ from typing import Any
 
 from bench.data import DataFiles, ensure_data
 from bench.harness import Context, Measurement, Result, run_in_child
+from bench.store import open_runtime
 
 TITLE = "bulk import profiles + events"
 TARGET = ">= 200k events/s, < 500 MB RSS"
 BATCH = 5000
-
-
-def _runtime(url: str) -> Any:
-    from rapport.config import Settings
-    from rapport.runtime import build_runtime
-
-    settings = Settings(database_url=url, secret_key="bench-secret", log_level="WARNING", db_pool_size=2)
-    return build_runtime(settings)
 
 
 def _new_workspace(runtime: Any) -> int:
@@ -46,7 +39,7 @@ def rapport_import(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, 
     from rapport.kit.logs import configure_logging
 
     configure_logging(level="WARNING", json_lines=False)
-    runtime = _runtime(url)
+    runtime = open_runtime(url)
     workspace_id = _new_workspace(runtime)
     t0 = time.perf_counter()
     p = import_file(runtime, workspace_id=workspace_id, path=Path(profiles_csv), kind="profiles")
@@ -71,7 +64,7 @@ def raw_executemany(url: str, profiles_csv: str, events_jsonl: str) -> dict[str,
     """Child: the reference: parse the same files and executemany plain INSERTs, one commit per batch."""
     from rapport.synth.files import read_profiles_csv
 
-    runtime = _runtime(url)
+    runtime = open_runtime(url)
     workspace_id = _new_workspace(runtime)
     sqlite = runtime.is_sqlite
     raw = runtime.engine.raw_connection()

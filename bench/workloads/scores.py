@@ -35,7 +35,7 @@ def score_run(url: str, workspace_id: int, now: str, kinds: list[str] | None) ->
     from rapport.process.scores_service import Stopwatch
 
     configure_logging(level="WARNING", json_lines=False)
-    runtime = bench_store._runtime(url)
+    runtime = bench_store.open_runtime(url)
     watch = Stopwatch()
     started, cpu = time.perf_counter(), time.process_time()
     run_ids = scores_service.run_scores(

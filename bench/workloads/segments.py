@@ -162,7 +162,7 @@ class _RapportStore:
         self.copy = bench_store.store_copy(ctx, data, kind, "b4")
         self.meta = self.copy.facts
         self.workspace_id = self.copy.workspace_id
-        self.runtime = bench_store._runtime(self.copy.url)
+        self.runtime = bench_store.open_runtime(self.copy.url)
         from rapport.db import migrate
 
         migrate.upgrade(self.runtime.engine)  # a cached store predating a migration catches up here
