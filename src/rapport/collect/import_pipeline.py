@@ -4,8 +4,8 @@ An import's work splits in two: the pure part (read the file, parse each line, v
 API's rules, normalise identifiers: :func:`importer.prepare_events` / :func:`importer.prepare_profiles`)
 and the database part (known messageIds, identity resolution, inserts, commit: ``importer.apply_*``). The
 pure part is about half of the CPU an event costs, so for a file of a few megabytes or more a reader
-process does it and hands prepared batches over a pipe (it stays about a batch ahead: memory stays flat) while
-this process writes the previous ones. Same rows, same order, same row numbers, same errors as the
+process does it and hands prepared batches over a pipe (it stays a few batches ahead: memory stays flat)
+while this process writes the previous ones. Same rows, same order, same row numbers, same errors as the
 single-process path; an exception in the reader is raised here, unchanged.
 
 Batches travel as orjson, not pickle: unpickling a batch's touches and nested context objects cost the
@@ -81,7 +81,8 @@ def prepared_batches(
 
     The reader is a fresh interpreter (``python -c``), not a fork (this process may run threads: the
     server, the worker) nor multiprocessing's spawn (which re-runs the caller's main script). Batches come
-    back over its stdout as length-prefixed frames (:func:`encode`); the pipe's buffer keeps it at most a batch ahead."""
+    back over its stdout as length-prefixed frames (:func:`encode`); the pump thread's queue of two frames
+    and the pipe's buffer keep it a few batches ahead at most."""
     job = (str(path), fmt, kind, dict(mapping or {}), rules, now, batch_size)
     reader = subprocess.Popen(
         [sys.executable, "-c", "from rapport.collect.import_pipeline import main; main()"],
