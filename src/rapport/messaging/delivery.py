@@ -81,7 +81,7 @@ SUPPRESSION_KINDS = {"email": "email", "sms": "phone"}
 
 @dataclass
 class _Ready:
-    message: Message
+    message: repo.ClaimedMessage
     outbound: OutboundMessage
     caps_taken: list[tuple[str, str]] = field(default_factory=list)
 
@@ -90,7 +90,7 @@ class _Ready:
 class _Candidate:
     """A claimed row that passed every check up to the frequency caps."""
 
-    message: Message
+    message: repo.ClaimedMessage
     workspace: Workspace
     person: repo.RecipientRow
     address: str
@@ -105,9 +105,9 @@ class _Outcomes:
     deferred: list[dict[str, Any]] = field(default_factory=list)
     ready: list[dict[str, Any]] = field(default_factory=list)
     contents: list[dict[str, Any]] = field(default_factory=list)
-    feedback: list[tuple[Message, str, dict[str, Any] | None]] = field(default_factory=list)
+    feedback: list[tuple[repo.ClaimedMessage, str, dict[str, Any] | None]] = field(default_factory=list)
 
-    def finish(self, message: Message, status: str, reason: str, now: datetime) -> None:
+    def finish(self, message: repo.ClaimedMessage, status: str, reason: str, now: datetime) -> None:
         """Settle a row at claim time: skipped (with its feedback event) or dead."""
         self.finished.append(
             {
@@ -124,7 +124,13 @@ class _Outcomes:
             self.feedback.append((message, "skipped", {"reason": reason[:200]}))
 
     def defer(
-        self, message: Message, due: datetime, reason: str, now: datetime, *, counts_as_try: bool = False
+        self,
+        message: repo.ClaimedMessage,
+        due: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        counts_as_try: bool = False,
     ) -> None:
         """Put a row back in the queue until ``due``; waiting (daytime, a paused campaign) is not a try,
         a render that stalled is."""
@@ -215,6 +221,7 @@ class Deliverer:
         self.rate_limits = ratelimit.RateLimits(runtime.settings.channel_rates)  # messaging/ratelimit.py
         self._zone_cache: dict[tuple[str | None, str | None, str], list[ZoneInfo]] = {}
         self._round_cache: dict[tuple[str, int], object] = {}  # per-workspace values, fresh each round
+        self._contents = repo.ContentCache()  # a campaign's rows share one parsed content document
         self.tick_seconds = tick_seconds
         self._sender: ThreadPoolExecutor | None = None
         self._inflight: tuple[list[_Ready], Future[dict[str, SendResult]]] | None = None
@@ -287,7 +294,12 @@ class Deliverer:
         self._round_cache.clear()
         with self.runtime.sessions() as db:
             claimed = repo.claim(
-                db, worker_id=self.worker_id, now=now, lease_until=now + self.lease, limit=self.batch_size
+                db,
+                worker_id=self.worker_id,
+                now=now,
+                lease_until=now + self.lease,
+                limit=self.batch_size,
+                contents=self._contents,
             )
             stats.claimed = len(claimed)
             if not claimed:
@@ -338,12 +350,10 @@ class Deliverer:
     # -- checks -------------------------------------------------------------------------------------------
 
     def _check_and_render(
-        self, db: Session, claimed: list[Message], now: datetime, stats: RoundStats
+        self, db: Session, claimed: list[repo.ClaimedMessage], now: datetime, stats: RoundStats
     ) -> list[_Ready]:
         """Run the claim-time checks for the whole batch with a handful of queries, render what may go,
         and write every row's outcome back in bulk (the caller commits)."""
-        for message in claimed:
-            db.expunge(message)  # plain records from here on: outcomes are written back in bulk below
         out = _Outcomes()
         templates: dict[tuple[int, int], Any] = {}  # saved templates prepared once per batch (content/)
         available = channels_of(self.runtime)
@@ -479,7 +489,7 @@ class Deliverer:
     def _consent(
         self,
         db: Session,
-        claimed: list[Message],
+        claimed: list[repo.ClaimedMessage],
         workspaces: dict[int, Workspace],
         people: dict[int, repo.RecipientRow],
         now: datetime,
@@ -525,7 +535,7 @@ class Deliverer:
         ]
 
     @staticmethod
-    def _address(profile: Profile | repo.RecipientRow, message: Message) -> str | None:
+    def _address(profile: Profile | repo.RecipientRow, message: repo.ClaimedMessage) -> str | None:
         if message.channel == "email":
             return profile.email
         if message.channel == "sms":
@@ -546,7 +556,7 @@ class Deliverer:
     def _saved_template(
         self,
         db: Session,
-        message: Message,
+        message: repo.ClaimedMessage,
         profile_id: int,
         links: dict[str, str],
         now: datetime,
@@ -574,7 +584,7 @@ class Deliverer:
             raise RenderError(str(exc)) from exc
         return dict(rendered.parts)
 
-    def _links(self, workspace_id: int, profile_id: int, message: Message) -> dict[str, str]:
+    def _links(self, workspace_id: int, profile_id: int, message: repo.ClaimedMessage) -> dict[str, str]:
         url = consent_links.unsubscribe_url(
             self.runtime,
             LinkTarget(workspace_id, profile_id, message.channel, message.topic, message.message_id),
@@ -625,7 +635,7 @@ class Deliverer:
         ours = repo.still_claimed(db, worker_id=self.worker_id, ids=[item.message.id for item in ready])
         sent: list[dict[str, Any]] = []
         unknown: list[dict[str, Any]] = []
-        events: list[tuple[Message, str, dict[str, Any] | None]] = []
+        events: list[tuple[repo.ClaimedMessage, str, dict[str, Any] | None]] = []
         for item in ready:
             message = item.message
             if message.id not in ours:

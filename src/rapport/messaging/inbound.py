@@ -80,7 +80,7 @@ MAX_BODY = 64_000
 # -- what the Deliverer asks ------------------------------------------------------------------------------
 
 
-def is_keyword_answer(message: Message) -> bool:
+def is_keyword_answer(message: Message | repo.ClaimedMessage) -> bool:
     """Whether ``message`` is the confirmation/help text answering an inbound STOP, START or HELP."""
     return (
         message.channel == "sms"

@@ -11,6 +11,7 @@ from typing import Any
 from rapport.channels.base import EmailPayload, OutboundMessage, PushPayload, SmsPayload, WebhookPayload
 from rapport.config import Settings
 from rapport.messaging import inbound, push_delivery
+from rapport.messaging.repository import ClaimedMessage
 from rapport.messaging.tracking import Tracker
 from rapport.models import Message, Workspace
 from rapport.personalize import (
@@ -61,7 +62,7 @@ class RenderError(Exception):
 
 def build(
     engine: TemplateEngine,
-    message: Message,
+    message: Message | ClaimedMessage,
     recipient: RecipientFacts,
     *,
     now: datetime,
