@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import html as html_lib
-import json
 import re
 import uuid
-import zlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from rapport.accounts.principal import Principal
 from rapport.api.deps import ReadDbSession, get_runtime, require_scope
+from rapport.consent.tokens import COMPRESS_FROM, TokenSigner  # noqa: F401 - COMPRESS_FROM: re-exported
 from rapport.errors import NotFound
 from rapport.messaging import feedback
 from rapport.messaging import service as messaging_service
@@ -50,42 +48,6 @@ NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
-
-
-#: Payloads shorter than this are not tried with zlib (a deflate stream costs more than it saves on them).
-COMPRESS_FROM = 120
-
-
-def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-class TokenSigner:
-    """Writes the tokens ``URLSafeSerializer(secret, salt=salt).dumps`` writes (JSON, base64, HMAC-SHA1 over
-    the key itsdangerous derives), with the key derived once instead of per token; ``loads`` of the same
-    serializer reads them. A payload under ``COMPRESS_FROM`` bytes is never zlib-compressed (itsdangerous
-    tries every one: a deflate set-up per link), so such a token can differ from itsdangerous' own only
-    where compression would have shortened it, and is read back all the same."""
-
-    __slots__ = ("_mac",)
-
-    def __init__(self, secret: str, salt: str) -> None:
-        # itsdangerous' default derivation ("django-concat", SHA-1): the tokens must verify with it
-        key = hashlib.sha1(salt.encode() + b"signer" + secret.encode()).digest()  # noqa: S324
-        self._mac = hmac.new(key, digestmod=hashlib.sha1)
-
-    def dumps(self, obj: Any) -> str:
-        """Return the signed token of ``obj``."""
-        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-        payload = b""
-        if len(data) >= COMPRESS_FROM:
-            packed = zlib.compress(data)
-            if len(packed) < len(data) - 1:
-                payload = b"." + _b64(packed)
-        payload = payload or _b64(data)
-        mac = self._mac.copy()
-        mac.update(payload)
-        return (payload + b"." + _b64(mac.digest())).decode()
 
 
 @dataclass(frozen=True, slots=True)
