@@ -1,0 +1,112 @@
+"""The real-time path reuses its compile scope between batches only while the definitions behind it hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from rapport.kit.clock import Clock, FakeClock
+from rapport.models import Event, Identity, SegmentMember
+from rapport.process import traits_service
+from rapport.runtime import Runtime
+from rapport.segments import realtime
+from rapport.segments import repository as segments_repository
+from tests.support.tenants import Tenant
+
+START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves."""
+    return FakeClock(START)
+
+
+def _send(client: TestClient, tenant: Tenant, clock: FakeClock, kind: str, body: dict[str, Any]) -> None:
+    body = {**body, "timestamp": clock.now().isoformat()}
+    answer = client.post(f"/v1/{kind}", json=body, headers=tenant.write_headers)
+    assert answer.status_code == 200, answer.text
+    client.app.state.worker.drain()  # type: ignore[attr-defined]
+
+
+def _segment(client: TestClient, tenant: Tenant, name: str, text: str) -> int:
+    answer = client.post("/api/v1/segments", json={"name": name, "text": text}, headers=tenant.secret_headers)
+    assert answer.status_code == 201, answer.text
+    client.app.state.worker.drain()  # type: ignore[attr-defined]
+    return int(answer.json()["id"])
+
+
+def _members(runtime: Runtime, segment_id: int) -> set[int]:
+    with runtime.read_sessions() as db:
+        query = select(SegmentMember.profile_id).where(SegmentMember.segment_id == segment_id)
+        return set(db.scalars(query))
+
+
+def _profile(runtime: Runtime, tenant: Tenant, user_id: str) -> int:
+    with runtime.read_sessions() as db:
+        pid = db.scalar(
+            select(Identity.profile_id).where(
+                Identity.workspace_id == tenant.workspace_id, Identity.value == user_id
+            )
+        )
+    assert pid is not None
+    return int(pid)
+
+
+def test_a_new_definition_takes_effect_on_the_next_batch_within_the_reuse_window(
+    client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
+) -> None:
+    pro = _segment(client, tenant, "Pro", 'plan = "pro"')
+    _send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
+    u1 = _profile(runtime, tenant, "u1")
+    assert _members(runtime, pro) == {u1}  # the real-time scope is built and held now
+    with runtime.sessions() as db:
+        traits_service.create_definition(
+            db,
+            workspace_id=tenant.workspace_id,
+            name="recent_views",
+            event="Viewed",
+            aggregation="count",
+            window_days=7,
+            now=clock.now(),
+        )
+        db.commit()
+    viewers = _segment(client, tenant, "Viewers", "recent_views >= 1")
+    assert _members(runtime, viewers) == set()
+    clock.advance(timedelta(minutes=1))
+    _send(client, tenant, clock, "track", {"userId": "u1", "event": "Viewed"})
+    # a held scope without the windowed trait would read "recent_views" as a plain trait: no entry
+    assert _members(runtime, viewers) == {u1}
+    with runtime.read_sessions() as db:
+        entries = db.scalars(
+            select(Event.event).where(Event.profile_id == u1, Event.event == "segment_entered")
+        ).all()
+    assert len(entries) == 2  # Pro, then Viewers: each entry recorded once
+
+
+def test_the_scope_is_reused_until_definitions_change_or_the_window_ends(
+    runtime: Runtime, tenant: Tenant, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = tenant.workspace_id
+    with runtime.sessions() as db:
+        segments = segments_repository.list_segments(db, workspace_id=ws)
+        first = realtime.realtime_scope(db, runtime, workspace_id=ws, now=clock.now(), segments=segments)
+        again = realtime.realtime_scope(db, runtime, workspace_id=ws, now=clock.now(), segments=segments)
+        assert again.catalog is first.catalog and again.per_profile
+        traits_service.create_definition(
+            db, workspace_id=ws, name="week_orders", event="Order", aggregation="count", window_days=7,
+            now=clock.now(),
+        )  # fmt: skip
+        db.flush()
+        changed = realtime.realtime_scope(db, runtime, workspace_id=ws, now=clock.now(), segments=segments)
+        assert changed.catalog is not first.catalog
+        assert changed.catalog is not None and "week_orders" in changed.catalog.computed
+        assert changed.computed is not None and changed.computed("week_orders", Event.profile_id, clock.now())
+        monkeypatch.setattr(realtime, "SCOPE_REUSE_SECONDS", 0.0)
+        fresh = realtime.realtime_scope(db, runtime, workspace_id=ws, now=clock.now(), segments=segments)
+        assert fresh.catalog is not changed.catalog  # the sampled keys are taken again after the window
+        assert fresh.catalog == changed.catalog
