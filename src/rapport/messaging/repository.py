@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, and_, bindparam, func, or_, select, update
+from sqlalchemy import JSON, Table, Text, and_, bindparam, func, or_, select, update
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from rapport.db.base import UTCDateTime
 from rapport.models import Message, Profile, SendCounter, Suppression
 
 QUEUED = "queued"
@@ -455,35 +457,80 @@ def lock_counters(db: Session, keys: Collection[CounterKey]) -> dict[CounterKey,
 
 
 def set_counters(db: Session, counts: Mapping[CounterKey, int]) -> None:
-    """Write counts of counters this transaction locked with :func:`lock_counters`."""
+    """Write counts of counters this transaction locked with :func:`lock_counters` (one multi-row upsert:
+    the rows exist and are locked, so every row takes the update)."""
     if not counts:
         return
-    table = _COUNTERS
-    db.execute(
-        update(table)
-        .where(
-            table.c.workspace_id == bindparam("_w"),
-            table.c.profile_id == bindparam("_p"),
-            table.c.channel == bindparam("_c"),
-            table.c.period == bindparam("_per"),
-        )
-        .values(count=bindparam("_n")),
-        [{"_w": w, "_p": p, "_c": c, "_per": per, "_n": n} for (w, p, c, per), n in counts.items()],
+    insert_rows(
+        db,
+        _COUNTERS,
+        ("workspace_id", "profile_id", "channel", "period", "count"),
+        [(*key, n) for key, n in sorted(counts.items())],
+        conflict="ON CONFLICT (workspace_id, profile_id, channel, period) DO UPDATE SET count = "
+        "excluded.count",
     )
+
+
+#: Rows per statement of :func:`update_messages` on SQLite (bound parameters stay well under 32,766).
+UPDATE_CHUNK = 500
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)  # SQLite learnt UPDATE … FROM in 3.33
+_TIME_COLUMNS = frozenset(c.name for c in _MESSAGES.c if isinstance(c.type, UTCDateTime))
+_JSON_COLUMNS = frozenset(c.name for c in _MESSAGES.c if isinstance(c.type, JSON))
 
 
 def update_messages(db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write column values to outbox rows by id: ``rows`` are dicts with ``id`` and the same other keys
-    (one executemany; no ORM objects involved)."""
+    """Write column values to outbox rows by id: ``rows`` are dicts with ``id`` and the same other keys.
+
+    One statement per batch, no ORM objects: ``UPDATE … FROM`` a list of rows (PostgreSQL: one JSON array
+    read with ``json_array_elements``, as :func:`insert_rows` does; SQLite: a ``VALUES`` list), values
+    bound as the driver takes them. A per-row ``executemany`` cost the deliverer a tenth of its time on
+    PostgreSQL (psycopg's pipeline) for the few statements of each batch."""
     if not rows:
         return
     columns = [c for c in rows[0] if c != "id"]
-    stmt = (
-        update(_MESSAGES)
-        .where(_MESSAGES.c.id == bindparam("_id"))
-        .values({c: bindparam(f"_{c}", type_=_MESSAGES.c[c].type) for c in columns})
-    )
-    db.execute(stmt, [{"_id": r["id"], **{f"_{c}": r[c] for c in columns}} for r in rows])
+    conn = db.connection()
+    postgres = conn.dialect.name == "postgresql"
+    if not postgres and not _UPDATE_FROM:
+        stmt = (
+            update(_MESSAGES)
+            .where(_MESSAGES.c.id == bindparam("_id"))
+            .values({c: bindparam(f"_{c}", type_=_MESSAGES.c[c].type) for c in columns})
+        )
+        db.execute(stmt, [{"_id": r["id"], **{f"_{c}": r[c] for c in columns}} for r in rows])
+        return
+    values = BulkValues(db)
+
+    def ready(column: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if column in _TIME_COLUMNS:
+            return values.time(value)
+        if column in _JSON_COLUMNS:
+            return values.json(value)
+        return value
+
+    data = [[r["id"], *(ready(c, r[c]) for c in columns)] for r in rows]
+    if postgres:
+        sets = ", ".join(
+            f"{c} = (r->{i})::jsonb" if c in _JSON_COLUMNS else f"{c} = (r->>{i})::{_pg_type(_MESSAGES, c)}"
+            for i, c in enumerate(columns, start=1)
+        )
+        sql = (
+            f"UPDATE messages SET {sets} FROM json_array_elements(%s::json) AS r "  # noqa: S608
+            "WHERE messages.id = (r->>0)::bigint"
+        )
+        conn.exec_driver_sql(sql, (json.dumps(data, separators=(",", ":")),))
+        return
+    names = ", ".join(["id", *columns])
+    sets = ", ".join(f"{c} = v.{c}" for c in columns)
+    one = "(" + ", ".join("?" for _ in range(len(columns) + 1)) + ")"
+    for start in range(0, len(data), UPDATE_CHUNK):
+        part = data[start : start + UPDATE_CHUNK]
+        sql = (
+            f"WITH v({names}) AS (VALUES {', '.join([one] * len(part))}) "  # noqa: S608
+            f"UPDATE messages SET {sets} FROM v WHERE messages.id = v.id"
+        )
+        conn.exec_driver_sql(sql, tuple(value for row in part for value in row))
 
 
 def still_claimed(db: Session, *, worker_id: str, ids: Collection[int]) -> set[int]:
