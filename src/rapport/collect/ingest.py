@@ -465,8 +465,15 @@ def write_works(engine: Engine, works: Sequence[IngestWork], *, full_sync: bool 
         return _write_on(conn, works)
 
 
+#: The PostgreSQL channel ingest notifies when it commits pending events; the processor's worker lane
+#: LISTENs on it (``rapport.worker.runner``) and starts at once instead of at its next poll.
+PENDING_CHANNEL = "rapport_pending_events"
+_NOTIFY_PENDING = f"NOTIFY {PENDING_CHANNEL}"
+
+
 def _write_on(conn: Connection, works: Sequence[IngestWork]) -> list[list[int]]:
     events = [row for work in works for row in work.events]
+    notify = bool(events) and conn.dialect.name == "postgresql"  # delivered at commit, never before
     if not any(work.quarantined or work.audits for work in works):
         # The common case: events only. A bare connection costs far less than an ORM session, and on
         # SQLite one statement without BEGIN/COMMIT less still.
@@ -477,12 +484,16 @@ def _write_on(conn: Connection, works: Sequence[IngestWork]) -> list[list[int]]:
         with conn.begin():
             if events:
                 _insert_rows(conn, events)
+            if notify:
+                conn.exec_driver_sql(_NOTIFY_PENDING)
         return [[] for _ in works]
     with Session(bind=conn, expire_on_commit=False) as db:
         append_events(db, events)
         ids = [add_quarantined(db, work.quarantined) for work in works]
         for work in works:
             _record_audits(db, work.audits)
+        if notify:
+            db.connection().exec_driver_sql(_NOTIFY_PENDING)
         db.commit()
     return ids
 

@@ -31,6 +31,7 @@ from sqlalchemy import Table, bindparam, delete, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
+from rapport.collect.ingest import PENDING_CHANNEL
 from rapport.collect.resolution import MergeHook, Resolution, Touch, resolve_batch
 from rapport.kit.clock import as_utc
 from rapport.models import Event, Identity, Workspace
@@ -316,7 +317,10 @@ def _quarantine_one(db: Session, event_id: int, error: Exception) -> None:
 
 
 class Processor:
-    """Drains pending events; ``tick`` is registered on the worker and runs on every poll."""
+    """Drains pending events; ``tick`` is registered on the worker and runs on every poll, and at once when
+    ingest notifies ``wake_channel`` (PostgreSQL)."""
+
+    wake_channel = PENDING_CHANNEL
 
     def __init__(
         self,

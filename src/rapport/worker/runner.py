@@ -11,7 +11,10 @@ Example::
 ``run_forever`` runs them in **lanes**: the jobs and each tick loop in their own thread, so one that waits
 (the Deliverer on its SMTP replies, a long import job) never holds up another (the event processor); a lane
 that did some work wakes the others at once (new outbox rows, new jobs) instead of leaving them to their
-next poll, and ``notify_work(runtime)`` wakes them from outside (e.g. after ingest commits events).
+next poll, and ``notify_work(runtime)`` wakes them from outside (e.g. after ingest commits events). On
+PostgreSQL a tick may name a ``wake_channel``: a listener thread ``LISTEN``s on it and wakes the tick's lane
+on every notification, so work committed by another thread or process (ingest sends ``NOTIFY`` with its
+events) starts at once instead of at the lane's next poll.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from sqlalchemy.orm import Session
 
 from rapport.kit.requestctx import reset_request_id, set_request_id
@@ -37,6 +42,8 @@ from rapport.worker import queue
 
 log = logging.getLogger("rapport.worker")
 WAKE_PORT = "worker.wake"
+#: Seconds the listener waits for notifications before it looks at the stop flag again.
+LISTEN_WAIT = 0.5
 
 
 def notify_work(runtime: Runtime) -> None:
@@ -202,6 +209,17 @@ class Worker:
             )
             for (name, work), waker in zip(lanes, wakers, strict=True)
         ]
+        channels = {
+            channel: waker
+            for (_name_, work), waker in zip(lanes, wakers, strict=True)
+            if (channel := _wake_channel(work)) is not None
+        }
+        if channels and self.runtime.engine.dialect.name == "postgresql":
+            threads.append(
+                threading.Thread(
+                    target=self._listen, args=(channels, stop), name="rapport-worker-listen", daemon=True
+                )
+            )
         for thread in threads[1:]:
             thread.start()
         try:
@@ -214,6 +232,26 @@ class Worker:
                 thread.join()
             if self.runtime.ports.get(WAKE_PORT) == self.wake:
                 del self.runtime.ports[WAKE_PORT]
+
+    def _listen(self, channels: dict[str, threading.Event], stop: threading.Event) -> None:
+        """LISTEN on the lanes' wake channels (PostgreSQL) and wake a lane on each notification of its own;
+        reconnects after a failure (the lanes keep polling meanwhile)."""
+        dsn = self.runtime.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    for channel in channels:
+                        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    for waker in channels.values():
+                        waker.set()  # anything committed before LISTEN took effect is looked at now
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=LISTEN_WAIT):
+                            lane = channels.get(note.channel)
+                            if lane is not None:
+                                lane.set()
+            except Exception as exc:
+                log.warning("worker listener failed; lanes poll until it reconnects: %s", type(exc).__name__)
+                stop.wait(1.0)
 
     def wake(self) -> None:
         """Wake the lanes now (they run their work at once instead of at their next poll)."""
@@ -268,6 +306,12 @@ def _wakeable(tick: Tick) -> bool:
     """Whether other lanes' work should wake this tick's lane; a tick whose work comes due with time alone
     (refreshes, schedules) says ``wakeable = False`` and keeps to its poll."""
     return bool(getattr(_owner(tick), "wakeable", True))
+
+
+def _wake_channel(tick: Tick) -> str | None:
+    """The PostgreSQL notification channel whose messages wake this tick's lane (``wake_channel``), if any."""
+    channel = getattr(_owner(tick), "wake_channel", None)
+    return channel if isinstance(channel, str) and channel else None
 
 
 def _idle_poll(tick: Tick) -> float:
