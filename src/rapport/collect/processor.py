@@ -61,6 +61,10 @@ class BatchApplied:
     #: The names of the batch's events (track ``event``; None for identify, page, …) when the edge knows
     #: them; None: unknown, a hook that needs them reads them (the import path).
     event_names: frozenset[str | None] | None = None
+    #: The batch's linked events as (row, profile id) when the edge has them, in id order: the row has the
+    #: columns ``id, type, event, channel, timestamp, properties, context``. Set only for a batch without
+    #: merges (a merge re-points events); None: a hook that needs them reads them back.
+    linked: list[tuple[Any, int]] | None = None
 
 
 AfterApplyHook = Callable[[BatchApplied], None]
@@ -224,6 +228,7 @@ def process_batch(
             Event.id,
             Event.type,
             Event.event,
+            Event.channel,
             Event.user_id,
             Event.anonymous_id,
             Event.timestamp,
@@ -259,6 +264,13 @@ def process_batch(
         merges=outcome.merges,
         source="processor",
         event_names=frozenset(r.event for r, s in zip(rows, outcome.suppressed, strict=True) if not s),
+        linked=None
+        if outcome.merges
+        else [
+            (r, pid)
+            for r, pid, s in zip(rows, outcome.profile_ids, outcome.suppressed, strict=True)
+            if not s and pid is not None
+        ],
     )
     for hook in hooks.after_apply:
         hook(batch)

@@ -314,6 +314,29 @@ def _patches(
     return patches
 
 
+def _batch_events(batch: BatchApplied, *, names: set[str] | None, with_context: bool) -> list[EventView]:
+    """The batch's linked events (only of ``names`` when given) in id order: from the rows the processor
+    applied when it hands them over (no merges), else read back."""
+    if batch.linked is None:
+        return repository.events_by_id(
+            batch.db, batch.workspace_id, batch.event_ids, names=names, with_context=with_context
+        )
+    return [
+        EventView(
+            id=row.id,
+            profile_id=pid,
+            event=row.event,
+            type=row.type,
+            channel=row.channel,
+            timestamp=row.timestamp,
+            properties=row.properties if isinstance(row.properties, dict) else {},
+            context=row.context if with_context and isinstance(row.context, dict) else {},
+        )
+        for row, pid in sorted(batch.linked, key=lambda linked: linked[0].id)
+        if names is None or row.event in names
+    ]
+
+
 def apply_batch(batch: BatchApplied) -> None:
     """After-apply hook: fold the batch's events into the stored traits of their profiles (same transaction).
 
@@ -332,9 +355,7 @@ def apply_batch(batch: BatchApplied) -> None:
         return
     purchase = repository.purchase_settings(db, ws)
     names = _needed_names(specs, purchase)
-    events = repository.events_by_id(
-        db, ws, batch.event_ids, names=names, with_context=any(s.reads_context() for s in specs)
-    )
+    events = _batch_events(batch, names=names, with_context=any(s.reads_context() for s in specs))
     survivors = {s for s, _ in batch.merges}
     offered = _by_event(specs, purchase)
     # what each event adds, decided once: it does not depend on the profile's state

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -132,24 +132,35 @@ class _Reusable:
 
 
 def definitions_key(db: Session, *, workspace_id: int) -> tuple[Any, ...]:
-    """What the compile catalogue and the windowed traits are built from besides sampled data: the computed
-    trait definitions, the topics and the workspace settings (stores, purchase settings)."""
-    traits = db.execute(
-        select(ComputedTrait.id, ComputedTrait.version, ComputedTrait.updated_at, ComputedTrait.archived_at)
-        .where(ComputedTrait.workspace_id == workspace_id)
-        .order_by(ComputedTrait.id)
-    ).all()
-    topics = db.execute(
-        select(Topic.id, Topic.key, Topic.opt_in, Topic.archived_at)
-        .where(Topic.workspace_id == workspace_id)
-        .order_by(Topic.id)
-    ).all()
-    settings = db.scalar(select(Workspace.settings).where(Workspace.id == workspace_id))
-    return (
-        tuple(tuple(row) for row in traits),
-        tuple(tuple(row) for row in topics),
-        json.dumps(settings, sort_keys=True, default=str),
-    )
+    """What the compile catalogue and the windowed traits are built from besides sampled data, in one small
+    read: the computed trait definitions (every change bumps a version), the topics (added, never edited)
+    and the workspace settings (stores, purchase settings)."""
+    row = db.connection().execute(_DEFINITIONS, {"ws": workspace_id}).one()
+    return (*row[:-1], json.dumps(row[-1], sort_keys=True, default=str))
+
+
+def _definitions_statement() -> Any:
+    traits = select(
+        func.count(), func.coalesce(func.sum(ComputedTrait.version), 0), func.max(ComputedTrait.id)
+    ).where(ComputedTrait.workspace_id == bindparam("ws"))
+    topics = select(
+        func.count(),
+        func.max(Topic.id),
+        func.count(Topic.archived_at),
+        func.coalesce(func.sum(case((Topic.opt_in, 1), else_=0)), 0),
+    ).where(Topic.workspace_id == bindparam("ws"))
+    columns = [part.scalar_subquery() for part in _split(traits)] + [
+        part.scalar_subquery() for part in _split(topics)
+    ]
+    return select(*columns, Workspace.settings).where(Workspace.id == bindparam("ws"))
+
+
+def _split(query: Any) -> list[Any]:
+    """One single-column select per column of ``query`` (scalar subqueries take one column each)."""
+    return [query.with_only_columns(column) for column in query.selected_columns]
+
+
+_DEFINITIONS = _definitions_statement()
 
 
 def realtime_scope(

@@ -1,0 +1,44 @@
+"""The processor hands its hooks the batch's linked events: the same views the fold would read back."""
+
+from __future__ import annotations
+
+from rapport.collect.processor import BatchApplied, Processor, hooks_for
+from rapport.process import repository as process_repository
+from rapport.process import traits_service
+from rapport.process.computed import EventView
+from rapport.runtime import Runtime
+from tests.collect.processing_support import append, at
+from tests.support.tenants import Tenant
+
+
+def test_linked_events_match_what_the_database_holds(runtime: Runtime, tenant: Tenant) -> None:
+    seen: list[list[EventView]] = []
+
+    def compare(batch: BatchApplied) -> None:
+        assert batch.linked is not None  # no merge in these batches
+        for names in (None, {"Order Completed"}):
+            mine = traits_service._batch_events(batch, names=names, with_context=True)
+            read = process_repository.events_by_id(
+                batch.db, batch.workspace_id, batch.event_ids, names=names, with_context=True
+            )
+            assert mine == read
+            seen.append(mine)
+        bare = traits_service._batch_events(batch, names=None, with_context=False)
+        assert all(view.context == {} for view in bare)
+
+    hooks_for(runtime).after_apply.append(compare)
+    ws = tenant.workspace_id
+    append(
+        runtime,
+        ws,
+        {"type": "track", "userId": "u1", "event": "Order Completed", "timestamp": at(2),
+         "properties": {"revenue": 12.5, "store_id": "s1"}, "context": {"channel": "store", "timezone": "Europe/Paris"}},
+        {"type": "identify", "userId": "u2", "traits": {"plan": "pro"}, "timestamp": at(1)},
+        {"type": "page", "anonymousId": "a9", "name": "Home", "timestamp": at(3), "context": {"page": {"path": "/"}}},
+        {"type": "track", "userId": "u1", "event": "Viewed", "timestamp": at(4)},
+    )  # fmt: skip
+    assert Processor(runtime, batch_size=50).drain() == 4
+    assert len(seen) == 2
+    everything, orders = seen
+    assert [view.event for view in everything] == ["Order Completed", None, "Home", "Viewed"]
+    assert len(orders) == 1 and orders[0].properties == {"revenue": 12.5, "store_id": "s1"}
