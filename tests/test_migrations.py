@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, Table, insert, inspect, select, text
 
 from rapport.db import migrate
 from rapport.db.base import Base
@@ -56,3 +58,48 @@ def test_audit_log_refuses_update_and_delete(runtime: Runtime) -> None:
                 raise AssertionError(f"{stmt} was allowed")
     with runtime.read_sessions() as db:
         assert db.execute(text("SELECT action FROM audit_log")).scalars().all() == ["x"]
+
+
+def test_scores_move_to_their_table_and_back(fresh_db_url: str) -> None:
+    """0008 moves the score keys out of ``profiles.computed`` into ``profile_scores``; its downgrade merges them
+    back. Other computed values (a boolean, a nested object, a string that looks like a number) are kept."""
+    engine = build_engine(fresh_db_url, pool_size=1)
+    others = {"total_orders": 3, "vip": True, "nested": {"k": [1, None]}, "code": "007", "gone": None}
+    scores = {"rfm_r": 5, "rfm_segment": "champions", "p_alive": 0.25, "propensity_purchase_30d": 0.5}
+    try:
+        migrate.downgrade(engine, "0007")
+        with engine.begin() as conn:
+            meta = MetaData()
+            workspaces = Table("workspaces", meta, autoload_with=conn)
+            profiles = Table("profiles", meta, autoload_with=conn)
+            now = datetime(2026, 11, 23, tzinfo=UTC)
+            ws = conn.execute(
+                insert(workspaces)
+                .values(name="W", slug="w", timezone="UTC", default_region="GB", settings={}, created_at=now)
+                .returning(workspaces.c.id)
+            ).scalar_one()
+            row = {"workspace_id": ws, "traits": {}, "trait_times": {}, "created_at": now, "updated_at": now}
+            scored, plain = (
+                conn.execute(
+                    insert(profiles).values(**row, computed=computed).returning(profiles.c.id)
+                ).scalar_one()
+                for computed in ({**others, **scores}, {"total_orders": 1})
+            )
+        migrate.upgrade(engine, "0008")
+        with engine.connect() as conn:
+            meta = MetaData()
+            held = Table("profile_scores", meta, autoload_with=conn)
+            profiles = Table("profiles", meta, autoload_with=conn)
+            assert conn.execute(select(held.c.profile_id, held.c.workspace_id, held.c.scores)).all() == [
+                (scored, ws, scores)
+            ]
+            computed = dict(conn.execute(select(profiles.c.id, profiles.c.computed)).tuples().all())
+            assert computed == {scored: others, plain: {"total_orders": 1}}
+        migrate.downgrade(engine, "0007")
+        with engine.connect() as conn:
+            profiles = Table("profiles", MetaData(), autoload_with=conn)
+            computed = dict(conn.execute(select(profiles.c.id, profiles.c.computed)).tuples().all())
+            assert computed == {scored: {**others, **scores}, plain: {"total_orders": 1}}
+            assert "profile_scores" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, select
 
 from rapport.collect.importer import import_event_rows, import_profile_rows
-from rapport.models import Event, Identity, Profile
+from rapport.models import Event, Identity, Profile, ProfileScores
 from rapport.process import score_repository
 from rapport.process.computed import PurchaseSettings
 from rapport.runtime import Runtime
@@ -97,15 +97,31 @@ def test_daily_purchases_and_activity_in_one_pass_each(runtime: Runtime, tenant:
     assert (first[a], first[b], first[c]) == (DAY0 - 40, DAY0 - 3, DAY0 - 2)  # first seen = first event
 
 
-def test_merge_patches_sets_removes_and_leaves_other_keys(runtime: Runtime, tenant: Tenant) -> None:
+def _scores(runtime: Runtime, ws: int) -> dict[int, dict[str, Any]]:
+    with runtime.read_sessions() as db:
+        rows = db.execute(select(ProfileScores.profile_id, ProfileScores.scores)).all()
+        owners = dict(db.execute(select(Profile.id, Profile.workspace_id)).tuples().all())
+    return {pid: dict(s) for pid, s in rows if owners[pid] == ws}
+
+
+def test_merge_patches_sets_removes_and_leaves_other_keys(
+    runtime: Runtime, tenant: Tenant, other_tenant: Tenant
+) -> None:
     ws = tenant.workspace_id
     import_profile_rows(runtime, workspace_id=ws, rows=[{"user_id": u} for u in ("p1", "p2", "p3")])
+    import_profile_rows(runtime, workspace_id=other_tenant.workspace_id, rows=[{"user_id": "theirs"}])
     ids = _ids(runtime, ws)
+    theirs = _ids(runtime, other_tenant.workspace_id)["theirs"]
     with runtime.sessions() as db:
         for user in ("p1", "p2"):
             profile = db.get(Profile, ids[user])
             assert profile is not None
-            profile.computed = {"total_orders": 3, "clv_12m": 1.0, "nested": {"k": [1, 2]}}
+            profile.computed = {"total_orders": 3}
+            db.add(
+                ProfileScores(
+                    profile_id=ids[user], workspace_id=ws, scores={"clv_12m": 1.0, "nested": {"k": [1, 2]}}
+                )
+            )
         db.commit()
     with runtime.sessions() as db:
         written = score_repository.merge_patches(
@@ -115,21 +131,20 @@ def test_merge_patches_sets_removes_and_leaves_other_keys(runtime: Runtime, tena
             ['{"clv_12m":9.5,"rfm_segment":"champions"}', '{"clv_12m":null,"rfm_r":2}', '{"rfm_r":1}'],
             [(), ("clv_12m",), ()],
         )
-        # a second call in the same transaction applies only its own rows
-        score_repository.merge_patches(db, ws, [ids["p3"]], ['{"rfm_f":4}'], [()])
+        # a second call in the same transaction applies only its own rows; another workspace's id is skipped
+        score_repository.merge_patches(db, ws, [ids["p3"], theirs], ['{"rfm_f":4}', '{"rfm_f":1}'], [(), ()])
         db.commit()
     assert written == 3
+    scores = _scores(runtime, ws)
+    assert scores[ids["p1"]] == {"clv_12m": 9.5, "nested": {"k": [1, 2]}, "rfm_segment": "champions"}
+    assert scores[ids["p2"]] == {"nested": {"k": [1, 2]}, "rfm_r": 2}
+    assert scores[ids["p3"]] == {"rfm_r": 1, "rfm_f": 4}
+    assert _scores(runtime, other_tenant.workspace_id) == {}
     with runtime.read_sessions() as db:
-        rows = db.execute(select(Profile.id, Profile.computed).where(Profile.workspace_id == ws)).all()
-    computed = {u: dict(c) for pid, c in rows for u in ("p1", "p2", "p3") if ids[u] == pid}
-    assert computed["p1"] == {
-        "total_orders": 3,
-        "clv_12m": 9.5,
-        "nested": {"k": [1, 2]},
-        "rfm_segment": "champions",
-    }
-    assert computed["p2"] == {"total_orders": 3, "nested": {"k": [1, 2]}, "rfm_r": 2}
-    assert computed["p3"] == {"rfm_r": 1, "rfm_f": 4}
+        assert db.get(Profile, ids["p1"]).computed == {"total_orders": 3}  # type: ignore[union-attr]
+        read = score_repository.scores_of(db, ws, [ids["p2"], ids["p2"], theirs, ids["p3"]])
+        assert read == {ids["p2"]: scores[ids["p2"]], ids["p3"]: scores[ids["p3"]]}
+        assert score_repository.scores_of(db, other_tenant.workspace_id, [ids["p1"]]) == {}
 
 
 def test_activity_keeps_to_the_workspace_whether_its_ids_are_dense_or_scattered(
@@ -201,9 +216,7 @@ def test_merge_patches_with_named_removals_and_odd_keys(runtime: Runtime, tenant
     stored = {k: 1 for k in odd} | {"keep": True}
     with runtime.sessions() as db:
         for user in users:
-            profile = db.get(Profile, ids[user])
-            assert profile is not None
-            profile.computed = dict(stored)
+            db.add(ProfileScores(profile_id=ids[user], workspace_id=ws, scores=dict(stored)))
         db.commit()
     # q0, q2 and q4 get patches; q1 and q3 sit inside the ids' range and must stay as they were
     patch = json.dumps({odd[0]: None, odd[1]: None, odd[2]: None, "new": 2.5})
@@ -217,13 +230,7 @@ def test_merge_patches_with_named_removals_and_odd_keys(runtime: Runtime, tenant
         )
         db.commit()
     assert written == 3
-    with runtime.read_sessions() as db:
-        got = {
-            u: dict(c)
-            for pid, c in db.execute(select(Profile.id, Profile.computed).where(Profile.workspace_id == ws))
-            for u in users
-            if ids[u] == pid
-        }
+    got = {u: _scores(runtime, ws)[ids[u]] for u in users}
     assert got["q0"] == {"plain": 1, "keep": True, "new": 2.5}
     assert got["q2"] == {odd[0]: 1, odd[1]: 1, odd[2]: 1, "keep": True}
     assert got["q4"] == stored | {"new": 1}

@@ -10,10 +10,13 @@ from sqlalchemy import select
 
 from rapport.app import build_worker, wire_runtime
 from rapport.collect.importer import import_event_rows, import_profile_rows
+from rapport.content.rendering import TemplateDraft, TemplateRenderer
 from rapport.kit.clock import FakeClock
-from rapport.models import Identity, Job, Profile, ScoreRun
-from rapport.process import scores_service, tasks
+from rapport.models import Identity, Job, Profile, ProfileScores, ScoreRun
+from rapport.process import score_repository, scores_service, tasks
+from rapport.profiles import service as profiles_service
 from rapport.runtime import Runtime
+from rapport.segments import service as segments_service
 from rapport.synth.generator import DEFAULT_REFERENCE_DATE, SynthSpec, iter_chunks
 from tests.support.tenants import Tenant
 
@@ -44,9 +47,9 @@ def _computed(runtime: Runtime, tenant: Tenant, user: str) -> dict[str, Any]:
                 Identity.workspace_id == tenant.workspace_id, Identity.value == user
             )
         )
-        p = db.get(Profile, pid)
-        assert p is not None
-        return dict(p.computed)
+        held = db.get(ProfileScores, pid)
+        assert held is not None
+        return dict(held.scores)
 
 
 def test_rfm_exact_and_failed_clv_keeps_previous_values(runtime: Runtime, tenant: Tenant) -> None:
@@ -66,9 +69,7 @@ def test_rfm_exact_and_failed_clv_keeps_previous_values(runtime: Runtime, tenant
         pid = db.scalar(
             select(Identity.profile_id).where(Identity.value == "u1", Identity.workspace_id == ws)
         )
-        p = db.get(Profile, pid)
-        assert p is not None
-        p.computed = {**p.computed, "clv_12m": 123.0}
+        db.add(ProfileScores(profile_id=pid, workspace_id=ws, scores={"clv_12m": 123.0}))
         db.commit()
     run_ids = scores_service.run_scores(runtime, ws, ["rfm", "clv"], NOW)
     with runtime.read_sessions() as db:
@@ -112,6 +113,7 @@ def test_synthetic_workspace_all_scores(runtime: Runtime, synthetic: int) -> Non
                 select(Profile).where(Profile.workspace_id == synthetic, Profile.merged_into_id.is_(None))
             )
         )
+        held = score_repository.scores_of(db, synthetic, [p.id for p in profiles])
     by_kind = {r.kind: r for r in runs}
     assert by_kind["rfm"].status == "done"
     assert by_kind["clv"].status == "done", by_kind["clv"].error
@@ -119,14 +121,15 @@ def test_synthetic_workspace_all_scores(runtime: Runtime, synthetic: int) -> Non
     prop = by_kind["propensity"]
     assert prop.status == "done", prop.error
     assert prop.model is not None and "auc" in prop.metrics
-    buyers = [p for p in profiles if (p.computed.get("total_orders") or 0) > 0]
-    assert buyers and all(p.computed["rfm_segment"] != "never_purchased" for p in buyers)
-    for p in buyers:
-        assert 0.0 <= p.computed["p_alive"] <= 1.0
-        assert p.computed["churn_band"] in ("low", "medium", "high", "critical")
-        assert p.computed["value_tier"] in ("high", "medium", "low")
-        assert p.computed["clv_12m"] >= 0
-    scored = [p for p in profiles if "propensity_purchase_30d" in p.computed]
+    assert all(not set(p.computed) & {"rfm_segment", "p_alive"} for p in profiles)  # scores have a table
+    buyers = [held[p.id] for p in profiles if (p.computed.get("total_orders") or 0) > 0]
+    assert buyers and all(s["rfm_segment"] != "never_purchased" for s in buyers)
+    for s in buyers:
+        assert 0.0 <= s["p_alive"] <= 1.0
+        assert s["churn_band"] in ("low", "medium", "high", "critical")
+        assert s["value_tier"] in ("high", "medium", "low")
+        assert s["clv_12m"] >= 0
+    scored = [pid for pid, s in held.items() if "propensity_purchase_30d" in s]
     if prop.usable:
         assert scored
     else:  # a model no better than chance is stored and flagged, and its scores are not written
@@ -158,9 +161,7 @@ def test_clv_without_purchases_fails_and_keeps_values(runtime: Runtime, tenant: 
         pid = db.scalar(
             select(Identity.profile_id).where(Identity.value == "p1", Identity.workspace_id == ws)
         )
-        p = db.get(Profile, pid)
-        assert p is not None
-        p.computed = {**p.computed, "clv_12m": 9.5, "value_tier": "high"}
+        db.add(ProfileScores(profile_id=pid, workspace_id=ws, scores={"clv_12m": 9.5, "value_tier": "high"}))
         db.commit()
     (run_id,) = scores_service.run_scores(runtime, ws, ["clv"], NOW)
     with runtime.read_sessions() as db:
@@ -181,9 +182,50 @@ def test_unusable_propensity_model_is_stored_but_not_applied(runtime: Runtime, t
     with runtime.read_sessions() as db:
         run = db.get(ScoreRun, run_id)
         assert run is not None
-        profiles = list(db.scalars(select(Profile).where(Profile.workspace_id == ws)))
+        held = list(db.scalars(select(ProfileScores.scores).where(ProfileScores.workspace_id == ws)))
     if run.status == "done":
         assert run.usable is False and run.metrics["reasons"] and run.model is not None
     else:  # so little data that training itself refuses; recorded with its reason
         assert run.status == "failed" and run.error
-    assert all("propensity_purchase_30d" not in p.computed for p in profiles)
+    assert all("propensity_purchase_30d" not in s for s in held)
+
+
+def test_scores_reach_segments_profiles_and_templates(runtime: Runtime, tenant: Tenant) -> None:
+    """Scores live in their own table; segments, the profile read and templates still see them by name."""
+    wire_runtime(runtime)
+    ws = tenant.workspace_id
+    rows = [_order("u1", 1, 100), _order("u1", 10, 100), _order("u1", 20, 100), _order("u3", 200, 5)]
+    rows += [_order("u2", 30, 20), _order("u4", 100, 50), _order("u5", 5, 10)]
+    import_event_rows(runtime, workspace_id=ws, rows=rows)
+    scores_service.run_scores(runtime, ws, ["rfm"], NOW)
+    with runtime.read_sessions() as db:
+        u1 = db.scalar(select(Identity.profile_id).where(Identity.value == "u1", Identity.workspace_id == ws))
+        assert u1 is not None
+        found = segments_service.preview(
+            db, workspace_id=ws, text='rfm_segment = "champions" and rfm_r >= 5', ast=None, now=NOW
+        )
+        assert (found.count, [s.id for s in found.sample]) == (1, [u1])
+        missing = segments_service.preview(
+            db, workspace_id=ws, text="rfm_segment is not set", ast=None, now=NOW
+        )
+        assert missing.count == 0  # every profile has an RFM segment (never_purchased included)
+        read = profiles_service.read_profile(db, workspace_id=ws, profile_id=u1, now=NOW)
+        assert (read.computed["rfm_segment"], read.computed["total_orders"]) == ("champions", 3)
+        draft = TemplateDraft(
+            channel="sms",
+            content={"body": "{{ scores.rfm_segment }}/{{ computed.rfm_f }} {{ blocks.vip }}"},
+            blocks=[
+                {
+                    "name": "vip",
+                    "variants": [{"condition": 'rfm_segment = "champions"', "source": "VIP", "name": "vip"}],
+                    "default": "-",
+                }
+            ],
+        )
+        renderer = TemplateRenderer(db, workspace_id=ws, draft=draft, now=NOW)
+        profile = db.get(Profile, u1)
+        assert profile is not None
+        single = renderer.render_profile(profile).raise_for_errors()
+        renderer.prefetch([profile])
+        batched = renderer.render_profile(profile).raise_for_errors()
+    assert single.parts["body"] == batched.parts["body"] == "champions/5 VIP"

@@ -13,12 +13,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from rapport.models import Event, Profile, Segment, SegmentMember, Subscription
+from rapport.models import Event, Profile, ProfileScores, Segment, SegmentMember, Subscription
 from rapport.models.event import PROCESSED
 from rapport.segments import Catalog, Node, ProfileFacts, portable
 from rapport.segments.compiler import LATITUDE, LONGITUDE, Scope, compile_segment
 
 PROFILES = cast(Table, Profile.__table__)
+SCORES = cast(Table, ProfileScores.__table__)
 EVENTS = cast(Table, Event.__table__)
 SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 MEMBERS = cast(Table, SegmentMember.__table__)
@@ -55,14 +56,16 @@ def load(
 ) -> list[ProfileFacts]:
     """Insert ``facts`` with ids from ``first_id``; return them with ``profile_id`` set to the stored id."""
     stored: list[ProfileFacts] = []
-    profiles, events, subscriptions, members = [], [], [], []
+    profiles, scores, events, subscriptions, members = [], [], [], [], []
     for n, fact in enumerate(facts):
         pid = first_id + n
         traits: dict[str, Any] = {}
         computed: dict[str, Any] = {}
+        score: dict[str, Any] = {}
         for name, value in fact.traits.items():
             info = catalog.field_info(name)
-            target = computed if info is not None and info.source != "trait" else traits
+            source = info.source if info is not None else "trait"
+            target = {"trait": traits, "computed": computed, "score": score}[source]
             target[name] = _json(value)
         if fact.location is not None:
             traits[LATITUDE], traits[LONGITUDE] = fact.location
@@ -75,6 +78,8 @@ def load(
                 "timezone": fact.timezone,
             }
         )
+        if score:
+            scores.append({"profile_id": pid, "workspace_id": workspace_id, "scores": score})
         for k, e in enumerate(fact.events):
             events.append(_event(workspace_id, pid, f"e{pid}-{k}", e.name, e.timestamp, dict(e.properties)))
         for k, m in enumerate(fact.messages):
@@ -99,6 +104,7 @@ def load(
         stored.append(dataclasses.replace(fact, profile_id=str(pid)))
     for table, rows in (
         (PROFILES, profiles),
+        (SCORES, scores),
         (EVENTS, events),
         (SUBSCRIPTIONS, subscriptions),
         (MEMBERS, members),

@@ -44,7 +44,7 @@ from rapport.personalize import (
     render_parts,
     single_line,
 )
-from rapport.process import traits_service
+from rapport.process import score_repository, traits_service
 from rapport.segments import catalog_service
 from rapport.segments.ast import Node
 from rapport.segments.errors import SegmentError
@@ -165,6 +165,16 @@ def _parse_blocks(blocks: Sequence[Mapping[str, Any]]) -> list[_Block]:
         rule = RuleBlock(name, tuple(variants), str(raw.get("default") or ""))
         parsed.append(_Block(name, rule, broken))
     return parsed
+
+
+def exact_facts(
+    db: Session, workspace_id: int, profile_ids: Sequence[int], at: datetime
+) -> dict[int, dict[str, Any]]:
+    """Return each profile's scores (``ProfileScores``) and its computed traits exact at ``at``, by id."""
+    exact = dict(traits_service.read_computed(db, workspace_id, profile_ids, None, at))
+    for pid, scores in score_repository.scores_of(db, workspace_id, profile_ids).items():
+        exact[pid] = {**scores, **exact.get(pid, {})}
+    return exact
 
 
 def profile_computed(profile: Profile, exact: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
@@ -323,7 +333,7 @@ class TemplateRenderer:
         at = now or self.now
         ids = [p.id for p in profiles]
         self._prefetched_at = at
-        self._computed = dict(traits_service.read_computed(self.db, self.workspace_id, ids, None, at))
+        self._computed = exact_facts(self.db, self.workspace_id, ids, at)
         self._segments = repository.segment_names_for(
             self.db, workspace_id=self.workspace_id, profile_ids=ids
         )
@@ -331,7 +341,7 @@ class TemplateRenderer:
     def _facts_of(self, profile: Profile, at: datetime) -> tuple[dict[str, Any], set[str]]:
         if at == self._prefetched_at and profile.id in self._segments:
             return profile_computed(profile, self._computed), self._segments[profile.id]
-        exact = traits_service.read_computed(self.db, self.workspace_id, [profile.id], None, at)
+        exact = exact_facts(self.db, self.workspace_id, [profile.id], at)
         segments = repository.segment_names_of(self.db, workspace_id=self.workspace_id, profile_id=profile.id)
         return profile_computed(profile, exact), segments
 

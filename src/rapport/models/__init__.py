@@ -12,7 +12,14 @@ from rapport.models.idempotency import IdempotencyRecord
 from rapport.models.job import Job
 from rapport.models.message import Message, SendCounter
 from rapport.models.process import ComputedTrait, LifestyleRow, LifestyleTable, ScoreRun
-from rapport.models.profile import Identity, Profile, ProfileMerge, Suppression, TraitChange
+from rapport.models.profile import (
+    Identity,
+    Profile,
+    ProfileMerge,
+    ProfileScores,
+    Suppression,
+    TraitChange,
+)
 from rapport.models.segment import Segment, SegmentMember
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "Product",
     "Profile",
     "ProfileMerge",
+    "ProfileScores",
     "PushSubscriptionRecord",
     "QuarantinedEvent",
     "ScoreRun",

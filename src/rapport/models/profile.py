@@ -62,7 +62,8 @@ class Profile(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
     )
 
     traits: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
-    # Materialised computed traits and scores (see rapport.process); windowed traits are not kept here.
+    # Materialised computed traits (see rapport.process); windowed traits are not kept here, nor are the
+    # scores (``ProfileScores``: a whole-workspace rewrite of them must not rewrite this wide, indexed row).
     computed: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
     trait_times: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
     # Denormalised from identities/traits for search and display.
@@ -77,6 +78,20 @@ class Profile(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
     merged_into_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("profiles.id", ondelete="SET NULL"), nullable=True
     )
+
+
+class ProfileScores(WorkspaceScoped, Base):
+    """A profile's scores (RFM, CLV, churn danger, propensities, loyalty: ``rapport.process.scores_service``)
+    as one flat JSON object, in a narrow row of their own: the nightly run rewrites every profile's scores,
+    which in the profile row meant a new version of a wide row and of every index on it (on PostgreSQL about
+    two minutes for a million profiles; here the rows are small and only the primary key is indexed)."""
+
+    __tablename__ = "profile_scores"
+
+    profile_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    scores: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
 
 
 class Identity(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):

@@ -1,4 +1,5 @@
-"""Per-profile JSON merge-patches of ``Profile.computed`` built from score columns, without a dict per profile.
+"""Per-profile JSON merge-patches of the profiles' scores (``ProfileScores.scores``) built from score columns,
+without a dict per profile.
 
 A column is a key, its values for every profile and a state per profile: ``KEEP`` (leave the stored value
 alone), ``SET`` or ``REMOVE`` (a JSON null, which a merge-patch reads as "delete the key"). Rows sharing the

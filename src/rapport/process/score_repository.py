@@ -1,5 +1,5 @@
-"""Queries of the scores: per-profile inputs in one aggregate SQL pass each, streamed into numpy, and bulk
-merge-patches of ``Profile.computed``.
+"""Queries of the scores: per-profile inputs in one aggregate SQL pass each, streamed into numpy, bulk
+merge-patches of the profiles' scores (``ProfileScores``) and reads of them.
 
 Every read is a single grouped statement whose rows are pulled in partitions straight into arrays, so a
 million profiles cost a few arrays, not a million ORM objects. Days are whole UTC days since 1970-01-01
@@ -24,7 +24,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from rapport.db.base import UTCDateTime
-from rapport.models import Event, Profile
+from rapport.db.planner import same_workspace
+from rapport.models import Event, Profile, ProfileScores
 from rapport.process.computed import PurchaseSettings
 from rapport.process.computed_sql import number_at
 from rapport.process.scores.features import DailyEvents, group_daily, positions
@@ -252,15 +253,27 @@ _PG_TEMP = text(
     "(id BIGINT PRIMARY KEY, patch JSONB NOT NULL, removed TEXT[] NOT NULL) ON COMMIT DELETE ROWS"
 )
 # A null in the patch removes the key (RFC 7396, flat), as SQLite's json_patch does: the caller names those
-# keys (``removed``), so the server drops them with one ``-`` instead of scanning each patch for nulls. The
-# id range lets the planner walk the chunk's slice of the primary key: with no statistics on the temporary
-# table it otherwise hashes it and scans every profile of the table once per chunk.
+# keys (``removed``), so the server drops them with one ``-`` instead of scanning each patch for nulls. Only
+# the workspace's profiles get a row (the join), over the chunk's id range (with no statistics on the
+# temporary table the planner would otherwise hash it and scan every profile once per chunk). A profile
+# with scores already gets them merged: the conflict branch looks its patch up by the primary key.
 _PG_APPLY = text(
-    "UPDATE profiles AS p SET computed = (p.computed - t.removed) || jsonb_strip_nulls(t.patch) "
-    "FROM score_patch_rows AS t "
-    "WHERE p.id = t.id AND p.workspace_id = :ws AND p.id BETWEEN :lo AND :hi"
+    "INSERT INTO profile_scores AS s (profile_id, workspace_id, scores) "
+    "SELECT t.id, p.workspace_id, jsonb_strip_nulls(t.patch) FROM score_patch_rows AS t "
+    "JOIN profiles AS p ON p.id = t.id "
+    "WHERE p.workspace_id = :ws AND p.id BETWEEN :lo AND :hi "
+    "ON CONFLICT (profile_id) DO UPDATE SET scores = ("
+    "  SELECT (s.scores - u.removed) || jsonb_strip_nulls(u.patch) FROM score_patch_rows AS u "
+    "  WHERE u.id = excluded.profile_id) "
+    "WHERE s.workspace_id = excluded.workspace_id"
 )
-_SQLITE_APPLY = "UPDATE profiles SET computed = json_patch(computed, ?) WHERE id = ? AND workspace_id = ?"
+# ?1 profile id, ?2 workspace, ?3 the patch: inserted without its nulls, or merged into the stored scores.
+_SQLITE_APPLY = (
+    "INSERT INTO profile_scores (profile_id, workspace_id, scores) "
+    "SELECT ?1, ?2, json_patch('{}', ?3) "
+    "WHERE EXISTS (SELECT 1 FROM profiles WHERE id = ?1 AND workspace_id = ?2) "
+    "ON CONFLICT (profile_id) DO UPDATE SET scores = json_patch(scores, ?3) WHERE workspace_id = ?2"
+)
 
 
 def _pg_array(keys: Sequence[str]) -> str:
@@ -276,12 +289,13 @@ def merge_patches(
     patches: Sequence[str],
     removed: Sequence[tuple[str, ...]],
 ) -> int:
-    """Merge a flat JSON object into ``Profile.computed`` of each profile (a null value removes the key).
+    """Merge a flat JSON object into the scores (``ProfileScores``) of each of the workspace's profiles (a
+    null value removes the key; a profile without scores gets a row).
 
     Keys not in a patch are left alone. ``removed`` names each patch's null keys, as
     :func:`rapport.process.score_patches.build_patches` returns them (PostgreSQL drops them with one ``-``).
-    SQLite: one ``json_patch`` UPDATE executemany; PostgreSQL: COPY into a temporary table and one
-    UPDATE … FROM over the ids' range. The caller owns the transaction.
+    SQLite: one upsert executemany; PostgreSQL: COPY into a temporary table and one INSERT … ON CONFLICT
+    over the ids' range. Ids of other workspaces are skipped. The caller owns the transaction.
     """
     if not ids:
         return 0
@@ -300,6 +314,21 @@ def merge_patches(
         conn.execute(text("TRUNCATE score_patch_rows"))
         return len(ids)
     cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.executemany(_SQLITE_APPLY, zip(patches, ids, itertools.repeat(workspace_id), strict=False))
+    cursor.executemany(_SQLITE_APPLY, zip(ids, itertools.repeat(workspace_id), patches, strict=False))
     cursor.close()
     return len(ids)
+
+
+def scores_of(db: Session, workspace_id: int, profile_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Return ``{profile_id: scores}`` for those of the workspace's profiles that have scores."""
+    out: dict[int, dict[str, Any]] = {}
+    ids = list(dict.fromkeys(profile_ids))
+    for start in range(0, len(ids), 500):
+        rows = db.execute(
+            select(ProfileScores.profile_id, ProfileScores.scores).where(
+                ProfileScores.profile_id.in_(ids[start : start + 500]),
+                same_workspace(ProfileScores.workspace_id, workspace_id),
+            )
+        )
+        out.update((pid, dict(scores)) for pid, scores in rows)
+    return out

@@ -1,5 +1,5 @@
-"""Scores, the service: read per-profile inputs in aggregate SQL passes, run the pure models, write
-``Profile.computed`` in bulk, record runs.
+"""Scores, the service: read per-profile inputs in aggregate SQL passes, run the pure models, write the
+profiles' scores (``ProfileScores``, a narrow table of their own) in bulk, record runs.
 
 Kinds: ``rfm`` (rfm_r/f/m, rfm_segment, loyalty_score, loyalty_level), ``clv`` (clv_12m, p_alive,
 churn_danger, churn_band, value_tier, expected_purchases_90d) and ``propensity`` (``propensity_<name>``
@@ -40,8 +40,6 @@ from rapport.runtime import Runtime
 log = logging.getLogger("rapport.process.scores")
 
 KINDS: tuple[str, ...] = ("rfm", "clv", "propensity")
-RFM_KEYS = ("rfm_r", "rfm_f", "rfm_m", "rfm_segment", "loyalty_score", "loyalty_level")
-CLV_KEYS = ("clv_12m", "p_alive", "churn_danger", "churn_band", "value_tier", "expected_purchases_90d")
 #: Profiles per write transaction.
 WRITE_BATCH = 20_000
 #: Concurrent write transactions on PostgreSQL.

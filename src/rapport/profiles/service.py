@@ -13,7 +13,7 @@ from rapport.collect import processor as collect_processor
 from rapport.errors import NotFound, ValidationFailed
 from rapport.kit.pagination import Page
 from rapport.models import Event, Profile, TraitChange
-from rapport.process import traits_service
+from rapport.process import score_repository, traits_service
 from rapport.profiles import repository
 from rapport.profiles.schemas import IdentityRead, MergeRead, ProfileRead, TraitsRead
 
@@ -42,7 +42,8 @@ def read_profile(
     profile = get_profile(db, workspace_id=workspace_id, profile_id=profile_id)
     computed: dict[str, Any] = {}
     if now is not None:
-        computed = {k: v for k, v in (profile.computed or {}).items() if not k.startswith("_")}
+        computed = dict(score_repository.scores_of(db, workspace_id, [profile.id]).get(profile.id, {}))
+        computed.update({k: v for k, v in (profile.computed or {}).items() if not k.startswith("_")})
         computed.update(
             traits_service.read_computed(db, workspace_id, [profile.id], None, now).get(profile.id, {})
         )

@@ -17,7 +17,8 @@ from sqlalchemy import and_, case, func, literal_column, select, true, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from rapport.models import Campaign, ComputedTrait, Event, Profile, Segment, Topic, Workspace
+from rapport.models import Campaign, ComputedTrait, Event, Profile, ProfileScores, Segment, Topic, Workspace
+from rapport.process import score_keys
 from rapport.segments.catalog import Catalog, FieldType
 
 SAMPLE = 500
@@ -109,19 +110,23 @@ _KINDS: Mapping[str, FieldType] = {
 
 
 def sampled_types(db: Session, workspace_id: int, column: str, size: int = SAMPLE) -> dict[str, FieldType]:
-    """``infer_types`` over the ``size`` newest live profiles' ``column`` (traits or computed), in SQL.
+    """``infer_types`` over the ``size`` newest live profiles' ``column`` (traits or computed; ``scores``: the
+    newest rows of ``ProfileScores``), in SQL.
 
     The database walks the JSON and returns one row per (key, type): no documents cross the wire. For traits,
     the keys of nested objects come too, as dotted names (``address.city``; one level).
     """
-    table = Profile.__table__.alias("sample_src")
-    sample = (
-        select(table.c[column].label("doc"))
-        .where(table.c.workspace_id == workspace_id, table.c.merged_into_id.is_(None))
-        .order_by(table.c.id.desc())
-        .limit(size)
-        .subquery("s")
-    )
+    if column == "scores":
+        held = ProfileScores.__table__.alias("sample_src")
+        newest = select(held.c.scores.label("doc")).where(held.c.workspace_id == workspace_id)
+        newest = newest.order_by(held.c.profile_id.desc())
+    else:
+        table = Profile.__table__.alias("sample_src")
+        newest = select(table.c[column].label("doc")).where(
+            table.c.workspace_id == workspace_id, table.c.merged_into_id.is_(None)
+        )
+        newest = newest.order_by(table.c.id.desc())
+    sample = newest.limit(size).subquery("s")
     postgres = db.get_bind().dialect.name == "postgresql"
 
     def typed(each: Any, kind: ColumnElement[Any], key: ColumnElement[Any], source: Any) -> Any:
@@ -195,10 +200,14 @@ def build_catalog(db: Session, *, workspace_id: int, sample: int = SAMPLE) -> Ca
     )
     events = _event_names(db, workspace_id)
     campaigns = set(db.scalars(select(Campaign.name).where(Campaign.workspace_id == workspace_id)))
+    scores = {**score_keys.TYPES, **sampled_types(db, workspace_id, "scores", sample)}
+    for name in scores:
+        traits.pop(name, None)
     return Catalog(
         # a workspace with no data yet checks no names: a segment may be written before the data arrives
         traits=traits if len(traits) > len(_KNOWN_TRAITS) else None,
         computed=computed,
+        scores=scores,
         events=(events | set(_FEEDBACK)) if events else None,
         stores=stores_of(settings),
         segments=set(segments),
@@ -216,6 +225,7 @@ def compile_catalog(db: Session, *, workspace_id: int) -> Catalog:
     return Catalog(
         traits=None,
         computed=_computed(db, workspace_id, 200),
+        scores={**score_keys.TYPES, **sampled_types(db, workspace_id, "scores", 200)},
         stores=stores_of(settings),
         opt_out_topics=opt_out,
     )

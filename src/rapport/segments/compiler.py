@@ -46,7 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from rapport.kit.clock import as_utc
-from rapport.models import Event, Profile, SegmentMember
+from rapport.models import Event, Profile, ProfileScores, SegmentMember
 from rapport.models import Subscription as SubscriptionRow
 from rapport.segments import indexes, portable
 from rapport.segments.ast import (
@@ -79,6 +79,7 @@ from rapport.segments.errors import SegmentError
 
 EVENTS = cast(Table, Event.__table__)
 PROFILES = cast(Table, Profile.__table__)
+SCORES = cast(Table, ProfileScores.__table__)
 SUBSCRIPTIONS = cast(Table, SubscriptionRow.__table__)
 MEMBERS = cast(Table, SegmentMember.__table__)
 #: Where a profile's location lives (numbers in ``profiles.traits``), as the synthetic data and imports write it.
@@ -253,7 +254,11 @@ class _Compiler:
         """The JSON documents and paths that may hold profile field ``name``, first set wins
         (``catalog.field_paths``: the whole name, then a dotted trait name's nested path)."""
         info = self.scope.catalog.field_info(name) if self.scope.catalog is not None else None
-        if info is not None and info.source in ("computed", "score"):
+        if info is not None and info.source == "score":
+            # Scores live in a narrow table of their own (``ProfileScores``); no row reads as not set.
+            doc = select(SCORES.c.scores).where(SCORES.c.profile_id == self.id).scalar_subquery()
+            return [(doc, (name,))]
+        if info is not None and info.source == "computed":
             if self.scope.computed is not None:
                 located = self.scope.computed(name, self.id, self.now)
                 if located is not None:

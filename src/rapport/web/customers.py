@@ -37,7 +37,7 @@ MAX_PAGE = 2000
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 ProfileId = Annotated[int, Path(ge=1, le=2**62)]
 
-#: Scores written by ``rapport.process`` into the computed traits, in display order: (key, label, format).
+#: Scores written by ``rapport.process`` (``ProfileScores``; the profile API shows them with the computed traits), in display order: (key, label, format).
 SCORES: tuple[tuple[str, str, str], ...] = (
     ("clv_12m", "Lifetime value, next 12 months", "money"),
     ("p_alive", "Chance still active (P(alive))", "percent"),
