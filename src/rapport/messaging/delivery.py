@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from rapport.channels.base import Channel, OutboundMessage, SendResult, SendStatus
@@ -154,6 +154,15 @@ class _Outcomes:
         feedback.record_many(db, self.feedback, at=now, now=now)
 
 
+def _custom_plans(db: Session) -> None:
+    """PostgreSQL: plan this transaction's statements for their parameters. Its batch queries (``IN`` lists
+    of a hundred ids) run again and again, so psycopg prepares them and the server then switches to a
+    generic plan, which for the consent lookup was a scan of every subscription on the channel (~20 ms a
+    batch instead of ~3 at 10k customers)."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 def _give_back_counts(counts: dict[repo.CounterKey, int], wanted: list[tuple[repo.CounterKey, int]]) -> None:
     for key, _limit in wanted:
         counts[key] -= 1
@@ -201,7 +210,7 @@ class Deliverer:
         runtime: Runtime,
         *,
         worker_id: str | None = None,
-        batch_size: int = 100,
+        batch_size: int = 250,
         lease: timedelta = timedelta(minutes=5),
         unknown_after: timedelta = timedelta(minutes=15),
         engine: TemplateEngine | None = None,
@@ -293,6 +302,7 @@ class Deliverer:
         now = self.runtime.clock.now()
         self._round_cache.clear()
         with self.runtime.sessions() as db:
+            _custom_plans(db)
             claimed = repo.claim(
                 db,
                 worker_id=self.worker_id,
@@ -312,6 +322,7 @@ class Deliverer:
     def _finish(self, ready: list[_Ready], results: Mapping[str, SendResult], stats: RoundStats) -> None:
         """Settle a sent batch and commit, then clear the journal (its lines are in the database now)."""
         with self.runtime.sessions() as db:
+            _custom_plans(db)
             self._settle(db, ready, results, stats)
             db.commit()
         self.journal.reset()
