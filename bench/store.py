@@ -5,8 +5,9 @@ read a populated workspace (B4 segments, B6 scores): profiles from ``profiles.cs
 coordinates numbers), events from ``events.jsonl`` through ``import_file`` (the path of ``rapport import
 events``, with its reader process), then the computed-trait recompute (``rapport traits recompute``) that
 fills ``total_spend`` and the other built-ins (no ANALYZE: see :func:`build`). A million customers take tens of minutes, so
-the build is cached; a schema change needs no rebuild (each copy is migrated to head when opened), a change
-of what the store holds bumps ``STORE_FORMAT``.
+the build is cached; a schema change needs no rebuild (each copy is migrated to head when opened; a table
+that a migration added to an already applied revision, as 0008 added ``profile_scores`` empty, is created in
+each copy by :func:`add_missing_tables`), a change of what the store holds bumps ``STORE_FORMAT``.
 
 PostgreSQL gets the same rows: every table is copied from the SQLite file with ``COPY`` (ids kept, sequences
 reset, then VACUUM ANALYZE), and the result is cached as a ``pg_dump`` that later runs restore (and analyse:
@@ -130,6 +131,8 @@ def copy_to_postgresql(sqlite_path: str, url: str) -> dict[str, Any]:
             pg.execute(f'DELETE FROM "{table.name}"')  # rows the migrations seeded
         for table in Base.metadata.sorted_tables:
             columns = [r[1] for r in src.execute(f'PRAGMA table_info("{table.name}")')]
+            if not columns:  # a table the cached store predates (see add_missing_tables): nothing to copy
+                continue
             names = ", ".join(f'"{c}"' for c in columns)
             order = " ORDER BY id" if "id" in columns else ""
             n = 0
@@ -150,6 +153,28 @@ def copy_to_postgresql(sqlite_path: str, url: str) -> dict[str, Any]:
         pg.execute("VACUUM ANALYZE")
     src.close()
     return {"rows": sum(copied.values()), "seconds": time.perf_counter() - started}
+
+
+def add_missing_tables(url: str) -> list[str]:
+    """Create the models' tables a cached store lacks (empty, with their indexes); return their names.
+
+    Migration 0008 was an empty placeholder when the stores of format 2 were built and now creates
+    ``profile_scores``: those stores say they are at head but lack it. Nothing is lost by creating it
+    empty, since the stores never held scores (0008 only moves existing score keys)."""
+    from sqlalchemy import inspect
+
+    import rapport.models  # noqa: F401  (every model's table on Base.metadata)
+    from rapport.db.base import Base
+    from rapport.db.engine import build_engine
+
+    engine = build_engine(url, pool_size=1)
+    try:
+        present = set(inspect(engine).get_table_names())
+        missing = [t for t in Base.metadata.sorted_tables if t.name not in present]
+        Base.metadata.create_all(engine, tables=missing)
+        return [t.name for t in missing]
+    finally:
+        engine.dispose()
 
 
 def _directory(data: DataFiles) -> Path:
@@ -189,6 +214,7 @@ def sqlite_copy(ctx: Context, data: DataFiles, name: str) -> StoreCopy:
     source, facts = sqlite_store(ctx, data)
     target = ctx.out / f"{name}.db"
     shutil.copyfile(source, target)
+    add_missing_tables(f"sqlite:///{target}")
     return StoreCopy(f"sqlite:///{target}", facts, "sqlite", path=target)
 
 
@@ -202,6 +228,7 @@ def postgresql_copy(ctx: Context, data: DataFiles, database: str) -> StoreCopy:
     started = time.perf_counter()
     if marker.exists() and dump.exists():
         _pg_tool("pg_restore", "--no-owner", "-j", "2", "-d", _libpq(url), str(dump))
+        add_missing_tables(url)
         _pg_tool("vacuumdb", "--analyze", "--quiet", "-d", _libpq(url))
         ctx.log(f"  restored the PostgreSQL store from {dump} (+ VACUUM ANALYZE) in {_since(started)}")
     else:
