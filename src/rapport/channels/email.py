@@ -326,9 +326,9 @@ class SmtpChannel:
             to = check_address(message.to)
             if conn.pipelining and (sender + to).isascii():
                 # one write, one wait instead of three: the replies come back in order (RFC 2920)
-                smtp.send(
-                    f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(to)}\r\nDATA\r\n"
-                )
+                # both are plain dot-atom ``local@domain`` (check_address), which smtplib.quoteaddr
+                # would only wrap in <>: without its email.utils parse per message
+                smtp.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{to}>\r\nDATA\r\n")
                 replies: list[tuple[int, bytes]] = []
                 for stage in ("mail", "rcpt", "data"):  # noqa: B007 - ``stage`` names where a loss happened
                     replies.append(smtp.getreply())

@@ -26,6 +26,10 @@ UNSUBSCRIBE_SALT = "rapport.unsubscribe"
 COMPRESS_FROM = 120
 
 
+#: What itsdangerous' ``_CompactJSON.dumps`` writes, with the encoder built once
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
@@ -46,7 +50,7 @@ class TokenSigner:
 
     def dumps(self, obj: Any) -> str:
         """Return the signed token of ``obj``."""
-        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        data = _COMPACT_JSON.encode(obj).encode()
         payload = b""
         if len(data) >= COMPRESS_FROM:
             packed = zlib.compress(data)

@@ -60,6 +60,10 @@ def sqlite_time(value: datetime) -> str:
     return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (one per feedback event)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 class BulkValues:
     """Values as :func:`insert_rows` takes them: on SQLite JSON as text (serialised once when many rows
     share it) and UTC times as SQLAlchemy's text; on PostgreSQL JSON values as they are and times as ISO
@@ -77,7 +81,7 @@ class BulkValues:
         hit = self._json.get(key)
         if hit is not None and hit[0] is value:
             return hit[1]
-        text = json.dumps(value, separators=(",", ":"))
+        text = _COMPACT.encode(value)
         self._json[key] = (value, text)
         return text
 
@@ -396,7 +400,7 @@ def live_recipients(db: Session, profile_ids: Collection[int]) -> dict[int, Reci
         Profile.email,
         Profile.phone,
         Profile.timezone,
-        Profile.traits,
+        cast_(Profile.traits, Text),  # parsed below with json.loads, without the type's result processor
     )
     rows: dict[int, Any] = {}
     wanted = set(profile_ids)
@@ -415,7 +419,10 @@ def live_recipients(db: Session, profile_ids: Collection[int]) -> dict[int, Reci
         while row is not None and row[1] is not None and hops < 10:
             row, hops = rows.get(int(row[1])), hops + 1
         if row is not None:
-            out[pid] = RecipientRow(int(row[0]), row[2], row[3], row[4], dict(row[5] or {}))
+            traits = json.loads(row[5]) if row[5] else {}
+            out[pid] = RecipientRow(
+                int(row[0]), row[2], row[3], row[4], traits if isinstance(traits, dict) else {}
+            )
     return out
 
 
