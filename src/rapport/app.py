@@ -36,6 +36,7 @@ from rapport.profiles import api as profiles_api
 from rapport.runtime import Runtime, build_runtime
 from rapport.segments import api as segments_api
 from rapport.segments import realtime as segments_realtime
+from rapport.segments import score_refresh as segments_score_refresh
 from rapport.web import mount as web_mount
 from rapport.worker.runner import HandlerRegistry, Worker
 
@@ -76,6 +77,7 @@ def build_registry(runtime: Runtime) -> HandlerRegistry:
     registry.register(import_tasks.JOB_KIND, import_tasks.run_import)
     consent_hooks.register_jobs(registry)  # consent.send_confirmation (double opt-in)
     process_tasks.register(registry)
+    segments_score_refresh.register_jobs(registry)  # segments on scores follow a score run
     return registry
 
 

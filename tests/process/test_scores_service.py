@@ -12,11 +12,12 @@ from rapport.app import build_worker, wire_runtime
 from rapport.collect.importer import import_event_rows, import_profile_rows
 from rapport.content.rendering import TemplateDraft, TemplateRenderer
 from rapport.kit.clock import FakeClock
-from rapport.models import Identity, Job, Profile, ProfileScores, ScoreRun
+from rapport.models import Event, Identity, Job, Profile, ProfileScores, ScoreRun, SegmentMember
 from rapport.process import score_repository, scores_service, tasks
 from rapport.profiles import service as profiles_service
 from rapport.runtime import Runtime
 from rapport.segments import service as segments_service
+from rapport.segments.schemas import SegmentCreate
 from rapport.synth.generator import DEFAULT_REFERENCE_DATE, SynthSpec, iter_chunks
 from tests.support.tenants import Tenant
 
@@ -229,3 +230,36 @@ def test_scores_reach_segments_profiles_and_templates(runtime: Runtime, tenant: 
         renderer.prefetch([profile])
         batched = renderer.render_profile(profile).raise_for_errors()
     assert single.parts["body"] == batched.parts["body"] == "champions/5 VIP"
+
+
+def test_segments_on_scores_follow_a_score_run(runtime: Runtime, tenant: Tenant) -> None:
+    """A score run changes scores in bulk, not through events: its job refreshes the segments on scores at
+    once (the worker's periodic full refresh is not due), with entries recorded on the profiles."""
+    worker = build_worker(runtime)
+    ws = tenant.workspace_id
+    rows = [_order("u1", 1, 100), _order("u1", 10, 100), _order("u1", 20, 100), _order("u3", 200, 5)]
+    rows += [_order("u2", 30, 20), _order("u4", 100, 50), _order("u5", 5, 10)]
+    import_event_rows(runtime, workspace_id=ws, rows=rows)
+    worker.drain()
+    with runtime.sessions() as db:
+        champions = segments_service.create_segment(
+            db,
+            workspace_id=ws,
+            data=SegmentCreate(name="Champions", text='rfm_segment = "champions"'),
+            actor="test",
+            now=NOW,
+        )
+        db.commit()
+        u1 = db.scalar(select(Identity.profile_id).where(Identity.value == "u1", Identity.workspace_id == ws))
+    assert champions.member_count == 0
+    scores_service.run_scores(runtime, ws, ["rfm"], NOW)
+    worker.drain()
+    with runtime.read_sessions() as db:
+        members = set(
+            db.scalars(select(SegmentMember.profile_id).where(SegmentMember.segment_id == champions.id))
+        )
+        entered = db.scalars(
+            select(Event.properties).where(Event.profile_id == u1, Event.event == "segment_entered")
+        ).all()
+    assert members == {u1}
+    assert [e["segment_name"] for e in entered] == ["Champions"]

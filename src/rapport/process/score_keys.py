@@ -15,3 +15,12 @@ _NAMES = {"rfm_segment", "loyalty_level", "churn_band", "value_tier"}
 TYPES: dict[str, Literal["number", "string"]] = {
     key: "string" if key in _NAMES else "number" for key in (*RFM_KEYS, *CLV_KEYS)
 }
+
+#: The job a finished score run enqueues (one per run) so that segments on scores follow at once; the
+#: segments domain registers its handler (``rapport.segments.score_refresh``).
+SCORED_JOB = "segments.after_scores"
+
+
+def is_score(name: str) -> bool:
+    """Tell whether ``name`` is a score a run writes (a fixed score or a propensity)."""
+    return name in TYPES or name.startswith(PROPENSITY_PREFIX)

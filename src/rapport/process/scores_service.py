@@ -29,13 +29,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapport.models import ScoreRun, Workspace
-from rapport.process import propensity_service, repository, score_repository
+from rapport.process import propensity_service, repository, score_keys, score_repository
 from rapport.process.score_patches import REMOVE, SET, Column, build_patches
 from rapport.process.score_repository import Population
 from rapport.process.scores import bgnbd, clv, gamma_gamma, loyalty, rfm, summary
 from rapport.process.scores.errors import ScoreFitFailed
 from rapport.process.scores.features import DailyEvents, positions
 from rapport.runtime import Runtime
+from rapport.worker import queue
 
 log = logging.getLogger("rapport.process.scores")
 
@@ -337,6 +338,17 @@ def run_scores(
                 model=result.model,
                 profiles_scored=result.profiles,
             )
+    if done:
+        with runtime.sessions() as db:  # segments on scores follow (rapport.segments.score_refresh)
+            queue.enqueue(
+                db,
+                kind=score_keys.SCORED_JOB,
+                workspace_id=workspace_id,
+                payload={"runs": [r.run_id for r in done]},
+                dedupe_key=f"{score_keys.SCORED_JOB}:{workspace_id}:{done[-1].run_id}",
+                now=runtime.clock.now(),
+            )
+            db.commit()
     return run_ids
 
 
