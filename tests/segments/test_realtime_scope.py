@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from rapport.campaigns import service as campaigns_service
+from rapport.campaigns.schemas import CampaignCreate
 from rapport.kit.clock import Clock, FakeClock
 from rapport.models import Event, Identity, SegmentMember
 from rapport.process import traits_service
@@ -110,3 +112,42 @@ def test_the_scope_is_reused_until_definitions_change_or_the_window_ends(
         fresh = realtime.realtime_scope(db, runtime, workspace_id=ws, now=clock.now(), segments=segments)
         assert fresh.catalog is not changed.catalog  # the sampled keys are taken again after the window
         assert fresh.catalog == changed.catalog
+
+
+def test_a_segment_naming_a_campaign_still_resolves_it_in_real_time(
+    client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
+) -> None:
+    with runtime.sessions() as db:
+        spring = campaigns_service.create_campaign(
+            db,
+            workspace_id=tenant.workspace_id,
+            actor="test",
+            now=clock.now(),
+            data=CampaignCreate(
+                name="Spring sale",
+                kind="triggered",
+                channel="email",
+                trigger={"type": "event", "event": "Never sent"},
+                variants=[{"key": "A", "content": {"subject": "Hi", "text": "Sale"}}],
+            ),
+        )
+        db.commit()
+        spring_id = spring.id
+    clickers = _segment(client, tenant, "Clickers", 'email.clicked campaign "Spring sale"')
+    plain = _segment(client, tenant, "Pro", 'plan = "pro"')
+    _send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
+    u1 = _profile(runtime, tenant, "u1")
+    assert _members(runtime, plain) == {u1} and _members(runtime, clickers) == set()
+    _send(
+        client,
+        tenant,
+        clock,
+        "track",
+        {"userId": "u1", "event": "email_clicked", "properties": {"campaign_id": 0}},
+    )
+    assert _members(runtime, clickers) == set()  # another campaign's click
+    _send(
+        client, tenant, clock, "track",
+        {"userId": "u1", "event": "email_clicked", "properties": {"campaign_id": spring_id}},
+    )  # fmt: skip
+    assert _members(runtime, clickers) == {u1}

@@ -164,11 +164,18 @@ _DEFINITIONS = _definitions_statement()
 
 
 def realtime_scope(
-    db: Session, runtime: Runtime, *, workspace_id: int, now: datetime, segments: Sequence[Segment]
+    db: Session,
+    runtime: Runtime,
+    *,
+    workspace_id: int,
+    now: datetime,
+    segments: Sequence[Segment],
+    campaigns: bool = True,
 ) -> Scope:
     """The per-profile compile scope of the real-time path, ``scope_for``'s, built from fewer statements.
 
-    Segment ids come from ``segments`` (the workspace's active segments, already read). The catalogue and
+    Segment ids come from ``segments`` (the workspace's active segments, already read); campaign ids are
+    read only with ``campaigns`` (some segment names a campaign: an engagement condition). The catalogue and
     the windowed-trait SQL are reused from the workspace's previous batch while the definitions they come
     from are unchanged (one small read each batch) and for at most ``SCOPE_REUSE_SECONDS``: building them
     takes eight statements, two of them sampling profiles, which was a third of a small batch's time on
@@ -193,7 +200,7 @@ def realtime_scope(
         computed=held.computed,
         catalog=held.catalog,
         segment_ids={segment.name: segment.id for segment in segments},
-        campaign_ids=repository.campaign_ids(db, workspace_id=workspace_id),
+        campaign_ids=repository.campaign_ids(db, workspace_id=workspace_id) if campaigns else {},
         per_profile=True,
     )
 
@@ -476,8 +483,10 @@ def evaluate_batch(
     bus = bus_for(runtime)
     changed_segments: set[str] = set()
     changes: list[MembershipChange] = []
+    levels = _levels(segments)
+    engagement = any(deps.messages for level in levels for _segment, _tree, deps in level)
     # one query per dependency level: a segment naming another is evaluated after it has changed
-    for level in _levels(segments):
+    for level in levels:
         group = [
             (segment, tree)
             for segment, tree, deps in level
@@ -486,7 +495,9 @@ def evaluate_batch(
         if not group:
             continue
         if scope is None:
-            scope = realtime_scope(db, runtime, workspace_id=workspace_id, now=now, segments=listed)
+            scope = realtime_scope(
+                db, runtime, workspace_id=workspace_id, now=now, segments=listed, campaigns=engagement
+            )
         base = scope
         matching = repository.evaluate_many(
             db,
