@@ -46,6 +46,7 @@ from rapport.consent import service as consent_service
 from rapport.consent.tokens import LinkTarget
 from rapport.content import service as content_service
 from rapport.errors import NotFound
+from rapport.kit.gcwork import bulk_gc
 from rapport.messaging import caps as caps_rules
 from rapport.messaging import feedback, inbound, journal, ratelimit, tracking
 from rapport.messaging import holds as holds_mod
@@ -264,28 +265,30 @@ class Deliverer:
             self.recover()
         handled = 0
         deadline = time.monotonic() + self.tick_seconds
-        try:
-            while True:
-                stats = self._pipelined_round()
-                handled += stats.claimed
-                if stats.claimed == 0 or time.monotonic() > deadline:
-                    break
-        finally:
-            self._flush()
+        with bulk_gc():  # kit/gcwork.py: a round allocates thousands of short-lived objects per batch
+            try:
+                while True:
+                    stats = self._pipelined_round()
+                    handled += stats.claimed
+                    if stats.claimed == 0 or time.monotonic() > deadline:
+                        break
+            finally:
+                self._flush()
         return handled
 
     def drain(self, *, max_rounds: int = 10_000) -> RoundStats:
         """Run rounds until nothing is due (tests, CLI), pipelined as ``tick`` does; returns the totals."""
         total = RoundStats()
         self.recover()
-        try:
-            for _ in range(max_rounds):
-                stats = self._pipelined_round()
-                _add(total, stats)
-                if stats.claimed == 0:
-                    break
-        finally:
-            _add(total, self._flush())
+        with bulk_gc():
+            try:
+                for _ in range(max_rounds):
+                    stats = self._pipelined_round()
+                    _add(total, stats)
+                    if stats.claimed == 0:
+                        break
+            finally:
+                _add(total, self._flush())
         return total
 
     def run_round(self) -> RoundStats:
