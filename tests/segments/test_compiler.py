@@ -134,3 +134,24 @@ def test_buckets_split_like_the_evaluator(runtime: Runtime) -> None:
         tree2 = Compare("city", "=", "x")
         assert sqldata.matching_ids(conn, tree2, _scope(workspace_id, {})) == set()
         conn.rollback()
+
+
+def test_scores_read_from_their_table_in_every_position(runtime: Runtime) -> None:
+    """A score is read from its own table through a subquery on the profile, correlated even where it sits
+    in a table function's argument (a list value's elements: ``in``), which once ran uncorrelated on
+    PostgreSQL (found by the property test above)."""
+    workspace_id = make_tenant(runtime, "acme").workspace_id
+    people = [
+        ProfileFacts("x", {"churn_danger": [0.0, 0.5], "rfm_segment": "lost"}),
+        ProfileFacts("y", {"churn_danger": 0.0, "rfm_segment": "champions"}),
+        ProfileFacts("z", {"city": "Leeds"}),  # no scores row at all
+    ]
+    texts = ("churn_danger in (0)", 'rfm_segment = "lost"', "rfm_segment is not set", "churn_danger >= 0")
+    with runtime.engine.connect() as conn:
+        stored = sqldata.load(conn, workspace_id, people, catalog=CATALOG, segment_ids={}, first_id=700)
+        for text in texts:
+            tree = parse(text, catalog=CATALOG)
+            expected = {int(f.profile_id) for f in stored if evaluate(tree, f, NOW, catalog=CATALOG)}
+            assert expected, text  # each condition holds for someone
+            assert sqldata.matching_ids(conn, tree, _scope(workspace_id, {})) == expected, text
+        conn.rollback()

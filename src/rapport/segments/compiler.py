@@ -256,7 +256,14 @@ class _Compiler:
         info = self.scope.catalog.field_info(name) if self.scope.catalog is not None else None
         if info is not None and info.source == "score":
             # Scores live in a narrow table of their own (``ProfileScores``); no row reads as not set.
-            doc = select(SCORES.c.scores).where(SCORES.c.profile_id == self.id).scalar_subquery()
+            # Correlated explicitly: in a table function's argument (``json_each`` of a list) the
+            # automatic correlation would not reach the profile of the enclosing query.
+            doc = (
+                select(SCORES.c.scores)
+                .where(SCORES.c.profile_id == self.id)
+                .correlate_except(SCORES)
+                .scalar_subquery()
+            )
             return [(doc, (name,))]
         if info is not None and info.source == "computed":
             if self.scope.computed is not None:
