@@ -16,6 +16,8 @@ under 50 ms while a single transaction carries hundreds of events under load. Wh
 queueing without bound. ``on_idle`` runs on the writing thread after ``idle_after`` seconds without
 work and at stop (the ingest writer gives its held connection back to the pool there). If a group's transaction fails and ``isolate(error)`` says the failure may come
 from one unit's data, each unit is retried in its own transaction so one bad request cannot fail the others.
+``on_written`` runs on the writing thread after every group that committed something (e.g.
+``lambda: notify_work(runtime)``: the in-process worker's processor starts at once, not at its next poll).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Committer(Generic[W, R]):
         name: str = "rapport-committer",
         on_idle: Callable[[], None] | None = None,
         idle_after: float = 1.0,
+        on_written: Callable[[], None] | None = None,
     ) -> None:
         self._write = write
         self._size = size
@@ -98,6 +101,7 @@ class Committer(Generic[W, R]):
         self.name = name
         self._on_idle = on_idle
         self.idle_after = idle_after
+        self._on_written = on_written
         self._dirty = False  # written since on_idle last ran
         self.stats = CommitterStats()
         self._queue: deque[_Item[W, R]] = deque()
@@ -236,6 +240,11 @@ class Committer(Generic[W, R]):
         self.stats.record(
             len(works), sum(self._size(w) for w in works), (time.perf_counter() - started) * 1000
         )
+        if self._on_written is not None and not all(isinstance(r, _Failed) for r in results):
+            try:
+                self._on_written()
+            except Exception as exc:  # a wake-up must never fail a committed group
+                log.warning("%s: on_written failed: %s", self.name, type(exc).__name__)
         return results
 
 
