@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rapport.collect import ingest
@@ -15,9 +16,10 @@ from rapport.collect.processor import Processor
 from rapport.config import Settings
 from rapport.models import Event
 from rapport.models.event import PROCESSED
-from rapport.runtime import build_runtime
-from rapport.worker.runner import HandlerRegistry, Worker, notify_work
-from tests.support.tenants import make_tenant
+from rapport.runtime import Runtime, build_runtime
+from rapport.worker.runner import WAKE_PORT, HandlerRegistry, Worker, notify_work
+from tests.collect.ingest_support import basic
+from tests.support.tenants import Tenant, make_tenant
 
 
 def test_a_committed_group_wakes_the_processor_before_its_poll(db_url: str) -> None:
@@ -88,3 +90,14 @@ def test_on_written_runs_only_after_a_commit_and_cannot_fail_one() -> None:
     good, bad = asyncio.run(scenario())
     assert good == 5 and isinstance(bad, ValueError)
     assert calls == [1]  # the failed group woke nobody
+
+
+def test_the_api_committer_wakes_the_in_process_worker(
+    client: TestClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    """``build_ingest`` wires ``on_written`` to the runtime's wake port: an accepted event wakes the worker."""
+    woken: list[float] = []
+    runtime.ports[WAKE_PORT] = lambda: woken.append(time.monotonic())
+    message = {"type": "track", "event": "Viewed", "userId": "u1", "messageId": "wake-1"}
+    assert client.post("/v1/track", json=message, headers=basic(tenant.write_key)).status_code == 200
+    assert woken  # called after the group commit, before the answer (2xx only after durable)

@@ -40,6 +40,7 @@ from rapport.collect.normalize import (
 from rapport.errors import BadRequest, Forbidden, RapportError, RateLimited, Unauthenticated, ValidationFailed
 from rapport.kit.tokens import hash_token
 from rapport.runtime import Runtime
+from rapport.worker.runner import notify_work
 
 log = logging.getLogger("rapport.collect.api")
 router = APIRouter(prefix="/v1", tags=["tracking"])
@@ -228,6 +229,9 @@ def build_ingest(
         max_group=max_group,
         name="rapport-ingest",
         on_idle=writer.release,
+        # the in-process worker's processor starts on the new events now, not at its next poll (SQLite;
+        # PostgreSQL also wakes workers in other processes with NOTIFY, see ingest.PENDING_CHANNEL)
+        on_written=lambda: notify_work(runtime),
     )
     return IngestState(runtime=runtime, committer=committer, auth=IngestAuth(key_cache_seconds))
 
