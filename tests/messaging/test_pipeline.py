@@ -76,7 +76,7 @@ def test_the_next_batch_is_claimed_while_the_last_one_sends(
     claims: list[float] = []
     original = repo.claim
 
-    def timed_claim(*args: Any, **kwargs: Any) -> list[Message]:
+    def timed_claim(*args: Any, **kwargs: Any) -> list[repo.ClaimedMessage]:
         claims.append(time.monotonic())
         return original(*args, **kwargs)
 
