@@ -24,7 +24,8 @@ class Message(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
     __table_args__ = (
         UniqueConstraint("workspace_id", "dedupe_key"),
         UniqueConstraint("message_id"),
-        Index("ix_messages_due", "status", "run_at", "priority"),
+        # In the claim's order (messaging.repository.claim): walked, not sorted (migration 0010).
+        Index("ix_messages_due", "status", "priority", "run_at", "id"),
         Index("ix_messages_profile", "profile_id", "created_at"),
         Index("ix_messages_campaign", "workspace_id", "campaign_id", "status"),
     )
