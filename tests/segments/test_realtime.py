@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,22 +13,14 @@ from rapport.kit.clock import Clock, FakeClock
 from rapport.models import Event, Identity, SegmentMember
 from rapport.runtime import Runtime
 from rapport.segments import realtime
+from tests.segments.realtime_support import START, send
 from tests.support.tenants import Tenant
-
-START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def clock() -> Clock:
     """A clock the test moves."""
     return FakeClock(START)
-
-
-def _send(client: TestClient, tenant: Tenant, clock: FakeClock, kind: str, body: dict[str, Any]) -> None:
-    body = {**body, "timestamp": clock.now().isoformat()}
-    answer = client.post(f"/v1/{kind}", json=body, headers=tenant.write_headers)
-    assert answer.status_code == 200, answer.text
-    client.app.state.worker.drain()  # type: ignore[attr-defined]
 
 
 def _profile(runtime: Runtime, tenant: Tenant, user_id: str) -> int:
@@ -73,8 +65,8 @@ def test_events_move_profiles_in_and_out_of_segments(
 ) -> None:
     published: list[realtime.MembershipChange] = []
     realtime.bus_for(runtime).subscribe(lambda _db, changes: published.extend(changes))
-    _send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "free"}})
-    _send(
+    send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "free"}})
+    send(
         client,
         tenant,
         clock,
@@ -89,7 +81,7 @@ def test_events_move_profiles_in_and_out_of_segments(
     assert _timeline(runtime, u2) == []
 
     clock.advance(timedelta(hours=1))
-    _send(
+    send(
         client,
         tenant,
         clock,
@@ -102,10 +94,10 @@ def test_events_move_profiles_in_and_out_of_segments(
     ]
 
     clock.advance(timedelta(hours=1))
-    _send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
+    send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
     assert set(_members(runtime, pro)) == {u1}
     assert set(_members(runtime, big)) == {u1}  # a segment naming a changed segment follows in the same batch
-    _send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "free"}})
+    send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "free"}})
     assert _members(runtime, pro) == {} and _members(runtime, big) == {}
     names = [(name, props["segment_name"]) for name, props in _timeline(runtime, u1)]
     assert names[-2:] == [("segment_exited", "Pro"), ("segment_exited", "Pro buyers")]
@@ -121,7 +113,7 @@ def test_events_move_profiles_in_and_out_of_segments(
 def test_time_based_members_leave_when_the_window_passes(
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
-    _send(client, tenant, clock, "track", {"userId": "u1", "event": "order_completed"})
+    send(client, tenant, clock, "track", {"userId": "u1", "event": "order_completed"})
     u1 = _profile(runtime, tenant, "u1")
     buyers = _segment(client, tenant, "Recent buyers", "purchased in last 7 days")
     assert set(_members(runtime, buyers)) == {u1}

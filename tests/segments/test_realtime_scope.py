@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,22 +16,14 @@ from rapport.process import traits_service
 from rapport.runtime import Runtime
 from rapport.segments import realtime
 from rapport.segments import repository as segments_repository
+from tests.segments.realtime_support import START, send
 from tests.support.tenants import Tenant
-
-START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def clock() -> Clock:
     """A clock the test moves."""
     return FakeClock(START)
-
-
-def _send(client: TestClient, tenant: Tenant, clock: FakeClock, kind: str, body: dict[str, Any]) -> None:
-    body = {**body, "timestamp": clock.now().isoformat()}
-    answer = client.post(f"/v1/{kind}", json=body, headers=tenant.write_headers)
-    assert answer.status_code == 200, answer.text
-    client.app.state.worker.drain()  # type: ignore[attr-defined]
 
 
 def _segment(client: TestClient, tenant: Tenant, name: str, text: str) -> int:
@@ -63,7 +54,7 @@ def test_a_new_definition_takes_effect_on_the_next_batch_within_the_reuse_window
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
     pro = _segment(client, tenant, "Pro", 'plan = "pro"')
-    _send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
+    send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
     u1 = _profile(runtime, tenant, "u1")
     assert _members(runtime, pro) == {u1}  # the real-time scope is built and held now
     with runtime.sessions() as db:
@@ -80,7 +71,7 @@ def test_a_new_definition_takes_effect_on_the_next_batch_within_the_reuse_window
     viewers = _segment(client, tenant, "Viewers", "recent_views >= 1")
     assert _members(runtime, viewers) == set()
     clock.advance(timedelta(minutes=1))
-    _send(client, tenant, clock, "track", {"userId": "u1", "event": "Viewed"})
+    send(client, tenant, clock, "track", {"userId": "u1", "event": "Viewed"})
     # a held scope without the windowed trait would read "recent_views" as a plain trait: no entry
     assert _members(runtime, viewers) == {u1}
     with runtime.read_sessions() as db:
@@ -135,10 +126,10 @@ def test_a_segment_naming_a_campaign_still_resolves_it_in_real_time(
         spring_id = spring.id
     clickers = _segment(client, tenant, "Clickers", 'email.clicked campaign "Spring sale"')
     plain = _segment(client, tenant, "Pro", 'plan = "pro"')
-    _send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
+    send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
     u1 = _profile(runtime, tenant, "u1")
     assert _members(runtime, plain) == {u1} and _members(runtime, clickers) == set()
-    _send(
+    send(
         client,
         tenant,
         clock,
@@ -146,7 +137,7 @@ def test_a_segment_naming_a_campaign_still_resolves_it_in_real_time(
         {"userId": "u1", "event": "email_clicked", "properties": {"campaign_id": 0}},
     )
     assert _members(runtime, clickers) == set()  # another campaign's click
-    _send(
+    send(
         client, tenant, clock, "track",
         {"userId": "u1", "event": "email_clicked", "properties": {"campaign_id": spring_id}},
     )  # fmt: skip

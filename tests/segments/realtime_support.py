@@ -1,0 +1,22 @@
+"""What the real-time segment tests share: sending one call through the tracking API at the test clock's
+time and draining the app's worker, so that its processing (and the segment hook) has run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from rapport.kit.clock import FakeClock
+from tests.support.tenants import Tenant
+
+START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def send(client: TestClient, tenant: Tenant, clock: FakeClock, kind: str, body: dict[str, Any]) -> None:
+    """POST ``/v1/<kind>`` with ``body`` stamped now, then run the worker until it is idle."""
+    body = {**body, "timestamp": clock.now().isoformat()}
+    answer = client.post(f"/v1/{kind}", json=body, headers=tenant.write_headers)
+    assert answer.status_code == 200, answer.text
+    client.app.state.worker.drain()  # type: ignore[attr-defined]
