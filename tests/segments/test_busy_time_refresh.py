@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from rapport.kit.clock import Clock, FakeClock
 from rapport.runtime import Runtime
-from tests.segments.test_realtime import START, _members, _profile, _segment, _send
+from tests.segments.realtime_support import START, send
+from tests.segments.test_realtime import _members, _profile, _segment
 from tests.support.tenants import Tenant
 
 
@@ -23,14 +24,14 @@ def clock() -> Clock:
 def test_a_member_leaves_a_busy_window_segment_on_time(
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
-    _send(client, tenant, clock, "track", {"userId": "old", "event": "order_completed"})
+    send(client, tenant, clock, "track", {"userId": "old", "event": "order_completed"})
     old = _profile(runtime, tenant, "old")
     buyers = _segment(client, tenant, "Recent buyers", "purchased in last 7 days")
     assert set(_members(runtime, buyers)) == {old}
     # Past the window for "old", while other buyers keep entering every few seconds (real time).
     clock.advance(timedelta(days=7, hours=1))
     for n in range(3):
-        _send(client, tenant, clock, "track", {"userId": f"new{n}", "event": "order_completed"})
+        send(client, tenant, clock, "track", {"userId": f"new{n}", "event": "order_completed"})
         clock.advance(timedelta(seconds=20))
     members = set(_members(runtime, buyers))
     assert old not in members and len(members) == 3
