@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 
 from rapport.messaging import repository
 from rapport.runtime import Runtime
@@ -37,7 +37,7 @@ def test_claim_reads_the_due_index_in_order_without_a_sort(runtime: Runtime) -> 
         else:
             # With no rows the planner may prefer any plan; forbid the table scan to ask whether the index
             # can give the order: if not, a Sort node remains.
-            cursor.execute(text("SET LOCAL enable_seqscan = off").text)
+            cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute(f"EXPLAIN {statement}", parameters)
             plan = " / ".join(str(row[0]) for row in cursor.fetchall())
             assert "ix_messages_due" in plan and "Sort" not in plan, plan

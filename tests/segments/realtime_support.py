@@ -1,5 +1,6 @@
 """What the real-time segment tests share: sending one call through the tracking API at the test clock's
-time and draining the app's worker, so that its processing (and the segment hook) has run."""
+time and draining the app's worker (so that its processing and the segment hook have run), and reading a
+profile's id and a segment's members."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from rapport.kit.clock import FakeClock
+from rapport.models import Identity, SegmentMember
+from rapport.runtime import Runtime
 from tests.support.tenants import Tenant
 
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -20,3 +24,26 @@ def send(client: TestClient, tenant: Tenant, clock: FakeClock, kind: str, body: 
     answer = client.post(f"/v1/{kind}", json=body, headers=tenant.write_headers)
     assert answer.status_code == 200, answer.text
     client.app.state.worker.drain()  # type: ignore[attr-defined]
+
+
+def profile_id(runtime: Runtime, tenant: Tenant, user_id: str) -> int:
+    """The id of the profile holding ``user_id`` in the tenant's workspace."""
+    with runtime.read_sessions() as db:
+        pid = db.scalar(
+            select(Identity.profile_id).where(
+                Identity.workspace_id == tenant.workspace_id, Identity.value == user_id
+            )
+        )
+    assert pid is not None
+    return int(pid)
+
+
+def members(runtime: Runtime, segment_id: int) -> dict[int, datetime]:
+    """The segment's members and when each entered."""
+    with runtime.read_sessions() as db:
+        rows = db.execute(
+            select(SegmentMember.profile_id, SegmentMember.entered_at).where(
+                SegmentMember.segment_id == segment_id
+            )
+        )
+        return {pid: at for pid, at in rows}

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from rapport.kit.clock import Clock, FakeClock
 from rapport.runtime import Runtime
-from tests.segments.realtime_support import START, send
-from tests.segments.test_realtime import _members, _profile, _segment
+from tests.segments.realtime_support import START, members, profile_id, send
+from tests.segments.test_realtime import _segment
 from tests.support.tenants import Tenant
 
 
@@ -25,13 +25,13 @@ def test_a_member_leaves_a_busy_window_segment_on_time(
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
     send(client, tenant, clock, "track", {"userId": "old", "event": "order_completed"})
-    old = _profile(runtime, tenant, "old")
+    old = profile_id(runtime, tenant, "old")
     buyers = _segment(client, tenant, "Recent buyers", "purchased in last 7 days")
-    assert set(_members(runtime, buyers)) == {old}
+    assert set(members(runtime, buyers)) == {old}
     # Past the window for "old", while other buyers keep entering every few seconds (real time).
     clock.advance(timedelta(days=7, hours=1))
     for n in range(3):
         send(client, tenant, clock, "track", {"userId": f"new{n}", "event": "order_completed"})
         clock.advance(timedelta(seconds=20))
-    members = set(_members(runtime, buyers))
-    assert old not in members and len(members) == 3
+    now_in = set(members(runtime, buyers))
+    assert old not in now_in and len(now_in) == 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rapport.kit.clock import Clock, FakeClock
-from rapport.models import Event, Identity, SegmentMember
+from rapport.models import Event
 from rapport.runtime import Runtime
 from rapport.segments import realtime
-from tests.segments.realtime_support import START, send
+from tests.segments.realtime_support import START, members, profile_id, send
 from tests.support.tenants import Tenant
 
 
@@ -23,31 +23,10 @@ def clock() -> Clock:
     return FakeClock(START)
 
 
-def _profile(runtime: Runtime, tenant: Tenant, user_id: str) -> int:
-    with runtime.read_sessions() as db:
-        pid = db.scalar(
-            select(Identity.profile_id).where(
-                Identity.workspace_id == tenant.workspace_id, Identity.value == user_id
-            )
-        )
-    assert pid is not None
-    return int(pid)
-
-
 def _segment(client: TestClient, tenant: Tenant, name: str, text: str) -> int:
     answer = client.post("/api/v1/segments", json={"name": name, "text": text}, headers=tenant.secret_headers)
     assert answer.status_code == 201, answer.text
     return int(answer.json()["id"])
-
-
-def _members(runtime: Runtime, segment_id: int) -> dict[int, datetime]:
-    with runtime.read_sessions() as db:
-        rows = db.execute(
-            select(SegmentMember.profile_id, SegmentMember.entered_at).where(
-                SegmentMember.segment_id == segment_id
-            )
-        )
-        return {pid: at for pid, at in rows}
 
 
 def _timeline(runtime: Runtime, profile_id: int) -> list[tuple[str, dict[str, Any]]]:
@@ -73,11 +52,11 @@ def test_events_move_profiles_in_and_out_of_segments(
         "track",
         {"userId": "u2", "event": "order_completed", "properties": {"amount": 5}},
     )
-    u1, u2 = _profile(runtime, tenant, "u1"), _profile(runtime, tenant, "u2")
+    u1, u2 = profile_id(runtime, tenant, "u1"), profile_id(runtime, tenant, "u2")
     pro = _segment(client, tenant, "Pro", 'plan = "pro"')
     buyers = _segment(client, tenant, "Recent buyers", "purchased in last 7 days")
     big = _segment(client, tenant, "Pro buyers", 'in segment "Pro" and in segment "Recent buyers"')
-    assert _members(runtime, buyers) == {u2: START}  # the baseline: no entry event
+    assert members(runtime, buyers) == {u2: START}  # the baseline: no entry event
     assert _timeline(runtime, u2) == []
 
     clock.advance(timedelta(hours=1))
@@ -88,17 +67,17 @@ def test_events_move_profiles_in_and_out_of_segments(
         "track",
         {"userId": "u1", "event": "order_completed", "properties": {"amount": 9}},
     )
-    assert _members(runtime, buyers) == {u2: START, u1: START + timedelta(hours=1)}
+    assert members(runtime, buyers) == {u2: START, u1: START + timedelta(hours=1)}
     assert _timeline(runtime, u1) == [
         ("segment_entered", {"segment_id": buyers, "segment_name": "Recent buyers"})
     ]
 
     clock.advance(timedelta(hours=1))
     send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
-    assert set(_members(runtime, pro)) == {u1}
-    assert set(_members(runtime, big)) == {u1}  # a segment naming a changed segment follows in the same batch
+    assert set(members(runtime, pro)) == {u1}
+    assert set(members(runtime, big)) == {u1}  # a segment naming a changed segment follows in the same batch
     send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "free"}})
-    assert _members(runtime, pro) == {} and _members(runtime, big) == {}
+    assert members(runtime, pro) == {} and members(runtime, big) == {}
     names = [(name, props["segment_name"]) for name, props in _timeline(runtime, u1)]
     assert names[-2:] == [("segment_exited", "Pro"), ("segment_exited", "Pro buyers")]
     assert [(c.segment_name, c.profile_id, c.kind) for c in published] == [
@@ -114,15 +93,15 @@ def test_time_based_members_leave_when_the_window_passes(
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
     send(client, tenant, clock, "track", {"userId": "u1", "event": "order_completed"})
-    u1 = _profile(runtime, tenant, "u1")
+    u1 = profile_id(runtime, tenant, "u1")
     buyers = _segment(client, tenant, "Recent buyers", "purchased in last 7 days")
-    assert set(_members(runtime, buyers)) == {u1}
+    assert set(members(runtime, buyers)) == {u1}
     clock.advance(timedelta(days=6, hours=23))
     client.app.state.worker.drain()  # type: ignore[attr-defined]
-    assert set(_members(runtime, buyers)) == {u1}
+    assert set(members(runtime, buyers)) == {u1}
     clock.advance(timedelta(hours=2))  # no new event: the window alone moves past the purchase
     client.app.state.worker.drain()  # type: ignore[attr-defined]
-    assert _members(runtime, buyers) == {}
+    assert members(runtime, buyers) == {}
     assert [name for name, _ in _timeline(runtime, u1)] == ["segment_exited"]
     with runtime.read_sessions() as db:
         at = db.scalar(select(Event.timestamp).where(Event.event == "segment_exited"))

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from rapport.campaigns import service as campaigns_service
 from rapport.campaigns.schemas import CampaignCreate
 from rapport.kit.clock import Clock, FakeClock
-from rapport.models import Event, Identity, SegmentMember
+from rapport.models import Event
 from rapport.process import traits_service
 from rapport.runtime import Runtime
 from rapport.segments import realtime
 from rapport.segments import repository as segments_repository
-from tests.segments.realtime_support import START, send
+from tests.segments.realtime_support import START, members, profile_id, send
 from tests.support.tenants import Tenant
 
 
@@ -33,30 +33,13 @@ def _segment(client: TestClient, tenant: Tenant, name: str, text: str) -> int:
     return int(answer.json()["id"])
 
 
-def _members(runtime: Runtime, segment_id: int) -> set[int]:
-    with runtime.read_sessions() as db:
-        query = select(SegmentMember.profile_id).where(SegmentMember.segment_id == segment_id)
-        return set(db.scalars(query))
-
-
-def _profile(runtime: Runtime, tenant: Tenant, user_id: str) -> int:
-    with runtime.read_sessions() as db:
-        pid = db.scalar(
-            select(Identity.profile_id).where(
-                Identity.workspace_id == tenant.workspace_id, Identity.value == user_id
-            )
-        )
-    assert pid is not None
-    return int(pid)
-
-
 def test_a_new_definition_takes_effect_on_the_next_batch_within_the_reuse_window(
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
     pro = _segment(client, tenant, "Pro", 'plan = "pro"')
     send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
-    u1 = _profile(runtime, tenant, "u1")
-    assert _members(runtime, pro) == {u1}  # the real-time scope is built and held now
+    u1 = profile_id(runtime, tenant, "u1")
+    assert set(members(runtime, pro)) == {u1}  # the real-time scope is built and held now
     with runtime.sessions() as db:
         traits_service.create_definition(
             db,
@@ -69,11 +52,11 @@ def test_a_new_definition_takes_effect_on_the_next_batch_within_the_reuse_window
         )
         db.commit()
     viewers = _segment(client, tenant, "Viewers", "recent_views >= 1")
-    assert _members(runtime, viewers) == set()
+    assert set(members(runtime, viewers)) == set()
     clock.advance(timedelta(minutes=1))
     send(client, tenant, clock, "track", {"userId": "u1", "event": "Viewed"})
     # a held scope without the windowed trait would read "recent_views" as a plain trait: no entry
-    assert _members(runtime, viewers) == {u1}
+    assert set(members(runtime, viewers)) == {u1}
     with runtime.read_sessions() as db:
         entries = db.scalars(
             select(Event.event).where(Event.profile_id == u1, Event.event == "segment_entered")
@@ -127,8 +110,8 @@ def test_a_segment_naming_a_campaign_still_resolves_it_in_real_time(
     clickers = _segment(client, tenant, "Clickers", 'email.clicked campaign "Spring sale"')
     plain = _segment(client, tenant, "Pro", 'plan = "pro"')
     send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
-    u1 = _profile(runtime, tenant, "u1")
-    assert _members(runtime, plain) == {u1} and _members(runtime, clickers) == set()
+    u1 = profile_id(runtime, tenant, "u1")
+    assert set(members(runtime, plain)) == {u1} and set(members(runtime, clickers)) == set()
     send(
         client,
         tenant,
@@ -136,9 +119,9 @@ def test_a_segment_naming_a_campaign_still_resolves_it_in_real_time(
         "track",
         {"userId": "u1", "event": "email_clicked", "properties": {"campaign_id": 0}},
     )
-    assert _members(runtime, clickers) == set()  # another campaign's click
+    assert set(members(runtime, clickers)) == set()  # another campaign's click
     send(
         client, tenant, clock, "track",
         {"userId": "u1", "event": "email_clicked", "properties": {"campaign_id": spring_id}},
     )  # fmt: skip
-    assert _members(runtime, clickers) == {u1}
+    assert set(members(runtime, clickers)) == {u1}
