@@ -17,6 +17,7 @@ timed) to the same sink, in the same run.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -35,6 +36,8 @@ from bench.harness import ROOT, Context, Measurement, Result, run_in_child
 TITLE = "deliver a campaign to a local SMTP sink"
 TARGET = ">= 2k messages/s; exactly all received"
 FULL = 100_000
+#: Deliverer processes of B8's second PostgreSQL row: one per core of the machine (at least 2).
+PG_PROCESSES = max(2, os.cpu_count() or 2)
 TEMPLATE_DB = "bench_b8_template"
 SUBJECT = "{{ profile.first_name | default: 'Hello' }}, the winter sale is on"
 HTML = (
@@ -354,22 +357,113 @@ def seed_store(url: str, recipients: int, seed: int) -> dict[str, Any]:
     return {"workspace_id": workspace_id, "profiles": report.imported, "subscribed": len(ids)}
 
 
-def deliver_campaign(url: str, workspace_id: int, port: int, spool: str) -> dict[str, Any]:
-    """Child: queue the campaign with enqueue_many and drain it with the Deliverer; return timings."""
-    from sqlalchemy import func, select
-
+def _deliverer(url: str, port: int, spool: str, worker_id: str) -> tuple[Any, Any, Any]:
+    """A runtime wired as ``rapport worker`` wires it, an SMTP channel to the sink, and a Deliverer."""
     from rapport.app import wire_runtime
     from rapport.channels.email import SmtpChannel, SmtpConfig
     from rapport.kit.logs import configure_logging
-    from rapport.messaging import service as messaging_service
     from rapport.messaging.delivery import Deliverer, channels_of
-    from rapport.models import Message, Profile
 
     configure_logging(level="WARNING", json_lines=False)
     runtime = _runtime(url, spool=spool)
     wire_runtime(runtime)
     channel = SmtpChannel(SmtpConfig(host="127.0.0.1", port=port, pool_size=4), id_domain="rapport.example")
     channels_of(runtime)["email"] = channel
+    return runtime, channel, Deliverer(runtime, worker_id=worker_id)
+
+
+def drain_worker(url: str, port: int, spool: str, worker_id: str, go: str) -> dict[str, Any]:
+    """Child (one of several deliverer processes): get ready (imports, connections), write ``go``.ready,
+    wait for the file ``go``, then drain the outbox; return the wall-clock end and what it sent."""
+    from sqlalchemy import text
+
+    runtime, channel, deliverer = _deliverer(url, port, spool, worker_id)
+    with runtime.read_sessions() as db:  # a pooled connection, opened before the clock starts
+        db.execute(text("SELECT 1"))
+    Path(go + f".{worker_id}.ready").touch()
+    while not Path(go).exists():
+        time.sleep(0.001)
+    totals = deliverer.drain()
+    ended = time.time()
+    deliverer.close()
+    channel.close()
+    runtime.close()
+    return {"ended": ended, "sent": totals.sent, "claimed_rounds": totals.claimed}
+
+
+def _start_workers(url: str, port: int, spool: str, processes: int, go: Path) -> list[subprocess.Popen[str]]:
+    """Start ``processes`` deliverer processes (``drain_worker``) and wait until each is ready."""
+    procs = []
+    for k in range(processes):
+        payload = json.dumps(
+            {
+                "target": f"{__name__}:drain_worker",
+                "kwargs": {
+                    "url": url,
+                    "port": port,
+                    "spool": spool,
+                    "worker_id": f"bench-b8-{k}",
+                    "go": str(go),
+                },
+            }
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.child", payload],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{go}.bench-b8-{k}.ready").exists() for k in range(processes)):
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            for p in procs:
+                p.kill()
+            raise RuntimeError("a deliverer process did not start: " + _stderr_tail(procs))
+        time.sleep(0.01)
+    return procs
+
+
+def _stderr_tail(procs: list[subprocess.Popen[str]]) -> str:
+    for p in procs:
+        if p.poll() is not None and p.returncode != 0 and p.stderr is not None:
+            lines = [line for line in p.stderr.read().splitlines() if line.strip()]
+            return lines[-1][:300] if lines else str(p.returncode)
+    return "timed out"
+
+
+def _finish_workers(procs: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=3600)
+        if p.returncode != 0:
+            lines = [line for line in stderr.splitlines() if line.strip()]
+            raise RuntimeError(f"a deliverer process failed: {lines[-1][:300] if lines else p.returncode}")
+        outs.append(dict(json.loads(stdout.strip().splitlines()[-1])))
+    return outs
+
+
+def deliver_campaign(
+    url: str, workspace_id: int, port: int, spool: str, processes: int = 1
+) -> dict[str, Any]:
+    """Child: queue the campaign with enqueue_many and drain it with the Deliverer; return timings.
+
+    ``processes`` > 1 (PostgreSQL: production runs several ``rapport worker`` processes against one
+    database): that many deliverer processes, started and connected before the clock starts, drain the
+    outbox together (``SKIP LOCKED`` claims) while this process only queues."""
+    from sqlalchemy import func, select
+
+    from rapport.messaging import service as messaging_service
+    from rapport.models import Message, Profile
+
+    runtime, channel, deliverer = _deliverer(url, port, spool, "bench-b8")
+    go = Path(spool) / f"go-{uuid.uuid4().hex}"
+    procs = []
+    if processes > 1:
+        Path(spool).mkdir(parents=True, exist_ok=True)
+        procs = _start_workers(url, port, spool, processes, go)
     with runtime.read_sessions() as db:
         audience = list(db.scalars(select(Profile.id).where(Profile.workspace_id == workspace_id)))
     content = {"subject": SUBJECT, "html": HTML, "campaign": {"id": 1, "name": "Winter Sale"}}
@@ -384,9 +478,15 @@ def deliver_campaign(url: str, workspace_id: int, port: int, spool: str) -> dict
         )
         db.commit()
     queued_at = time.perf_counter()
-    deliverer = Deliverer(runtime, worker_id="bench-b8")
-    totals = deliverer.drain()
-    finished = time.perf_counter()
+    if procs:
+        queued_wall = time.time()
+        go.touch()
+        outs = _finish_workers(procs)
+        finished = queued_at + max(o["ended"] for o in outs) - queued_wall
+        sent_by = [int(o["sent"]) for o in outs]
+    else:
+        sent_by = [deliverer.drain().sent]
+        finished = time.perf_counter()
     deliverer.close()
     channel.close()
     with runtime.read_sessions() as db:
@@ -410,7 +510,9 @@ def deliver_campaign(url: str, workspace_id: int, port: int, spool: str) -> dict
         "queued": queued,
         "queue_seconds": queued_at - started,
         "drain_seconds": finished - queued_at,
-        "sent": totals.sent,
+        "sent": sum(sent_by),
+        "sent_by": sent_by,
+        "processes": processes,
         "statuses": {str(k): int(v) for k, v in statuses.items()},
         "not_sent": not_sent,
     }
@@ -487,9 +589,12 @@ class _Store:
         self.server.drop_database(TEMPLATE_DB)
 
 
-def _run_store(ctx: Context, kind: str, recipients: int, sink: Sink, sink_note: str) -> Result:
+def _run_store(
+    ctx: Context, kind: str, recipients: int, sink: Sink, sink_note: str, processes: int = 1
+) -> Result:
     store = _Store(ctx, kind, recipients)
-    mine = Measurement("Rapport enqueue_many + Deliverer + SmtpChannel", "messages/s")
+    label = "Rapport enqueue_many + Deliverer + SmtpChannel"
+    mine = Measurement(label if processes == 1 else f"{label}, {processes} deliverer processes", "messages/s")
     ref = Measurement("smtplib, prebuilt messages, 1 connection", "messages/s")
     drains: list[float] = []
     queues: list[float] = []
@@ -504,6 +609,7 @@ def _run_store(ctx: Context, kind: str, recipients: int, sink: Sink, sink_note: 
                 workspace_id=store.meta["workspace_id"],
                 port=sink.port,
                 spool=str(spool),
+                processes=processes,
             )
             received, distinct = sink.count()
             seconds = out["queue_seconds"] + out["drain_seconds"]
@@ -537,7 +643,8 @@ def _run_store(ctx: Context, kind: str, recipients: int, sink: Sink, sink_note: 
         f"{'EXACTLY ALL RECEIVED' if not problems else 'PROBLEMS: ' + '; '.join(problems)[:300]}"
     )
     status = "ok" if not problems else "failed"
-    return Result("B8", TITLE, TARGET, status=status, store=kind, measurement=mine, reference=ref, note=note)
+    title = TITLE if processes == 1 else f"{TITLE}, {processes} worker processes (production shape)"
+    return Result("B8", title, TARGET, status=status, store=kind, measurement=mine, reference=ref, note=note)
 
 
 def run(ctx: Context, ids: set[str]) -> list[Result]:
@@ -548,11 +655,16 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     ctx.log(f"  B8: {sink_note}")
     try:
         for kind in ctx.stores:
-            try:
-                results.append(_run_store(ctx, kind, recipients, sink, sink_note))
-            except Exception as exc:  # one store failing must not hide the other's figures
-                ctx.log(f"  B8 {kind} failed: {exc}")
-                results.append(Result("B8", TITLE, TARGET, status="failed", store=kind, note=str(exc)[:300]))
+            # PostgreSQL also in its production shape: one deliverer process per core, claiming with SKIP
+            # LOCKED (SQLite has a single claimer by design)
+            for processes in (1, PG_PROCESSES) if kind == "postgresql" else (1,):
+                try:
+                    results.append(_run_store(ctx, kind, recipients, sink, sink_note, processes))
+                except Exception as exc:  # one store failing must not hide the other's figures
+                    ctx.log(f"  B8 {kind} ({processes} processes) failed: {exc}")
+                    results.append(
+                        Result("B8", TITLE, TARGET, status="failed", store=kind, note=str(exc)[:300])
+                    )
     finally:
         sink.close()
     return results

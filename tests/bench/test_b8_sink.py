@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import smtplib
 import subprocess
+from pathlib import Path
 
 import pytest
 from bench.workloads import delivery
@@ -113,3 +114,23 @@ def test_start_sink_prefers_smtp_sink_and_leaves_no_postfix_daemon(monkeypatch: 
         sink.close()
     if shutil.which("postfix", path="/usr/sbin"):
         assert subprocess.run(["/usr/sbin/postfix", "status"], capture_output=True).returncode != 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_b8_production_shape_delivers_each_message_once_with_two_deliverer_processes(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    """B8's PostgreSQL row with several deliverer processes: both claim (SKIP LOCKED), the sink gets every
+    message exactly once and every outbox row ends ``sent``."""
+    seeded = delivery.seed_store(fresh_db_url, 300, 7)  # more than one claim batch (250)
+    sink = delivery.AiosmtpdSink()
+    try:
+        out = delivery.deliver_campaign(
+            fresh_db_url, seeded["workspace_id"], sink.port, str(tmp_path / "spool"), processes=2
+        )
+        assert sink.count() == (300, 300)
+    finally:
+        sink.close()
+    assert out["processes"] == 2 and len(out["sent_by"]) == 2
+    assert out["sent"] == sum(out["sent_by"]) == 300 and out["statuses"] == {"sent": 300}
+    assert out["drain_seconds"] > 0
