@@ -62,9 +62,12 @@ class BatchApplied:
     #: them; None: unknown, a hook that needs them reads them (the import path).
     event_names: frozenset[str | None] | None = None
     #: The batch's linked events as (row, profile id) when the edge has them, in id order: the row has the
-    #: columns ``id, type, event, channel, timestamp, properties, context``. Set only for a batch without
-    #: merges (a merge re-points events); None: a hook that needs them reads them back.
+    #: columns ``id, type, event, channel, timestamp, properties, context, extra, source``. Set only for a
+    #: batch without merges (a merge re-points events); None: a hook that needs them reads them back.
     linked: list[tuple[Any, int]] | None = None
+    #: The workspace's settings as the batch's transaction read them, when the edge has them; None: a hook
+    #: that needs them reads them.
+    workspace_settings: dict[str, Any] | None = None
 
 
 AfterApplyHook = Callable[[BatchApplied], None]
@@ -107,10 +110,16 @@ def hooks_for(runtime: Runtime) -> ProcessingHooks:
 
 def rules_for(db: Session, workspace_id: int) -> ident.IdentityRules:
     """Load a workspace's identity rules."""
+    return _settings_and_rules(db, workspace_id)[1]
+
+
+def _settings_and_rules(db: Session, workspace_id: int) -> tuple[dict[str, Any], ident.IdentityRules]:
+    """Load a workspace's settings and the identity rules they hold (one query)."""
     row = db.execute(
         select(Workspace.settings, Workspace.default_region).where(Workspace.id == workspace_id)
     ).one()
-    return ident.rules_from_settings(row.settings, default_region=row.default_region)
+    settings = row.settings if isinstance(row.settings, dict) else {}
+    return settings, ident.rules_from_settings(row.settings, default_region=row.default_region)
 
 
 def lock_workspace(db: Session, workspace_id: int, *, wait: bool) -> bool:
@@ -236,6 +245,7 @@ def process_batch(
             Event.context,
             Event.extra,
             Event.properties,
+            Event.source,
         )
         .where(Event.workspace_id == workspace_id, Event.state == PENDING)
         .order_by(Event.id)
@@ -247,7 +257,7 @@ def process_batch(
     stats = BatchStats()
     if not rows:
         return stats
-    rules = rules_for(db, workspace_id)
+    settings, rules = _settings_and_rules(db, workspace_id)
     kinds = alias_kinds(db, workspace_id, rows)
     touches = [touch_for_event(r, rules, kinds) for r in rows]
     outcome = resolve_batch(
@@ -271,6 +281,7 @@ def process_batch(
             for r, pid, s in zip(rows, outcome.profile_ids, outcome.suppressed, strict=True)
             if not s and pid is not None
         ],
+        workspace_settings=settings,
     )
     for hook in hooks.after_apply:
         hook(batch)

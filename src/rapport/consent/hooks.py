@@ -29,20 +29,27 @@ def apply_event_statements(batch: BatchApplied) -> None:
     """
     if not batch.event_ids:
         return
-    rows = batch.db.execute(
-        select(Event.id, Event.profile_id, Event.extra, Event.timestamp, Event.context, Event.source).where(
-            Event.workspace_id == batch.workspace_id, Event.id.in_(batch.event_ids)
-        )
-    ).all()
-    for row in rows:
-        extra = row.extra or {}
-        if row.profile_id is None or not (extra.get(WITHDRAWALS) or extra.get(GRANTS)):
+    rows: list[tuple[Any, int | None]]
+    if batch.linked is not None:  # the rows the processor applied (no merge moved them): no read back
+        rows = list(batch.linked)
+    else:
+        rows = [
+            (row, row.profile_id)
+            for row in batch.db.execute(
+                select(Event.id, Event.profile_id, Event.extra, Event.context, Event.source).where(
+                    Event.workspace_id == batch.workspace_id, Event.id.in_(batch.event_ids)
+                )
+            )
+        ]
+    for row, profile_id in rows:
+        extra = row.extra if isinstance(row.extra, dict) else {}
+        if profile_id is None or not (extra.get(WITHDRAWALS) or extra.get(GRANTS)):
             continue
-        ip = (row.context or {}).get("ip")
+        ip = (row.context or {}).get("ip") if isinstance(row.context, dict) else None
         service.apply_signals(
             batch.db,
             workspace_id=batch.workspace_id,
-            profile_id=row.profile_id,
+            profile_id=profile_id,
             withdrawals=extra.get(WITHDRAWALS) or [],
             grants=extra.get(GRANTS) or [],
             source=f"event:{row.source}",

@@ -152,13 +152,15 @@ def patch_computed(
     patches: Mapping[int, Mapping[str, Any]],
     *,
     remove: Sequence[str] = (),
+    current: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> int:
     """Set top-level keys of ``Profile.computed`` (and drop ``remove`` keys) for many profiles at once.
 
     Keys not named are left alone, so writers of different keys (computed traits, scores, lifestyle) never
     undo each other. PostgreSQL: ``computed - keys || patch`` in one executemany; SQLite (one writer at a
     time, and the transaction holds the lock from its start): ``json_patch`` when every value is a
-    scalar, else read, merge in Python and write back (nested values replace, never merge, on both).
+    scalar, else read (or take ``current``: the documents as this same transaction read them), merge in
+    Python and write back (nested values replace, never merge, on both).
     """
     if not patches:
         return 0
@@ -184,7 +186,8 @@ def patch_computed(
             ],
         )
         return len(patches)
-    current = computed_of(db, workspace_id, patches)
+    if current is None or not set(patches) <= set(current):
+        current = computed_of(db, workspace_id, patches)
     rows = []
     for pid, patch in patches.items():
         if pid not in current:

@@ -22,6 +22,7 @@ from phonenumbers import timezone as phone_zones
 from sqlalchemy import bindparam, select, update
 
 from rapport.collect.processor import BatchApplied
+from rapport.kit.clock import as_utc
 from rapport.models import Event, Profile, Workspace
 
 SOURCES: tuple[str, ...] = ("trait", "context", "location", "phone")
@@ -153,6 +154,25 @@ def resolve_zone(
     return None
 
 
+def _batch_contexts(batch: BatchApplied) -> list[tuple[int | None, Any]]:
+    """(profile id, context) of the batch's events in (timestamp, id) order: from the rows the processor
+    applied when it hands them over, else read back."""
+    if batch.linked is not None:
+        ordered = sorted(batch.linked, key=lambda linked: (as_utc(linked[0].timestamp), linked[0].id))
+        return [(pid, row.context) for row, pid in ordered]
+    out: list[tuple[int | None, Any]] = []
+    for i in range(0, len(batch.event_ids), 500):
+        out.extend(
+            (ev.profile_id, ev.context)
+            for ev in batch.db.execute(
+                select(Event.profile_id, Event.context, Event.timestamp, Event.id)
+                .where(Event.workspace_id == batch.workspace_id, Event.id.in_(batch.event_ids[i : i + 500]))
+                .order_by(Event.timestamp, Event.id)
+            )
+        )
+    return out
+
+
 def apply_batch(batch: BatchApplied) -> None:
     """After-apply hook: (re)derive the timezone of the batch's profiles whose zone is not explicit."""
     if not batch.profile_ids:
@@ -175,18 +195,12 @@ def apply_batch(batch: BatchApplied) -> None:
     if not candidates:
         return
     latest: dict[int, tuple[Any, Any]] = {}
-    if batch.event_ids:
-        wanted = {r.id for r in candidates}
-        for i in range(0, len(batch.event_ids), 500):
-            for ev in db.execute(
-                select(Event.profile_id, Event.context, Event.timestamp, Event.id)
-                .where(Event.workspace_id == ws, Event.id.in_(batch.event_ids[i : i + 500]))
-                .order_by(Event.timestamp, Event.id)
-            ):
-                if ev.profile_id in wanted and isinstance(ev.context, dict):
-                    tz, loc = ev.context.get("timezone"), ev.context.get("location")
-                    old = latest.get(ev.profile_id, (None, None))
-                    latest[ev.profile_id] = (tz or old[0], loc if _coordinates(loc) else old[1])
+    wanted = {r.id for r in candidates}
+    for profile_id, context in _batch_contexts(batch):
+        if profile_id is not None and profile_id in wanted and isinstance(context, dict):
+            tz, loc = context.get("timezone"), context.get("location")
+            old = latest.get(profile_id, (None, None))
+            latest[profile_id] = (tz or old[0], loc if _coordinates(loc) else old[1])
     # the workspace's zone only breaks a phone prefix's tie: not read for batches without phones
     preferred = (
         db.scalar(select(Workspace.timezone).where(Workspace.id == ws))

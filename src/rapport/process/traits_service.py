@@ -353,7 +353,11 @@ def apply_batch(batch: BatchApplied) -> None:
     specs = _stored_specs(db, ws)
     if not specs:
         return
-    purchase = repository.purchase_settings(db, ws)
+    purchase = (
+        repository.purchase_settings(db, ws)
+        if batch.workspace_settings is None
+        else PurchaseSettings.from_settings(batch.workspace_settings)
+    )
     names = _needed_names(specs, purchase)
     events = _batch_events(batch, names=names, with_context=any(s.reads_context() for s in specs))
     survivors = {s for s, _ in batch.merges}
@@ -393,7 +397,9 @@ def apply_batch(batch: BatchApplied) -> None:
         spec = next(s for s in specs if s.name == name)
         for pid, slot in _fold_profiles(db, ws, [spec], pids, purchase).items():
             accs[pid][name] = slot[name]
-    repository.patch_computed(db, ws, _patches(accs, current))
+    # ``current`` was read in this transaction, which holds SQLite's writer lock from its start: the patch
+    # is merged into it instead of reading the documents again (PostgreSQL patches in SQL)
+    repository.patch_computed(db, ws, _patches(accs, current), current=current)
 
 
 def recompute(
