@@ -304,6 +304,9 @@ class Deliverer:
         """Claim a batch, run the checks and render it, and commit: the rows that may go are ``sending``."""
         now = self.runtime.clock.now()
         self._round_cache.clear()
+        with self.runtime.read_sessions() as read:
+            if not repo.any_due(read, now=now):  # idle: no write transaction (SQLite's one writer lock)
+                return []
         with self.runtime.sessions() as db:
             _custom_plans(db)
             claimed = repo.claim(
@@ -793,10 +796,14 @@ class Deliverer:
                     settled += 1
                 db.commit()
             journal.release(path, fd)
+        lost = now - self.unknown_after
+        with self.runtime.read_sessions() as read:  # most of the time there is none: no write transaction
+            if not repo.any_sending_before(read, lost):
+                return settled
         with self.runtime.sessions() as db:
             stale = db.execute(
                 update(Message)
-                .where(Message.status == repo.SENDING, Message.claimed_until < now - self.unknown_after)
+                .where(Message.status == repo.SENDING, Message.claimed_until < lost)
                 .values(
                     status=repo.UNKNOWN,
                     status_reason="worker vanished while sending; not resent",

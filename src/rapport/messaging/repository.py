@@ -241,6 +241,29 @@ class ContentCache:
         return found
 
 
+_ANY_DUE = (
+    select(Message.id)
+    .where(Message.status == QUEUED, Message.run_at <= bindparam("now", type_=Message.run_at.type))
+    .order_by(Message.priority, Message.run_at, Message.id)
+    .limit(1)
+)
+
+
+def any_due(db: Session, *, now: datetime) -> bool:
+    """Tell whether a queued message is due: a read (no writer lock on SQLite, no row locks on
+    PostgreSQL), in the claim's own index order, so an idle deliverer woken by every processed batch does
+    not open a write transaction to find nothing."""
+    return db.execute(_ANY_DUE, {"now": now}).first() is not None
+
+
+def any_sending_before(db: Session, cutoff: datetime) -> bool:
+    """Tell whether a row has been ``sending`` with a lease that ran out before ``cutoff`` (a read)."""
+    found = db.execute(
+        select(Message.id).where(Message.status == SENDING, Message.claimed_until < cutoff).limit(1)
+    ).first()
+    return found is not None
+
+
 def claim(
     db: Session,
     *,
