@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -254,12 +255,50 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     for store in ctx.stores:
         results.append(_run_store(ctx, store, messages=True))
         results.append(_run_store(ctx, store, messages=False))
+        if store == "postgresql":  # also as production runs it: API and worker in their own processes
+            results.append(_run_store(ctx, store, messages=True, separate_worker=True))
+            results.append(_run_store(ctx, store, messages=False, separate_worker=True))
     return results
 
 
-def _run_store(ctx: Context, store: str, *, messages: bool) -> Result:
+class _WorkerProcess:
+    """``rapport worker`` in its own process (PostgreSQL's production shape: ``rapport serve --no-worker``
+    beside it), woken by the API's NOTIFY."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rapport", "worker"],
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, **env},
+            start_new_session=True,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        time.sleep(3.0)  # imports and the first poll, before any load
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"rapport worker exited with {self.proc.returncode} (see {log})")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: bool = False) -> Result:
     per_run = max(500, min(3000, int(RATE * ctx.duration)))
-    name = "realtime" if messages else "processing"
+    name = ("realtime" if messages else "processing") + ("_worker" if separate_worker else "")
     if store == "sqlite":
         url = f"sqlite:///{ctx.out / f'{name}.db'}"
     else:
@@ -272,8 +311,11 @@ def _run_store(ctx: Context, store: str, *, messages: bool) -> Result:
            "RAPPORT_RUN_WORKER_IN_PROCESS": "true", "RAPPORT_SMTP_HOST": "127.0.0.1",
            "RAPPORT_SMTP_PORT": str(sink.port), "RAPPORT_SPOOL_DIR": str(ctx.out / f"spool-{store}-{name}"),
            "RAPPORT_WORKER_POLL_SECONDS": "0.01"}  # fmt: skip
+    if separate_worker:
+        env["RAPPORT_RUN_WORKER_IN_PROCESS"] = "false"
     server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
                     log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
+    worker = _WorkerProcess(env, ctx.out / f"worker-b5-{store}-{name}.log") if separate_worker else None
     latencies: list[float] = []
     entry_latencies: list[float] = []
     label = "event -> message p99" if messages else "event -> processed p99"
@@ -302,22 +344,32 @@ def _run_store(ctx: Context, store: str, *, messages: bool) -> Result:
             ctx.log(f"  run {run_no + 1}: {len(run_latency)}/{len(sent)} {'messages' if messages else 'entries'}, "
                     f"p50 {_percentile(run_latency, 0.5):.0f} ms, p99 {_percentile(run_latency, 0.99):.0f} ms; "
                     f"processed p99 {_percentile(run_entry or [float('nan')], 0.99):.0f} ms")  # fmt: skip
-        per_run_p99.rss_mb = server.peak_rss_mb()
+        per_run_p99.rss_mb = server.peak_rss_mb() + (worker.peak_rss_mb() if worker else 0.0)
     finally:
         server.stop()
+        if worker is not None:
+            worker.stop()
         sink.stop()
     if latencies:
         per_run_p99.p50_ms = _percentile(latencies, 0.5)
         per_run_p99.p99_ms = _percentile(latencies, 0.99)
     load = f"{RATE} events/s as /v1/batch of {BATCH} every {1000 * BATCH // RATE} ms"
+    shape = (
+        "production shape: API process (uvicorn, no in-process worker) + one `rapport worker` process woken by "
+        "NOTIFY; RSS is the sum of both"
+        if separate_worker
+        else ""
+    )
     status = "ok" if done_total == sent_total else "failed"
     if not messages:
+        where = shape or "the same process, API + worker"
         note = (
-            f"{done_total:,}/{sent_total:,} entries; {load}; no campaigns (the same process, API + worker, "
-            "with nothing to deliver); processed = the segment entry's entered_at, stamped by the transaction "
-            "that applied the event and updated its computed traits"
+            f"{done_total:,}/{sent_total:,} entries; {load}; no campaigns ({where}, with nothing to deliver); "
+            "processed = the segment entry's entered_at, stamped by the transaction that applied the event and "
+            "updated its computed traits"
         )
-        return Result(ID, PROCESSING_TITLE, PROCESSING_TARGET, status=status, store=store, measurement=per_run_p99,
+        title = PROCESSING_TITLE + (", API and worker processes" if separate_worker else "")
+        return Result(ID, title, PROCESSING_TARGET, status=status, store=store, measurement=per_run_p99,
                       note=note)  # fmt: skip
     entry = (
         f"event -> segment entry and computed traits (processed) p50 {_percentile(entry_latencies, 0.5):.0f} ms, "
@@ -327,9 +379,10 @@ def _run_store(ctx: Context, store: str, *, messages: bool) -> Result:
     )
     note = entry + (
         f"{done_total:,}/{sent_total:,} messages received; {load}; {TRIGGERS} active triggers; SMTP sink in its "
-        "own process"
+        "own process" + (f"; {shape}" if shape else "")
     )
-    return Result(ID, TITLE, TARGET, status=status, store=store, measurement=per_run_p99, note=note)
+    title = TITLE + (", API and worker processes" if separate_worker else "")
+    return Result(ID, title, TARGET, status=status, store=store, measurement=per_run_p99, note=note)
 
 
 def build_app() -> Any:
