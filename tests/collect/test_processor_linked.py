@@ -42,3 +42,52 @@ def test_linked_events_match_what_the_database_holds(runtime: Runtime, tenant: T
     everything, orders = seen
     assert [view.event for view in everything] == ["Order Completed", None, "Home", "Viewed"]
     assert len(orders) == 1 and orders[0].properties == {"revenue": 12.5, "store_id": "s1"}
+
+
+def test_linked_rows_carry_extra_and_source_and_give_the_timezone_hook_the_stored_contexts(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    """The consent hook reads ``extra`` and ``source`` and the timezone hook the contexts from the linked
+    rows instead of reading the events back: both must be what the database holds."""
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from rapport.models import Event
+    from rapport.process import timezone
+
+    checked: list[int] = []
+
+    def compare(batch: BatchApplied) -> None:
+        assert batch.linked is not None
+        stored = {
+            r.id: r
+            for r in batch.db.execute(
+                select(Event.id, Event.profile_id, Event.extra, Event.source).where(
+                    Event.id.in_(batch.event_ids)
+                )
+            )
+        }
+        for row, pid in batch.linked:
+            assert (row.extra, row.source, pid) == (
+                stored[row.id].extra,
+                stored[row.id].source,
+                stored[row.id].profile_id,
+            )
+            checked.append(row.id)
+        assert timezone._batch_contexts(batch) == timezone._batch_contexts(replace(batch, linked=None))
+        assert batch.workspace_settings is not None
+
+    hooks_for(runtime).after_apply.append(compare)
+    ws = tenant.workspace_id
+    append(
+        runtime,
+        ws,
+        {"type": "track", "userId": "u1", "event": "Viewed", "timestamp": at(3),
+         "context": {"timezone": "Europe/Paris", "location": {"latitude": 53.8, "longitude": -1.55}}},
+        {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "timestamp": at(1),
+         "context": {"timezone": "Europe/London"}},
+        {"type": "track", "userId": "u2", "event": "Viewed", "timestamp": at(2)},
+    )  # fmt: skip
+    assert Processor(runtime, batch_size=50).drain() == 3
+    assert len(checked) == 3

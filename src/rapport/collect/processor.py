@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, select, text, update
+from sqlalchemy import Table, delete, exists, select, text
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
 from rapport.collect.ingest import PENDING_CHANNEL
-from rapport.collect.resolution import MergeHook, Resolution, Touch, resolve_batch
+from rapport.collect.resolution import MergeHook, Resolution, Touch, bulk_update, resolve_batch
 from rapport.kit.clock import as_utc
 from rapport.models import Event, Identity, Workspace
 from rapport.models.event import PENDING, PROCESSED
@@ -310,11 +310,8 @@ def apply_outcome(db: Session, *, rows: Sequence[Any], outcome: Resolution, stat
             {"ids": [k["b_id"] for k in keep], "pids": [k["b_pid"] for k in keep], "state": PROCESSED},
         )
     elif keep:
-        db.execute(
-            update(_EVENTS)
-            .where(_EVENTS.c.id == bindparam("b_id"))
-            .values(profile_id=bindparam("b_pid"), state=PROCESSED),
-            keep,
+        bulk_update(
+            db, _EVENTS, [{"id": k["b_id"], "profile_id": k["b_pid"], "state": PROCESSED} for k in keep]
         )
     stats.processed += len(keep)
     stats.dropped_suppressed += len(drop)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import JSON, String, Table, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from rapport.collect import codec
@@ -485,58 +486,36 @@ class BatchResolver:
             )
             self.result.identities_added += len(self.new_identities)
         live = [p for p in self.profs.values() if not p.new and self.find(p.id) == p.id]
-        seen_only = [p for p in live if p.seen_dirty and not p.dirty]
-        if seen_only:
-            db.execute(
-                update(_PROFILES)
-                .where(_PROFILES.c.id == bindparam("b_id"))
-                .values(
-                    first_seen_at=bindparam("b_first"),
-                    last_seen_at=bindparam("b_last"),
-                    updated_at=bindparam("b_now"),
-                ),
-                [
-                    {"b_id": p.id, "b_first": p.first_seen, "b_last": p.last_seen, "b_now": now}
-                    for p in seen_only
-                ],
-            )
-        stale = [p for p in live if p.dirty]
-        if stale:
-            stmt = (
-                update(_PROFILES)
-                .where(_PROFILES.c.id == bindparam("b_id"))
-                .values(
-                    traits=bindparam("b_traits"),
-                    trait_times=bindparam("b_times"),
-                    email=bindparam("b_email"),
-                    phone=bindparam("b_phone"),
-                    name=bindparam("b_name"),
-                    timezone=bindparam("b_tz"),
-                    timezone_source=bindparam("b_tzs"),
-                    first_seen_at=bindparam("b_first"),
-                    last_seen_at=bindparam("b_last"),
-                    updated_at=bindparam("b_now"),
-                )
-            )
-            db.execute(
-                stmt,
-                [
-                    {
-                        "b_id": p.id,
-                        "b_traits": p.traits,
-                        "b_times": p.trait_times,
-                        "b_email": p.email,
-                        "b_phone": p.phone,
-                        "b_name": p.name,
-                        "b_tz": p.timezone,
-                        "b_tzs": p.timezone_source,
-                        "b_first": p.first_seen,
-                        "b_last": p.last_seen,
-                        "b_now": now,
-                    }
-                    for p in stale
-                ],
-            )
+        bulk_update(
+            db,
+            _PROFILES,
+            [
+                {"id": p.id, "first_seen_at": p.first_seen, "last_seen_at": p.last_seen, "updated_at": now}
+                for p in live
+                if p.seen_dirty and not p.dirty
+            ],
+        )
+        bulk_update(
+            db,
+            _PROFILES,
+            [
+                {
+                    "id": p.id,
+                    "traits": p.traits,
+                    "trait_times": p.trait_times,
+                    "email": p.email,
+                    "phone": p.phone,
+                    "name": p.name,
+                    "timezone": p.timezone,
+                    "timezone_source": p.timezone_source,
+                    "first_seen_at": p.first_seen,
+                    "last_seen_at": p.last_seen,
+                    "updated_at": now,
+                }
+                for p in live
+                if p.dirty
+            ],
+        )
         if self.history:
             for row in self.history:
                 row["profile_id"] = real(row["profile_id"])
@@ -656,6 +635,64 @@ def bulk_insert(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, su
                 copy.write_row(values_row)
         return
     db.connection().exec_driver_sql(sql, params)
+
+
+def bulk_update(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, key: str = "id") -> None:
+    """Update many rows by ``key`` (same columns each; values serialised here, as :func:`bulk_insert` does).
+
+    PostgreSQL: one statement over one JSON document of rows (``json_array_elements``), so a batch costs
+    one round trip and one plan instead of one per row; SQLite: one executemany of driver-ready values,
+    without SQLAlchemy's per-value type processing.
+    """
+    if not rows:
+        return
+    postgres = db.get_bind().dialect.name == "postgresql"
+    columns = [c for c in rows[0] if c != key]
+    json_cols = {c for c in columns if isinstance(table.c[c].type, JSON)}
+    time_cols = {c for c in columns if isinstance(table.c[c].type, UTCDateTime)}
+    conn = db.connection()
+    # Table and column names come from the ORM metadata; every value is bound.
+    if postgres:
+        picks = [f"(r->>0)::{_pg_type(table, key)} AS {key}"] + [
+            f"(r->{i})::jsonb AS {c}" if c in json_cols else f"(r->>{i})::{_pg_type(table, c)} AS {c}"
+            for i, c in enumerate(columns, start=1)
+        ]
+        sql = (
+            f"UPDATE {table.name} AS t SET {', '.join(f'{c} = v.{c}' for c in columns)} "  # noqa: S608
+            f"FROM (SELECT {', '.join(picks)} FROM json_array_elements(%s::json) AS r) AS v "
+            f"WHERE t.{key} = v.{key}"
+        )
+        doc = [[row[key]] + [_pg_time(row[c]) if c in time_cols else row[c] for c in columns] for row in rows]
+        conn.exec_driver_sql(sql, (codec.dumps_text(doc),))
+        return
+    sql = f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in columns)} WHERE {key} = ?"  # noqa: S608
+    dumps = codec.dumps_text
+    params = [
+        (
+            *(
+                dumps(row[c]) if c in json_cols else _sqlite_time(row[c]) if c in time_cols else row[c]
+                for c in columns
+            ),
+            row[key],
+        )
+        for row in rows
+    ]
+    conn.exec_driver_sql(sql, params)
+
+
+def _pg_type(table: Table, column: str) -> str:
+    # text, not VARCHAR(n): an explicit cast to VARCHAR(n) would cut a longer value silently, where the
+    # assignment to the column refuses it as a plain UPDATE would
+    kind = table.c[column].type
+    if isinstance(kind, String):
+        return "text"
+    return str(kind.compile(dialect=postgresql.dialect()))
+
+
+def _pg_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
 
 
 def allocate_ids(db: Session, table: Table, count: int) -> list[int]:

@@ -136,9 +136,11 @@ def profile_id_batches(db: Session, workspace_id: int, *, size: int = 1000) -> I
         after = ids[-1]
 
 
+# one statement over one JSON document of [id, patch] pairs: a batch is one round trip and one plan
 _PG_PATCH = text(
-    "UPDATE profiles SET computed = computed - CAST(:rm AS TEXT[]) || CAST(:patch AS JSONB) "
-    "WHERE id = :id AND workspace_id = :ws"
+    "UPDATE profiles AS p SET computed = p.computed - CAST(:rm AS TEXT[]) || v.patch "
+    "FROM (SELECT (r->>0)::bigint AS id, (r->1)::jsonb AS patch FROM json_array_elements(CAST(:doc AS JSON)) AS r) "
+    "AS v WHERE p.id = v.id AND p.workspace_id = :ws"
 )
 _SQLITE_WRITE = text("UPDATE profiles SET computed = :c WHERE id = :id")
 _SQLITE_PATCH = text(
@@ -165,12 +167,9 @@ def patch_computed(
     if not patches:
         return 0
     if db.get_bind().dialect.name == "postgresql":
-        params = [
-            {"id": pid, "ws": workspace_id, "rm": list(remove), "patch": json.dumps(patch)}
-            for pid, patch in patches.items()
-        ]
-        db.execute(_PG_PATCH, params)
-        return len(params)
+        doc = json.dumps([[pid, patch] for pid, patch in patches.items()])
+        db.execute(_PG_PATCH, {"ws": workspace_id, "rm": list(remove), "doc": doc})
+        return len(patches)
     flat = all(
         v is not None and not isinstance(v, dict) for patch in patches.values() for v in patch.values()
     )
