@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, String, Table, func, insert, select, text, update
+from sqlalchemy import JSON, String, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,40 @@ _IDENTITIES = cast(Table, Identity.__table__)
 _HISTORY = cast(Table, TraitChange.__table__)
 _SUPPRESSIONS = cast(Table, Suppression.__table__)
 _MISSING = object()
+
+# The batch's reads, built once with expanding IN parameters and run on the connection: building an IN
+# of N literals per call (one bound parameter and cache-key entry each) and the ORM's execution layer cost
+# more Python than the queries themselves on a small real-time batch.
+_SUPPRESSED = select(_SUPPRESSIONS.c.value_hash).where(
+    _SUPPRESSIONS.c.workspace_id == bindparam("ws"),
+    _SUPPRESSIONS.c.value_hash.in_(bindparam("part", expanding=True)),
+)
+_OWNERS = select(_IDENTITIES.c.value, _IDENTITIES.c.profile_id).where(
+    _IDENTITIES.c.workspace_id == bindparam("ws"),
+    _IDENTITIES.c.kind == bindparam("kind"),
+    _IDENTITIES.c.value.in_(bindparam("part", expanding=True)),
+)
+_PROFILE_ROWS = select(
+    _PROFILES.c.id,
+    _PROFILES.c.traits,
+    _PROFILES.c.trait_times,
+    _PROFILES.c.email,
+    _PROFILES.c.phone,
+    _PROFILES.c.name,
+    _PROFILES.c.timezone,
+    _PROFILES.c.timezone_source,
+    _PROFILES.c.first_seen_at,
+    _PROFILES.c.last_seen_at,
+    _PROFILES.c.merged_into_id,
+).where(_PROFILES.c.workspace_id == bindparam("ws"), _PROFILES.c.id.in_(bindparam("part", expanding=True)))
+_IDENTITY_COUNTS = (
+    select(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind, func.count())
+    .where(
+        same_workspace(_IDENTITIES.c.workspace_id, bindparam("ws")),
+        _IDENTITIES.c.profile_id.in_(bindparam("part", expanding=True)),
+    )
+    .group_by(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind)
+)
 
 #: Called after the SQL of one merge ran: (db, workspace_id, survivor_id, merged_id).
 MergeHook = Callable[[Session, int, int, int], None]
@@ -117,12 +151,9 @@ def suppressed_identifiers(
     by_hash = {ident.suppression_hash(workspace_id, k, v): (k, v) for k, v in identifiers}
     found: set[tuple[str, str]] = set()
     hashes = list(by_hash)
+    conn = db.connection()
     for part in _chunks(hashes):
-        rows = db.execute(
-            select(_SUPPRESSIONS.c.value_hash).where(
-                _SUPPRESSIONS.c.workspace_id == workspace_id, _SUPPRESSIONS.c.value_hash.in_(part)
-            )
-        ).scalars()
+        rows = conn.execute(_SUPPRESSED, {"ws": workspace_id, "part": list(part)}).scalars()
         found.update(by_hash[h] for h in rows)
     return found
 
@@ -162,15 +193,10 @@ class BatchResolver:
         by_kind: dict[str, list[str]] = {}
         for kind, value in wanted - suppressed:
             by_kind.setdefault(kind, []).append(value)
+        conn = self.db.connection()
         for kind, values in by_kind.items():
             for part in _chunks(values):
-                rows = self.db.execute(
-                    select(_IDENTITIES.c.value, _IDENTITIES.c.profile_id).where(
-                        _IDENTITIES.c.workspace_id == self.workspace_id,
-                        _IDENTITIES.c.kind == kind,
-                        _IDENTITIES.c.value.in_(part),
-                    )
-                )
+                rows = conn.execute(_OWNERS, {"ws": self.workspace_id, "kind": kind, "part": list(part)})
                 for value, pid in rows:
                     self.owner[(kind, value)] = pid
         self._load_profiles(set(self.owner.values()))
@@ -178,25 +204,12 @@ class BatchResolver:
 
     def _load_profiles(self, ids: set[int]) -> None:
         pending = sorted(ids - set(self.profs))
+        conn = self.db.connection()
         while pending:
             follow: set[int] = set()
             for part in _chunks(pending):
-                rows = self.db.execute(
-                    select(
-                        _PROFILES.c.id,
-                        _PROFILES.c.traits,
-                        _PROFILES.c.trait_times,
-                        _PROFILES.c.email,
-                        _PROFILES.c.phone,
-                        _PROFILES.c.name,
-                        _PROFILES.c.timezone,
-                        _PROFILES.c.timezone_source,
-                        _PROFILES.c.first_seen_at,
-                        _PROFILES.c.last_seen_at,
-                        _PROFILES.c.merged_into_id,
-                    ).where(_PROFILES.c.workspace_id == self.workspace_id, _PROFILES.c.id.in_(part))
-                )
-                for r in rows:
+                params = {"ws": self.workspace_id, "part": list(part)}
+                for r in conn.execute(_PROFILE_ROWS, params):
                     if r.merged_into_id is not None:
                         self.redirect[r.id] = r.merged_into_id
                         follow.add(r.merged_into_id)
@@ -215,15 +228,7 @@ class BatchResolver:
                         last_seen=r.last_seen_at,
                         counts=Counter(),
                     )
-                counts = self.db.execute(
-                    select(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind, func.count())
-                    .where(
-                        same_workspace(_IDENTITIES.c.workspace_id, self.workspace_id),
-                        _IDENTITIES.c.profile_id.in_(part),
-                    )
-                    .group_by(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind)
-                )
-                for pid, kind, n in counts:
+                for pid, kind, n in conn.execute(_IDENTITY_COUNTS, params):
                     if pid in self.profs:
                         self.profs[pid].counts[kind] += n
             pending = sorted(follow - set(self.profs))

@@ -18,6 +18,6 @@ from typing import Any
 from sqlalchemy import ColumnElement
 
 
-def same_workspace(column: Any, workspace_id: int) -> ColumnElement[bool]:
+def same_workspace(column: Any, workspace_id: int | ColumnElement[Any]) -> ColumnElement[bool]:
     """``column = workspace_id`` as a filter only, never an index choice (for queries keyed by profile)."""
     return (column + 0) == workspace_id
