@@ -101,16 +101,20 @@ def events_of_profiles(
             yield view(row)
 
 
+_COMPUTED_OF = select(Profile.__table__.c.id, Profile.__table__.c.computed).where(
+    Profile.__table__.c.workspace_id == bindparam("ws"),
+    Profile.__table__.c.id.in_(bindparam("ids", expanding=True)),
+)
+
+
 def computed_of(db: Session, workspace_id: int, profile_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """Return ``Profile.computed`` of each profile."""
+    """Return ``Profile.computed`` of each profile (a statement built once, run on the connection: the
+    real-time fold reads a few profiles per batch)."""
     ids = sorted(set(profile_ids))
     out: dict[int, dict[str, Any]] = {}
+    conn = db.connection()
     for i in range(0, len(ids), CHUNK):
-        rows = db.execute(
-            select(Profile.id, Profile.computed).where(
-                Profile.workspace_id == workspace_id, Profile.id.in_(ids[i : i + CHUNK])
-            )
-        )
+        rows = conn.execute(_COMPUTED_OF, {"ws": workspace_id, "ids": ids[i : i + CHUNK]})
         for pid, computed in rows:
             out[pid] = dict(computed) if isinstance(computed, dict) else {}
     return out

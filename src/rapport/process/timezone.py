@@ -154,6 +154,12 @@ def resolve_zone(
     return None
 
 
+_P = Profile.__table__.c
+_ZONE_FACTS = select(_P.id, _P.traits, _P.phone, _P.timezone, _P.timezone_source).where(
+    _P.workspace_id == bindparam("ws"), _P.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def _batch_contexts(batch: BatchApplied) -> list[tuple[int | None, Any]]:
     """(profile id, context) of the batch's events in (timestamp, id) order: from the rows the processor
     applied when it hands them over, else read back."""
@@ -181,14 +187,9 @@ def apply_batch(batch: BatchApplied) -> None:
     ws = batch.workspace_id
     ids = sorted(batch.profile_ids)
     rows: list[Any] = []
+    conn = db.connection()
     for i in range(0, len(ids), 500):
-        rows.extend(
-            db.execute(
-                select(
-                    Profile.id, Profile.traits, Profile.phone, Profile.timezone, Profile.timezone_source
-                ).where(Profile.workspace_id == ws, Profile.id.in_(ids[i : i + 500]))
-            ).all()
-        )
+        rows.extend(conn.execute(_ZONE_FACTS, {"ws": ws, "ids": ids[i : i + 500]}).all())
     candidates = [
         r for r in rows if r.timezone_source in (None, "location", "phone") or not valid_zone(r.timezone)
     ]

@@ -180,17 +180,20 @@ def evaluate_many(
     return found
 
 
+# built once (expanding IN parameters) and run on the connection: the real-time hook asks every batch
+_MEMBERSHIPS = select(MEMBERS.c.segment_id, MEMBERS.c.profile_id).where(
+    MEMBERS.c.segment_id.in_(bindparam("sids", expanding=True)),
+    MEMBERS.c.profile_id.in_(bindparam("ids", expanding=True)),
+)
+
+
 def memberships(db: Session, *, segment_ids: Sequence[int], among: Sequence[int]) -> dict[int, set[int]]:
     """Return the members among ``among`` of each of ``segment_ids``."""
     found: dict[int, set[int]] = {sid: set() for sid in segment_ids}
     ids = sorted(set(among))
+    conn = db.connection()
     for start in range(0, len(ids), CHUNK):
-        rows = db.execute(
-            select(MEMBERS.c.segment_id, MEMBERS.c.profile_id).where(
-                MEMBERS.c.segment_id.in_(list(segment_ids)),
-                MEMBERS.c.profile_id.in_(ids[start : start + CHUNK]),
-            )
-        )
+        rows = conn.execute(_MEMBERSHIPS, {"sids": list(segment_ids), "ids": ids[start : start + CHUNK]})
         for sid, pid in rows:
             found[sid].add(pid)
     return found
