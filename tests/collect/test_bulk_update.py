@@ -3,7 +3,7 @@ with JSON, text, time and null values stored as the ORM would store them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +17,8 @@ from tests.support.tenants import Tenant
 _PROFILES = Profile.__table__
 
 WHEN = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
+#: The same instant written with another offset: stored and read back as that instant in UTC.
+WHEN_PARIS = WHEN.astimezone(timezone(timedelta(hours=1)))
 
 
 def _profiles(runtime: Runtime, tenant: Tenant, n: int) -> list[int]:
@@ -38,7 +40,8 @@ def test_bulk_update_sets_each_row_its_own_values(runtime: Runtime, tenant: Tena
             [
                 {"id": a, "traits": {"city": "Leeds", "tags": ["x", 1, None], "big": 2**70}, "email": "é@x.io",
                  "timezone": None, "last_seen_at": WHEN},
-                {"id": b, "traits": {}, "email": None, "timezone": "Europe/London", "last_seen_at": None},
+                {"id": b, "traits": {"f": 0.1, "third": 1 / 3, "s": "007", "e": 1e-300}, "email": None,
+                 "timezone": "Europe/London", "last_seen_at": WHEN_PARIS},
             ],
         )  # fmt: skip
         bulk_update(db, _PROFILES, [])  # type: ignore[arg-type]  # nothing to do: no statement
@@ -52,12 +55,13 @@ def test_bulk_update_sets_each_row_its_own_values(runtime: Runtime, tenant: Tena
         }
     assert got[a].traits == {"city": "Leeds", "tags": ["x", 1, None], "big": 2**70}
     assert (got[a].email, got[a].timezone, got[a].last_seen_at) == ("é@x.io", None, WHEN)
-    assert (got[b].traits, got[b].email, got[b].timezone, got[b].last_seen_at) == (
-        {},
-        None,
-        "Europe/London",
-        None,
-    )
+    assert got[b].traits == {
+        "f": 0.1,
+        "third": 1 / 3,
+        "s": "007",
+        "e": 1e-300,
+    }  # floats exact, text stays text
+    assert (got[b].email, got[b].timezone, got[b].last_seen_at) == (None, "Europe/London", WHEN)
     assert (got[untouched].traits, got[untouched].email) == ({"n": 2}, "p2@x.io")
 
 

@@ -82,3 +82,31 @@ def test_an_idle_tick_does_not_wait_for_the_sqlite_writer_lock(
         holder.execute("ROLLBACK")
         holder.close()
         worker.join(timeout=60)
+
+
+def test_rows_left_sending_past_the_lease_by_a_vanished_worker_become_unknown_never_resent(
+    runtime: Runtime, tenant: Tenant, deliverer: Deliverer, sink: SmtpSink, clock: FakeClock
+) -> None:
+    """A worker on another host died mid-send (no journal here): once its lease is ``unknown_after`` past,
+    recovery settles its rows as unknown (the provider may have them) instead of sending them again; a
+    lease still running is left alone."""
+    from sqlalchemy import select, update
+
+    from rapport.models import Message
+
+    pids = make_people(runtime, tenant, 2)
+    gone, live = (queue(runtime, tenant, pid, f"lease:{pid}") for pid in pids)
+    assert gone is not None and live is not None
+    with runtime.sessions() as db:
+        for message, until in ((gone, NOON - timedelta(minutes=20)), (live, NOON + timedelta(minutes=4))):
+            db.execute(
+                update(Message)
+                .where(Message.id == message.id)
+                .values(status="sending", claimed_by="other-host-worker", claimed_until=until)
+            )
+        db.commit()
+    assert deliverer.recover() == 1
+    with runtime.read_sessions() as db:
+        found = dict(db.execute(select(Message.id, Message.status)).all())
+    assert found == {gone.id: "unknown", live.id: "sending"}
+    assert deliverer.drain().sent == 0 and sink.messages == []

@@ -594,6 +594,8 @@ def _sqlite_time(value: datetime | None) -> str | None:
     # The text SQLAlchemy's SQLite DATETIME stores (UTC, no zone), so values compare and read back alike.
     if value is None:
         return None
+    if value.tzinfo is None:  # naive means UTC, as UTCDateTime reads it (astimezone would take local time)
+        value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
