@@ -267,6 +267,7 @@ class _WorkerProcess:
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log.open("ab")
+        start = log.stat().st_size
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rapport", "worker"],
             cwd=Path(__file__).resolve().parents[2],
@@ -275,9 +276,14 @@ class _WorkerProcess:
             stdout=self.log,
             stderr=self.log,
         )
-        time.sleep(3.0)  # imports and the first poll, before any load
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"rapport worker exited with {self.proc.returncode} (see {log})")
+        # ready once it says it is polling (imports done, lanes and the LISTEN thread starting)
+        deadline = time.monotonic() + 60
+        while b"polling" not in log.read_bytes()[start:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"rapport worker did not start (exit {self.proc.returncode}; see {log})")
+            time.sleep(0.05)
+        time.sleep(0.5)  # its lanes' first polls, before any load
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -315,7 +321,12 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         env["RAPPORT_RUN_WORKER_IN_PROCESS"] = "false"
     server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
                     log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
-    worker = _WorkerProcess(env, ctx.out / f"worker-b5-{store}-{name}.log") if separate_worker else None
+    try:
+        worker = _WorkerProcess(env, ctx.out / f"worker-b5-{store}-{name}.log") if separate_worker else None
+    except Exception:
+        server.stop()
+        sink.stop()
+        raise
     latencies: list[float] = []
     entry_latencies: list[float] = []
     label = "event -> message p99" if messages else "event -> processed p99"
