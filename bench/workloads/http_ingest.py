@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench.harness import ROOT, Context, Measurement, Result
 from bench.loadgen import ensure_wrk, run_wrk, write_bodies
@@ -43,7 +43,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
+class ChildProcess:
+    """A process of a benchmark in its own session, logging to ``log``: its peak RSS, and a stop that
+    reaps it (SIGTERM to its group, SIGKILL after 20 s)."""
+
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+class Server(ChildProcess):
     """A uvicorn process serving one app on a free loopback port."""
 
     def __init__(self, app: str, *, factory: bool, env: dict[str, str], health: str, log: Path) -> None:
@@ -72,22 +96,6 @@ class Server:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
 
 
 def _small_events(seed: int, n: int = 1000, *, track_only: bool = False) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Context, Measurement, Result
-from bench.workloads.http_ingest import Server, _free_port
+from bench.workloads.http_ingest import ChildProcess, Server, _free_port
 
 ID = "B5"
 TITLE = "real time: event -> segment entry -> triggered message at 1k events/s, 50 triggers"
@@ -261,7 +260,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     return results
 
 
-class _WorkerProcess:
+class _WorkerProcess(ChildProcess):
     """``rapport worker`` in its own process (PostgreSQL's production shape: ``rapport serve --no-worker``
     beside it), woken by the API's NOTIFY."""
 
@@ -284,22 +283,6 @@ class _WorkerProcess:
                 raise RuntimeError(f"rapport worker did not start (exit {self.proc.returncode}; see {log})")
             time.sleep(0.05)
         time.sleep(0.5)  # its lanes' first polls, before any load
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
 
 
 def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: bool = False) -> Result:

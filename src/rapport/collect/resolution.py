@@ -451,21 +451,7 @@ class BatchResolver:
         if fresh:
             new_ids = allocate_ids(db, _PROFILES, len(fresh))
             rows = [
-                {
-                    "id": new_id,
-                    "workspace_id": ws,
-                    "traits": p.traits,
-                    "trait_times": p.trait_times,
-                    "email": p.email,
-                    "phone": p.phone,
-                    "name": p.name,
-                    "timezone": p.timezone,
-                    "timezone_source": p.timezone_source,
-                    "first_seen_at": p.first_seen,
-                    "last_seen_at": p.last_seen,
-                    "updated_at": now,
-                    "created_at": now,
-                }
+                {"id": new_id, "workspace_id": ws, **_profile_values(p, now), "created_at": now}
                 for p, new_id in zip(fresh, new_ids, strict=True)
             ]
             bulk_insert(db, _PROFILES, rows)
@@ -503,23 +489,7 @@ class BatchResolver:
         bulk_update(
             db,
             _PROFILES,
-            [
-                {
-                    "id": p.id,
-                    "traits": p.traits,
-                    "trait_times": p.trait_times,
-                    "email": p.email,
-                    "phone": p.phone,
-                    "name": p.name,
-                    "timezone": p.timezone,
-                    "timezone_source": p.timezone_source,
-                    "first_seen_at": p.first_seen,
-                    "last_seen_at": p.last_seen,
-                    "updated_at": now,
-                }
-                for p in live
-                if p.dirty
-            ],
+            [{"id": p.id, **_profile_values(p, now)} for p in live if p.dirty],
         )
         if self.history:
             for row in self.history:
@@ -588,6 +558,22 @@ class BatchResolver:
         for hook in self.merge_hooks:
             hook(db, ws, survivor, loser)
         self.result.merges.append((survivor, loser))
+
+
+def _profile_values(p: _Prof, now: datetime) -> dict[str, Any]:
+    """The profile columns the resolution writes (a new row's and a changed row's alike)."""
+    return {
+        "traits": p.traits,
+        "trait_times": p.trait_times,
+        "email": p.email,
+        "phone": p.phone,
+        "name": p.name,
+        "timezone": p.timezone,
+        "timezone_source": p.timezone_source,
+        "first_seen_at": p.first_seen,
+        "last_seen_at": p.last_seen,
+        "updated_at": now,
+    }
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
