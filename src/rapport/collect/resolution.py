@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from rapport.collect import codec
 from rapport.collect import identity as ident
-from rapport.db.base import UTCDateTime
+from rapport.db.base import UTCDateTime, pg_time, sqlite_time
 from rapport.db.planner import same_workspace
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
 
@@ -577,12 +577,7 @@ def _profile_values(p: _Prof, now: datetime) -> dict[str, Any]:
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    # The text SQLAlchemy's SQLite DATETIME stores (UTC, no zone), so values compare and read back alike.
-    if value is None:
-        return None
-    if value.tzinfo is None:  # naive means UTC, as UTCDateTime reads it (astimezone would take local time)
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return None if value is None else sqlite_time(value)
 
 
 def bulk_insert(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, suffix: str = "") -> None:
@@ -683,9 +678,7 @@ def _pg_type(table: Table, column: str) -> str:
 
 
 def _pg_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+    return None if value is None else pg_time(value)
 
 
 def allocate_ids(db: Session, table: Table, count: int) -> list[int]:

@@ -45,7 +45,7 @@ def apply_event_statements(batch: BatchApplied) -> None:
         extra = row.extra if isinstance(row.extra, dict) else {}
         if profile_id is None or not (extra.get(WITHDRAWALS) or extra.get(GRANTS)):
             continue
-        ip = (row.context or {}).get("ip") if isinstance(row.context, dict) else None
+        ip = row.context.get("ip") if isinstance(row.context, dict) else None
         service.apply_signals(
             batch.db,
             workspace_id=batch.workspace_id,

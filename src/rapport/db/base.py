@@ -26,6 +26,19 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
 
 
+def sqlite_time(value: datetime) -> str:
+    """The text SQLAlchemy stores for a UTCDateTime value on SQLite (UTC, no zone; a naive time is UTC), for
+    statements that bind driver-ready values."""
+    v = value.astimezone(UTC) if value.tzinfo is not None else value
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+
+
+def pg_time(value: datetime) -> str:
+    """A UTCDateTime value as ISO text with its offset (a naive time is UTC), for PostgreSQL statements that
+    carry values inside one JSON document."""
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored as UTC and always read back as an aware UTC datetime (SQLite keeps no zone)."""
 

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import JSON, Table, Text, and_, bindparam, func, or_, select, update
@@ -14,7 +14,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rapport.db.base import UTCDateTime
+from rapport.db.base import UTCDateTime, pg_time, sqlite_time
 from rapport.models import Message, Profile, SendCounter, Suppression
 
 QUEUED = "queued"
@@ -54,12 +54,6 @@ MESSAGE_COLUMNS = (
 )
 
 
-def sqlite_time(value: datetime) -> str:
-    """Return the text SQLAlchemy stores for a UTC timestamp on SQLite (so values compare alike)."""
-    v = value.astimezone(UTC) if value.tzinfo is not None else value
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
-
-
 #: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (one per feedback event)
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
@@ -89,9 +83,7 @@ class BulkValues:
         """Return a timestamp as the driver should bind it."""
         if value is None:
             return None
-        if self.postgres:
-            return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
-        return sqlite_time(value)
+        return pg_time(value) if self.postgres else sqlite_time(value)
 
 
 def insert_rows(
