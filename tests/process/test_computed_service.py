@@ -11,10 +11,11 @@ from sqlalchemy import select
 from rapport.app import wire_runtime
 from rapport.collect.importer import import_event_rows
 from rapport.kit.clock import FakeClock
-from rapport.models import Identity, Profile
+from rapport.models import Profile
 from rapport.process import traits_service
 from rapport.process.computed_sql import computed_expression
 from rapport.runtime import Runtime
+from tests.support.profiles import profile_id
 from tests.support.tenants import Tenant
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -59,18 +60,6 @@ def other(user: str, days_ago: float, event: str, channel: str, n: int = 0) -> d
     }
 
 
-def pid_of(runtime: Runtime, tenant: Tenant, user: str) -> int:
-    """The profile id of a user id."""
-    with runtime.read_sessions() as db:
-        pid = db.scalar(
-            select(Identity.profile_id).where(
-                Identity.workspace_id == tenant.workspace_id, Identity.value == user
-            )
-        )
-    assert pid is not None
-    return int(pid)
-
-
 def _profile(db: Any, pid: int) -> Profile:
     profile = db.get(Profile, pid)
     assert profile is not None
@@ -93,7 +82,7 @@ def test_builtins_exact_after_incremental_import(runtime: Runtime, tenant: Tenan
     # one row per batch: every event goes through the incremental hook on its own
     report = import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=ALICE, batch_size=2)
     assert report.imported == len(ALICE)
-    pid = pid_of(runtime, tenant, "alice")
+    pid = profile_id(runtime, tenant, "alice")
     with runtime.read_sessions() as db:
         values = traits_service.read_computed(db, tenant.workspace_id, [pid], None, NOW)[pid]
     assert values["total_orders"] == 4
@@ -190,7 +179,7 @@ def test_each_aggregation_exact_and_sql_agrees(runtime: Runtime, tenant: Tenant)
     _custom(runtime, tenant)
     import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=ALICE, batch_size=3)
     import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=[other("bob", 1, "page_view", "web")])
-    alice, bob = pid_of(runtime, tenant, "alice"), pid_of(runtime, tenant, "bob")
+    alice, bob = profile_id(runtime, tenant, "alice"), profile_id(runtime, tenant, "bob")
     with runtime.read_sessions() as db:
         got = traits_service.read_computed(db, tenant.workspace_id, [alice, bob], list(EXPECTED), NOW)
         assert {k: got[alice][k] for k in EXPECTED} == EXPECTED
@@ -219,7 +208,7 @@ def test_full_recompute_equals_incremental(runtime: Runtime, tenant: Tenant) -> 
         for d in range(1, 40, 3)
     ]
     import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=rows, batch_size=4)
-    ids = [pid_of(runtime, tenant, u) for u in ("alice", "carol")]
+    ids = [profile_id(runtime, tenant, u) for u in ("alice", "carol")]
     with runtime.read_sessions() as db:
         before = {p: {k: v for k, v in c.items()} for p, c in ((p, _profile(db, p).computed) for p in ids)}
     assert before[ids[0]]["total_orders"] == 4
@@ -234,7 +223,7 @@ def test_windowed_trait_moves_with_the_clock(runtime: Runtime, tenant: Tenant, c
     wire_runtime(runtime)
     _custom(runtime, tenant)
     import_event_rows(runtime, workspace_id=tenant.workspace_id, rows=ALICE)
-    pid = pid_of(runtime, tenant, "alice")
+    pid = profile_id(runtime, tenant, "alice")
     names = ["orders_30d", "spend_60d", "days_since_order", "total_orders"]
     with runtime.read_sessions() as db:
         first = traits_service.read_computed(db, tenant.workspace_id, [pid], names, NOW)[pid]
@@ -268,7 +257,7 @@ def test_definition_change_enqueues_backfill_job(runtime: Runtime, tenant: Tenan
         )
         trait_id = row.id
         db.commit()
-    pid = pid_of(runtime, tenant, "alice")
+    pid = profile_id(runtime, tenant, "alice")
     worker.drain()
     with runtime.read_sessions() as db:
         assert _profile(db, pid).computed["shoe_orders"] == 2

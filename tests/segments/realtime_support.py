@@ -1,6 +1,6 @@
 """What the real-time segment tests share: sending one call through the tracking API at the test clock's
 time and draining the app's worker (so that its processing and the segment hook have run), and reading a
-profile's id and a segment's members."""
+segment's members (a profile's id: tests/support/profiles.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rapport.kit.clock import FakeClock
-from rapport.models import Identity, SegmentMember
+from rapport.models import SegmentMember
 from rapport.runtime import Runtime
 from tests.support.tenants import Tenant
 
@@ -24,18 +24,6 @@ def send(client: TestClient, tenant: Tenant, clock: FakeClock, kind: str, body: 
     answer = client.post(f"/v1/{kind}", json=body, headers=tenant.write_headers)
     assert answer.status_code == 200, answer.text
     client.app.state.worker.drain()  # type: ignore[attr-defined]
-
-
-def profile_id(runtime: Runtime, tenant: Tenant, user_id: str) -> int:
-    """The id of the profile holding ``user_id`` in the tenant's workspace."""
-    with runtime.read_sessions() as db:
-        pid = db.scalar(
-            select(Identity.profile_id).where(
-                Identity.workspace_id == tenant.workspace_id, Identity.value == user_id
-            )
-        )
-    assert pid is not None
-    return int(pid)
 
 
 def members(runtime: Runtime, segment_id: int) -> dict[int, datetime]:

@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 
 from rapport.kit.clock import Clock, FakeClock
 from rapport.runtime import Runtime
-from tests.segments.realtime_support import START, members, profile_id, send
+from tests.segments.realtime_support import START, members, send
 from tests.segments.test_realtime import _segment
+from tests.support.profiles import profile_id
 from tests.support.tenants import Tenant
 
 

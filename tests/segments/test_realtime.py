@@ -13,7 +13,8 @@ from rapport.kit.clock import Clock, FakeClock
 from rapport.models import Event
 from rapport.runtime import Runtime
 from rapport.segments import realtime
-from tests.segments.realtime_support import START, members, profile_id, send
+from tests.segments.realtime_support import START, members, send
+from tests.support.profiles import profile_id
 from tests.support.tenants import Tenant
 
 

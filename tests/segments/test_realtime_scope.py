@@ -16,7 +16,8 @@ from rapport.process import traits_service
 from rapport.runtime import Runtime
 from rapport.segments import realtime
 from rapport.segments import repository as segments_repository
-from tests.segments.realtime_support import START, members, profile_id, send
+from tests.segments.realtime_support import START, members, send
+from tests.support.profiles import profile_id
 from tests.support.tenants import Tenant
 
 
