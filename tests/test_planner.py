@@ -24,7 +24,7 @@ from rapport.models import Identity
 from rapport.process import repository as process_repo
 from rapport.process import traits_service
 from rapport.profiles import repository as profiles_repo
-from rapport.runtime import build_runtime
+from rapport.runtime import Runtime, build_runtime
 from tests.support.databases import SqliteFactory
 from tests.support.tenants import make_tenant
 
@@ -84,3 +84,45 @@ def test_profile_keyed_queries_never_walk_a_whole_workspace(
             assert not walks, (statement, plan)
     finally:
         raw.close()
+
+
+def test_one_of_answers_like_in_on_both_databases_with_one_statement_text_on_postgresql(
+    runtime: Runtime, backend: str
+) -> None:
+    from sqlalchemy import bindparam, select
+
+    from rapport.db.planner import one_of, same_workspace
+    from rapport.models import Profile
+
+    ws = make_tenant(runtime, slug="one-of").workspace_id
+    import_profile_rows(
+        runtime, workspace_id=ws, rows=[{"user_id": f"u{i}", "email": f"u{i}@x.io"} for i in range(6)]
+    )
+    table = Profile.__table__
+    by_id = select(table.c.id).where(
+        same_workspace(table.c.workspace_id, bindparam("ws")), one_of(table.c.id, "ids")
+    )
+    by_email = select(table.c.email).where(one_of(table.c.email, "emails"))
+    texts: set[str] = set()
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        texts.add(statement)
+
+    with runtime.sessions() as db:
+        ids = sorted(db.execute(select(table.c.id).where(table.c.workspace_id == ws)).scalars())
+        conn = db.connection()
+        event.listen(runtime.engine, "before_cursor_execute", capture)
+        try:
+            for wanted in (ids[:1], ids[1:4], ids, [], [ids[0], -5]):
+                got = sorted(conn.execute(by_id, {"ws": ws, "ids": wanted}).scalars())
+                assert got == sorted(i for i in wanted if i in ids)
+        finally:
+            event.remove(runtime.engine, "before_cursor_execute", capture)
+        assert sorted(conn.execute(by_email, {"emails": ["u2@x.io", "nobody@x.io"]}).scalars()) == ["u2@x.io"]
+        assert list(conn.execute(by_id, {"ws": ws + 1, "ids": ids}).scalars()) == []
+    if backend == "postgresql":
+        assert (
+            len(texts) == 1 and "= ANY" in texts.pop()
+        )  # one text whatever the list's length: prepared once
+    else:
+        assert len(texts) > 1  # SQLite: an expanding IN, one ``?`` per value

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from rapport.collect import codec
 from rapport.collect import identity as ident
 from rapport.db.base import UTCDateTime, pg_time, sqlite_time
-from rapport.db.planner import same_workspace
+from rapport.db.planner import one_of, same_workspace
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
 
 CHUNK = 2000
@@ -42,17 +42,19 @@ _HISTORY = cast(Table, TraitChange.__table__)
 _SUPPRESSIONS = cast(Table, Suppression.__table__)
 _MISSING = object()
 
-# The batch's reads, built once with expanding IN parameters and run on the connection: building an IN
+# The batch's reads, built once with list parameters (``one_of``) and run on the connection: building an IN
 # of N literals per call (one bound parameter and cache-key entry each) and the ORM's execution layer cost
-# more Python than the queries themselves on a small real-time batch.
+# more Python than the queries themselves on a small real-time batch. Keyed by profile, so the tenant filter
+# is ``same_workspace`` (never the index: stale statistics after a bulk load made PostgreSQL scan the
+# workspace's profiles by it).
 _SUPPRESSED = select(_SUPPRESSIONS.c.value_hash).where(
     _SUPPRESSIONS.c.workspace_id == bindparam("ws"),
-    _SUPPRESSIONS.c.value_hash.in_(bindparam("part", expanding=True)),
+    one_of(_SUPPRESSIONS.c.value_hash, "part"),
 )
 _OWNERS = select(_IDENTITIES.c.value, _IDENTITIES.c.profile_id).where(
     _IDENTITIES.c.workspace_id == bindparam("ws"),
     _IDENTITIES.c.kind == bindparam("kind"),
-    _IDENTITIES.c.value.in_(bindparam("part", expanding=True)),
+    one_of(_IDENTITIES.c.value, "part"),
 )
 _PROFILE_ROWS = select(
     _PROFILES.c.id,
@@ -66,12 +68,12 @@ _PROFILE_ROWS = select(
     _PROFILES.c.first_seen_at,
     _PROFILES.c.last_seen_at,
     _PROFILES.c.merged_into_id,
-).where(_PROFILES.c.workspace_id == bindparam("ws"), _PROFILES.c.id.in_(bindparam("part", expanding=True)))
+).where(same_workspace(_PROFILES.c.workspace_id, bindparam("ws")), one_of(_PROFILES.c.id, "part"))
 _IDENTITY_COUNTS = (
     select(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind, func.count())
     .where(
         same_workspace(_IDENTITIES.c.workspace_id, bindparam("ws")),
-        _IDENTITIES.c.profile_id.in_(bindparam("part", expanding=True)),
+        one_of(_IDENTITIES.c.profile_id, "part"),
     )
     .group_by(_IDENTITIES.c.profile_id, _IDENTITIES.c.kind)
 )

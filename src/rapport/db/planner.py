@@ -15,9 +15,52 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import Boolean, ColumnElement, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 
 def same_workspace(column: Any, workspace_id: int | ColumnElement[Any]) -> ColumnElement[bool]:
     """``column = workspace_id`` as a filter only, never an index choice (for queries keyed by profile)."""
     return (column + 0) == workspace_id
+
+
+class OneOf(ColumnElement[bool]):
+    """``column IN (:name)`` for a list bound at execution, as each database runs it best.
+
+    SQLite: an expanding IN (one ``?`` per value). PostgreSQL: ``column = ANY(:name)`` with the list as
+    one array parameter, so the statement's text is the same whatever the list's length: psycopg parses
+    and PostgreSQL plans it once per connection (prepared), where an expanding IN is a new statement for
+    every length, rendered in Python with one parameter per value (measured on a real-time batch of 100
+    events: about a tenth of the batch).
+    """
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no ``= 1`` where booleans are integers (SQLite)
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("name", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.name = name
+
+
+def one_of(column: Any, name: str) -> ColumnElement[bool]:
+    """``column`` is one of the list bound as ``name`` at execution (see :class:`OneOf`)."""
+    return OneOf(column, name)
+
+
+@compiles(OneOf)
+def _one_of_default(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw))
+
+
+@compiles(OneOf, "postgresql")
+def _one_of_postgresql(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    array = bindparam(element.name, type_=ARRAY(element.column.type))
+    return str(compiler.process(element.column == any_(array), **kw))

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, null, select, text
 from sqlalchemy.orm import Session
 
 from rapport.db.base import UTCDateTime
-from rapport.db.planner import same_workspace
+from rapport.db.planner import one_of, same_workspace
 from rapport.models import Event, Profile, Workspace
 from rapport.process.computed import EventView, PurchaseSettings
 
@@ -102,8 +102,8 @@ def events_of_profiles(
 
 
 _COMPUTED_OF = select(Profile.__table__.c.id, Profile.__table__.c.computed).where(
-    Profile.__table__.c.workspace_id == bindparam("ws"),
-    Profile.__table__.c.id.in_(bindparam("ids", expanding=True)),
+    same_workspace(Profile.__table__.c.workspace_id, bindparam("ws")),
+    one_of(Profile.__table__.c.id, "ids"),
 )
 
 

@@ -22,6 +22,7 @@ from phonenumbers import timezone as phone_zones
 from sqlalchemy import bindparam, select, update
 
 from rapport.collect.processor import BatchApplied
+from rapport.db.planner import one_of, same_workspace
 from rapport.kit.clock import as_utc
 from rapport.models import Event, Profile, Workspace
 
@@ -156,7 +157,7 @@ def resolve_zone(
 
 _P = Profile.__table__.c
 _ZONE_FACTS = select(_P.id, _P.traits, _P.phone, _P.timezone, _P.timezone_source).where(
-    _P.workspace_id == bindparam("ws"), _P.id.in_(bindparam("ids", expanding=True))
+    same_workspace(_P.workspace_id, bindparam("ws")), one_of(_P.id, "ids")
 )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from rapport.db.planner import one_of
 from rapport.models import Campaign, Event, Profile, Segment, SegmentMember
 from rapport.models.event import PROCESSED
 from rapport.segments import portable
@@ -171,19 +172,18 @@ def evaluate_many(
     ]
     found: list[set[int]] = [set() for _ in trees]
     ids = sorted(set(among))
+    query = select(p.c.id, *columns).where(*live, one_of(p.c.id, "among"))
     for start in range(0, len(ids), CHUNK):
-        query = select(p.c.id, *columns).where(*live, p.c.id.in_(ids[start : start + CHUNK]))
-        for row in db.execute(query):
+        for row in db.execute(query, {"among": ids[start : start + CHUNK]}):
             for n in range(len(trees)):
                 if row[n + 1]:
                     found[n].add(row[0])
     return found
 
 
-# built once (expanding IN parameters) and run on the connection: the real-time hook asks every batch
+# built once (list parameters) and run on the connection: the real-time hook asks every batch
 _MEMBERSHIPS = select(MEMBERS.c.segment_id, MEMBERS.c.profile_id).where(
-    MEMBERS.c.segment_id.in_(bindparam("sids", expanding=True)),
-    MEMBERS.c.profile_id.in_(bindparam("ids", expanding=True)),
+    one_of(MEMBERS.c.segment_id, "sids"), one_of(MEMBERS.c.profile_id, "ids")
 )
 
 
