@@ -90,3 +90,74 @@ def test_identifies_leave_stored_traits_alone_and_equal_a_recompute(runtime: Run
 
     assert traits_service.recompute(runtime, ws) == 2
     assert computed(runtime, tenant) == after
+
+
+def test_a_batch_writes_each_profile_once_on_postgresql_traits_and_computed_together(
+    runtime: Runtime, tenant: Tenant, backend: str
+) -> None:
+    wire_runtime(runtime)
+    ws = tenant.workspace_id
+    append(
+        runtime, ws, identify("ann", 0, tier="bronze"), identify("bob", 1, tier="bronze"), identify("cy", 2)
+    )
+    process(runtime)
+    before = {u: dict(doc) for u, doc in computed(runtime, tenant).items()}
+
+    writes: list[str] = []
+
+    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE PROFILES"):
+            writes.append(statement)
+
+    sa_event.listen(runtime.engine, "before_cursor_execute", watch)
+    try:
+        # ann: a trait and an order (both written); bob: an order only (computed; seen times);
+        # cy: an identify that changes nothing of hers but the trait
+        append(
+            runtime,
+            ws,
+            identify("ann", 10, tier="gold"),
+            purchase("ann", 11, 40),
+            purchase("bob", 12, 7.5),
+            identify("cy", 13, tier="silver"),
+        )
+        process(runtime)
+    finally:
+        sa_event.remove(runtime.engine, "before_cursor_execute", watch)
+    if backend == "postgresql":
+        assert len(writes) == 1 and "computed" in writes[0], writes
+    else:
+        assert len(writes) >= 2  # SQLite: the traits, then the computed patch (one writer; no gain)
+    after = computed(runtime, tenant)
+    assert after["ann"]["total_orders"] == 1 and after["ann"]["total_spend"] == 40
+    assert after["bob"]["total_orders"] == 1 and after["bob"]["total_spend"] == 7.5
+    assert after["cy"] == before["cy"]
+    with runtime.read_sessions() as db:
+        rows = {
+            user: (traits, last_seen)
+            for user, traits, last_seen in db.execute(
+                select(Identity.value, Profile.traits, Profile.last_seen_at)
+                .join(Profile, Profile.id == Identity.profile_id)
+                .where(Identity.workspace_id == ws, Identity.kind == "user_id")
+            )
+        }
+    assert rows["ann"][0]["tier"] == "gold" and rows["cy"][0]["tier"] == "silver"
+    assert rows["bob"][0]["tier"] == "bronze"
+    assert rows["ann"][1] == T0 + timedelta(minutes=11)
+    assert rows["bob"][1] == T0 + timedelta(minutes=12)
+    # an order inside bob's seen span: a computed patch alone (neither traits nor seen times change)
+    append(runtime, ws, purchase("bob", 5, 2.5))
+    process(runtime)
+    late = computed(runtime, tenant)
+    assert late["bob"]["total_orders"] == 2 and late["bob"]["total_spend"] == 10
+    with runtime.read_sessions() as db:
+        bob = db.execute(
+            select(Profile.traits, Profile.first_seen_at, Profile.last_seen_at)
+            .join(Identity, Identity.profile_id == Profile.id)
+            .where(Identity.workspace_id == ws, Identity.value == "bob")
+        ).one()
+    assert bob.traits["tier"] == "bronze"
+    assert (bob.first_seen_at, bob.last_seen_at) == (T0 + timedelta(minutes=1), T0 + timedelta(minutes=12))
+    # and nothing differs from a full recompute
+    assert traits_service.recompute(runtime, ws) == 3
+    assert computed(runtime, tenant) == late

@@ -39,6 +39,7 @@ from rapport.collect.processor import (
     hooks_for,
     lock_workspace,
     rules_for,
+    run_hooks,
     touch_for_event,
 )
 from rapport.collect.resolution import Resolution, Touch, resolve_batch
@@ -501,7 +502,7 @@ def apply_events(
                 report.imported += len(out)
                 report.created += outcome.created
                 report.merges += len(outcome.merges)
-                if hooks.after_apply and out:
+                if (hooks.after_apply or hooks.before_write) and out:
                     # Hooks (consent statements, computed traits, …) look events up by id.
                     inserted = _event_ids(db, workspace_id, [r["message_id"] for r in out])
                     _after_apply(
@@ -533,7 +534,7 @@ def _after_apply(
     event_names: frozenset[str | None] = frozenset(),
 ) -> None:
     hooks = hooks_for(runtime)
-    if not hooks.after_apply:
+    if not hooks.after_apply and not hooks.before_write:
         return
     batch = BatchApplied(
         db=db,
@@ -546,5 +547,4 @@ def _after_apply(
         source="import",
         event_names=event_names,
     )
-    for hook in hooks.after_apply:
-        hook(batch)
+    run_hooks(hooks, batch)

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
 from rapport.collect.ingest import PENDING_CHANNEL
-from rapport.collect.resolution import MergeHook, Resolution, Touch, bulk_update, resolve_batch
+from rapport.collect.resolution import MergeHook, ProfileWrites, Resolution, Touch, bulk_update, resolve_batch
 from rapport.kit.clock import as_utc
 from rapport.models import Event, Identity, Workspace
 from rapport.models.event import PENDING, PROCESSED
@@ -68,6 +68,10 @@ class BatchApplied:
     #: The workspace's settings as the batch's transaction read them, when the edge has them; None: a hook
     #: that needs them reads them.
     workspace_settings: dict[str, Any] | None = None
+    #: The batch's updates of existing profiles when the edge deferred them: written between the
+    #: ``before_write`` and the ``after_apply`` hooks, with the computed patches a ``before_write`` hook
+    #: handed over (``takes_computed``). None: written already.
+    profile_writes: ProfileWrites | None = None
 
 
 AfterApplyHook = Callable[[BatchApplied], None]
@@ -82,6 +86,9 @@ class ProcessingHooks:
     """Extension points registered by other domains at the composition root: per applied batch, per
     merge (move consent, messages, …), per erasure (delete messages, …) and per export section."""
 
+    #: Run before the batch's profile updates are written: hooks that only read events and
+    #: ``Profile.computed`` and may hand computed patches to ``BatchApplied.profile_writes``.
+    before_write: list[AfterApplyHook] = field(default_factory=list)
     after_apply: list[AfterApplyHook] = field(default_factory=list)
     on_merge: list[MergeHook] = field(default_factory=list)
     on_erase: list[EraseHook] = field(default_factory=list)
@@ -261,7 +268,13 @@ def process_batch(
     kinds = alias_kinds(db, workspace_id, rows)
     touches = [touch_for_event(r, rules, kinds) for r in rows]
     outcome = resolve_batch(
-        db, workspace_id=workspace_id, rules=rules, touches=touches, now=now, merge_hooks=hooks.on_merge
+        db,
+        workspace_id=workspace_id,
+        rules=rules,
+        touches=touches,
+        now=now,
+        merge_hooks=hooks.on_merge,
+        defer_writes=True,
     )
     apply_outcome(db, rows=rows, outcome=outcome, stats=stats)
     batch = BatchApplied(
@@ -282,15 +295,25 @@ def process_batch(
             if not s and pid is not None
         ],
         workspace_settings=settings,
+        profile_writes=outcome.writes,
     )
-    for hook in hooks.after_apply:
-        hook(batch)
+    run_hooks(hooks, batch)
     if stats.dropped_suppressed:
         log.info(
             "dropped events of erased identifiers",
             extra={"workspace_id": workspace_id, "dropped": stats.dropped_suppressed},
         )
     return stats
+
+
+def run_hooks(hooks: ProcessingHooks, batch: BatchApplied) -> None:
+    """Run a batch's hooks: ``before_write``, then the deferred profile updates, then ``after_apply``."""
+    for hook in hooks.before_write:
+        hook(batch)
+    if batch.profile_writes is not None:
+        batch.profile_writes.flush(batch.db)
+    for hook in hooks.after_apply:
+        hook(batch)
 
 
 def apply_outcome(db: Session, *, rows: Sequence[Any], outcome: Resolution, stats: BatchStats) -> None:

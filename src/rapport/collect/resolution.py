@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import JSON, String, Table, bindparam, func, insert, select, text, update
@@ -132,6 +133,66 @@ class Resolution:
     trait_changes: int = 0
     changed_traits: dict[int, set[str]] = field(default_factory=dict)
     touched: set[int] = field(default_factory=set)
+    #: The updates of existing profiles, when the caller asked to write them itself (``defer_writes``).
+    writes: ProfileWrites | None = None
+
+
+@dataclass
+class ProfileWrites:
+    """A batch's updates of existing profiles, written once by :meth:`flush`.
+
+    ``full`` rows carry every column the resolution writes; ``seen`` rows only the first/last-seen times.
+    ``computed`` holds patches of ``Profile.computed`` (top-level keys set) that a hook of the same batch
+    hands over (:attr:`takes_computed`, PostgreSQL): they ride in the same statement, so a profile whose
+    traits and computed traits both change is written once, not twice (each write of a profile row is a
+    new row version and an entry in each of its indexes).
+    """
+
+    workspace_id: int
+    postgres: bool
+    full: list[dict[str, Any]] = field(default_factory=list)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    computed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    flushed: bool = False
+
+    @property
+    def takes_computed(self) -> bool:
+        """Whether :meth:`add_computed` may be used: before the flush, on PostgreSQL."""
+        return self.postgres and not self.flushed
+
+    def add_computed(self, patches: dict[int, dict[str, Any]]) -> None:
+        """Hand over ``Profile.computed`` patches to write with the profile updates."""
+        if not self.takes_computed:
+            raise RuntimeError("computed patches ride along only before the flush, on PostgreSQL")
+        for pid, patch in patches.items():
+            self.computed.setdefault(pid, {}).update(patch)
+
+    def flush(self, db: Session) -> None:
+        """Write everything (once; later calls do nothing)."""
+        if self.flushed:
+            return
+        self.flushed = True
+        if not self.postgres:
+            bulk_update(db, _PROFILES, self.seen)
+            bulk_update(db, _PROFILES, self.full)
+            return
+        # one document of [id, kind, *full columns, patch]: kind 2 = full row, 1 = seen times only,
+        # 0 = computed patch only; a column not written keeps its value
+        doc: list[list[Any]] = []
+        for kind, rows in ((2, self.full), (1, self.seen)):
+            for row in rows:
+                doc.append(
+                    [row["id"], kind]
+                    + [_pg_time(row.get(c)) if c in _TIME_COLUMNS else row.get(c) for c in _FULL_COLUMNS]
+                    + [self.computed.pop(row["id"], None)]
+                )
+        with_computed = bool(self.computed) or any(row[-1] is not None for row in doc)
+        doc.extend([pid, 0] + [None] * len(_FULL_COLUMNS) + [patch] for pid, patch in self.computed.items())
+        self.computed = {}
+        if not with_computed:
+            doc = [row[:-1] for row in doc]
+        if doc:
+            db.connection().exec_driver_sql(_pg_profile_update(with_computed), (codec.dumps_text(doc),))
 
 
 def iso(at: datetime) -> str:
@@ -171,12 +232,14 @@ class BatchResolver:
         rules: ident.IdentityRules,
         now: datetime,
         merge_hooks: Sequence[MergeHook] = (),
+        defer_writes: bool = False,
     ) -> None:
         self.db = db
         self.workspace_id = workspace_id
         self.rules = rules
         self.now = now
         self.merge_hooks = merge_hooks
+        self.defer_writes = defer_writes
         self.owner: dict[tuple[str, str], int] = {}
         self.profs: dict[int, _Prof] = {}
         self.redirect: dict[int, int] = {}
@@ -479,20 +542,17 @@ class BatchResolver:
             )
             self.result.identities_added += len(self.new_identities)
         live = [p for p in self.profs.values() if not p.new and self.find(p.id) == p.id]
-        bulk_update(
-            db,
-            _PROFILES,
-            [
-                {"id": p.id, "first_seen_at": p.first_seen, "last_seen_at": p.last_seen, "updated_at": now}
-                for p in live
-                if p.seen_dirty and not p.dirty
-            ],
-        )
-        bulk_update(
-            db,
-            _PROFILES,
-            [{"id": p.id, **_profile_values(p, now)} for p in live if p.dirty],
-        )
+        writes = ProfileWrites(ws, postgres=db.get_bind().dialect.name == "postgresql")
+        writes.seen = [
+            {"id": p.id, "first_seen_at": p.first_seen, "last_seen_at": p.last_seen, "updated_at": now}
+            for p in live
+            if p.seen_dirty and not p.dirty
+        ]
+        writes.full = [{"id": p.id, **_profile_values(p, now)} for p in live if p.dirty]
+        if self.defer_writes:
+            self.result.writes = writes
+        else:
+            writes.flush(db)
         if self.history:
             for row in self.history:
                 row["profile_id"] = real(row["profile_id"])
@@ -578,6 +638,48 @@ def _profile_values(p: _Prof, now: datetime) -> dict[str, Any]:
     }
 
 
+#: The columns of a full profile update (:func:`_profile_values`), in the order of :class:`ProfileWrites`.
+_FULL_COLUMNS = (
+    "traits",
+    "trait_times",
+    "email",
+    "phone",
+    "name",
+    "timezone",
+    "timezone_source",
+    "first_seen_at",
+    "last_seen_at",
+    "updated_at",
+)
+_TIME_COLUMNS = frozenset({"first_seen_at", "last_seen_at", "updated_at"})
+_SEEN_COLUMNS = frozenset({"first_seen_at", "last_seen_at", "updated_at"})
+
+
+@cache
+def _pg_profile_update(with_computed: bool) -> str:
+    """The one UPDATE of :meth:`ProfileWrites.flush` (``computed`` set only ``with_computed``)."""
+    picks = ["(r->>0)::bigint AS id", "(r->>1)::int AS kind"]
+    sets = []
+    for i, c in enumerate(_FULL_COLUMNS, start=2):
+        picks.append(
+            f"(r->{i})::jsonb AS {c}"
+            if c in ("traits", "trait_times")
+            else f"(r->>{i})::{_pg_type(_PROFILES, c)} AS {c}"
+        )
+        least = 1 if c in _SEEN_COLUMNS else 2
+        sets.append(f"{c} = CASE WHEN v.kind >= {least} THEN v.{c} ELSE t.{c} END")
+    if with_computed:
+        n = len(_FULL_COLUMNS) + 2
+        picks.append(f"CASE WHEN jsonb_typeof(r->{n}) = 'object' THEN r->{n} END AS patch")
+        sets.append("computed = CASE WHEN v.patch IS NULL THEN t.computed ELSE t.computed || v.patch END")
+    # Column names come from the table's metadata; every value is bound (one JSON document, read as jsonb:
+    # each ``->`` on a json value parses the row's text again, which cost more than the writes themselves).
+    return (
+        f"UPDATE profiles AS t SET {', '.join(sets)} "  # noqa: S608
+        f"FROM (SELECT {', '.join(picks)} FROM jsonb_array_elements(%s::jsonb) AS r) AS v WHERE t.id = v.id"
+    )
+
+
 def _sqlite_time(value: datetime | None) -> str | None:
     return None if value is None else sqlite_time(value)
 
@@ -630,7 +732,7 @@ def bulk_insert(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, su
 def bulk_update(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, key: str = "id") -> None:
     """Update many rows by ``key`` (same columns each; values serialised here, as :func:`bulk_insert` does).
 
-    PostgreSQL: one statement over one JSON document of rows (``json_array_elements``), so a batch costs
+    PostgreSQL: one statement over one JSON document of rows (``jsonb_array_elements``), so a batch costs
     one round trip and one plan instead of one per row; SQLite: one executemany of driver-ready values,
     without SQLAlchemy's per-value type processing.
     """
@@ -649,7 +751,7 @@ def bulk_update(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, ke
         ]
         sql = (
             f"UPDATE {table.name} AS t SET {', '.join(f'{c} = v.{c}' for c in columns)} "  # noqa: S608
-            f"FROM (SELECT {', '.join(picks)} FROM json_array_elements(%s::json) AS r) AS v "
+            f"FROM (SELECT {', '.join(picks)} FROM jsonb_array_elements(%s::jsonb) AS r) AS v "
             f"WHERE t.{key} = v.{key}"
         )
         doc = [[row[key]] + [_pg_time(row[c]) if c in time_cols else row[c] for c in columns] for row in rows]
@@ -745,7 +847,17 @@ def resolve_batch(
     touches: Sequence[Touch],
     now: datetime,
     merge_hooks: Sequence[MergeHook] = (),
+    defer_writes: bool = False,
 ) -> Resolution:
-    """Resolve ``touches`` in the caller's transaction (see the module docstring)."""
-    resolver = BatchResolver(db, workspace_id=workspace_id, rules=rules, now=now, merge_hooks=merge_hooks)
+    """Resolve ``touches`` in the caller's transaction (see the module docstring). With ``defer_writes``
+    the updates of existing profiles are left in ``Resolution.writes`` for the caller to flush (after its
+    hooks have added their computed patches); new profiles, identities, merges and history are written."""
+    resolver = BatchResolver(
+        db,
+        workspace_id=workspace_id,
+        rules=rules,
+        now=now,
+        merge_hooks=merge_hooks,
+        defer_writes=defer_writes,
+    )
     return resolver.resolve(touches)

@@ -100,7 +100,7 @@ def insert_rows(
     (e.g. ``ON CONFLICT (a, b) DO NOTHING``) and ``returning`` appended; returns the returned rows.
 
     SQLite: ``INSERT … VALUES (…), (…)`` of ``BULK_CHUNK`` rows. PostgreSQL: ``INSERT … SELECT … FROM
-    json_array_elements(%s)`` over one JSON array of rows, so the statement text stays short and is parsed
+    jsonb_array_elements(%s)`` over one JSON array of rows, so the statement text stays short and is parsed
     once whatever the row count, and the values travel as one string ``json.dumps`` writes in C (JSON
     columns as nested values, times as ISO text). Names come from the ORM metadata; every value is bound.
     """
@@ -116,7 +116,7 @@ def insert_rows(
             f"(r->{i})::jsonb" if c in as_json else f"(r->>{i})::{_pg_type(table, c)}"
             for i, c in enumerate(columns)
         )
-        sql = head + f"SELECT {picks} FROM json_array_elements(%s::json) AS r" + tail  # noqa: S608
+        sql = head + f"SELECT {picks} FROM jsonb_array_elements(%s::jsonb) AS r" + tail  # noqa: S608
     one = "(" + ", ".join("?" for _ in columns) + ")"
 
     def flush(batch: list[Sequence[Any]]) -> None:
@@ -504,7 +504,7 @@ def update_messages(db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write column values to outbox rows by id: ``rows`` are dicts with ``id`` and the same other keys.
 
     One statement per batch, no ORM objects: ``UPDATE … FROM`` a list of rows (PostgreSQL: one JSON array
-    read with ``json_array_elements``, as :func:`insert_rows` does; SQLite: a ``VALUES`` list), values
+    read with ``jsonb_array_elements``, as :func:`insert_rows` does; SQLite: a ``VALUES`` list), values
     bound as the driver takes them. A per-row ``executemany`` cost the deliverer a tenth of its time on
     PostgreSQL (psycopg's pipeline) for the few statements of each batch."""
     if not rows:
@@ -538,7 +538,7 @@ def update_messages(db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
             for i, c in enumerate(columns, start=1)
         )
         sql = (
-            f"UPDATE messages SET {sets} FROM json_array_elements(%s::json) AS r "  # noqa: S608
+            f"UPDATE messages SET {sets} FROM jsonb_array_elements(%s::jsonb) AS r "  # noqa: S608
             "WHERE messages.id = (r->>0)::bigint"
         )
         conn.exec_driver_sql(sql, (json.dumps(data, separators=(",", ":")),))

@@ -8,6 +8,7 @@ from rapport.process import lifestyle, timezone, traits_service
 
 def register(hooks: ProcessingHooks) -> None:
     """Add the computed-trait, lifestyle and timezone hooks (they run in each batch's transaction)."""
-    hooks.after_apply.append(traits_service.apply_batch)
+    # before the batch's profile updates are written: its computed patches ride in the same statement
+    hooks.before_write.append(traits_service.apply_batch)
     hooks.after_apply.append(lifestyle.apply_batch)
     hooks.after_apply.append(timezone.apply_batch)

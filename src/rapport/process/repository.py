@@ -143,7 +143,7 @@ def profile_id_batches(db: Session, workspace_id: int, *, size: int = 1000) -> I
 # one statement over one JSON document of [id, patch] pairs: a batch is one round trip and one plan
 _PG_PATCH = text(
     "UPDATE profiles AS p SET computed = p.computed - CAST(:rm AS TEXT[]) || v.patch "
-    "FROM (SELECT (r->>0)::bigint AS id, (r->1)::jsonb AS patch FROM json_array_elements(CAST(:doc AS JSON)) AS r) "
+    "FROM (SELECT (r->>0)::bigint AS id, (r->1)::jsonb AS patch FROM jsonb_array_elements(CAST(:doc AS JSONB)) AS r) "
     "AS v WHERE p.id = v.id AND p.workspace_id = :ws"
 )
 _SQLITE_WRITE = text("UPDATE profiles SET computed = :c WHERE id = :id")

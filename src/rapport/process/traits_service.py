@@ -338,7 +338,9 @@ def _batch_events(batch: BatchApplied, *, names: set[str] | None, with_context: 
 
 
 def apply_batch(batch: BatchApplied) -> None:
-    """After-apply hook: fold the batch's events into the stored traits of their profiles (same transaction).
+    """Before-write hook: fold the batch's events into the stored traits of their profiles (same
+    transaction). The patches ride with the batch's profile updates when it defers them (PostgreSQL), else
+    they are written here.
 
     Merge survivors and states past their bounds are recomputed from all of the profile's events. A
     profile none of whose new events counts for any trait, and whose every trait is stored already, is
@@ -397,9 +399,15 @@ def apply_batch(batch: BatchApplied) -> None:
         spec = next(s for s in specs if s.name == name)
         for pid, slot in _fold_profiles(db, ws, [spec], pids, purchase).items():
             accs[pid][name] = slot[name]
+    patches = _patches(accs, current)
+    writes = batch.profile_writes
+    if writes is not None and writes.takes_computed:
+        # PostgreSQL, before the batch's profile updates are written: one write per profile for both
+        writes.add_computed(patches)
+        return
     # ``current`` was read in this transaction, which holds SQLite's writer lock from its start: the patch
     # is merged into it instead of reading the documents again (PostgreSQL patches in SQL)
-    repository.patch_computed(db, ws, _patches(accs, current), current=current)
+    repository.patch_computed(db, ws, patches, current=current)
 
 
 def recompute(
