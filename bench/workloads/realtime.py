@@ -299,7 +299,7 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
     env = {"RAPPORT_DATABASE_URL": url, "RAPPORT_SECRET_KEY": "bench-secret", "RAPPORT_LOG_LEVEL": "WARNING",
            "RAPPORT_RUN_WORKER_IN_PROCESS": "true", "RAPPORT_SMTP_HOST": "127.0.0.1",
            "RAPPORT_SMTP_PORT": str(sink.port), "RAPPORT_SPOOL_DIR": str(ctx.out / f"spool-{store}-{name}"),
-           "RAPPORT_WORKER_POLL_SECONDS": "0.01"}  # fmt: skip
+           "RAPPORT_WORKER_POLL_SECONDS": os.environ.get("B5_POLL", "0.01")}  # fmt: skip
     if separate_worker:
         env["RAPPORT_RUN_WORKER_IN_PROCESS"] = "false"
     server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",

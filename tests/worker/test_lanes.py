@@ -113,6 +113,41 @@ def test_notify_work_wakes_an_idle_lane_and_stop_ends_every_lane(db_url: str) ->
     assert _lane_threads() == []
 
 
+class Listening(Counter):
+    """A tick woken by notifications on its ``wake_channel``."""
+
+    wake_channel = "test_channel"
+
+
+def test_notify_work_on_a_channel_wakes_only_the_lanes_of_that_channel(db_url: str) -> None:
+    runtime = _runtime(db_url, poll=30.0)
+    other, listening = Counter(), Listening()
+    worker = Worker(runtime, HandlerRegistry())
+    worker.add_tick(other)
+    worker.add_tick(listening)
+    worker.start_thread()
+    try:
+        deadline = time.monotonic() + 5
+        while not (other.calls and listening.calls) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.8)  # PostgreSQL's listener wakes its lanes once when its LISTEN takes effect
+        seen_other, seen_listening = len(other.calls), len(listening.calls)
+        notify_work(runtime, "test_channel")
+        while len(listening.calls) == seen_listening and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert len(listening.calls) == seen_listening + 1
+        assert len(other.calls) == seen_other  # the other lane sleeps its 30 s poll
+        notify_work(runtime, "nobody_listens")
+        notify_work(runtime)  # no channel: every wakeable lane
+        while len(other.calls) == seen_other and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(other.calls) == seen_other + 1
+    finally:
+        worker.stop_thread()
+        runtime.close()
+
+
 def test_run_once_still_runs_everything_in_turn(db_url: str) -> None:
     runtime = _runtime(db_url, poll=30.0)
     order: list[str] = []

@@ -231,7 +231,7 @@ def build_ingest(
         on_idle=writer.release,
         # the in-process worker's processor starts on the new events now, not at its next poll (SQLite;
         # PostgreSQL also wakes workers in other processes with NOTIFY, see ingest.PENDING_CHANNEL)
-        on_written=lambda: notify_work(runtime),
+        on_written=lambda: notify_work(runtime, ingest.PENDING_CHANNEL),
     )
     return IngestState(runtime=runtime, committer=committer, auth=IngestAuth(key_cache_seconds))
 

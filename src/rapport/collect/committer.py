@@ -17,7 +17,8 @@ queueing without bound. ``on_idle`` runs on the writing thread after ``idle_afte
 work and at stop (the ingest writer gives its held connection back to the pool there). If a group's transaction fails and ``isolate(error)`` says the failure may come
 from one unit's data, each unit is retried in its own transaction so one bad request cannot fail the others.
 ``on_written`` runs on the writing thread after every group that committed something (e.g.
-``lambda: notify_work(runtime)``: the in-process worker's processor starts at once, not at its next poll).
+``lambda: notify_work(runtime, PENDING_CHANNEL)``: the in-process worker's processor starts at once, not at
+its next poll).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from rapport.kit import fastjson
+
 
 def normalize_url(url: str) -> str:
     """Map ``postgres://`` and ``postgresql://`` to the psycopg 3 driver; leave others alone."""
@@ -67,6 +69,9 @@ def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # json/jsonb columns read through orjson where it gives json.loads's answer (several times faster:
+        # a real-time batch reads the traits, events and computed documents of every profile it touches)
+        json_deserializer=fastjson.loads,
     )
 
 

@@ -11,7 +11,8 @@ Example::
 ``run_forever`` runs them in **lanes**: the jobs and each tick loop in their own thread, so one that waits
 (the Deliverer on its SMTP replies, a long import job) never holds up another (the event processor); a lane
 that did some work wakes the others at once (new outbox rows, new jobs) instead of leaving them to their
-next poll, and ``notify_work(runtime)`` wakes them from outside (e.g. after ingest commits events). On
+next poll, and ``notify_work(runtime[, channel])`` wakes them (or a channel's) from outside (ingest wakes the
+processor's after it commits events). On
 PostgreSQL a tick may name a ``wake_channel``: a listener thread ``LISTEN``s on it and wakes the tick's lane
 on every notification, so work committed by another thread or process (ingest sends ``NOTIFY`` with its
 events) starts at once instead of at the lane's next poll.
@@ -46,11 +47,14 @@ WAKE_PORT = "worker.wake"
 LISTEN_WAIT = 0.5
 
 
-def notify_work(runtime: Runtime) -> None:
-    """Wake the runtime's running in-process worker lanes now (no-op without one): new work was committed."""
+def notify_work(runtime: Runtime, channel: str | None = None) -> None:
+    """Wake the runtime's running in-process worker lanes now (no-op without one): new work was committed.
+
+    With ``channel`` only the lanes whose tick names it as ``wake_channel`` (as a PostgreSQL notification on
+    it does): ingest wakes the event processor, not every lane a hundred times a second."""
     wake = runtime.ports.get(WAKE_PORT)
     if wake is not None:
-        wake()
+        wake(channel)
 
 
 class PermanentJobError(Exception):
@@ -112,6 +116,7 @@ class Worker:
         self.ticks: list[Tick] = []
         self._wakers: list[threading.Event] = []
         self._woken: list[threading.Event] = []  # the lanes other lanes' work wakes (see ``_wakeable``)
+        self._channels: dict[str, list[threading.Event]] = {}  # the lanes of each ``wake_channel``
 
     def add_tick(self, tick: Tick) -> None:
         """Run ``tick`` on every poll, after the jobs."""
@@ -202,6 +207,10 @@ class Worker:
         wakers = [threading.Event() for _ in lanes]
         self._wakers = wakers
         self._woken = [w for (_name_, work), w in zip(lanes, wakers, strict=True) if _wakeable(work)]
+        self._channels = {}
+        for (_, work), waker in zip(lanes, wakers, strict=True):
+            if (channel := _wake_channel(work)) is not None:
+                self._channels.setdefault(channel, []).append(waker)
         self.runtime.ports[WAKE_PORT] = self.wake
         threads = [
             threading.Thread(
@@ -253,9 +262,10 @@ class Worker:
                 log.warning("worker listener failed; lanes poll until it reconnects: %s", type(exc).__name__)
                 stop.wait(1.0)
 
-    def wake(self) -> None:
-        """Wake the lanes now (they run their work at once instead of at their next poll)."""
-        for waker in self._woken:
+    def wake(self, channel: str | None = None) -> None:
+        """Wake the lanes now (they run their work at once instead of at their next poll); with ``channel``,
+        only the lanes of the ticks whose ``wake_channel`` it is."""
+        for waker in self._woken if channel is None else self._channels.get(channel, ()):
             waker.set()
 
     def _lane(self, work: Tick, waker: threading.Event, stop: threading.Event) -> None:
