@@ -372,3 +372,48 @@ def test_upload_api_refuses_unknown_formats_and_write_keys(client: TestClient, t
         "/api/v1/imports", headers=tenant.write_headers, files=files, data={"kind": "profiles"}
     )
     assert refused.status_code == 403
+
+
+def _analysed(runtime: Runtime) -> dict[str, int]:
+    """How many times each table was ANALYZEd by hand (PostgreSQL's statistics views)."""
+    from sqlalchemy import text
+
+    with runtime.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        rows = conn.execute(
+            text("SELECT relname, analyze_count FROM pg_stat_user_tables WHERE relname = ANY(:t)"),
+            {"t": ["profiles", "identities", "trait_history", "events"]},
+        ).all()
+    return {name: int(count) for name, count in rows}
+
+
+def test_a_bulk_import_refreshes_postgresql_statistics(
+    runtime: Runtime, tenant: Tenant, backend: str
+) -> None:
+    from rapport.collect.importer import ANALYZE_AFTER
+
+    if backend != "postgresql":
+        pytest.skip("SQLite keeps no statistics; its queries are shaped for that (db.planner)")
+    before = _analysed(runtime)
+    import_profile_rows(
+        runtime, workspace_id=tenant.workspace_id, rows=[{"user_id": f"small{i}"} for i in range(10)]
+    )
+    assert _analysed(runtime) == before  # a small import leaves it to autovacuum
+    import_profile_rows(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        rows=[{"user_id": f"u{i}", "plan": "gold"} for i in range(ANALYZE_AFTER)],
+    )
+    after_profiles = _analysed(runtime)
+    for table in ("profiles", "identities", "trait_history"):
+        assert after_profiles.get(table, 0) == before.get(table, 0) + 1, table
+    assert after_profiles.get("events", 0) == before.get("events", 0)
+    import_event_rows(
+        runtime,
+        workspace_id=tenant.workspace_id,
+        rows=[
+            {"type": "track", "event": "Viewed", "userId": f"u{i}", "messageId": f"v{i}"}
+            for i in range(ANALYZE_AFTER)
+        ],
+    )
+    assert _analysed(runtime)["events"] == before.get("events", 0) + 1

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -291,8 +291,32 @@ def apply_profiles(
             report.rows += batch.rows
             if progress is not None:
                 progress(report.rows)
+    refresh_statistics(runtime, _PROFILE_TABLES, changed=report.imported)
     report.seconds = time.perf_counter() - started
     return report
+
+
+#: Rows an import must have written before it refreshes the planner's statistics (PostgreSQL).
+ANALYZE_AFTER = 1000
+_PROFILE_TABLES = ("profiles", "identities", "trait_history")
+_EVENT_TABLES = ("events", *_PROFILE_TABLES)
+
+
+def refresh_statistics(runtime: Runtime, tables: Sequence[str], *, changed: int) -> None:
+    """``ANALYZE`` the tables a bulk import filled (PostgreSQL, from ``ANALYZE_AFTER`` rows on).
+
+    Autovacuum analyses a table only after a minute's nap and 10% of it changed, and until then the
+    planner works from the statistics of the table before the load: right after importing a customer base
+    it took the workspace's thousands of profiles for a handful and planned the real-time batch's
+    profile-keyed reads and writes as scans of the whole workspace (B5: the p99 from event to segment entry
+    rose by a third). SQLite keeps no statistics; its queries are shaped for that (``db.planner``).
+    """
+    if changed < ANALYZE_AFTER or runtime.engine.dialect.name != "postgresql":
+        return
+    with runtime.engine.connect() as conn:
+        # names from this module's constants, not input
+        conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+        conn.commit()
 
 
 def _resolve(
@@ -519,6 +543,7 @@ def apply_events(
             report.rows += batch.rows
             if progress is not None:
                 progress(report.rows)
+    refresh_statistics(runtime, _EVENT_TABLES, changed=report.imported)
     report.seconds = time.perf_counter() - started
     return report
 
