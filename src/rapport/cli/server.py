@@ -13,6 +13,7 @@ from rapport.cli.common import DatabaseOption, cli_runtime, console, load_settin
 from rapport.config import Settings
 from rapport.db import migrate
 from rapport.db.engine import is_sqlite
+from rapport.kit.gcwork import freeze_startup_heap
 from rapport.kit.logs import configure_logging
 from rapport.runtime import build_runtime
 
@@ -72,6 +73,7 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    freeze_startup_heap()  # full collections stop walking the modules and the app (see kit.gcwork)
     console.print(f"worker {runner.worker_id} polling")
     runner.run_forever(stop)
 

@@ -10,7 +10,6 @@ a full ingest queue → 429 with Retry-After. See docs/tracking-api.md.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sys
 import time
@@ -38,6 +37,7 @@ from rapport.collect.normalize import (
     storable_size,
 )
 from rapport.errors import BadRequest, Forbidden, RapportError, RateLimited, Unauthenticated, ValidationFailed
+from rapport.kit.gcwork import freeze_startup_heap
 from rapport.kit.tokens import hash_token
 from rapport.runtime import Runtime
 from rapport.worker.runner import notify_work
@@ -197,8 +197,7 @@ def tune_process() -> None:
     if _tuned:
         return
     _tuned = True
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
 
 
