@@ -100,3 +100,74 @@ def test_sources_through_the_import_paths(runtime: Runtime, tenant: Tenant) -> N
         ],
     )
     assert _tz(runtime, tenant, "new") == ("Europe/London", "location")
+
+
+def test_sources_through_the_processor_without_reading_profiles_back(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    """A batch without merges hands the hook the profiles as its resolution left them (no read back); the
+    zones come out as through the import paths."""
+    from sqlalchemy import event as sa_event
+
+    from tests.collect.processing_support import append, process
+
+    wire_runtime(runtime)
+    ws = tenant.workspace_id
+    reads: list[str] = []
+
+    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        # the hook's read of the zone facts (the resolution's own read also has ``trait_times``)
+        text = statement.lstrip()
+        if (
+            text.upper().startswith("SELECT")
+            and "profiles.timezone_source" in text
+            and "trait_times" not in text
+        ):
+            reads.append(statement)
+
+    sa_event.listen(runtime.engine, "before_cursor_execute", watch)
+    try:
+        append(
+            runtime,
+            ws,
+            {"type": "identify", "userId": "phone", "messageId": "p1", "traits": {"phone": "+12125550123"}},
+            {
+                "type": "identify",
+                "userId": "loc",
+                "messageId": "l1",
+                "traits": {"phone": "+12125550124", "latitude": 35.68, "longitude": 139.69},
+            },
+            {
+                "type": "identify",
+                "userId": "trait",
+                "messageId": "t1",
+                "traits": {"timezone": "Europe/Berlin", "latitude": 35.68, "longitude": 139.69},
+            },
+        )
+        process(runtime)
+        assert reads == []
+        assert _tz(runtime, tenant, "phone") == ("America/New_York", "phone")
+        assert _tz(runtime, tenant, "loc") == ("Asia/Tokyo", "location")
+        assert _tz(runtime, tenant, "trait") == ("Europe/Berlin", "trait")
+        reads.clear()  # the checks above read the profiles themselves
+        append(
+            runtime,
+            ws,
+            *[
+                {
+                    "type": "track",
+                    "event": "x",
+                    "userId": u,
+                    "messageId": f"tz-{u}",
+                    "context": {"timezone": "Australia/Sydney"},
+                }
+                for u in ("phone", "loc", "trait")
+            ],
+        )
+        process(runtime)
+        assert reads == []
+    finally:
+        sa_event.remove(runtime.engine, "before_cursor_execute", watch)
+    assert _tz(runtime, tenant, "phone") == ("Australia/Sydney", "context")
+    assert _tz(runtime, tenant, "loc") == ("Australia/Sydney", "context")
+    assert _tz(runtime, tenant, "trait") == ("Europe/Berlin", "trait")

@@ -32,7 +32,15 @@ from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
 from rapport.collect.ingest import PENDING_CHANNEL
-from rapport.collect.resolution import MergeHook, ProfileWrites, Resolution, Touch, bulk_update, resolve_batch
+from rapport.collect.resolution import (
+    MergeHook,
+    ProfileFacts,
+    ProfileWrites,
+    Resolution,
+    Touch,
+    bulk_update,
+    resolve_batch,
+)
 from rapport.kit.clock import as_utc
 from rapport.models import Event, Identity, Workspace
 from rapport.models.event import PENDING, PROCESSED
@@ -72,6 +80,9 @@ class BatchApplied:
     #: ``before_write`` and the ``after_apply`` hooks, with the computed patches a ``before_write`` hook
     #: handed over (``takes_computed``). None: written already.
     profile_writes: ProfileWrites | None = None
+    #: The batch's profiles as it leaves them (traits, phone, time zone) when the edge has them (a batch
+    #: without merges); None: a hook that needs them reads them.
+    profile_facts: dict[int, ProfileFacts] | None = None
 
 
 AfterApplyHook = Callable[[BatchApplied], None]
@@ -296,6 +307,7 @@ def process_batch(
         ],
         workspace_settings=settings,
         profile_writes=outcome.writes,
+        profile_facts=None if outcome.merges else outcome.facts,
     )
     run_hooks(hooks, batch)
     if stats.dropped_suppressed:

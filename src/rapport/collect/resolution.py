@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import JSON, String, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql
@@ -135,6 +135,18 @@ class Resolution:
     touched: set[int] = field(default_factory=set)
     #: The updates of existing profiles, when the caller asked to write them itself (``defer_writes``).
     writes: ProfileWrites | None = None
+    #: The batch's live profiles as it leaves them (traits, phone, time zone), by real id.
+    facts: dict[int, ProfileFacts] = field(default_factory=dict)
+
+
+class ProfileFacts(NamedTuple):
+    """A profile's columns as a batch's resolution leaves them (what after-apply hooks would read back)."""
+
+    id: int
+    traits: dict[str, Any]
+    phone: str | None
+    timezone: str | None
+    timezone_source: str | None
 
 
 @dataclass
@@ -501,6 +513,13 @@ class BatchResolver:
             changed.setdefault(real(pid), set()).update(names)
         self.result.changed_traits = changed
         self.result.touched = {p for p in self.result.profile_ids if p is not None}
+        for prof in self.profs.values():
+            if self.find(prof.id) == prof.id:
+                pid = real(prof.id)
+                if pid in self.result.touched:
+                    self.result.facts[pid] = ProfileFacts(
+                        pid, prof.traits, prof.phone, prof.timezone, prof.timezone_source
+                    )
         return self.result
 
     # -- writing -------------------------------------------------------------------------------------------

@@ -188,9 +188,12 @@ def apply_batch(batch: BatchApplied) -> None:
     ws = batch.workspace_id
     ids = sorted(batch.profile_ids)
     rows: list[Any] = []
-    conn = db.connection()
-    for i in range(0, len(ids), 500):
-        rows.extend(conn.execute(_ZONE_FACTS, {"ws": ws, "ids": ids[i : i + 500]}).all())
+    if batch.profile_facts is not None and set(ids) <= set(batch.profile_facts):
+        rows = [batch.profile_facts[pid] for pid in ids]  # as the resolution left them: no read back
+    else:
+        conn = db.connection()
+        for i in range(0, len(ids), 500):
+            rows.extend(conn.execute(_ZONE_FACTS, {"ws": ws, "ids": ids[i : i + 500]}).all())
     candidates = [
         r for r in rows if r.timezone_source in (None, "location", "phone") or not valid_zone(r.timezone)
     ]
