@@ -69,8 +69,13 @@ def _base(db: Session, workspace_id: int) -> tuple[FromClause, list[ColumnElemen
     """The workspace's live profiles, ``p``. SQLite reads them through ``ix_profiles_live`` (the live ids alone):
     left to itself it probes the table by rowid for each id of a condition's set, and the rows carry every
     trait, which is most of a count's time from 100k profiles on. PostgreSQL weighs that on its own."""
-    p = portable.indexed_alias(PROFILES, "p", LIVE_INDEX) if _has_live_index(db) else PROFILES.alias("p")
+    p = _LIVE_ALIAS if _has_live_index(db) else _PLAIN_ALIAS
     return p, [p.c.workspace_id == workspace_id, p.c.merged_into_id.is_(None)]
+
+
+# built once: an alias of the profiles table copies its columns (a real-time batch asked for one per segment)
+_LIVE_ALIAS = portable.indexed_alias(PROFILES, "p", LIVE_INDEX)
+_PLAIN_ALIAS = PROFILES.alias("p")
 
 
 _LIVE_INDEX_SEEN: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
