@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from rapport.errors import NotFound, ValidationFailed
 from rapport.messaging import service as messaging_service
@@ -16,24 +13,10 @@ from rapport.messaging.service import OutboxRow
 from rapport.models import Event, Message
 from rapport.runtime import Runtime
 from tests.messaging.conftest import make_people
+from tests.support.statements import statements
 from tests.support.tenants import Tenant
 
 CONTENT = {"subject": "Autumn sale", "html": "<p>Hi {{ profile.first_name }}</p>"}
-
-
-@contextmanager
-def counted_statements(runtime: Runtime) -> Iterator[list[str]]:
-    """Record every SQL statement sent to the database inside the block."""
-    seen: list[str] = []
-
-    def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(runtime.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", listen)
 
 
 def _queue(runtime: Runtime, tenant: Tenant, rows: list[OutboxRow]) -> int:
@@ -148,7 +131,7 @@ def test_ten_thousand_rows_take_a_few_statements(runtime: Runtime, tenant: Tenan
         for campaign in range(100)
         for pid in people
     ]
-    with counted_statements(runtime) as seen:
+    with statements(runtime) as seen:
         assert _queue(runtime, tenant, rows) == 10_000
     inserts = [s for s in seen if s.lstrip().upper().startswith("INSERT")]
     assert len(inserts) <= 25, len(inserts)  # 10 chunks of messages + 10 of feedback
@@ -159,6 +142,6 @@ def test_ten_thousand_rows_take_a_few_statements(runtime: Runtime, tenant: Tenan
             db.scalar(select(func.count()).select_from(Event).where(Event.event == "email_queued")) == 10_000
         )
         assert db.scalar(select(func.count(func.distinct(Message.message_id)))) == 10_000
-    with counted_statements(runtime) as seen:
+    with statements(runtime) as seen:
         assert _queue(runtime, tenant, rows) == 0
     assert len([s for s in seen if s.lstrip().upper().startswith("INSERT")]) <= 10

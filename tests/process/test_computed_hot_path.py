@@ -14,6 +14,7 @@ from rapport.models import Identity, Profile
 from rapport.process import traits_service
 from rapport.runtime import Runtime
 from tests.collect.processing_support import append, process
+from tests.support.statements import statements
 from tests.support.tenants import Tenant
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -103,16 +104,9 @@ def test_a_batch_writes_each_profile_once_on_postgresql_traits_and_computed_toge
     process(runtime)
     before = {u: dict(doc) for u, doc in computed(runtime, tenant).items()}
 
-    writes: list[str] = []
-
-    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE PROFILES"):
-            writes.append(statement)
-
-    sa_event.listen(runtime.engine, "before_cursor_execute", watch)
-    try:
-        # ann: a trait and an order (both written); bob: an order only (computed; seen times);
-        # cy: an identify that changes nothing of hers but the trait
+    # ann: a trait and an order (both written); bob: an order only (computed; seen times);
+    # cy: an identify that changes nothing of hers but the trait
+    with statements(runtime, lambda s: s.lstrip().upper().startswith("UPDATE PROFILES")) as writes:
         append(
             runtime,
             ws,
@@ -122,8 +116,6 @@ def test_a_batch_writes_each_profile_once_on_postgresql_traits_and_computed_toge
             identify("cy", 13, tier="silver"),
         )
         process(runtime)
-    finally:
-        sa_event.remove(runtime.engine, "before_cursor_execute", watch)
     if backend == "postgresql":
         assert len(writes) == 1 and "computed" in writes[0], writes
     else:

@@ -11,6 +11,8 @@ from rapport.collect.importer import import_event_rows, import_profile_rows
 from rapport.models import Identity, Profile
 from rapport.process import timezone
 from rapport.runtime import Runtime
+from tests.collect.processing_support import append, process
+from tests.support.statements import statements
 from tests.support.tenants import Tenant
 
 
@@ -49,6 +51,20 @@ def test_pure_precedence() -> None:
     assert timezone.resolve_zone(**{**base, "traits": {"timezone": "Mars/Olympus"}}) is None
 
 
+def _sydney_events() -> list[dict[str, Any]]:
+    """One event per test user whose context says Australia/Sydney."""
+    return [
+        {
+            "type": "track",
+            "event": "x",
+            "userId": u,
+            "messageId": f"tz-{u}",
+            "context": {"timezone": "Australia/Sydney"},
+        }
+        for u in ("phone", "loc", "trait")
+    ]
+
+
 def test_sources_through_the_import_paths(runtime: Runtime, tenant: Tenant) -> None:
     wire_runtime(runtime)
     ws = tenant.workspace_id
@@ -71,17 +87,7 @@ def test_sources_through_the_import_paths(runtime: Runtime, tenant: Tenant) -> N
     assert _tz(runtime, tenant, "loc") == ("Asia/Tokyo", "location")
     assert _tz(runtime, tenant, "trait") == ("Europe/Berlin", "trait")
     # an event's context timezone beats location and phone, but not an explicit trait
-    events = [
-        {
-            "type": "track",
-            "event": "x",
-            "userId": u,
-            "messageId": f"tz-{u}",
-            "context": {"timezone": "Australia/Sydney"},
-        }
-        for u in ("phone", "loc", "trait")
-    ]
-    import_event_rows(runtime, workspace_id=ws, rows=events)
+    import_event_rows(runtime, workspace_id=ws, rows=_sydney_events())
     assert _tz(runtime, tenant, "phone") == ("Australia/Sydney", "context")
     assert _tz(runtime, tenant, "loc") == ("Australia/Sydney", "context")
     assert _tz(runtime, tenant, "trait") == ("Europe/Berlin", "trait")
@@ -102,72 +108,47 @@ def test_sources_through_the_import_paths(runtime: Runtime, tenant: Tenant) -> N
     assert _tz(runtime, tenant, "new") == ("Europe/London", "location")
 
 
+def _zone_facts_read(statement: str) -> bool:
+    """The timezone hook's read of the zone facts (the resolution's own read also has ``trait_times``)."""
+    text = statement.lstrip()
+    return (
+        text.upper().startswith("SELECT") and "profiles.timezone_source" in text and "trait_times" not in text
+    )
+
+
 def test_sources_through_the_processor_without_reading_profiles_back(
     runtime: Runtime, tenant: Tenant
 ) -> None:
     """A batch without merges hands the hook the profiles as its resolution left them (no read back); the
     zones come out as through the import paths."""
-    from sqlalchemy import event as sa_event
-
-    from tests.collect.processing_support import append, process
-
     wire_runtime(runtime)
     ws = tenant.workspace_id
-    reads: list[str] = []
-
-    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # the hook's read of the zone facts (the resolution's own read also has ``trait_times``)
-        text = statement.lstrip()
-        if (
-            text.upper().startswith("SELECT")
-            and "profiles.timezone_source" in text
-            and "trait_times" not in text
-        ):
-            reads.append(statement)
-
-    sa_event.listen(runtime.engine, "before_cursor_execute", watch)
-    try:
-        append(
-            runtime,
-            ws,
-            {"type": "identify", "userId": "phone", "messageId": "p1", "traits": {"phone": "+12125550123"}},
-            {
-                "type": "identify",
-                "userId": "loc",
-                "messageId": "l1",
-                "traits": {"phone": "+12125550124", "latitude": 35.68, "longitude": 139.69},
-            },
-            {
-                "type": "identify",
-                "userId": "trait",
-                "messageId": "t1",
-                "traits": {"timezone": "Europe/Berlin", "latitude": 35.68, "longitude": 139.69},
-            },
-        )
+    people = [
+        {"type": "identify", "userId": "phone", "messageId": "p1", "traits": {"phone": "+12125550123"}},
+        {
+            "type": "identify",
+            "userId": "loc",
+            "messageId": "l1",
+            "traits": {"phone": "+12125550124", "latitude": 35.68, "longitude": 139.69},
+        },
+        {
+            "type": "identify",
+            "userId": "trait",
+            "messageId": "t1",
+            "traits": {"timezone": "Europe/Berlin", "latitude": 35.68, "longitude": 139.69},
+        },
+    ]
+    with statements(runtime, _zone_facts_read) as reads:
+        append(runtime, ws, *people)
         process(runtime)
-        assert reads == []
-        assert _tz(runtime, tenant, "phone") == ("America/New_York", "phone")
-        assert _tz(runtime, tenant, "loc") == ("Asia/Tokyo", "location")
-        assert _tz(runtime, tenant, "trait") == ("Europe/Berlin", "trait")
-        reads.clear()  # the checks above read the profiles themselves
-        append(
-            runtime,
-            ws,
-            *[
-                {
-                    "type": "track",
-                    "event": "x",
-                    "userId": u,
-                    "messageId": f"tz-{u}",
-                    "context": {"timezone": "Australia/Sydney"},
-                }
-                for u in ("phone", "loc", "trait")
-            ],
-        )
+    assert reads == []
+    assert _tz(runtime, tenant, "phone") == ("America/New_York", "phone")
+    assert _tz(runtime, tenant, "loc") == ("Asia/Tokyo", "location")
+    assert _tz(runtime, tenant, "trait") == ("Europe/Berlin", "trait")
+    with statements(runtime, _zone_facts_read) as reads:
+        append(runtime, ws, *_sydney_events())
         process(runtime)
-        assert reads == []
-    finally:
-        sa_event.remove(runtime.engine, "before_cursor_execute", watch)
+    assert reads == []
     assert _tz(runtime, tenant, "phone") == ("Australia/Sydney", "context")
     assert _tz(runtime, tenant, "loc") == ("Australia/Sydney", "context")
     assert _tz(runtime, tenant, "trait") == ("Europe/Berlin", "trait")
