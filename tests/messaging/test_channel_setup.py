@@ -33,7 +33,7 @@ def hook_server() -> Iterator[LocalHttpServer]:
         yield server
 
 
-def _deliver(runtime: Runtime, settings: Settings, tenant: Tenant, url: str) -> str:
+def _deliver(runtime: Runtime, settings: Settings, tenant: Tenant, url: str, key: str | None = None) -> str:
     rt = build_runtime(settings, clock=runtime.clock)
     try:
         wire_runtime(rt)
@@ -41,7 +41,7 @@ def _deliver(runtime: Runtime, settings: Settings, tenant: Tenant, url: str) -> 
         assert isinstance(channels_of(rt)["inapp"], InboxChannel)
         [pid] = make_people(rt, tenant, 1, consent=None)
         row = queue(
-            rt, tenant, pid, f"hook:{url}", channel="webhook", kind="service",
+            rt, tenant, pid, key or f"hook:{url}", channel="webhook", kind="service",
             content={"url": url, "body": '{"text": "Order for {{ profile.first_name }}"}'},
         )  # fmt: skip
         deliverer = Deliverer(rt, worker_id="hook-deliverer")
@@ -95,3 +95,24 @@ def test_a_host_outside_the_allow_list_is_refused(
     sent = _deliver(runtime, configured, tenant, hook_server.url("/hook"))
     assert message(runtime, sent).status == "dead"
     assert hook_server.requests == []
+
+
+def test_a_webhook_url_longer_than_the_address_column_is_called_whole_and_recorded_cut(
+    runtime: Runtime, tenant: Tenant, hook_server: LocalHttpServer
+) -> None:
+    from rapport.messaging.delivery import TO_ADDRESS_MAX
+
+    configured = runtime.settings.model_copy(
+        update={
+            "webhook_secret": SECRET,
+            "outbound_allow_loopback": True,
+            "webhook_allowed_hosts": ["127.0.0.1"],
+        }
+    )
+    url = hook_server.url("/hook?token=" + "t" * (TO_ADDRESS_MAX + 50))
+    sent = _deliver(runtime, configured, tenant, url, key="hook:long")
+    row = message(runtime, sent)
+    assert row.status == "sent"
+    [got] = hook_server.requests
+    assert got.path.endswith("t" * (TO_ADDRESS_MAX + 50))  # the request went to the whole URL
+    assert row.to_address == url[:TO_ADDRESS_MAX]

@@ -361,3 +361,29 @@ def test_unsubscribe_mid_campaign_stops_the_rest(
     deliverer.drain()
     counts = Counter(m.rcpt_tos[0] for m in sink.messages)
     assert counts == Counter({"person0@example.com": 1, "person1@example.com": 2, "person2@example.com": 2})
+
+
+def test_send_api_takes_the_longest_idempotency_key_whole(
+    runtime: Runtime, tenant: Tenant, client: TestClient
+) -> None:
+    """A 200-character Idempotency-Key (the longest taken) does not fit ``api:`` + key in the outbox's
+    dedupe column: it is stored as its digest, never cut, so keys sharing their first 196 characters stay
+    two messages, and a repeat of either is still one."""
+    from rapport.api.idempotency import MAX_KEY_LENGTH
+    from rapport.messaging.api import api_dedupe_key
+
+    make_people(runtime, tenant, 1)
+    body = {"user_id": "p0", "channel": "email", "subject": "Hi", "text": "x"}
+    first_key, second_key = "a" * (MAX_KEY_LENGTH - 1) + "1", "a" * (MAX_KEY_LENGTH - 1) + "2"
+    answers = [
+        client.post("/api/v1/messages", json=body, headers={**tenant.secret_headers, "Idempotency-Key": key})
+        for key in (first_key, second_key, first_key)
+    ]
+    assert [a.status_code for a in answers] == [202, 202, 202], answers[0].text
+    ids = [a.json()["id"] for a in answers]
+    assert ids[0] != ids[1] and ids[2] == ids[0]
+    with runtime.read_sessions() as db:
+        keys = set(db.scalars(select(Message.dedupe_key)).all())
+    assert keys == {api_dedupe_key(first_key), api_dedupe_key(second_key)}
+    assert api_dedupe_key("ship-A17") == "api:ship-A17"
+    assert all(len(k) <= 200 for k in keys)

@@ -116,6 +116,11 @@ class OutboundMessage:
     webhook: WebhookPayload | None = None
 
 
+#: The longest provider id kept (``messages.provider_id`` is VARCHAR(200)): a provider's longer id keeps its
+#: first characters, so recording a message that went out can never fail on it.
+PROVIDER_ID_MAX = 200
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """The outcome for one message; ``gone`` means the address no longer exists (push 404/410)."""
@@ -127,6 +132,10 @@ class SendResult:
     error_code: str | None = None
     gone: bool = False
     retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.provider_id is not None and len(self.provider_id) > PROVIDER_ID_MAX:
+            object.__setattr__(self, "provider_id", self.provider_id[:PROVIDER_ID_MAX])
 
     @property
     def ok(self) -> bool:

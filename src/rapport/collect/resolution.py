@@ -26,13 +26,12 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import JSON, String, Table, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import JSON, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from rapport.collect import codec
 from rapport.collect import identity as ident
-from rapport.db.base import UTCDateTime, pg_time, sqlite_time
+from rapport.db.base import UTCDateTime, pg_cast, pg_time, sqlite_time
 from rapport.db.planner import one_of, same_workspace
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
 
@@ -683,7 +682,7 @@ def _pg_profile_update(with_computed: bool) -> str:
         picks.append(
             f"(r->{i})::jsonb AS {c}"
             if c in ("traits", "trait_times")
-            else f"(r->>{i})::{_pg_type(_PROFILES, c)} AS {c}"
+            else f"(r->>{i})::{pg_cast(_PROFILES, c)} AS {c}"
         )
         least = 1 if c in _SEEN_COLUMNS else 2
         sets.append(f"{c} = CASE WHEN v.kind >= {least} THEN v.{c} ELSE t.{c} END")
@@ -764,8 +763,8 @@ def bulk_update(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, ke
     conn = db.connection()
     # Table and column names come from the ORM metadata; every value is bound.
     if postgres:
-        picks = [f"(r->>0)::{_pg_type(table, key)} AS {key}"] + [
-            f"(r->{i})::jsonb AS {c}" if c in json_cols else f"(r->>{i})::{_pg_type(table, c)} AS {c}"
+        picks = [f"(r->>0)::{pg_cast(table, key)} AS {key}"] + [
+            f"(r->{i})::jsonb AS {c}" if c in json_cols else f"(r->>{i})::{pg_cast(table, c)} AS {c}"
             for i, c in enumerate(columns, start=1)
         ]
         sql = (
@@ -789,15 +788,6 @@ def bulk_update(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, ke
         for row in rows
     ]
     conn.exec_driver_sql(sql, params)
-
-
-def _pg_type(table: Table, column: str) -> str:
-    # text, not VARCHAR(n): an explicit cast to VARCHAR(n) would cut a longer value silently, where the
-    # assignment to the column refuses it as a plain UPDATE would
-    kind = table.c[column].type
-    if isinstance(kind, String):
-        return "text"
-    return str(kind.compile(dialect=postgresql.dialect()))
 
 
 def _pg_time(value: datetime | None) -> str | None:

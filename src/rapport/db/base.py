@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -37,6 +49,17 @@ def pg_time(value: datetime) -> str:
     """A UTCDateTime value as ISO text with its offset (a naive time is UTC), for PostgreSQL statements that
     carry values inside one JSON document."""
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+def pg_cast(table: Table, column: str) -> str:
+    """The PostgreSQL type to cast a value of ``table.column`` to when it comes out of a JSON document of
+    rows (``(r->>i)::<type>``): ``text`` for strings, not ``VARCHAR(n)``: an explicit cast to ``VARCHAR(n)``
+    cuts a longer value silently, where the assignment to the column refuses it, as a plain INSERT or
+    UPDATE would."""
+    kind = table.c[column].type
+    if isinstance(kind, String):
+        return "text"
+    return str(kind.compile(dialect=postgresql.dialect()))
 
 
 class UTCDateTime(TypeDecorator[datetime]):

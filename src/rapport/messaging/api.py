@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import String, select
 
 from rapport.accounts.principal import Principal
 from rapport.api import idempotency
@@ -15,13 +16,17 @@ from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scop
 from rapport.errors import NotFound
 from rapport.messaging import service
 from rapport.messaging.schemas import MessageRead, MessageSend
-from rapport.models import Identity, Profile
+from rapport.models import Identity, Message, Profile
 from rapport.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["messages"])
 
 Sender = Annotated[Principal, Depends(require_scope("messages:send"))]
 Reader = Annotated[Principal, Depends(require_scope("profiles:read"))]
+
+
+#: The length of ``messages.dedupe_key``.
+DEDUPE_KEY_MAX = cast(String, Message.__table__.c.dedupe_key.type).length or 200
 
 
 @router.post("/messages", status_code=202, response_model=MessageRead)
@@ -58,7 +63,7 @@ def send_message(
             priority=body.priority,
             run_at=body.send_at,
             now=runtime.clock.now(),
-            dedupe_key=f"api:{key.strip()}" if key else f"api:{uuid.uuid4().hex}",
+            dedupe_key=api_dedupe_key(key),
         )
         assert message is not None
         return 202, MessageRead.model_validate(message).model_dump(mode="json")
@@ -66,6 +71,17 @@ def send_message(
     return idempotency.run(
         request, db, workspace_id=principal.workspace_id, body=body.model_dump(mode="json"), effect=effect
     )
+
+
+def api_dedupe_key(idempotency_key: str | None) -> str:
+    """The outbox dedupe key of a message sent through the API: ``api:`` and the Idempotency-Key (a fresh
+    one without), or ``api:sha256:`` and its digest when that would not fit the column (a key may be 200
+    characters long; the column holds 200): never cut, so two keys cannot collide."""
+    key = (idempotency_key or "").strip() or uuid.uuid4().hex
+    found = f"api:{key}"
+    if len(found) <= DEDUPE_KEY_MAX:
+        return found
+    return f"api:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _owned(db: DbSession, workspace_id: int, profile_id: int) -> bool:

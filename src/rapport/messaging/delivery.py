@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
-from sqlalchemy import select, text, update
+from sqlalchemy import String, select, text, update
 from sqlalchemy.orm import Session
 
 from rapport.channels.base import Channel, OutboundMessage, SendResult, SendStatus
@@ -78,6 +78,10 @@ def channels_of(runtime: Runtime) -> dict[str, Channel]:
 
 
 SUPPRESSION_KINDS = {"email": "email", "sms": "phone"}
+
+
+#: The longest address ``messages.to_address`` records (its column's length).
+TO_ADDRESS_MAX = cast(String, Message.__table__.c.to_address.type).length or 400
 
 
 @dataclass
@@ -494,8 +498,10 @@ class Deliverer:
                 out.finish(message, repo.DEAD, f"render failed: {exc}", now)
                 stats.dead += 1
                 continue
-            message.to_address = c.address
-            out.ready.append({"id": message.id, "to_address": c.address})
+            # the address as recorded: a webhook's URL may be longer than the column (the request goes to
+            # the whole URL); the record keeps its first characters, explicitly, never failing the batch
+            message.to_address = c.address[:TO_ADDRESS_MAX]
+            out.ready.append({"id": message.id, "to_address": message.to_address})
             if message.channel == "inapp":  # the inbox shows what was rendered (messaging/inapp.py)
                 out.contents.append({"id": message.id, "content": message.content})
             ready.append(_Ready(message, outbound, [(key[2], key[3]) for key, _limit in wanted]))

@@ -14,7 +14,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rapport.db.base import UTCDateTime, pg_time, sqlite_time
+from rapport.db.base import UTCDateTime, pg_cast, pg_time, sqlite_time
 from rapport.models import Message, Profile, SendCounter, Suppression
 
 QUEUED = "queued"
@@ -113,7 +113,7 @@ def insert_rows(
     if postgres:
         as_json = set(json_columns)
         picks = ", ".join(
-            f"(r->{i})::jsonb" if c in as_json else f"(r->>{i})::{_pg_type(table, c)}"
+            f"(r->{i})::jsonb" if c in as_json else f"(r->>{i})::{pg_cast(table, c)}"
             for i, c in enumerate(columns)
         )
         sql = head + f"SELECT {picks} FROM jsonb_array_elements(%s::jsonb) AS r" + tail  # noqa: S608
@@ -137,10 +137,6 @@ def insert_rows(
     if batch:
         flush(batch)
     return out
-
-
-def _pg_type(table: Table, column: str) -> str:
-    return str(table.c[column].type.compile(dialect=postgresql.dialect()))
 
 
 def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
@@ -534,7 +530,7 @@ def update_messages(db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     data = [[r["id"], *(ready(c, r[c]) for c in columns)] for r in rows]
     if postgres:
         sets = ", ".join(
-            f"{c} = (r->{i})::jsonb" if c in _JSON_COLUMNS else f"{c} = (r->>{i})::{_pg_type(_MESSAGES, c)}"
+            f"{c} = (r->{i})::jsonb" if c in _JSON_COLUMNS else f"{c} = (r->>{i})::{pg_cast(_MESSAGES, c)}"
             for i, c in enumerate(columns, start=1)
         )
         sql = (
