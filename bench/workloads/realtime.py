@@ -3,6 +3,9 @@
 (one of 50 active triggers) that hands an email to the SMTP channel. The latency of an event is the time
 from the moment the load generator sent it to the moment a local SMTP sink (its own process) received the
 message for that person. Reported: p50/p99 over all events of the runs, and messages received / events.
+The sink is Postfix's smtp-sink, as in B8 (C, PIPELINING like a real MTA; a thread here stamps each
+recipient when its transaction appears in the sink's dump); aiosmtpd, a Python server without PIPELINING
+that took a core and capped at ~900 messages/s in B8, is the fallback (``RAPPORT_BENCH_SMTP_SINK``).
 
 The load generator sends ``/v1/batch`` requests of 10 events every 10 ms from one thread over a keep-alive
 connection (it is not the bottleneck: it sleeps most of the time), so the latency includes the batching
@@ -32,11 +35,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.harness import Context, Measurement, Result
+from bench.workloads.delivery import SINK_ENV, PostfixSink, ensure_smtp_sink
 from bench.workloads.http_ingest import ChildProcess, Server, _free_port
 
 ID = "B5"
@@ -93,6 +98,74 @@ class _Sink:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+class _PostfixArrivals:
+    """Postfix's smtp-sink (C, event-driven, PIPELINING like a real MTA) in its own process, dumping every
+    transaction to a file; a thread of this process stamps each recipient when its transaction appears there
+    (the file is read every 2 ms, so an arrival is stamped at most ~2 ms late: smtp-sink writes and closes
+    the dump before it answers the final ".")."""
+
+    _RCPT = b"X-Rcpt-Args: <"
+
+    def __init__(self, binary: str) -> None:
+        self.sink = PostfixSink(binary)
+        self.port = self.sink.port
+        self._found: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="b5-sink-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        # a transaction is the sink's marker line, its envelope (X-Client-Addr, …, one X-Rcpt-Args per
+        # recipient) up to its Received: line, then the message: only envelope lines count, so no message
+        # body can forge a recipient
+        offset, pending, envelope = 0, b"", False
+        marker = self.sink.marker
+        while not self._stop.is_set():
+            try:
+                with open(self.sink.dump, "rb") as dump:
+                    dump.seek(offset)
+                    data = dump.read()
+            except FileNotFoundError:
+                data = b""
+            if not data:
+                time.sleep(0.002)
+                continue
+            now = time.time()
+            offset += len(data)
+            lines = (pending + data).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                if line == marker:
+                    envelope = True
+                elif envelope and line.startswith(self._RCPT):
+                    rcpt = line[len(self._RCPT) :].split(b">", 1)[0].decode()
+                    self._found.setdefault(rcpt, now)
+                elif envelope and (not line or line.startswith(b"Received:")):
+                    envelope = False
+
+    def arrivals(self) -> dict[str, float]:
+        return dict(self._found)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sink.close()
+
+
+def _start_sink(out: Path, log: Any) -> tuple[_Sink | _PostfixArrivals, str]:
+    """smtp-sink when it is (or can be) installed, as B8 uses it; aiosmtpd when it cannot be, or when
+    ``RAPPORT_BENCH_SMTP_SINK=aiosmtpd``. aiosmtpd (Python, no PIPELINING) took a whole core on this
+    2-core machine and capped at ~900 messages/s in B8: below B5's 1k messages/s by itself."""
+    wanted = os.environ.get(SINK_ENV, "").strip()
+    binary = None if wanted == "aiosmtpd" else ensure_smtp_sink()
+    if binary is None:
+        if wanted == "smtp-sink":
+            raise RuntimeError("smtp-sink is not installed and cannot be installed here")
+        log("  B5: SMTP sink aiosmtpd (Postfix smtp-sink not used)")
+        return _Sink(out), "SMTP sink aiosmtpd in its own process"
+    return _PostfixArrivals(binary), "SMTP sink Postfix smtp-sink in its own process (arrivals from its dump)"
 
 
 def _prepare(url: str, *, people: int, triggers: bool = True) -> tuple[str, int]:
@@ -317,7 +390,7 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
     what = f"{TRIGGERS} triggers" if messages else "no campaigns"
     ctx.log(f"B5 {store}: preparing {per_run * ctx.runs:,} customers and {what} ...")
     write_key, _ = _prepare(url, people=per_run * ctx.runs + WARMUP, triggers=messages)
-    sink = _Sink(ctx.out / f"b5-sink-{store}-{name}.txt")
+    sink, sink_note = _start_sink(ctx.out / f"b5-sink-{store}-{name}.txt", ctx.log)
     env = {"RAPPORT_DATABASE_URL": url, "RAPPORT_SECRET_KEY": "bench-secret", "RAPPORT_LOG_LEVEL": "WARNING",
            "RAPPORT_RUN_WORKER_IN_PROCESS": "true", "RAPPORT_SMTP_HOST": "127.0.0.1",
            "RAPPORT_SMTP_PORT": str(sink.port), "RAPPORT_SPOOL_DIR": str(ctx.out / f"spool-{store}-{name}"),
@@ -395,8 +468,8 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         else ""
     )
     note = entry + (
-        f"{done_total:,}/{sent_total:,} messages received; {load}; {TRIGGERS} active triggers; SMTP sink in its "
-        "own process" + (f"; {shape}" if shape else "")
+        f"{done_total:,}/{sent_total:,} messages received; {load}; {TRIGGERS} active triggers; {sink_note}"
+        + (f"; {shape}" if shape else "")
     )
     title = TITLE + (", API and worker processes" if separate_worker else "")
     return Result(ID, title, TARGET, status=status, store=store, measurement=per_run_p99, note=note)

@@ -134,3 +134,29 @@ def test_b8_production_shape_delivers_each_message_once_with_two_deliverer_proce
     assert out["processes"] == 2 and len(out["sent_by"]) == 2
     assert out["sent"] == sum(out["sent_by"]) == 300 and out["statuses"] == {"sent": 300}
     assert out["drain_seconds"] > 0
+
+
+@pytest.mark.skipif(shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") is None, reason="no smtp-sink")
+def test_b5_stamps_each_recipient_when_smtp_sink_received_it(tmp_path: Path) -> None:
+    import time
+
+    from bench.workloads.realtime import _PostfixArrivals
+
+    arrivals = _PostfixArrivals(str(shutil.which("smtp-sink", path="/usr/sbin:/usr/bin")))
+    try:
+        assert arrivals.arrivals() == {}
+        before = time.time()
+        smtp = smtplib.SMTP("127.0.0.1", arrivals.port)
+        smtp.sendmail("news@x.example", ["u1@bench.example", "u2@bench.example"], _message("<m1@x>"))
+        forged = "X-Rcpt-Args: <forged@bench.example>\r\nnot an envelope line"
+        smtp.sendmail("news@x.example", ["u3@bench.example"], _message("<m2@x>", body=forged))
+        smtp.quit()
+        after = time.time()
+        deadline = time.monotonic() + 5
+        while len(arrivals.arrivals()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        found = arrivals.arrivals()
+        assert set(found) == {"u1@bench.example", "u2@bench.example", "u3@bench.example"}
+        assert all(before <= at <= after + 0.05 for at in found.values())
+    finally:
+        arrivals.stop()
