@@ -55,6 +55,13 @@ def _deliver(runtime: Runtime, settings: Settings, tenant: Tenant, url: str, key
         rt.close()
 
 
+def _loopback_allowed(runtime: Runtime, *, host: str) -> Settings:
+    """The test settings with a signed webhook channel that may call loopback, on ``host`` only."""
+    return runtime.settings.model_copy(
+        update={"webhook_secret": SECRET, "outbound_allow_loopback": True, "webhook_allowed_hosts": [host]}
+    )
+
+
 def test_a_settings_webhook_channel_refuses_loopback_by_default(
     runtime: Runtime, tenant: Tenant, hook_server: LocalHttpServer
 ) -> None:
@@ -68,13 +75,7 @@ def test_a_settings_webhook_channel_refuses_loopback_by_default(
 def test_allowed_hosts_and_loopback_let_a_signed_webhook_through(
     runtime: Runtime, tenant: Tenant, hook_server: LocalHttpServer
 ) -> None:
-    configured = runtime.settings.model_copy(
-        update={
-            "webhook_secret": SECRET,
-            "outbound_allow_loopback": True,
-            "webhook_allowed_hosts": ["127.0.0.1"],
-        }
-    )
+    configured = _loopback_allowed(runtime, host="127.0.0.1")
     sent = _deliver(runtime, configured, tenant, hook_server.url("/hook"))
     assert message(runtime, sent).status == "sent"
     [got] = hook_server.requests
@@ -85,13 +86,7 @@ def test_allowed_hosts_and_loopback_let_a_signed_webhook_through(
 def test_a_host_outside_the_allow_list_is_refused(
     runtime: Runtime, tenant: Tenant, hook_server: LocalHttpServer
 ) -> None:
-    configured = runtime.settings.model_copy(
-        update={
-            "webhook_secret": SECRET,
-            "outbound_allow_loopback": True,
-            "webhook_allowed_hosts": ["hooks.example"],
-        }
-    )
+    configured = _loopback_allowed(runtime, host="hooks.example")
     sent = _deliver(runtime, configured, tenant, hook_server.url("/hook"))
     assert message(runtime, sent).status == "dead"
     assert hook_server.requests == []
@@ -102,13 +97,7 @@ def test_a_webhook_url_longer_than_the_address_column_is_called_whole_and_record
 ) -> None:
     from rapport.messaging.delivery import TO_ADDRESS_MAX
 
-    configured = runtime.settings.model_copy(
-        update={
-            "webhook_secret": SECRET,
-            "outbound_allow_loopback": True,
-            "webhook_allowed_hosts": ["127.0.0.1"],
-        }
-    )
+    configured = _loopback_allowed(runtime, host="127.0.0.1")
     url = hook_server.url("/hook?token=" + "t" * (TO_ADDRESS_MAX + 50))
     sent = _deliver(runtime, configured, tenant, url, key="hook:long")
     row = message(runtime, sent)

@@ -15,10 +15,6 @@ from typing import Any
 
 import orjson
 
-from rapport.kit.fastjson import fast_loads
-
-__all__ = ["fast_loads"]
-
 #: Bytes that may mark a float formatted differently by orjson and ``json`` (exponent < -4).
 _SMALL_FLOAT_MARKS = (b"e-", b"0.0000")
 _text_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -27,7 +23,7 @@ _text_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 def compact_size(value: Any) -> int:
     """Return the byte size of ``value`` as ``json.dumps(value, ensure_ascii=False)`` compact UTF-8.
 
-    For values ``fast_loads`` produced (no NaN/Infinity, no lone surrogates, no integers past 64 bits);
+    For values ``kit.fastjson.fast_loads`` produced (no NaN/Infinity, no lone surrogates, no integers past 64 bits);
     a value orjson would format differently (small floats) is measured with the standard library.
     """
     try:

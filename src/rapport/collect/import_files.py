@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from rapport.collect import codec, import_pipeline
+from rapport.collect import import_pipeline
 from rapport.collect.importer import (
     DEFAULT_BATCH,
     FAST_JSON_KEY,
@@ -29,6 +29,7 @@ from rapport.collect.importer import (
     load_rules,
 )
 from rapport.errors import ValidationFailed
+from rapport.kit import fastjson
 from rapport.runtime import Runtime
 
 FORMATS = ("csv", "jsonl")
@@ -118,11 +119,11 @@ def _csv_rows(handle: IO[str], *, events: bool) -> Iterator[dict[str, Any]]:
 
 
 def _jsonl_rows(handle: IO[str], *, mark_fast: bool = False) -> Iterator[dict[str, Any]]:
-    # orjson where it reads exactly what the standard library would (codec.fast_loads), else stdlib: the
+    # orjson where it reads exactly what the standard library would (kit.fastjson.fast_loads), else stdlib: the
     # parse is a third of an import's reading cost. ``mark_fast``: every event row carries FAST_JSON_KEY
     # (overwriting a line's own key of that name), true when orjson read a line without a \u0000 escape,
     # so validation only measures it (no NaN, NUL or lone surrogate can be in it).
-    fast_loads = codec.fast_loads
+    fast_loads = fastjson.fast_loads
     for line in handle:
         text = line.strip()
         if not text:

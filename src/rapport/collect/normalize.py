@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rapport.collect import codec
+from rapport.kit import fastjson
 from rapport.models.event import PENDING
 
 EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -226,7 +227,7 @@ def parse_json(data: bytes) -> Any:
 def parse_json_fast(data: bytes) -> tuple[Any, bool]:
     """Parse like ``parse_json``; also tell whether orjson parsed it (see ``codec``: then every string
     is valid Unicode and every number finite, so the values are storable and measurable with orjson)."""
-    done, value = codec.fast_loads(data)
+    done, value = fastjson.fast_loads(data)
     if done:
         return value, True
     try:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from rapport.collect import codec
 from rapport.collect import identity as ident
-from rapport.db.base import UTCDateTime, pg_cast, pg_time, sqlite_time
+from rapport.db.base import UTCDateTime, pg_pick, pg_time, sqlite_time
 from rapport.db.planner import one_of, same_workspace
 from rapport.models import Event, Identity, Profile, ProfileMerge, Suppression, TraitChange
 
@@ -159,7 +159,6 @@ class ProfileWrites:
     new row version and an entry in each of its indexes).
     """
 
-    workspace_id: int
     postgres: bool
     full: list[dict[str, Any]] = field(default_factory=list)
     seen: list[dict[str, Any]] = field(default_factory=list)
@@ -187,21 +186,17 @@ class ProfileWrites:
             bulk_update(db, _PROFILES, self.seen)
             bulk_update(db, _PROFILES, self.full)
             return
-        # one document of [id, kind, *full columns, patch]: kind 2 = full row, 1 = seen times only,
+        # one document of [id, kind, *full columns(, patch)]: kind 2 = full row, 1 = seen times only,
         # 0 = computed patch only; a column not written keeps its value
+        patches, self.computed = self.computed, {}
+        with_computed = bool(patches)
         doc: list[list[Any]] = []
         for kind, rows in ((2, self.full), (1, self.seen)):
             for row in rows:
-                doc.append(
-                    [row["id"], kind]
-                    + [_pg_time(row.get(c)) if c in _TIME_COLUMNS else row.get(c) for c in _FULL_COLUMNS]
-                    + [self.computed.pop(row["id"], None)]
-                )
-        with_computed = bool(self.computed) or any(row[-1] is not None for row in doc)
-        doc.extend([pid, 0] + [None] * len(_FULL_COLUMNS) + [patch] for pid, patch in self.computed.items())
-        self.computed = {}
-        if not with_computed:
-            doc = [row[:-1] for row in doc]
+                values = [_pg_time(row.get(c)) if c in _SEEN_COLUMNS else row.get(c) for c in _FULL_COLUMNS]
+                patch = [patches.pop(row["id"], None)] if with_computed else []
+                doc.append([row["id"], kind, *values, *patch])
+        doc.extend([pid, 0, *[None] * len(_FULL_COLUMNS), patch] for pid, patch in patches.items())
         if doc:
             db.connection().exec_driver_sql(_pg_profile_update(with_computed), (codec.dumps_text(doc),))
 
@@ -560,7 +555,7 @@ class BatchResolver:
             )
             self.result.identities_added += len(self.new_identities)
         live = [p for p in self.profs.values() if not p.new and self.find(p.id) == p.id]
-        writes = ProfileWrites(ws, postgres=db.get_bind().dialect.name == "postgresql")
+        writes = ProfileWrites(postgres=db.get_bind().dialect.name == "postgresql")
         writes.seen = [
             {"id": p.id, "first_seen_at": p.first_seen, "last_seen_at": p.last_seen, "updated_at": now}
             for p in live
@@ -669,7 +664,7 @@ _FULL_COLUMNS = (
     "last_seen_at",
     "updated_at",
 )
-_TIME_COLUMNS = frozenset({"first_seen_at", "last_seen_at", "updated_at"})
+#: The seen times: the columns a seen-only row writes, and the time columns of a full one.
 _SEEN_COLUMNS = frozenset({"first_seen_at", "last_seen_at", "updated_at"})
 
 
@@ -679,11 +674,7 @@ def _pg_profile_update(with_computed: bool) -> str:
     picks = ["(r->>0)::bigint AS id", "(r->>1)::int AS kind"]
     sets = []
     for i, c in enumerate(_FULL_COLUMNS, start=2):
-        picks.append(
-            f"(r->{i})::jsonb AS {c}"
-            if c in ("traits", "trait_times")
-            else f"(r->>{i})::{pg_cast(_PROFILES, c)} AS {c}"
-        )
+        picks.append(f"{pg_pick(_PROFILES, c, i)} AS {c}")
         least = 1 if c in _SEEN_COLUMNS else 2
         sets.append(f"{c} = CASE WHEN v.kind >= {least} THEN v.{c} ELSE t.{c} END")
     if with_computed:
@@ -763,10 +754,7 @@ def bulk_update(db: Session, table: Table, rows: Sequence[dict[str, Any]], *, ke
     conn = db.connection()
     # Table and column names come from the ORM metadata; every value is bound.
     if postgres:
-        picks = [f"(r->>0)::{pg_cast(table, key)} AS {key}"] + [
-            f"(r->{i})::jsonb AS {c}" if c in json_cols else f"(r->>{i})::{pg_cast(table, c)} AS {c}"
-            for i, c in enumerate(columns, start=1)
-        ]
+        picks = [f"{pg_pick(table, c, i)} AS {c}" for i, c in enumerate([key, *columns])]
         sql = (
             f"UPDATE {table.name} AS t SET {', '.join(f'{c} = v.{c}' for c in columns)} "  # noqa: S608
             f"FROM (SELECT {', '.join(picks)} FROM jsonb_array_elements(%s::jsonb) AS r) AS v "

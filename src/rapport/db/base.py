@@ -62,6 +62,22 @@ def pg_cast(table: Table, column: str) -> str:
     return str(kind.compile(dialect=postgresql.dialect()))
 
 
+def column_length(column: Any) -> int:
+    """The declared length of a ``String(n)`` column (what PostgreSQL enforces)."""
+    length = column.type.length if isinstance(column.type, String) else None
+    if length is None:
+        raise ValueError(f"{column} has no declared length")
+    return int(length)
+
+
+def pg_pick(table: Table, column: str, index: int) -> str:
+    """The value of ``table.column`` at ``index`` of a jsonb row ``r`` (one element of a JSON document of
+    rows read with ``jsonb_array_elements``): JSON columns as jsonb, the others cast by :func:`pg_cast`."""
+    if isinstance(table.c[column].type, JSON):
+        return f"(r->{index})::jsonb"
+    return f"(r->>{index})::{pg_cast(table, column)}"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored as UTC and always read back as an aware UTC datetime (SQLite keeps no zone)."""
 

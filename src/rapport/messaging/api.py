@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import String, select
+from sqlalchemy import select
 
 from rapport.accounts.principal import Principal
 from rapport.api import idempotency
 from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.db.base import column_length
 from rapport.errors import NotFound
 from rapport.messaging import service
 from rapport.messaging.schemas import MessageRead, MessageSend
@@ -26,7 +27,7 @@ Reader = Annotated[Principal, Depends(require_scope("profiles:read"))]
 
 
 #: The length of ``messages.dedupe_key``.
-DEDUPE_KEY_MAX = cast(String, Message.__table__.c.dedupe_key.type).length or 200
+DEDUPE_KEY_MAX = column_length(Message.__table__.c.dedupe_key)
 
 
 @router.post("/messages", status_code=202, response_model=MessageRead)

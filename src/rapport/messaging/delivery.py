@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
-from sqlalchemy import String, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from rapport.channels.base import Channel, OutboundMessage, SendResult, SendStatus
@@ -45,6 +45,7 @@ from rapport.consent import links as consent_links
 from rapport.consent import service as consent_service
 from rapport.consent.tokens import LinkTarget
 from rapport.content import service as content_service
+from rapport.db.base import column_length
 from rapport.errors import NotFound
 from rapport.kit.gcwork import bulk_gc
 from rapport.messaging import caps as caps_rules
@@ -81,7 +82,7 @@ SUPPRESSION_KINDS = {"email": "email", "sms": "phone"}
 
 
 #: The longest address ``messages.to_address`` records (its column's length).
-TO_ADDRESS_MAX = cast(String, Message.__table__.c.to_address.type).length or 400
+TO_ADDRESS_MAX = column_length(Message.__table__.c.to_address)
 
 
 @dataclass

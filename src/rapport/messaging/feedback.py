@@ -108,7 +108,6 @@ def record_many(
         _EVENTS,
         _BULK_COLUMNS,
         rows,
-        json_columns=("properties", "traits", "context", "extra"),
         conflict="ON CONFLICT (workspace_id, message_id) DO NOTHING",
     )
     return len(rows)

@@ -14,7 +14,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rapport.db.base import UTCDateTime, pg_cast, pg_time, sqlite_time
+from rapport.db.base import UTCDateTime, pg_pick, pg_time, sqlite_time
 from rapport.models import Message, Profile, SendCounter, Suppression
 
 QUEUED = "queued"
@@ -92,7 +92,6 @@ def insert_rows(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     *,
-    json_columns: Iterable[str] = (),
     conflict: str = "",
     returning: str = "",
 ) -> list[tuple[Any, ...]]:
@@ -111,11 +110,7 @@ def insert_rows(
     postgres = db.get_bind().dialect.name == "postgresql"
     chunk = BULK_CHUNK * (10 if postgres else 1)
     if postgres:
-        as_json = set(json_columns)
-        picks = ", ".join(
-            f"(r->{i})::jsonb" if c in as_json else f"(r->>{i})::{pg_cast(table, c)}"
-            for i, c in enumerate(columns)
-        )
+        picks = ", ".join(pg_pick(table, c, i) for i, c in enumerate(columns))
         sql = head + f"SELECT {picks} FROM jsonb_array_elements(%s::jsonb) AS r" + tail  # noqa: S608
     one = "(" + ", ".join("?" for _ in columns) + ")"
 
@@ -147,7 +142,6 @@ def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[in
         _MESSAGES,
         MESSAGE_COLUMNS,
         rows,
-        json_columns=("content",),
         conflict="ON CONFLICT (workspace_id, dedupe_key) DO NOTHING",
         returning="id, dedupe_key",
     )
@@ -529,10 +523,7 @@ def update_messages(db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
 
     data = [[r["id"], *(ready(c, r[c]) for c in columns)] for r in rows]
     if postgres:
-        sets = ", ".join(
-            f"{c} = (r->{i})::jsonb" if c in _JSON_COLUMNS else f"{c} = (r->>{i})::{pg_cast(_MESSAGES, c)}"
-            for i, c in enumerate(columns, start=1)
-        )
+        sets = ", ".join(f"{c} = {pg_pick(_MESSAGES, c, i)}" for i, c in enumerate(columns, start=1))
         sql = (
             f"UPDATE messages SET {sets} FROM jsonb_array_elements(%s::jsonb) AS r "  # noqa: S608
             "WHERE messages.id = (r->>0)::bigint"
