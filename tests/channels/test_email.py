@@ -325,3 +325,47 @@ def test_refused_mail_from_fails_that_message_and_the_connection_goes_on(
     assert [m.rcpt_tos for m in smtp_sink.wait_for(1)] == [["ada3@example.com"]]
     time.sleep(0.1)
     assert len(smtp_sink.messages) == 1 and smtp_sink.connection_count == 1
+
+
+def test_next_envelope_rides_with_the_final_dot_of_the_message_before(
+    smtp_sink: SmtpSink, server_flavour: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a pipelining server a message's MAIL, RCPT and DATA go out in the write that ends the message
+    before it (one round trip a message); never on a server without PIPELINING, never after the last."""
+    chained: list[bool] = []
+    plain_data = sink_module._Handler.handle_DATA
+
+    async def handle_data(self: Any, server: Any, session: Any, envelope: Any) -> str:
+        chained.append(b"MAIL FROM:" in bytes(server._reader._buffer))  # already here with the "."?
+        return str(await plain_data(self, server, session, envelope))
+
+    monkeypatch.setattr(sink_module._Handler, "handle_DATA", handle_data)
+    for config in ({}, {"pipelining": False}):
+        chained.clear()
+        channel = channel_for(smtp_sink, **config)
+        results = channel.send([email(n) for n in range(5)])
+        channel.close()
+        assert [r.status for r in results] == [SendStatus.SENT] * 5
+        pipelined = server_flavour == "pipelining" and not config
+        assert chained == [pipelined] * 4 + [False]
+
+
+def test_a_message_that_cannot_be_built_breaks_no_chain(smtp_sink: SmtpSink) -> None:
+    channel = channel_for(smtp_sink)
+    batch = [email(1), email(2, to="x@example.com\r\nRCPT TO:<evil@x.example>"), email(3), email(4)]
+    results = channel.send(batch)
+    channel.close()
+    assert [r.status for r in results] == [
+        SendStatus.SENT,
+        SendStatus.FAILED_PERMANENT,
+        SendStatus.SENT,
+        SendStatus.SENT,
+    ]
+    received = smtp_sink.wait_for(3)
+    time.sleep(0.1)
+    assert sorted(m.rcpt_tos[0] for m in received) == [
+        "ada1@example.com",
+        "ada3@example.com",
+        "ada4@example.com",
+    ]
+    assert len(smtp_sink.messages) == 3 and smtp_sink.connection_count == 1

@@ -3,9 +3,11 @@
 Each ``send(batch)`` borrows one connection (opening it if none is idle), sends the messages one after the
 other, and gives it back for the next batch; up to ``pool_size`` batches run in parallel from different
 threads. When the server offers PIPELINING (RFC 2920; ``SmtpConfig.pipelining``, on by default) MAIL FROM,
-RCPT TO and DATA go as one write and their replies are read in order: two round trips a message instead
-of four. The message, dot-stuffed and ended with its final ``.`` beforehand, goes out in one write (the
-body and the ``.`` in two writes only when it is bigger than half the socket's send buffer).
+RCPT TO and DATA go as one write and their replies are read in order, and each message's group rides in
+the write that carries the final "." of the message before it (content may open a group): one round trip
+a message instead of four. Each message is built (MIME) while the server answers the one before. The
+message, dot-stuffed and ended with its final ``.`` beforehand, goes out in one write (the body and the
+``.`` in two writes only when it is bigger than half the socket's send buffer).
 
 With ``SmtpConfig.parallel_batches`` (opt-in) a large batch (``PARALLEL_CHUNK`` messages per connection
 or more) is split across up to ``pool_size`` connections that work in parallel. A worker killed mid-batch
@@ -49,9 +51,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from rapport.channels.base import (
@@ -101,6 +104,30 @@ class _StageError(Exception):
         self.text = text
 
 
+#: A message ready for the wire: the message, its dot-stuffed data ending with the final ".", the sender.
+_Prepared = tuple[OutboundMessage, bytes, str]
+
+
+def _envelope(sender: str, to: str) -> bytes:
+    """The pipelined MAIL, RCPT, DATA group. Both addresses are plain dot-atom ``local@domain``
+    (``check_address``), which ``smtplib.quoteaddr`` would only wrap in <>."""
+    return f"MAIL FROM:<{sender}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode("ascii")
+
+
+def _chainable(after: _Prepared | SendResult | None) -> tuple[str, bytes] | None:
+    """The next message's id and envelope when it can ride with this message's end, else None."""
+    if after is None or isinstance(after, SendResult):
+        return None
+    message, _data, sender = after
+    try:
+        to = check_address(message.to)
+    except MimeError:
+        return None  # it fails on its own turn, with its own result
+    if not (sender + to).isascii():
+        return None
+    return message.message_id, _envelope(sender, to)
+
+
 @dataclass
 class _Connection:
     smtp: smtplib.SMTP
@@ -109,6 +136,7 @@ class _Connection:
     broken: bool = False
     pipelining: bool = False
     one_write: int = 0  # a message this long or shorter goes out with its final "." in one write
+    envelope_for: str | None = None  # the message whose envelope went out with the previous one's "."
 
 
 class SmtpChannel:
@@ -197,6 +225,8 @@ class SmtpChannel:
         try:
             if conn is None:
                 return
+            if conn.envelope_for is not None:  # an envelope in flight whose message never followed
+                conn.broken = True
             if conn.broken or self._closed or conn.sent >= self.config.max_messages_per_connection:
                 self._discard(conn, polite=not conn.broken)
                 return
@@ -239,26 +269,48 @@ class SmtpChannel:
         return [result for future in futures for result in future.result()]
 
     def _send_serial(self, batch: Sequence[OutboundMessage], notes: SendJournal) -> list[SendResult]:
-        """Send each message over one pooled connection, one after the other."""
+        """Send each message over one pooled connection, one after the other.
+
+        Each message is built (``_prepare``) while the server answers the envelope of the one before, and
+        on a pipelining server its envelope (MAIL, RCPT, DATA) rides in the write that carries the final
+        "." of the one before (RFC 2920 lets message content open a group): one round trip a message,
+        with the build in its shadow. A message is always built before anything of it is written, so one
+        that cannot be built is never started on the wire."""
         results: list[SendResult] = []
-        prepared: list[tuple[OutboundMessage, bytes, str] | SendResult] = [self._prepare(m) for m in batch]
-        if all(isinstance(p, SendResult) for p in prepared):
-            return [p for p in prepared if isinstance(p, SendResult)]
         conn: _Connection | None = None
+        holding = False  # a pool slot is taken (released with ``conn``, even when that is None)
+        ahead: list[_Prepared | SendResult] = []
+
+        def upcoming(index: int) -> _Prepared | SendResult | None:
+            if index < len(batch) and len(ahead) == index:
+                ahead.append(self._prepare(batch[index]))
+            return ahead[index] if index < len(batch) else None
+
         try:
-            conn = self._acquire()
-        except (OSError, smtplib.SMTPException, TimeoutError) as exc:
-            error = f"cannot connect: {type(exc).__name__}: {exc}"
-            return [p if isinstance(p, SendResult) else transient(p[0], error) for p in prepared]
-        try:
-            for item in prepared:
+            for index in range(len(batch)):
+                item = upcoming(index)
+                assert item is not None
                 if isinstance(item, SendResult):
                     results.append(item)
                     continue
-                result, conn = self._deliver(conn, *item, notes)
+                if not holding:  # the first message that can go opens (or borrows) the connection
+                    try:
+                        conn = self._acquire()
+                    except (OSError, smtplib.SMTPException, TimeoutError) as exc:
+                        error = f"cannot connect: {type(exc).__name__}: {exc}"
+                        for rest in range(index, len(batch)):
+                            left = upcoming(rest)
+                            assert left is not None
+                            results.append(
+                                left if isinstance(left, SendResult) else transient(left[0], error)
+                            )
+                        return results
+                    holding = True
+                result, conn = self._deliver(conn, *item, notes, partial(upcoming, index + 1))
                 results.append(result)
         finally:
-            self._release(conn)
+            if holding:
+                self._release(conn)
         return results
 
     def _prepare(self, message: OutboundMessage) -> tuple[OutboundMessage, bytes, str] | SendResult:
@@ -291,8 +343,10 @@ class SmtpChannel:
         data: bytes,
         sender: str,
         journal: SendJournal,
+        upcoming: Callable[[], _Prepared | SendResult | None] = lambda: None,
     ) -> tuple[SendResult, _Connection | None]:
-        """Send one message; reopen a dead pooled connection once if it died before MAIL was accepted."""
+        """Send one message; reopen a dead pooled connection once if it died before MAIL was accepted.
+        ``upcoming`` builds (once) and returns the message that follows on this connection, if any."""
         for attempt in (1, 2):
             if conn is None or conn.broken:
                 if conn is not None:
@@ -304,7 +358,7 @@ class SmtpChannel:
                     return transient(message, f"cannot connect: {type(exc).__name__}: {exc}"), None
             stage = "connect"
             try:
-                return self._transaction(conn, message, data, sender, journal), conn
+                return self._transaction(conn, message, data, sender, journal, upcoming), conn
             except _Disconnected as lost:
                 conn.broken = True
                 stage = lost.stage
@@ -318,23 +372,32 @@ class SmtpChannel:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _transaction(
-        self, conn: _Connection, message: OutboundMessage, data: bytes, sender: str, journal: SendJournal
+        self,
+        conn: _Connection,
+        message: OutboundMessage,
+        data: bytes,
+        sender: str,
+        journal: SendJournal,
+        upcoming: Callable[[], _Prepared | SendResult | None],
     ) -> SendResult:
         smtp = conn.smtp
         stage = "mail"
+        chained, conn.envelope_for = conn.envelope_for == message.message_id, None
         try:
             to = check_address(message.to)
             if conn.pipelining and (sender + to).isascii():
-                # one write, one wait instead of three: the replies come back in order (RFC 2920)
-                # both are plain dot-atom ``local@domain`` (check_address), which smtplib.quoteaddr
-                # would only wrap in <>: without its email.utils parse per message
-                smtp.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{to}>\r\nDATA\r\n")
+                # one write, one wait instead of three: the replies come back in order (RFC 2920); the
+                # envelope may already have gone out with the previous message's final "."
+                if not chained:
+                    smtp.send(_envelope(sender, to))
+                after = upcoming()  # the next message's build, while the server answers
                 replies: list[tuple[int, bytes]] = []
                 for stage in ("mail", "rcpt", "data"):  # noqa: B007 - ``stage`` names where a loss happened
                     replies.append(smtp.getreply())
                     if replies[-1][0] in (421, -1):  # closing: the other replies will not come
                         break
                 self._expect_group(conn, replies)
+                follow = _chainable(after)
             else:
                 code, text = smtp.mail(sender)
                 self._expect(conn, "MAIL FROM", code, text, (250,))
@@ -344,19 +407,28 @@ class SmtpChannel:
                 stage = "data"
                 code, text = smtp.docmd("DATA")
                 self._expect(conn, "DATA", code, text, (354,))
+                follow = None
+            # the next message's envelope rides in the write that ends this one (content may open a group,
+            # RFC 2920): written with this message's "." or not at all, so a lost connection leaves no
+            # envelope of a message that was never started
+            extra = follow[1] if follow is not None else b""
             if journal is NULL_JOURNAL:
-                smtp.send(data)
-            elif len(data) <= conn.one_write:
+                smtp.send(data + extra)
+            elif len(data) + len(extra) <= conn.one_write:
                 # the message and its "." in one write, straight after the journal line: the kernel
                 # takes it whole (the server read everything before it answered DATA, so the send
                 # buffer is empty)
-                self._write_committed(conn, journal, message.message_id, data)
+                self._write_committed(conn, journal, message.message_id, data + extra)
             else:
                 # too big for one write: the body first (the server cannot accept it without its ".")
                 body = memoryview(data)
                 smtp.send(body[:-3])
-                self._write_committed(conn, journal, message.message_id, body[-3:])
+                self._write_committed(conn, journal, message.message_id, bytes(body[-3:]) + extra)
             stage = "data-end"  # from here on the server may have the whole message
+            if follow is not None:
+                conn.envelope_for = follow[0]
+            else:
+                upcoming()  # built while the server takes this one in (once: a no-op if already built)
             code, text = smtp.getreply()
             conn.sent += 1
             self._expect(conn, "end of data", code, text, (250,))
