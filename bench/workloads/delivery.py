@@ -359,17 +359,20 @@ def seed_store(url: str, recipients: int, seed: int) -> dict[str, Any]:
 
 def _deliverer(url: str, port: int, spool: str, worker_id: str) -> tuple[Any, Any, Any]:
     """A runtime wired as ``rapport worker`` wires it, an SMTP channel to the sink, and a Deliverer."""
-    from rapport.app import wire_runtime
+    from rapport.app import build_deliverer, wire_runtime
     from rapport.channels.email import SmtpChannel, SmtpConfig
     from rapport.kit.logs import configure_logging
-    from rapport.messaging.delivery import Deliverer, channels_of
+    from rapport.messaging.delivery import channels_of
 
     configure_logging(level="WARNING", json_lines=False)
     runtime = _runtime(url, spool=spool)
     wire_runtime(runtime)
     channel = SmtpChannel(SmtpConfig(host="127.0.0.1", port=port, pool_size=4), id_domain="rapport.example")
     channels_of(runtime)["email"] = channel
-    return runtime, channel, Deliverer(runtime, worker_id=worker_id)
+    deliverer = build_deliverer(runtime, worker_id=worker_id)  # as ``rapport worker`` builds it
+    if deliverer.render_pool is not None:  # started (imports, engine) before the clock, like connections
+        deliverer.render_pool.wait_ready()
+    return runtime, channel, deliverer
 
 
 def drain_worker(url: str, port: int, spool: str, worker_id: str, go: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from rapport.consent import hooks as consent_hooks
 from rapport.consent import web as consent_web
 from rapport.content import api as content_api
 from rapport.messaging import api as messaging_api
-from rapport.messaging import inapp, inbound, push_api, tracking
+from rapport.messaging import inapp, inbound, push_api, render_pool, tracking
 from rapport.messaging import setup as messaging_setup
 from rapport.messaging.delivery import Deliverer
 from rapport.process import api as process_api
@@ -64,11 +64,17 @@ def build_worker(runtime: Runtime) -> Worker:
     wire_runtime(runtime)
     worker = Worker(runtime, build_registry(runtime))
     worker.add_tick(Processor(runtime).tick)
-    worker.add_tick(Deliverer(runtime, worker_id=worker.worker_id).tick)
+    worker.add_tick(build_deliverer(runtime, worker_id=worker.worker_id).tick)
     worker.add_tick(segments_realtime.RefreshTick(runtime))
     worker.add_tick(campaigns_tasks.CampaignTick(runtime))
     worker.add_tick(process_tasks.NightlyScheduler(runtime).tick)
     return worker
+
+
+def build_deliverer(runtime: Runtime, *, worker_id: str) -> Deliverer:
+    """The outbox deliverer as a worker runs it: with its render helpers (``Settings.render_processes``)."""
+    helpers = render_pool.resolve_processes(runtime.settings.render_processes)
+    return Deliverer(runtime, worker_id=worker_id, render_processes=helpers)
 
 
 def build_registry(runtime: Runtime) -> HandlerRegistry:

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     worker_poll_seconds: float = 0.2
     worker_batch_size: int = 20
+    render_processes: int = Field(
+        default=-1,
+        description="Helper processes that render each worker's big send batches off its interpreter lock "
+        "(messaging/render_pool.py); -1: one on a machine with 2+ cores, 0: render in the worker itself",
+    )
     ingest_full_sync: bool = Field(
         default=True,
         description="SQLite: fsync every ingest group commit (acknowledged events survive a power cut, not only "

@@ -53,7 +53,15 @@ from rapport.messaging import feedback, inbound, journal, ratelimit, tracking
 from rapport.messaging import holds as holds_mod
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
-from rapport.messaging.render import RecipientFacts, RenderError, build, sender_defaults
+from rapport.messaging.render import RecipientFacts, RenderError, sender_defaults
+from rapport.messaging.render_pool import (
+    POOL_MIN,
+    POOLED_CHANNELS,
+    Outcome,
+    RenderJob,
+    RenderPool,
+    render_one,
+)
 from rapport.models import Message, Profile, Workspace
 from rapport.personalize import RenderFailed, TemplateEngine
 from rapport.profiles import gdpr as profiles_gdpr
@@ -222,6 +230,7 @@ class Deliverer:
         engine: TemplateEngine | None = None,
         rng: random.Random | None = None,
         tick_seconds: float = 0.1,
+        render_processes: int = 0,
     ) -> None:
         self.runtime = runtime
         self.worker_id = journal.safe_name(worker_id or f"deliver-{uuid.uuid4().hex[:12]}")
@@ -229,6 +238,8 @@ class Deliverer:
         self.lease = lease
         self.unknown_after = unknown_after
         self.engine = engine or TemplateEngine()
+        # render_pool.py: helper processes that render big batches off this process's interpreter lock
+        self.render_pool = RenderPool(render_processes, self.engine) if render_processes > 0 else None
         self.rng = rng or random.Random()
         self.spool = Path(runtime.settings.spool_dir)
         self._journal: journal.SendJournal | None = None
@@ -258,6 +269,9 @@ class Deliverer:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self.render_pool is not None:
+            self.render_pool.close()
+            self.render_pool = None
 
     # -- the round ----------------------------------------------------------------------------------------
 
@@ -455,60 +469,99 @@ class Deliverer:
         needs = {c.message.id: self._cap_keys(c, now) for c in candidates if c.message.kind == "marketing"}
         counts = repo.lock_counters(db, {key for keys in needs.values() for key, _limit in keys})
         before = dict(counts)
+        # take the caps in priority order and render what may go (render_pool.py: in helper processes when
+        # configured and the batch is big enough); a message that cannot be rendered gives its counts back,
+        # and the messages the caps held back are then looked at again, as if it had never taken them
         ready: list[_Ready] = []
-        for c in candidates:
-            message, workspace, person = c.message, c.workspace, c.person
-            wanted = needs.get(message.id, [])
-            if any(limit <= 0 or counts[key] >= limit for key, limit in wanted):
-                out.finish(message, repo.SKIPPED, "frequency cap reached", now)
-                stats.skipped += 1
-                continue
-            for key, _limit in wanted:
-                counts[key] += 1
-            if message.channel not in available:
-                _give_back_counts(counts, wanted)
-                out.finish(message, repo.DEAD, f"no {message.channel} channel is configured", now)
-                stats.dead += 1
-                continue
-            try:
-                links = self._links(workspace.id, person.id, message)
-                prerendered = self._saved_template(db, message, person.id, links, now, templates)
-                outbound = build(
-                    self.engine,
-                    message,
-                    RecipientFacts(
-                        profile_id=person.id,
-                        address=c.address,
-                        traits=person.traits,
-                        timezone=c.zones[0].key if c.zones else workspace.timezone,
-                        locale=str(person.traits.get("locale") or "en_GB"),
-                    ),
-                    now=now,
-                    links=links,
-                    defaults=self._defaults(workspace),
-                    tracker=self._tracker(workspace),  # messaging/tracking.py
-                    prerendered=prerendered,
-                )
-            except RenderError as exc:
-                _give_back_counts(counts, wanted)
-                if exc.transient and message.attempts < message.max_attempts:
-                    # stalled on a busy worker, not a bad template: again a little later, as a try
-                    out.defer(message, now + STALL_RETRY, f"render stalled: {exc}", now, counts_as_try=True)
-                    stats.retried += 1
+        waiting = list(candidates)
+        while waiting:
+            capped: list[_Candidate] = []
+            jobs: list[tuple[_Candidate, list[tuple[repo.CounterKey, int]], RenderJob]] = []
+            failed: list[tuple[_Candidate, list[tuple[repo.CounterKey, int]], RenderError]] = []
+            for c in waiting:
+                wanted = needs.get(c.message.id, [])
+                if any(limit <= 0 or counts[key] >= limit for key, limit in wanted):
+                    capped.append(c)
                     continue
-                out.finish(message, repo.DEAD, f"render failed: {exc}", now)
-                stats.dead += 1
-                continue
-            # the address as recorded: a webhook's URL may be longer than the column (the request goes to
-            # the whole URL); the record keeps its first characters, explicitly, never failing the batch
-            message.to_address = c.address[:TO_ADDRESS_MAX]
-            out.ready.append({"id": message.id, "to_address": message.to_address})
-            if message.channel == "inapp":  # the inbox shows what was rendered (messaging/inapp.py)
-                out.contents.append({"id": message.id, "content": message.content})
-            ready.append(_Ready(message, outbound, [(key[2], key[3]) for key, _limit in wanted]))
+                for key, _limit in wanted:
+                    counts[key] += 1
+                if c.message.channel not in available:
+                    _give_back_counts(counts, wanted)
+                    out.finish(c.message, repo.DEAD, f"no {c.message.channel} channel is configured", now)
+                    stats.dead += 1
+                    continue
+                try:
+                    jobs.append((c, wanted, self._job(db, c, now, templates)))
+                except RenderError as exc:
+                    failed.append((c, wanted, exc))
+            outcomes = self._render([job for _c, _w, job in jobs], now)
+            for (c, wanted, _job), outcome in zip(jobs, outcomes, strict=True):
+                if isinstance(outcome, RenderError):
+                    failed.append((c, wanted, outcome))
+                    continue
+                message = c.message
+                # the address as recorded: a webhook's URL may be longer than the column (the request goes
+                # to the whole URL); the record keeps its first characters, explicitly, never failing
+                message.to_address = c.address[:TO_ADDRESS_MAX]
+                out.ready.append({"id": message.id, "to_address": message.to_address})
+                if message.channel == "inapp":  # the inbox shows what was rendered (messaging/inapp.py)
+                    out.contents.append({"id": message.id, "content": message.content})
+                ready.append(_Ready(message, outcome, [(key[2], key[3]) for key, _limit in wanted]))
+            for c, wanted, error in failed:
+                _give_back_counts(counts, wanted)
+                self._render_failed(out, c.message, error, now, stats)
+            # counts given back may let a held-back message through; else the caps' verdict stands
+            waiting = capped if any(wanted for _c, wanted, _e in failed) else []
+            if not waiting:
+                for c in capped:
+                    out.finish(c.message, repo.SKIPPED, "frequency cap reached", now)
+                    stats.skipped += 1
         repo.set_counters(db, {key: n for key, n in counts.items() if n != before[key]})
         out.write(db, now)
         return ready
+
+    def _job(
+        self, db: Session, c: _Candidate, now: datetime, templates: dict[tuple[int, int], Any]
+    ) -> RenderJob:
+        """What rendering one message needs (links, a saved template's parts rendered here: they read the
+        database); raises RenderError when a saved template cannot be rendered."""
+        workspace, person = c.workspace, c.person
+        links = self._links(workspace.id, person.id, c.message)
+        prerendered = self._saved_template(db, c.message, person.id, links, now, templates)
+        facts = RecipientFacts(
+            profile_id=person.id,
+            address=c.address,
+            traits=person.traits,
+            timezone=c.zones[0].key if c.zones else workspace.timezone,
+            locale=str(person.traits.get("locale") or "en_GB"),
+        )
+        tracker = self._tracker(workspace)  # messaging/tracking.py
+        return RenderJob(c.message, facts, links, self._defaults(workspace), tracker, prerendered)
+
+    @staticmethod
+    def _render_failed(
+        out: _Outcomes, message: repo.ClaimedMessage, error: RenderError, now: datetime, stats: RoundStats
+    ) -> None:
+        if error.transient and message.attempts < message.max_attempts:
+            # stalled on a busy worker, not a bad template: again a little later, as a try
+            out.defer(message, now + STALL_RETRY, f"render stalled: {error}", now, counts_as_try=True)
+            stats.retried += 1
+            return
+        out.finish(message, repo.DEAD, f"render failed: {error}", now)
+        stats.dead += 1
+
+    def _render(self, jobs: list[RenderJob], now: datetime) -> list[Outcome]:
+        """Every job's payload or RenderError, in order: pooled jobs in the helpers, the rest inline."""
+        if self.render_pool is None:
+            return [render_one(self.engine, job, now) for job in jobs]
+        pooled = [job for job in jobs if job.message.channel in POOLED_CHANNELS]
+        if len(pooled) < POOL_MIN:
+            return [render_one(self.engine, job, now) for job in jobs]
+        done = iter(self.render_pool.render(pooled, now))
+        return [
+            next(done) if job.message.channel in POOLED_CHANNELS else render_one(self.engine, job, now)
+            for job in jobs
+        ]
 
     def _consent(
         self,

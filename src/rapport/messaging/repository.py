@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from rapport.db.base import UTCDateTime, pg_pick, pg_time, sqlite_time
+from rapport.db.planner import one_of
 from rapport.models import Message, Profile, SendCounter, Suppression
 
 QUEUED = "queued"
@@ -148,18 +149,17 @@ def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[in
     return [(int(pk), str(key)) for pk, key in found]
 
 
+#: One statement text whatever the list's length (db/planner.py: an array on PostgreSQL)
+_EXISTING = select(Profile.id).where(Profile.workspace_id == bindparam("ws"), one_of(Profile.id, "ids"))
+
+
 def existing_profiles(db: Session, *, workspace_id: int, profile_ids: Sequence[int]) -> set[int]:
     """Return which of ``profile_ids`` are profiles of the workspace."""
     found: set[int] = set()
     ids = list(profile_ids)
-    for start in range(0, len(ids), 5000):
+    for start in range(0, len(ids), 5000):  # SQLite binds one parameter per id (under its 32,766)
         part = ids[start : start + 5000]
-        found.update(
-            int(pk)
-            for pk in db.scalars(
-                select(Profile.id).where(Profile.workspace_id == workspace_id, Profile.id.in_(part))
-            )
-        )
+        found.update(int(pk) for pk in db.scalars(_EXISTING, {"ws": workspace_id, "ids": part}))
     return found
 
 

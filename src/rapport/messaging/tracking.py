@@ -66,6 +66,10 @@ class Tracker:
         object.__setattr__(self, "_click", TokenSigner(self.secret, CLICK_SALT))
         object.__setattr__(self, "_root", self.base_url.rstrip("/"))
 
+    def __reduce__(self) -> tuple[type[Tracker], tuple[str, str]]:
+        # to a render helper (messaging/render_pool.py): the keys are derived again there
+        return (type(self), (self.secret, self.base_url))
+
     def open_url(self, message_id: str) -> str:
         """Return the pixel URL of a message."""
         token = self._open.dumps({"m": message_id})
