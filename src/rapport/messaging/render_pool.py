@@ -14,10 +14,11 @@ and output caps apply in the helper as they do inline). Each job comes back in o
 ``RenderError`` (message and whether it is transient), which the deliverer then records exactly as an
 inline failure. In-app messages keep rendering inline: their build writes the rendered parts onto the row.
 
-Helpers are started with ``spawn`` (never ``fork``: the deliverer has threads) when the deliverer is made,
-and warm up (imports, locales) before its first batch. A batch too small to pay for the round trip
-(``POOL_MIN`` renders) renders inline. When a helper dies (killed, out of memory) the pool is rebuilt and
-the batch rendered inline: nothing was sent from it, so nothing is lost or doubled.
+Helpers are started with ``spawn`` (never ``fork``: the deliverer has threads) by the first batch big
+enough to pay for the round trip (``POOL_MIN`` renders; smaller ones always render inline), in the
+background: that batch, and any while they warm up (imports, locales), renders inline. When a helper dies
+(killed, out of memory) the batch renders inline and the pool starts again: nothing was sent from it, so
+nothing is lost or doubled.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ log = logging.getLogger("rapport.messaging")
 
 #: Fewer renders than this in a batch are done inline: the trip to a helper and back costs ~1 ms.
 POOL_MIN = 32
+#: Helpers lost (or failing to start) more often than this in one deliverer: it renders inline for good.
+MAX_RESTARTS = 20
 #: How often a helper checks that its deliverer still runs.
 PARENT_CHECK_SECONDS = 1.0
 #: Channels whose build has no side effect on the row (in-app writes its rendered parts onto it).
@@ -140,23 +143,27 @@ def _render_chunk(jobs: Sequence[RenderJob], now: datetime) -> list[OutboundMess
 
 
 class RenderPool:
-    """``processes`` helper processes rendering for one deliverer (see the module's docstring)."""
+    """``processes`` helper processes rendering for one deliverer (see the module's docstring).
+
+    Nothing starts until a batch is big enough to use them (or :meth:`wait_ready`): a worker that only
+    ever sends a few messages at a time never spawns one. The batch that starts them, and any batch while
+    they warm up, renders inline, so no batch ever waits for a helper to start."""
 
     def __init__(self, processes: int, engine: TemplateEngine) -> None:
         self.processes = processes
         self.engine = engine
         self._options = _EngineOptions(
-            limits=engine.limits,
-            snippets=dict(engine.snippets),
-            compiled=engine.compiled,
+            limits=engine.limits, snippets=dict(engine.snippets), compiled=engine.compiled
         )
         self._executor: ProcessPoolExecutor | None = None
         self._warming: list[Future[int]] = []
         self.rebuilt = 0  # times a lost helper made the pool start again
         self.pooled = 0  # jobs the helpers rendered
-        self._start()
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the helpers (in the background) unless they run or gave up."""
+        if self._executor is not None or self.rebuilt > MAX_RESTARTS:
+            return
         self._executor = ProcessPoolExecutor(
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
@@ -166,13 +173,26 @@ class RenderPool:
         self._warming = [self._executor.submit(_ping) for _ in range(self.processes)]
 
     def wait_ready(self, timeout: float = 60.0) -> list[int]:
-        """Wait for the warm-up: one answer per helper started (a fast helper may answer for a slower
-        one); returns the process ids that answered."""
+        """Start the helpers if needed and wait for the warm-up: one answer per helper started (a fast
+        helper may answer for a slower one); returns the process ids that answered."""
+        self.start()
         return [future.result(timeout=timeout) for future in self._warming]
 
+    def _ready(self) -> bool:
+        if self._executor is None:
+            self.start()
+            return False
+        if not all(future.done() for future in self._warming):
+            return False
+        if any(future.exception() is not None for future in self._warming):  # a helper could not start
+            self._restart("a render helper did not start")
+            return False
+        return True
+
     def render(self, jobs: Sequence[RenderJob], now: datetime) -> list[Outcome]:
-        """Every job's outcome, in order: in the helpers when there are enough jobs, else inline."""
-        if len(jobs) < POOL_MIN or self._executor is None:
+        """Every job's outcome, in order: in the helpers when there are enough jobs and they are warm,
+        else inline."""
+        if len(jobs) < POOL_MIN or not self._ready() or self._executor is None:
             return [render_one(self.engine, job, now) for job in jobs]
         size = -(-len(jobs) // self.processes)
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
@@ -180,8 +200,7 @@ class RenderPool:
             futures = [self._executor.submit(_render_chunk, chunk, now) for chunk in chunks]
             answers = [item for future in futures for item in future.result()]
         except BrokenProcessPool as exc:  # a helper died: nothing of this batch was sent
-            log.warning("render helper lost (%s); rendering this batch inline", exc)
-            self._restart()
+            self._restart(f"render helper lost ({exc})")
             return [render_one(self.engine, job, now) for job in jobs]
         except Exception:  # e.g. a value that cannot travel to a helper: the batch still renders
             log.exception("render helpers failed; rendering this batch inline")
@@ -189,11 +208,16 @@ class RenderPool:
         self.pooled += len(jobs)
         return [RenderError(a[0], transient=a[1]) if isinstance(a, tuple) else a for a in answers]
 
-    def _restart(self) -> None:
+    def _restart(self, why: str) -> None:
         self.rebuilt += 1
+        if self.rebuilt > MAX_RESTARTS:
+            log.error("%s; rendering inline from now on (%d restarts)", why, MAX_RESTARTS)
+        else:
+            log.warning("%s; rendering this batch inline and starting the helpers again", why)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        self._start()
+            self._executor = None
+        self.start()
 
     def close(self) -> None:
         """Stop the helpers."""
