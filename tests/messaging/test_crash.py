@@ -123,3 +123,6 @@ def test_kill_minus_nine_mid_campaign_sends_each_recipient_once(
         statuses = Counter(db.scalars(select(Message.status)).all())
     # "unknown" may appear when a kill fell between the final "." and the server's reply: the server had it.
     assert set(statuses) <= {"sent", "unknown"}, statuses
+    with runtime.read_sessions() as db:  # recorded when a batch settles, or by the recovery of a killed one
+        addresses = Counter(db.scalars(select(Message.to_address)).all())
+    assert set(addresses) == expected and max(addresses.values()) == 1

@@ -26,7 +26,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -117,7 +117,6 @@ class _Outcomes:
 
     finished: list[dict[str, Any]] = field(default_factory=list)
     deferred: list[dict[str, Any]] = field(default_factory=list)
-    ready: list[dict[str, Any]] = field(default_factory=list)
     contents: list[dict[str, Any]] = field(default_factory=list)
     feedback: list[tuple[repo.ClaimedMessage, str, dict[str, Any] | None]] = field(default_factory=list)
 
@@ -163,7 +162,7 @@ class _Outcomes:
 
     def write(self, db: Session, now: datetime) -> None:
         """Write every verdict and the skip feedback."""
-        for rows in (self.finished, self.deferred, self.ready, self.contents):
+        for rows in (self.finished, self.deferred, self.contents):
             repo.update_messages(db, rows)
         feedback.record_many(db, self.feedback, at=now, now=now)
 
@@ -500,10 +499,10 @@ class Deliverer:
                     failed.append((c, wanted, outcome))
                     continue
                 message = c.message
-                # the address as recorded: a webhook's URL may be longer than the column (the request goes
-                # to the whole URL); the record keeps its first characters, explicitly, never failing
+                # the address as recorded (written when the row is settled, see _settle): a webhook's URL may
+                # be longer than the column (the request goes to the whole URL); the record keeps its first
+                # characters, explicitly, never failing
                 message.to_address = c.address[:TO_ADDRESS_MAX]
-                out.ready.append({"id": message.id, "to_address": message.to_address})
                 if message.channel == "inapp":  # the inbox shows what was rendered (messaging/inapp.py)
                     out.contents.append({"id": message.id, "content": message.content})
                 ready.append(_Ready(message, outcome, [(key[2], key[3]) for key, _limit in wanted]))
@@ -612,7 +611,7 @@ class Deliverer:
         ]
 
     @staticmethod
-    def _address(profile: Profile | repo.RecipientRow, message: repo.ClaimedMessage) -> str | None:
+    def _address(profile: Profile | repo.RecipientRow, message: repo.ClaimedMessage | Message) -> str | None:
         if message.channel == "email":
             return profile.email
         if message.channel == "sms":
@@ -720,7 +719,16 @@ class Deliverer:
             result = results.get(message.message_id) or SendResult(
                 message.message_id, SendStatus.FAILED_TRANSIENT, error="no result from channel"
             )
-            settled = {"id": message.id, "claimed_by": None, "claimed_until": None, "updated_at": now}
+            # the address goes in with the verdict, not at claim time: PostgreSQL checks a row's foreign
+            # keys again on any update in the transaction that wrote its current version (the claim's), so
+            # an UPDATE of to_address there cost a batch ~13 ms, half of it those checks (B8)
+            settled = {
+                "id": message.id,
+                "to_address": message.to_address,
+                "claimed_by": None,
+                "claimed_until": None,
+                "updated_at": now,
+            }
             if result.status is SendStatus.SENT:
                 sent.append(
                     settled
@@ -746,6 +754,7 @@ class Deliverer:
             else:
                 row = db.get(Message, message.id)
                 assert row is not None
+                row.to_address = message.to_address  # a hard bounce suppresses it (apply_result)
                 self.apply_result(db, row, result, now=now, stats=stats, caps_taken=item.caps_taken)
         repo.update_messages(db, sent)
         repo.update_messages(db, unknown)
@@ -808,6 +817,19 @@ class Deliverer:
 
     # -- recovery -----------------------------------------------------------------------------------------
 
+    def _recorded_addresses(self, db: Session, rows: Sequence[Message]) -> None:
+        """Fill in the address of recovered rows (recorded when a batch settles, which its dead worker did
+        not get to): the recipient's address now, as a retry would use."""
+        missing = [m for m in rows if not m.to_address]
+        if not missing:
+            return
+        people = repo.live_recipients(db, {m.profile_id for m in missing})
+        for message in missing:
+            person = people.get(message.profile_id)
+            address = self._address(person, message) if person else None
+            if address:
+                message.to_address = address[:TO_ADDRESS_MAX]
+
     def recover(self) -> int:
         """Settle rows left ``sending`` by dead workers: from their journals on this host, else as unknown
         once the lease is long gone. Returns how many rows were settled."""
@@ -821,6 +843,7 @@ class Deliverer:
                     select(Message).where(Message.status == repo.SENDING, Message.claimed_by == owner)
                 ).all()
                 stats = RoundStats()
+                self._recorded_addresses(db, rows)
                 for message in rows:
                     outcome = state.outcome(message.message_id)
                     if outcome == "sent":
