@@ -15,7 +15,7 @@ from rapport.channels.fake import FakeChannel
 from rapport.kit.clock import FakeClock
 from rapport.messaging import service as messaging_service
 from rapport.messaging.delivery import Deliverer, channels_of
-from rapport.models import Event, Message, Workspace
+from rapport.models import Event, Message, SendCounter, Workspace
 from rapport.profiles import gdpr
 from rapport.runtime import Runtime
 from tests.messaging.conftest import make_people
@@ -207,6 +207,33 @@ def test_erased_people_are_never_sent_to(
     deliverer.drain()
     assert sink.messages == []
     assert sum(statuses(runtime).values()) == 0
+
+
+def test_erasure_deletes_the_persons_cap_counters_and_only_theirs(
+    runtime: Runtime, tenant: Tenant, deliverer: Deliverer, sink: SmtpSink
+) -> None:
+    """R17: the frequency-cap counters (no foreign key, migration 0011) go with the erased person."""
+    kept, erased = make_people(runtime, tenant, 2)
+    with runtime.sessions() as db:
+        db.execute(
+            update(Workspace)
+            .where(Workspace.id == tenant.workspace_id)
+            .values(settings={"caps": {"email": {"day": 3}, "*": {"week": 9}}})
+        )
+        db.commit()
+    for pid in (kept, erased):
+        queue(runtime, tenant, pid, f"capped-{pid}")
+    assert deliverer.drain().sent == 2
+
+    def counters() -> Counter[int]:
+        with runtime.read_sessions() as db:
+            return Counter(db.scalars(select(SendCounter.profile_id)).all())
+
+    assert counters() == Counter({kept: 2, erased: 2})  # the email day and all-channel week counters
+    with runtime.sessions() as db:
+        gdpr.erase_profile(db, workspace_id=tenant.workspace_id, profile_id=erased, actor="test")
+        db.commit()
+    assert counters() == Counter({kept: 2})
 
 
 def test_quiet_hours_defer_sms_to_the_morning(runtime: Runtime, tenant: Tenant, clock: FakeClock) -> None:

@@ -67,12 +67,9 @@ class SendCounter(Base):
     __tablename__ = "send_counters"
     __table_args__ = (PrimaryKeyConstraint("workspace_id", "profile_id", "channel", "period"),)
 
-    workspace_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
-    )
-    profile_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False
-    )
+    # no foreign keys (migration 0011): the deliverer's hottest write; erasure deletes a person's counters
+    workspace_id: Mapped[int] = mapped_column(BigId, nullable=False)
+    profile_id: Mapped[int] = mapped_column(BigId, nullable=False)
     channel: Mapped[str] = mapped_column(String(16), nullable=False)
     period: Mapped[str] = mapped_column(String(16), nullable=False)
     count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
