@@ -3,8 +3,9 @@ plain smtplib sending prebuilt messages to the same sink in the same run.
 
 Rapport side, per run, in a fresh process on a fresh copy of a seeded store (SQLite file or PostgreSQL
 database made from a template): the N customers exist with email consent and a daily frequency cap; the
-campaign is queued with ``messaging.service.enqueue_many`` and the real ``Deliverer`` (claim, checks,
-render, ``SmtpChannel`` with its send journal, settle) drains the outbox. Messages/s = N / (queue + drain
+campaign is queued with ``messaging.service.enqueue_many`` and the real ``Deliverer`` as ``rapport worker``
+builds it (``app.build_deliverer``, with its render helper processes, started before the clock like its
+connections; claim, checks, render, ``SmtpChannel`` with its send journal, settle) drains the outbox. Messages/s = N / (queue + drain
 seconds). The sink runs in its own process: Postfix's ``smtp-sink`` (installed like ``wrk`` when missing
 and running as root), else aiosmtpd (``RAPPORT_BENCH_SMTP_SINK`` forces one); it counts messages and
 distinct Message-IDs: a run is valid only when it received exactly N, each once, and every outbox row is
