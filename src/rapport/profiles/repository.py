@@ -203,13 +203,14 @@ def delete_person(db: Session, *, workspace_id: int, profile_ids: Sequence[int])
     ):
         result = db.execute(stmt.execution_options(synchronize_session=False))
         counts[label] = int(getattr(result, "rowcount", 0) or 0)
-    merged = select(Profile.id).where(Profile.workspace_id == workspace_id, Profile.merged_into_id.in_(ids))
-    db.execute(  # frequency-cap counters carry no foreign key (migration 0011): deleted here
-        delete(SendCounter)
-        .where(
-            SendCounter.workspace_id == workspace_id,
-            or_(SendCounter.profile_id.in_(ids), SendCounter.profile_id.in_(merged)),
+    merged = list(
+        db.scalars(
+            select(Profile.id).where(Profile.workspace_id == workspace_id, Profile.merged_into_id.in_(ids))
         )
+    )
+    db.execute(  # frequency-cap counters carry no foreign key (migration 0011): deleted here, by key
+        delete(SendCounter)
+        .where(SendCounter.workspace_id == workspace_id, SendCounter.profile_id.in_(ids + merged))
         .execution_options(synchronize_session=False)
     )
     db.execute(
