@@ -104,8 +104,9 @@ class _StageError(Exception):
         self.text = text
 
 
-#: A message ready for the wire: the message, its dot-stuffed data ending with the final ".", the sender.
-_Prepared = tuple[OutboundMessage, bytes, str]
+#: A message ready for the wire: the message, its dot-stuffed data ending with the final ".", the sender and
+#: the recipient (both checked by ``check_address``).
+_Prepared = tuple[OutboundMessage, bytes, str, str]
 
 
 def _envelope(sender: str, to: str) -> bytes:
@@ -118,11 +119,7 @@ def _chainable(after: _Prepared | SendResult | None) -> tuple[str, bytes] | None
     """The next message's id and envelope when it can ride with this message's end, else None."""
     if after is None or isinstance(after, SendResult):
         return None
-    message, _data, sender = after
-    try:
-        to = check_address(message.to)
-    except MimeError:
-        return None  # it fails on its own turn, with its own result
+    message, _data, sender, to = after
     if not (sender + to).isascii():
         return None
     return message.message_id, _envelope(sender, to)
@@ -313,7 +310,7 @@ class SmtpChannel:
                 self._release(conn)
         return results
 
-    def _prepare(self, message: OutboundMessage) -> tuple[OutboundMessage, bytes, str] | SendResult:
+    def _prepare(self, message: OutboundMessage) -> _Prepared | SendResult:
         payload = message.email
         if payload is None:
             return permanent(message, "message has no email payload", code="no_payload")
@@ -330,11 +327,12 @@ class SmtpChannel:
             data = dot_stuff(data)
             data += b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
             sender = check_address(payload.envelope_from or self.config.envelope_from or payload.from_address)
+            to = check_address(message.to)
         except MimeError as exc:
             return permanent(message, str(exc), code="invalid_message")
         except Exception as exc:  # e.g. DKIM signing with a broken key: a configuration problem
             return transient(message, f"cannot build: {type(exc).__name__}: {exc}", code="build_failed")
-        return message, data, sender
+        return message, data, sender, to
 
     def _deliver(
         self,
@@ -342,8 +340,9 @@ class SmtpChannel:
         message: OutboundMessage,
         data: bytes,
         sender: str,
+        to: str,
         journal: SendJournal,
-        upcoming: Callable[[], _Prepared | SendResult | None] = lambda: None,
+        upcoming: Callable[[], _Prepared | SendResult | None],
     ) -> tuple[SendResult, _Connection | None]:
         """Send one message; reopen a dead pooled connection once if it died before MAIL was accepted.
         ``upcoming`` builds (once) and returns the message that follows on this connection, if any."""
@@ -358,7 +357,7 @@ class SmtpChannel:
                     return transient(message, f"cannot connect: {type(exc).__name__}: {exc}"), None
             stage = "connect"
             try:
-                return self._transaction(conn, message, data, sender, journal, upcoming), conn
+                return self._transaction(conn, message, data, sender, to, journal, upcoming), conn
             except _Disconnected as lost:
                 conn.broken = True
                 stage = lost.stage
@@ -377,6 +376,7 @@ class SmtpChannel:
         message: OutboundMessage,
         data: bytes,
         sender: str,
+        to: str,
         journal: SendJournal,
         upcoming: Callable[[], _Prepared | SendResult | None],
     ) -> SendResult:
@@ -384,7 +384,6 @@ class SmtpChannel:
         stage = "mail"
         chained, conn.envelope_for = conn.envelope_for == message.message_id, None
         try:
-            to = check_address(message.to)
             if conn.pipelining and (sender + to).isascii():
                 # one write, one wait instead of three: the replies come back in order (RFC 2920); the
                 # envelope may already have gone out with the previous message's final "."
@@ -437,8 +436,6 @@ class SmtpChannel:
         except (smtplib.SMTPException, OSError) as exc:
             # disconnected, timed out, or a reply smtplib could not read: the connection is unusable
             raise _Disconnected(stage, f"{type(exc).__name__} during {stage}: {exc}") from exc
-        except MimeError as exc:
-            return permanent(message, str(exc), code="invalid_message")
         reply = text.decode("utf-8", "replace")
         found = _QUEUE_ID.search(reply)
         provider_id = found.group(1) if found else (reply.split()[-1] if reply.split() else None)

@@ -54,14 +54,7 @@ from rapport.messaging import holds as holds_mod
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
 from rapport.messaging.render import RecipientFacts, RenderError, sender_defaults
-from rapport.messaging.render_pool import (
-    POOL_MIN,
-    POOLED_CHANNELS,
-    Outcome,
-    RenderJob,
-    RenderPool,
-    render_one,
-)
+from rapport.messaging.render_pool import Outcome, RenderJob, RenderPool, render_one
 from rapport.models import Message, Profile, Workspace
 from rapport.personalize import RenderFailed, TemplateEngine
 from rapport.profiles import gdpr as profiles_gdpr
@@ -550,17 +543,10 @@ class Deliverer:
         stats.dead += 1
 
     def _render(self, jobs: list[RenderJob], now: datetime) -> list[Outcome]:
-        """Every job's payload or RenderError, in order: pooled jobs in the helpers, the rest inline."""
+        """Every job's payload or RenderError, in order (render_pool.py decides what its helpers take)."""
         if self.render_pool is None:
             return [render_one(self.engine, job, now) for job in jobs]
-        pooled = [job for job in jobs if job.message.channel in POOLED_CHANNELS]
-        if len(pooled) < POOL_MIN:
-            return [render_one(self.engine, job, now) for job in jobs]
-        done = iter(self.render_pool.render(pooled, now))
-        return [
-            next(done) if job.message.channel in POOLED_CHANNELS else render_one(self.engine, job, now)
-            for job in jobs
-        ]
+        return self.render_pool.render(jobs, now)
 
     def _consent(
         self,

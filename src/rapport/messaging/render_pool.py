@@ -190,10 +190,21 @@ class RenderPool:
         return True
 
     def render(self, jobs: Sequence[RenderJob], now: datetime) -> list[Outcome]:
-        """Every job's outcome, in order: in the helpers when there are enough jobs and they are warm,
-        else inline."""
-        if len(jobs) < POOL_MIN or not self._ready() or self._executor is None:
+        """Every job's outcome, in order: the ``POOLED_CHANNELS`` jobs in the helpers when there are at
+        least ``POOL_MIN`` of them and the helpers are warm, everything else inline."""
+        pooled = [job for job in jobs if job.message.channel in POOLED_CHANNELS]
+        helped = self._in_helpers(pooled, now) if len(pooled) >= POOL_MIN and self._ready() else None
+        if helped is None:
             return [render_one(self.engine, job, now) for job in jobs]
+        done = iter(helped)
+        return [
+            next(done) if job.message.channel in POOLED_CHANNELS else render_one(self.engine, job, now)
+            for job in jobs
+        ]
+
+    def _in_helpers(self, jobs: Sequence[RenderJob], now: datetime) -> list[Outcome] | None:
+        """The jobs' outcomes from the helpers, or None when they failed (the caller renders inline)."""
+        assert self._executor is not None
         size = -(-len(jobs) // self.processes)
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         try:
@@ -201,10 +212,10 @@ class RenderPool:
             answers = [item for future in futures for item in future.result()]
         except BrokenProcessPool as exc:  # a helper died: nothing of this batch was sent
             self._restart(f"render helper lost ({exc})")
-            return [render_one(self.engine, job, now) for job in jobs]
+            return None
         except Exception:  # e.g. a value that cannot travel to a helper: the batch still renders
             log.exception("render helpers failed; rendering this batch inline")
-            return [render_one(self.engine, job, now) for job in jobs]
+            return None
         self.pooled += len(jobs)
         return [RenderError(a[0], transient=a[1]) if isinstance(a, tuple) else a for a in answers]
 

@@ -215,7 +215,7 @@ def delete_person(db: Session, *, workspace_id: int, profile_ids: Sequence[int])
     )
     db.execute(
         delete(Profile)
-        .where(Profile.workspace_id == workspace_id, Profile.merged_into_id.in_(ids))
+        .where(Profile.workspace_id == workspace_id, Profile.id.in_(merged))
         .execution_options(synchronize_session=False)
     )
     db.execute(
