@@ -36,6 +36,7 @@ from rapport.audit import service as audit_service
 from rapport.collect import codec
 from rapport.collect.normalize import Envelope, Normalized, Rejected, normalize
 from rapport.db.base import UTCDateTime
+from rapport.db.engine import write_turn
 from rapport.errors import BadRequest
 from rapport.kit.clock import as_utc
 from rapport.kit.requestctx import current_request_id, reset_request_id, set_request_id
@@ -344,7 +345,8 @@ def _sqlite_one_statement(raw: sqlite3.Connection, rows: Sequence[dict[str, Any]
         values.extend(values[-width:] * (size - len(rows)))
     cursor = raw.cursor()
     try:
-        cursor.execute(_insert_sql("sqlite", size), values)
+        with write_turn(raw):
+            cursor.execute(_insert_sql("sqlite", size), values)
     finally:
         cursor.close()
     return True

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -38,14 +43,95 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: How long a writer waits for this process's turn before trying SQLite's lock anyway (its busy timeout).
+GATE_TIMEOUT = 30.0
+
+_gates: dict[str, threading.Lock] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate_for(database: str) -> threading.Lock:
+    """The write gate of one SQLite database file, shared by every engine of this process on it."""
+    key = str(Path(database).resolve()) if database and database != ":memory:" else f"memory:{database}"
+    with _gates_lock:
+        return _gates.setdefault(key, threading.Lock())
+
+
+class GatedConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue at its database's in-process write gate.
+
+    SQLite has one writer at a time, and a writer that finds the lock taken sleeps in SQLite's busy
+    handler in growing steps (1, 2, 5, … up to 100 ms) however soon the lock frees, with no order among
+    the waiters: with the ingest committer, the event processor and the deliverer of one process all
+    writing, that polling put hundreds of milliseconds into the tail of B5's real-time chain. Threads of
+    one process therefore take turns at a lock of this process (handed over the moment a transaction
+    commits or rolls back) before asking SQLite; another process (a separate ``rapport worker``) still
+    meets them at SQLite's own lock, its busy timeout as before."""
+
+    gate: threading.Lock | None = None
+    holding = False
+
+    def take_gate(self) -> None:
+        """Wait for this process's write turn (give up after GATE_TIMEOUT: SQLite's busy timeout decides)."""
+        if self.gate is not None and not self.holding:
+            self.holding = self.gate.acquire(timeout=GATE_TIMEOUT)
+
+    def release_gate(self) -> None:
+        """Hand the write turn on (no-op when this connection does not hold it)."""
+        if self.holding and self.gate is not None:
+            self.holding = False
+            self.gate.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_gate()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_gate()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_gate()
+
+
+@contextlib.contextmanager
+def write_turn(raw: Any) -> Iterator[None]:
+    """Hold this process's write gate around a statement run outside a transaction (an autocommit
+    INSERT takes SQLite's write lock like BEGIN IMMEDIATE); any other connection: nothing."""
+    if not isinstance(raw, GatedConnection):
+        yield
+        return
+    raw.take_gate()
+    try:
+        yield
+    finally:
+        raw.release_gate()
+
+
 def _sqlite_begin(conn: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT, so we emit BEGIN ourselves.
     # Writers take the lock up front (IMMEDIATE): a deferred transaction that reads and then writes can
     # fail with SQLITE_BUSY_SNAPSHOT instead of waiting. Read-only sessions opt out with readonly=True.
+    # Writers of this process first queue at its write gate (GatedConnection), released at commit/rollback.
     if conn.get_execution_options().get("readonly"):
         conn.exec_driver_sql("BEGIN")
-    else:
+        return
+    raw = conn.connection.driver_connection
+    if isinstance(raw, GatedConnection):
+        raw.take_gate()
+    try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if isinstance(raw, GatedConnection):
+            raw.release_gate()
+        raise
 
 
 def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
@@ -55,12 +141,24 @@ def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine
         engine = create_engine(
             url,
             echo=echo,
-            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": 30,
+                "isolation_level": None,
+                "factory": GatedConnection,
+            },
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        gate = _gate_for(make_url(url).database or "")
+
+        def _connected(dbapi_connection: Any, record: Any) -> None:
+            if isinstance(dbapi_connection, GatedConnection):
+                dbapi_connection.gate = gate
+            _sqlite_pragmas(dbapi_connection, record)
+
+        event.listen(engine, "connect", _connected)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
