@@ -333,6 +333,43 @@ def _entries(url: str, users: range) -> dict[str, float]:
     return {f"{user}@bench.example": at.timestamp() for user, at in rows if user in wanted}
 
 
+def _queued(url: str, users: range) -> dict[str, float]:
+    """When each user's triggered message was written to the outbox (unix time: the row's created_at,
+    stamped by the transaction that applied the event and admitted the profile to the campaign)."""
+    from sqlalchemy import create_engine, select
+
+    from rapport.models import Identity, Message
+
+    engine = create_engine(url)
+    wanted = {f"u{i}" for i in users}
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(Identity.value, Message.created_at)
+                .join(Message, Message.profile_id == Identity.profile_id)
+                .where(Identity.kind == "user_id")
+            ).all()
+    finally:
+        engine.dispose()
+    return {f"{user}@bench.example": at.timestamp() for user, at in rows if user in wanted}
+
+
+def _stages(sent: dict[str, float], entered: dict[str, float], queued: dict[str, float],
+            arrivals: dict[str, float]) -> str:  # fmt: skip
+    """p50/p99 of each stage of the chain, in ms: event -> processed (segment entry), processed -> queued
+    (the triggered message's outbox row), queued -> received by the sink."""
+    spans = {
+        "processed": [(entered[a] - t) * 1000 for a, t in sent.items() if a in entered],
+        "then queued": [(queued[a] - entered[a]) * 1000 for a in sent if a in queued and a in entered],
+        "then received": [(arrivals[a] - queued[a]) * 1000 for a in sent if a in queued and a in arrivals],
+    }
+    return ", ".join(
+        f"{name} p50 {_percentile(v, 0.5):.0f} / p99 {_percentile(v, 0.99):.0f} ms"
+        for name, v in spans.items()
+        if v
+    )
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -407,6 +444,7 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         raise
     latencies: list[float] = []
     entry_latencies: list[float] = []
+    stages: list[str] = []  # per run: where the time of the chain goes
     label = "event -> message p99" if messages else "event -> processed p99"
     per_run_p99 = Measurement(label, "ms", higher_is_better=False)
     done_total = sent_total = 0
@@ -421,6 +459,8 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
                 time.sleep(0.2)
                 arrivals = sink.arrivals() if messages else _entries(url, users)
             entered = _entries(url, users) if messages else arrivals
+            if messages:
+                stages.append(_stages(sent, entered, _queued(url, users), arrivals))
             run_entry = [(entered[a] - t) * 1000 for a, t in sent.items() if a in entered]
             run_latency = [(arrivals[a] - t) * 1000 for a, t in sent.items() if a in arrivals]
             entry_latencies.extend(run_entry)
@@ -433,7 +473,8 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
             per_run_p99.values.append(_percentile(run_latency, 0.99))
             ctx.log(f"  run {run_no + 1}: {len(run_latency)}/{len(sent)} {'messages' if messages else 'entries'}, "
                     f"p50 {_percentile(run_latency, 0.5):.0f} ms, p99 {_percentile(run_latency, 0.99):.0f} ms; "
-                    f"processed p99 {_percentile(run_entry or [float('nan')], 0.99):.0f} ms")  # fmt: skip
+                    f"processed p99 {_percentile(run_entry or [float('nan')], 0.99):.0f} ms"
+                    + (f"; {stages[-1]}" if messages else ""))  # fmt: skip
         per_run_p99.rss_mb = server.peak_rss_mb() + (worker.peak_rss_mb() if worker else 0.0)
     finally:
         server.stop()

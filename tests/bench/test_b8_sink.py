@@ -120,20 +120,37 @@ def test_start_sink_prefers_smtp_sink_and_leaves_no_postfix_daemon(monkeypatch: 
 def test_b8_production_shape_delivers_each_message_once_with_two_deliverer_processes(
     fresh_db_url: str, tmp_path: Path
 ) -> None:
-    """B8's PostgreSQL row with several deliverer processes: both claim (SKIP LOCKED), the sink gets every
-    message exactly once and every outbox row ends ``sent``."""
+    """B8's PostgreSQL row with several deliverer processes: both claim (SKIP LOCKED) while the campaign is
+    still being queued chunk by chunk, the sink gets every message exactly once and every outbox row ends
+    ``sent``."""
     seeded = delivery.seed_store(fresh_db_url, 300, 7)  # more than one claim batch (250)
     sink = delivery.AiosmtpdSink()
     try:
         out = delivery.deliver_campaign(
-            fresh_db_url, seeded["workspace_id"], sink.port, str(tmp_path / "spool"), processes=2
+            fresh_db_url, seeded["workspace_id"], sink.port, str(tmp_path / "spool"), processes=2, chunk=70
         )
         assert sink.count() == (300, 300)
     finally:
         sink.close()
     assert out["processes"] == 2 and len(out["sent_by"]) == 2
     assert out["sent"] == sum(out["sent_by"]) == 300 and out["statuses"] == {"sent": 300}
-    assert out["drain_seconds"] > 0
+    assert out["queued"] == 300 and out["chunks"] == 5
+    assert out["seconds"] >= out["queue_seconds"] > 0
+
+
+def test_b8_delivers_while_the_campaign_is_queued_in_chunks(fresh_db_url: str, tmp_path: Path) -> None:
+    """B8 in one process (both stores): the campaign lane queues in chunks, each its own transaction, while
+    the deliverer drains; it stops only once the queuing is over and nothing is left."""
+    seeded = delivery.seed_store(fresh_db_url, 300, 7)
+    sink = delivery.AiosmtpdSink()
+    try:
+        out = delivery.deliver_campaign(
+            fresh_db_url, seeded["workspace_id"], sink.port, str(tmp_path / "spool"), chunk=40
+        )
+        assert sink.count() == (300, 300)
+    finally:
+        sink.close()
+    assert out["sent"] == out["queued"] == 300 and out["chunks"] == 8 and out["statuses"] == {"sent": 300}
 
 
 @pytest.mark.skipif(shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") is None, reason="no smtp-sink")
