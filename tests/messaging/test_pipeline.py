@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from rapport.app import wire_runtime
 from rapport.channels.base import OutboundMessage, SendJournal, SendResult, SendStatus
 from rapport.channels.email import SmtpChannel, SmtpConfig
+from rapport.messaging import journal
 from rapport.messaging import repository as repo
 from rapport.messaging import service as messaging_service
 from rapport.messaging.delivery import Deliverer, channels_of
@@ -156,3 +157,95 @@ def test_a_pipelined_campaign_reaches_the_sink_once_per_recipient(
     assert set(received) == {f"person{i}@example.com" for i in range(80)}
     assert max(received.values()) == 1
     assert smtp.connections_opened == 1  # one pooled connection carried both batches
+
+
+def _count_write_commits(runtime: Runtime) -> list[int]:
+    """A one-item list counting the commits of transactions that wrote (any INSERT/UPDATE/DELETE)."""
+    commits = [0]
+
+    @event.listens_for(runtime.engine, "before_cursor_execute")
+    def _wrote(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE", "WITH")):
+            conn.info["wrote"] = True
+
+    @event.listens_for(runtime.engine, "commit")
+    def _commit(conn: Any) -> None:
+        if conn.info.pop("wrote", False):
+            commits[0] += 1
+
+    return commits
+
+
+def _journal_ids(deliverer: Deliverer) -> set[str]:
+    state = journal.read(deliverer.journal.path)
+    return state.committing | set(state.accepted)
+
+
+def _in_flight_done(deliverer: Deliverer) -> None:
+    inflight = deliverer._inflight
+    assert inflight is not None
+    inflight[1].result()  # wait until the batch in flight has been sent
+
+
+def test_a_batch_already_sent_is_settled_in_the_next_claims_transaction(
+    runtime: Runtime, tenant: Tenant, sink: SmtpSink
+) -> None:
+    """When the batch in flight has finished sending by the time the next round claims, one write
+    transaction settles it and claims the next (on SQLite one wait for the write lock fewer), and the
+    journal then holds only the batch now in flight."""
+    ids = make_people(runtime, tenant, 20)
+    _queue(runtime, tenant, ids)
+    wire_runtime(runtime)
+    smtp = SmtpChannel(SmtpConfig(host=sink.host, port=sink.port, pool_size=1))
+    channels_of(runtime)["email"] = smtp
+    deliverer = Deliverer(runtime, worker_id="pipe-5", batch_size=10)
+    try:
+        assert deliverer._pipelined_round().claimed == 10
+        _in_flight_done(deliverer)
+        first = _journal_ids(deliverer)
+        assert len(first) == 10
+        commits = _count_write_commits(runtime)
+        stats = deliverer._pipelined_round()
+        assert stats.claimed == 10 and stats.sent == 10  # settled the first batch, claimed the second
+        assert commits[0] == 1
+        _in_flight_done(deliverer)
+        assert _statuses(runtime) == {"sent": 10, "sending": 10}
+        second = _journal_ids(deliverer)
+        assert len(second) == 10 and not first & second  # the first batch's lines were cleared
+    finally:
+        deliverer.close()
+        smtp.close()
+    assert _statuses(runtime) == {"sent": 20}
+    assert len(sink.messages) == 20
+
+
+def test_a_claim_that_fails_still_settles_the_batch_that_was_sent(
+    runtime: Runtime, tenant: Tenant, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = make_people(runtime, tenant, 20)
+    _queue(runtime, tenant, ids)
+    wire_runtime(runtime)
+    smtp = SmtpChannel(SmtpConfig(host=sink.host, port=sink.port, pool_size=1))
+    channels_of(runtime)["email"] = smtp
+    deliverer = Deliverer(runtime, worker_id="pipe-6", batch_size=10)
+    original = repo.claim
+    try:
+        assert deliverer._pipelined_round().claimed == 10
+        _in_flight_done(deliverer)
+
+        def broken(*args: Any, **kwargs: Any) -> list[repo.ClaimedMessage]:
+            raise RuntimeError("the database went away mid-claim")
+
+        monkeypatch.setattr(repo, "claim", broken)  # fault injection: the claim's transaction fails
+        with pytest.raises(RuntimeError, match="went away"):
+            deliverer._pipelined_round()
+        assert _statuses(runtime) == {"sent": 10, "queued": 10}  # the sent batch is settled all the same
+        assert _journal_ids(deliverer) == set()
+        monkeypatch.setattr(repo, "claim", original)
+        assert deliverer.drain().sent == 10
+    finally:
+        deliverer.close()
+        smtp.close()
+    assert _statuses(runtime) == {"sent": 20}
+    received = Counter(m.rcpt_tos[0] for m in sink.messages)
+    assert len(received) == 20 and max(received.values()) == 1
