@@ -38,7 +38,7 @@ def on_events(batch: BatchApplied) -> None:
     campaigns = repo.goal_campaigns(db, workspace_id=batch.workspace_id, statuses=MEASURED)
     if not campaigns:
         return
-    by_goal: dict[str, list[Campaign]] = {}
+    by_goal: dict[str, list[repo.GoalCampaign]] = {}
     for campaign in campaigns:
         by_goal.setdefault(campaign.goal_event, []).append(campaign)
     events = repo.events_named(db, event_ids=batch.event_ids, names=set(by_goal))
@@ -47,7 +47,11 @@ def on_events(batch: BatchApplied) -> None:
 
 
 def attribute(
-    db: Session, *, campaigns_by_goal: dict[str, list[Campaign]], events: Iterable[Any], now: datetime
+    db: Session,
+    *,
+    campaigns_by_goal: dict[str, list[repo.GoalCampaign]],
+    events: Iterable[Any],
+    now: datetime,
 ) -> int:
     """Record a conversion for each (campaign, entry) a goal event falls in; returns how many."""
     made = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -427,13 +428,29 @@ def conversions_by_arm(db: Session, *, campaign_id: int) -> dict[str, tuple[int,
     return {variant: (int(n), float(revenue)) for variant, n, revenue in rows}
 
 
-def goal_campaigns(db: Session, *, workspace_id: int, statuses: Collection[str]) -> list[Campaign]:
+@dataclass(frozen=True, slots=True)
+class GoalCampaign:
+    """What measuring a campaign's goal needs of it (read for every processed batch: no ORM objects)."""
+
+    id: int
+    workspace_id: int
+    goal_event: str
+    goal_days: int
+    goal_revenue_property: str
+
+
+def goal_campaigns(db: Session, *, workspace_id: int, statuses: Collection[str]) -> list[GoalCampaign]:
     """Campaigns of the workspace whose goals are being measured."""
-    return list(
-        db.scalars(
-            select(Campaign).where(Campaign.workspace_id == workspace_id, Campaign.status.in_(list(statuses)))
-        )
+    rows = db.execute(
+        select(
+            Campaign.id,
+            Campaign.workspace_id,
+            Campaign.goal_event,
+            Campaign.goal_days,
+            Campaign.goal_revenue_property,
+        ).where(Campaign.workspace_id == workspace_id, Campaign.status.in_(list(statuses)))
     )
+    return [GoalCampaign(*row) for row in rows]
 
 
 def events_named(db: Session, *, event_ids: Sequence[int], names: Collection[str]) -> list[Any]:
