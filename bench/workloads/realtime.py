@@ -314,41 +314,45 @@ def _warm_up(server: Server, write_key: str, url: str, users: range) -> None:
 def _entries(url: str, users: range) -> dict[str, float]:
     """When each user's profile entered the "Hot" segment (unix time): the processing transaction that
     applied the event, updated the computed traits and recorded the entry stamps it with its clock."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import select
 
     from rapport.models import Identity, Segment, SegmentMember
 
-    engine = create_engine(url)
-    wanted = {f"u{i}" for i in users}
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(Identity.value, SegmentMember.entered_at)
-                .join(SegmentMember, SegmentMember.profile_id == Identity.profile_id)
-                .join(Segment, Segment.id == SegmentMember.segment_id)
-                .where(Segment.name == "Hot", Identity.kind == "user_id")
-            ).all()
-    finally:
-        engine.dispose()
-    return {f"{user}@bench.example": at.timestamp() for user, at in rows if user in wanted}
+    return _stamps(
+        url,
+        users,
+        select(Identity.value, SegmentMember.entered_at)
+        .join(SegmentMember, SegmentMember.profile_id == Identity.profile_id)
+        .join(Segment, Segment.id == SegmentMember.segment_id)
+        .where(Segment.name == "Hot", Identity.kind == "user_id"),
+    )
 
 
 def _queued(url: str, users: range) -> dict[str, float]:
     """When each user's triggered message was written to the outbox (unix time: the row's created_at,
     stamped by the transaction that applied the event and admitted the profile to the campaign)."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import select
 
     from rapport.models import Identity, Message
+
+    return _stamps(
+        url,
+        users,
+        select(Identity.value, Message.created_at)
+        .join(Message, Message.profile_id == Identity.profile_id)
+        .where(Identity.kind == "user_id"),
+    )
+
+
+def _stamps(url: str, users: range, query: Any) -> dict[str, float]:
+    """Run ``query`` ((user id, time) rows) and return the times of ``users`` by their address."""
+    from sqlalchemy import create_engine
 
     engine = create_engine(url)
     wanted = {f"u{i}" for i in users}
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(Identity.value, Message.created_at)
-                .join(Message, Message.profile_id == Identity.profile_id)
-                .where(Identity.kind == "user_id")
-            ).all()
+            rows = conn.execute(query).all()
     finally:
         engine.dispose()
     return {f"{user}@bench.example": at.timestamp() for user, at in rows if user in wanted}

@@ -62,6 +62,24 @@ def _queue(runtime: Runtime, tenant: Tenant, ids: list[int]) -> None:
         db.commit()
 
 
+def _smtp_campaign(
+    runtime: Runtime,
+    tenant: Tenant,
+    sink: SmtpSink,
+    people: int,
+    *,
+    worker_id: str,
+    batch_size: int,
+    pool_size: int = 1,
+) -> tuple[SmtpChannel, Deliverer]:
+    """``people`` queued messages, the SMTP channel to ``sink`` and a deliverer for them."""
+    _queue(runtime, tenant, make_people(runtime, tenant, people))
+    wire_runtime(runtime)
+    smtp = SmtpChannel(SmtpConfig(host=sink.host, port=sink.port, pool_size=pool_size))
+    channels_of(runtime)["email"] = smtp
+    return smtp, Deliverer(runtime, worker_id=worker_id, batch_size=batch_size)
+
+
 def _statuses(runtime: Runtime) -> Counter[str]:
     with runtime.read_sessions() as db:
         return Counter(dict(db.execute(select(Message.status, func.count()).group_by(Message.status)).all()))
@@ -132,14 +150,11 @@ def test_channels_that_use_the_database_are_sent_in_the_worker_thread(
 def test_a_pipelined_campaign_reaches_the_sink_once_per_recipient(
     runtime: Runtime, tenant: Tenant, sink: SmtpSink, email_channel: SmtpChannel
 ) -> None:
-    ids = make_people(runtime, tenant, 80)
-    _queue(runtime, tenant, ids)
-    wire_runtime(runtime)
     # the default SMTP channel (one connection per batch; parallel_batches is opt-in and experimental: once
     # under load it dead-lettered one message of 80, cause not established — docs/delivery.md)
-    smtp = SmtpChannel(SmtpConfig(host=sink.host, port=sink.port, pool_size=2))
-    channels_of(runtime)["email"] = smtp
-    deliverer = Deliverer(runtime, worker_id="pipe-4", batch_size=40)
+    smtp, deliverer = _smtp_campaign(
+        runtime, tenant, sink, 80, worker_id="pipe-4", batch_size=40, pool_size=2
+    )
     try:
         totals = deliverer.drain()
     finally:
@@ -193,12 +208,7 @@ def test_a_batch_already_sent_is_settled_in_the_next_claims_transaction(
     """When the batch in flight has finished sending by the time the next round claims, one write
     transaction settles it and claims the next (on SQLite one wait for the write lock fewer), and the
     journal then holds only the batch now in flight."""
-    ids = make_people(runtime, tenant, 20)
-    _queue(runtime, tenant, ids)
-    wire_runtime(runtime)
-    smtp = SmtpChannel(SmtpConfig(host=sink.host, port=sink.port, pool_size=1))
-    channels_of(runtime)["email"] = smtp
-    deliverer = Deliverer(runtime, worker_id="pipe-5", batch_size=10)
+    smtp, deliverer = _smtp_campaign(runtime, tenant, sink, 20, worker_id="pipe-5", batch_size=10)
     try:
         assert deliverer._pipelined_round().claimed == 10
         _in_flight_done(deliverer)
@@ -222,12 +232,7 @@ def test_a_batch_already_sent_is_settled_in_the_next_claims_transaction(
 def test_a_claim_that_fails_still_settles_the_batch_that_was_sent(
     runtime: Runtime, tenant: Tenant, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = make_people(runtime, tenant, 20)
-    _queue(runtime, tenant, ids)
-    wire_runtime(runtime)
-    smtp = SmtpChannel(SmtpConfig(host=sink.host, port=sink.port, pool_size=1))
-    channels_of(runtime)["email"] = smtp
-    deliverer = Deliverer(runtime, worker_id="pipe-6", batch_size=10)
+    smtp, deliverer = _smtp_campaign(runtime, tenant, sink, 20, worker_id="pipe-6", batch_size=10)
     original = repo.claim
     try:
         assert deliverer._pipelined_round().claimed == 10
