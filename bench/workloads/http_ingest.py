@@ -166,6 +166,16 @@ class _RapportStore:
         runtime.close()
         return int(n or 0)
 
+    def drop(self, ctx: Context) -> None:
+        """Remove the store once the workload is done: a PostgreSQL database left behind would be vacuumed
+        in the background while the next workloads are measured on the same cluster."""
+        if self.kind == "sqlite":
+            path = ctx.out / "http-ingest.db"
+            for name in (path.name, path.name + "-wal", path.name + "-shm"):
+                (path.parent / name).unlink(missing_ok=True)
+        else:
+            ctx.pg_server().drop_database("bench_http")
+
     @property
     def authorization(self) -> str:
         return "Basic " + base64.b64encode(f"{self.write_key}:".encode()).decode()
@@ -251,6 +261,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
         null.stop()
         for store in stores:
             store.server.stop()
+            store.drop(ctx)
     return results
 
 

@@ -485,6 +485,7 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         if worker is not None:
             worker.stop()
         sink.stop()
+        _drop(ctx, store, name)
     if latencies:
         per_run_p99.p50_ms = _percentile(latencies, 0.5)
         per_run_p99.p99_ms = _percentile(latencies, 0.99)
@@ -518,6 +519,17 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
     )
     title = TITLE + (", API and worker processes" if separate_worker else "")
     return Result(ID, title, TARGET, status=status, store=store, measurement=per_run_p99, note=note)
+
+
+def _drop(ctx: Context, store: str, name: str) -> None:
+    """Remove a run's store: a PostgreSQL database left behind would be vacuumed in the background while
+    the next configuration (or workload) is measured on the same cluster."""
+    if store == "sqlite":
+        path = ctx.out / f"{name}.db"
+        for file in (path.name, path.name + "-wal", path.name + "-shm"):
+            (path.parent / file).unlink(missing_ok=True)
+    else:
+        ctx.pg_server().drop_database(f"bench_{name}")
 
 
 def build_app() -> Any:
