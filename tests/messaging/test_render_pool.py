@@ -153,6 +153,32 @@ def test_helpers_exit_when_their_deliverer_is_killed() -> None:
             parent.kill()
 
 
+def test_a_helper_whose_deliverer_died_while_it_started_exits() -> None:
+    """The deliverer is killed right after starting its pool, while the helper is still importing: the
+    helper must not take its adopter for its deliverer and wait for work forever."""
+    script = (
+        "import os, signal\n"
+        "from rapport.messaging.render_pool import RenderPool\n"
+        "from rapport.personalize import TemplateEngine\n"
+        "pool = RenderPool(1, TemplateEngine())\n"
+        "pool.start()\n"
+        "print(*pool._executor._processes, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    (helper,) = (int(pid) for pid in parent.stdout.readline().split())
+    parent.wait(10)
+    deadline = time.monotonic() + 15
+    while not _gone(helper) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert _gone(helper)
+    finally:
+        if not _gone(helper):
+            os.kill(helper, signal.SIGKILL)
+
+
 @pytest.mark.parametrize(("setting", "helpers"), [(0, 0), (2, 2)])
 def test_the_worker_builds_its_deliverer_with_the_configured_helpers(
     settings: Settings, setting: int, helpers: int

@@ -105,9 +105,10 @@ class _EngineOptions:
 _helper_engine: TemplateEngine | None = None
 
 
-def _start_helper(options: _EngineOptions) -> None:
+def _start_helper(options: _EngineOptions, parent: int) -> None:
     global _helper_engine
-    parent = os.getppid()
+    # ``parent`` is the deliverer's pid as it started the pool: a deliverer that dies while its helper is
+    # still starting (imports take a moment) is noticed too; os.getppid() here would already be its adopter
     threading.Thread(target=_follow_parent, args=(parent,), name="render-parent", daemon=True).start()
     _helper_engine = TemplateEngine(
         limits=options.limits,
@@ -168,7 +169,7 @@ class RenderPool:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_helper,
-            initargs=(self._options,),
+            initargs=(self._options, os.getpid()),
         )
         self._warming = [self._executor.submit(_ping) for _ in range(self.processes)]
 
