@@ -159,14 +159,20 @@ def test_read_only_transactions_do_not_queue(engine: Engine) -> None:
     writer = engine.connect()
     writer.begin()
     writer.execute(text("INSERT INTO t (who) VALUES ('w')"))
-    reader = engine.execution_options(readonly=True).connect()
+
+    def read() -> int:
+        with engine.execution_options(readonly=True).connect() as reader:
+            return int(reader.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+    thread, out = _in_thread(read)
+    thread.join(5)  # queued at the gate it would wait for the writer (GATE_TIMEOUT, 30 s)
     try:
-        assert reader.execute(text("SELECT count(*) FROM t")).scalar_one() == 0  # the snapshot before it
-        reader.rollback()
+        assert not thread.is_alive(), "a read-only transaction waited for the writer"
+        assert out == {"result": 0}  # the snapshot before the writer's insert
     finally:
-        reader.close()
         writer.rollback()
         writer.close()
+        thread.join()
     assert not gate.locked()
 
 

@@ -326,7 +326,6 @@ class Deliverer:
             with self.runtime.read_sessions() as read:
                 if not repo.any_due(read, now=now):  # idle: no write transaction (SQLite's one writer lock)
                     return []
-        committed = False
         try:
             with self.runtime.sessions() as db:
                 _custom_plans(db)
@@ -343,10 +342,10 @@ class Deliverer:
                 stats.claimed = len(claimed)
                 ready = self._check_and_render(db, claimed, now, stats) if claimed else []
                 db.commit()
-                committed = True
-        finally:
-            if sent is not None and not committed:
+        except BaseException:
+            if sent is not None:
                 self._finish(sent[0], sent[1], RoundStats())
+            raise
         if sent is not None:
             self.journal.reset()
         return ready
