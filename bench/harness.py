@@ -92,6 +92,16 @@ class Context:
             self._pg = start_cluster()
         return self._pg
 
+    def drop_store(self, *, path: Path | None = None, database: str = "") -> None:
+        """Remove a workload's store once it is done with it: a SQLite file (with its WAL and shared
+        memory) or a PostgreSQL database (left behind, it would be vacuumed in the background while the
+        next workloads are measured on the same cluster)."""
+        if path is not None:
+            for name in (path.name, path.name + "-wal", path.name + "-shm"):
+                (path.parent / name).unlink(missing_ok=True)
+        elif database:
+            self.pg_server().drop_database(database)
+
     def close(self) -> None:
         """Stop what the run started."""
         if self._pg is not None:

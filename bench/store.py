@@ -52,11 +52,7 @@ class StoreCopy:
 
     def drop(self, ctx: Context) -> None:
         """Remove the copy (a big file or database) once the workload is done with it."""
-        if self.path is not None:
-            for name in (self.path.name, self.path.name + "-wal", self.path.name + "-shm"):
-                (self.path.parent / name).unlink(missing_ok=True)
-        elif self.database:
-            ctx.pg_server().drop_database(self.database)
+        ctx.drop_store(path=self.path, database=self.database)
 
 
 def open_runtime(url: str) -> Any:

@@ -131,10 +131,12 @@ class _RapportStore:
         from rapport.runtime import build_runtime
 
         self.kind = kind
-        if kind == "sqlite":
-            self.url = f"sqlite:///{ctx.out / 'http-ingest.db'}"
+        self.path: Path | None = ctx.out / "http-ingest.db" if kind == "sqlite" else None
+        self.database = "" if kind == "sqlite" else "bench_http"
+        if self.path is not None:
+            self.url = f"sqlite:///{self.path}"
         else:
-            self.url = ctx.pg_server().create_database("bench_http")
+            self.url = ctx.pg_server().create_database(self.database)
         runtime = build_runtime(Settings(database_url=self.url, secret_key="bench-secret"))
         migrate.upgrade(runtime.engine)
         with runtime.sessions() as db:
@@ -165,16 +167,6 @@ class _RapportStore:
             )
         runtime.close()
         return int(n or 0)
-
-    def drop(self, ctx: Context) -> None:
-        """Remove the store once the workload is done: a PostgreSQL database left behind would be vacuumed
-        in the background while the next workloads are measured on the same cluster."""
-        if self.kind == "sqlite":
-            path = ctx.out / "http-ingest.db"
-            for name in (path.name, path.name + "-wal", path.name + "-shm"):
-                (path.parent / name).unlink(missing_ok=True)
-        else:
-            ctx.pg_server().drop_database("bench_http")
 
     @property
     def authorization(self) -> str:
@@ -261,7 +253,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
         null.stop()
         for store in stores:
             store.server.stop()
-            store.drop(ctx)
+            ctx.drop_store(path=store.path, database=store.database)
     return results
 
 

@@ -424,10 +424,8 @@ class _WorkerProcess(ChildProcess):
 def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: bool = False) -> Result:
     per_run = max(500, min(3000, int(RATE * ctx.duration)))
     name = ("realtime" if messages else "processing") + ("_worker" if separate_worker else "")
-    if store == "sqlite":
-        url = f"sqlite:///{ctx.out / f'{name}.db'}"
-    else:
-        url = ctx.pg_server().create_database(f"bench_{name}")
+    path, database = (ctx.out / f"{name}.db", "") if store == "sqlite" else (None, f"bench_{name}")
+    url = f"sqlite:///{path}" if path is not None else ctx.pg_server().create_database(database)
     what = f"{TRIGGERS} triggers" if messages else "no campaigns"
     ctx.log(f"B5 {store}: preparing {per_run * ctx.runs:,} customers and {what} ...")
     write_key, _ = _prepare(url, people=per_run * ctx.runs + WARMUP, triggers=messages)
@@ -485,7 +483,7 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         if worker is not None:
             worker.stop()
         sink.stop()
-        _drop(ctx, store, name)
+        ctx.drop_store(path=path, database=database)
     if latencies:
         per_run_p99.p50_ms = _percentile(latencies, 0.5)
         per_run_p99.p99_ms = _percentile(latencies, 0.99)
@@ -519,17 +517,6 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
     )
     title = TITLE + (", API and worker processes" if separate_worker else "")
     return Result(ID, title, TARGET, status=status, store=store, measurement=per_run_p99, note=note)
-
-
-def _drop(ctx: Context, store: str, name: str) -> None:
-    """Remove a run's store: a PostgreSQL database left behind would be vacuumed in the background while
-    the next configuration (or workload) is measured on the same cluster."""
-    if store == "sqlite":
-        path = ctx.out / f"{name}.db"
-        for file in (path.name, path.name + "-wal", path.name + "-shm"):
-            (path.parent / file).unlink(missing_ok=True)
-    else:
-        ctx.pg_server().drop_database(f"bench_{name}")
 
 
 def build_app() -> Any:
