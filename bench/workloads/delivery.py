@@ -440,7 +440,7 @@ def queue_in_chunks(
                 )
                 db.commit()
         out["queued"], out["chunks"] = queued, -(-len(rows) // chunk)
-    except BaseException as exc:  # reported by the caller; the drain stops once ``done`` is set
+    except BaseException as exc:  # reported by the caller; the drain stops once this lane has ended
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         out["queued_at"] = time.perf_counter()
