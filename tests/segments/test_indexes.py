@@ -177,6 +177,22 @@ def test_the_benchmark_conditions_read_their_indexes(runtime: Runtime) -> None:
         conn.rollback()
 
 
+def test_the_event_category_index_holds_linked_events_only(runtime: Runtime) -> None:
+    # Migration 0012: ingest writes events without a profile; they enter the index once the processor links
+    # them (one index write per event instead of two, and none on ingest's hot INSERT).
+    with runtime.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            definition = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'ix_events_segment_category'")
+            ).scalar_one()
+        else:
+            definition = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_events_segment_category'")
+            ).scalar_one()
+    where = definition[definition.upper().index(" WHERE ") :]
+    assert "profile_id IS NOT NULL" in where, definition
+
+
 def _two_profiles(runtime: Runtime) -> tuple[int, Node]:
     workspace_id = make_tenant(runtime, "acme").workspace_id
     facts = [ProfileFacts("x", {"total_spend": 600}), ProfileFacts("y", {"total_spend": 10})]

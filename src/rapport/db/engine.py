@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from rapport.db import checkpoint
 from rapport.kit import fastjson
 
 
@@ -70,6 +71,14 @@ class GatedConnection(sqlite3.Connection):
 
     gate: threading.Lock | None = None
     holding = False
+    #: The database file whose background checkpointer this connection counts in (rapport.db.checkpoint).
+    checkpointed: str | None = None
+
+    def attach_checkpointer(self, path: str) -> None:
+        """Leave this connection's WAL checkpoints to the process's checkpointer thread of ``path``."""
+        self.execute("PRAGMA wal_autocheckpoint=0")
+        checkpoint.attach(path)
+        self.checkpointed = path
 
     def take_gate(self) -> None:
         """Wait for this process's write turn (give up after GATE_TIMEOUT: SQLite's busy timeout decides)."""
@@ -99,6 +108,9 @@ class GatedConnection(sqlite3.Connection):
             super().close()
         finally:
             self.release_gate()
+            if self.checkpointed is not None:
+                path, self.checkpointed = self.checkpointed, None
+                checkpoint.detach(path)
 
 
 @contextlib.contextmanager
@@ -151,12 +163,16 @@ def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine
             max_overflow=pool_size,
             pool_pre_ping=False,
         )
-        gate = _gate_for(make_url(url).database or "")
+        database = make_url(url).database or ""
+        gate = _gate_for(database)
+        on_file = database not in ("", ":memory:") and not database.startswith("file:")
 
         def _connected(dbapi_connection: Any, record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, record)
             if isinstance(dbapi_connection, GatedConnection):
                 dbapi_connection.gate = gate
-            _sqlite_pragmas(dbapi_connection, record)
+                if on_file:
+                    dbapi_connection.attach_checkpointer(database)
 
         event.listen(engine, "connect", _connected)
         event.listen(engine, "begin", _sqlite_begin)

@@ -27,10 +27,18 @@ class Event(IdMixin, WorkspaceScoped, Base):
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("workspace_id", "message_id"),
-        Index("ix_events_profile_time", "profile_id", "timestamp"),
+        # read for given profiles only; unlinked events (just ingested) are not in it (migration 0012)
+        Index(
+            "ix_events_profile_time",
+            "profile_id",
+            "timestamp",
+            sqlite_where=text("profile_id IS NOT NULL"),
+            postgresql_where=text("profile_id IS NOT NULL"),
+        ),
         Index("ix_events_workspace_name_time", "workspace_id", "event", "timestamp", "profile_id"),
-        # Segment reads (rapport.segments.indexes): events carrying a string ``category`` by its value.
-        # PostgreSQL's form; SQLite's twin comes from migration 0007 alone (not reflectable for comparison).
+        # Segment reads (rapport.segments.indexes): linked events carrying a string ``category`` by its
+        # value (unlinked ones are not indexed: ingest does not pay for it, migration 0012).
+        # PostgreSQL's form; SQLite's twin comes from migration 0012 alone (not reflectable for comparison).
         Index(
             "ix_events_segment_category",
             "workspace_id",
@@ -38,7 +46,9 @@ class Event(IdMixin, WorkspaceScoped, Base):
             text("((properties -> 'category'::text) #>> '{}'::text[])"),  # COLLATE "C" (not reflected)
             "timestamp",
             "profile_id",
-            postgresql_where=text("jsonb_typeof(properties -> 'category'::text) = 'string'::text"),
+            postgresql_where=text(
+                "profile_id IS NOT NULL AND jsonb_typeof(properties -> 'category'::text) = 'string'::text"
+            ),
         ).ddl_if(dialect="postgresql"),
         Index(
             "ix_events_pending",

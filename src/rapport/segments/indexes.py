@@ -12,7 +12,8 @@ Per dialect, for a profile field ``doc.key`` of type string (``traits.city``):
   for a number field the typed number instead,
   ``(workspace_id, (CASE WHEN jsonb_typeof(doc -> 'key') = 'number' THEN ((doc -> 'key') #>> '{}')::float8 END))``.
 
-Event properties (``category``) are indexed for the events that carry them as a string (a partial index), after
+Event properties (``category``) are indexed for the linked events that carry them as a string (a partial index:
+``profile_id IS NOT NULL``, which every event condition reads, so ingest never writes it), after
 ``(workspace_id, event)`` and before ``(timestamp, profile_id)``, like ``ix_events_workspace_name_time``.
 
 Adding a field means a migration with its indexes, the same ``Index`` in the model, and an entry here.
