@@ -35,6 +35,8 @@ def _revenue(properties: Any, key: str) -> float:
 def on_events(batch: BatchApplied) -> None:
     """After-apply hook: attribute goal events to the open campaign entries of their profiles."""
     db = batch.db
+    if batch.event_names is not None and not any(batch.event_names):
+        return  # only unnamed events (identify, page, …): none can be a goal, spare the two reads
     campaigns = repo.goal_campaigns(db, workspace_id=batch.workspace_id, statuses=MEASURED)
     if not campaigns:
         return

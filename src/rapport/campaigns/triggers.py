@@ -88,6 +88,8 @@ def on_events(batch: BatchApplied) -> None:
     names = {str(trigger["event"]) for _id, trigger in triggers}
     if batch.event_names is not None:
         names &= {name for name in batch.event_names if name is not None}
+    if not names:
+        return  # no trigger's event is in this batch
     events = repo.events_named(db, event_ids=batch.event_ids, names=names)
     if not events:
         return
