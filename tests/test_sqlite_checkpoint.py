@@ -7,6 +7,7 @@ the log and the database file's sizes say who copied what."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,30 @@ def test_one_thread_per_file_stopped_with_the_last_connection(db_path: Path) -> 
     assert again is not None and again is not checkpointer and again.alive
     third.dispose()
     assert checkpoint.running(str(db_path)) is None
+
+
+def test_when_the_last_connection_closes_the_file_holds_everything(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database file alone (copied without its log) must have every committed row once a process has
+    # closed its connections: benchmarks copy stores this way, and so does anyone backing up a file.
+    monkeypatch.setattr(checkpoint, "THRESHOLD", _MB)
+    engine = build_engine(f"sqlite:///{db_path}", pool_size=2)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+    _write(engine, 2)
+    checkpointer = checkpoint.running(str(db_path))
+    assert checkpointer is not None
+    assert _wait_for(lambda: checkpointer.checkpoints >= 1)  # its own connection is open now
+    monkeypatch.setattr(checkpoint, "INTERVAL", 30.0)  # asleep when the engine closes ...
+    monkeypatch.setattr(checkpoint, "THRESHOLD", 10**12)
+    time.sleep(0.2)
+    _write(engine, 1)  # ... with these rows in the log only
+    engine.dispose()
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(db_path.read_bytes())
+    raw = sqlite3.connect(copy)
+    try:
+        assert raw.execute("SELECT count(*) FROM t").fetchone()[0] == 3 * 256
+    finally:
+        raw.close()

@@ -111,16 +111,24 @@ def attach(path: str) -> None:
 
 
 def detach(path: str) -> None:
-    """Count one connection fewer on ``path``; stop its checkpointer with the last one."""
+    """Count one connection fewer on ``path``; stop its checkpointer with the last one, and wait for it.
+
+    Waiting matters: while the thread's own connection is open, the closing connection was not the last
+    one, so SQLite did not checkpoint the log into the file as it does when the last connection closes;
+    the thread's connection, closed now, is the last one and does. Once every connection of a process is
+    closed, the database file alone holds everything committed (a copy of it, a backup, another tool)."""
     key = _key(path)
     with _lock:
         checkpointer = _running.get(key)
         if checkpointer is None:
             return
         checkpointer.users -= 1
-        if checkpointer.users <= 0:
-            del _running[key]
-            checkpointer.stop()
+        if checkpointer.users > 0:
+            return
+        del _running[key]
+        checkpointer.stop()
+    if threading.current_thread() is not checkpointer._thread:
+        checkpointer.join(timeout=60)
 
 
 def running(path: str) -> WalCheckpointer | None:
