@@ -36,34 +36,43 @@ _NAME = "ix_events_segment_category"
 _PROFILE_TIME = "ix_events_profile_time"
 
 
-def _sqlite(linked_only: bool) -> str:
-    where = "profile_id IS NOT NULL AND " if linked_only else ""
-    return (
-        f"CREATE INDEX {_NAME} ON events (workspace_id, event, "
-        "json_extract(properties, '$.\"category\"'), timestamp, profile_id) "
-        f"WHERE {where}json_type(properties, '$.\"category\"') = 'text'"
-    )
+#: Per dialect: the category's value (the index key) and the test that it is a string (migration 0007's).
+_CATEGORY = {
+    "sqlite": (
+        "json_extract(properties, '$.\"category\"')",
+        "json_type(properties, '$.\"category\"') = 'text'",
+    ),
+    "postgresql": (
+        "((properties -> 'category') #>> '{}') COLLATE \"C\"",
+        "jsonb_typeof(properties -> 'category') = 'string'",
+    ),
+}
 
 
-def _postgresql(linked_only: bool) -> str:
+def _category_index(dialect: str, linked_only: bool) -> str:
+    value, is_string = _CATEGORY[dialect]
     where = "profile_id IS NOT NULL AND " if linked_only else ""
     return (
-        f"CREATE INDEX {_NAME} ON events (workspace_id, event, "
-        "((properties -> 'category') #>> '{}') COLLATE \"C\", timestamp, profile_id) "
-        f"WHERE {where}jsonb_typeof(properties -> 'category') = 'string'"
+        f"CREATE INDEX {_NAME} ON events (workspace_id, event, {value}, timestamp, profile_id) "
+        f"WHERE {where}{is_string}"
     )
 
 
 def _rebuild(linked_only: bool) -> None:
-    sqlite = op.get_bind().dialect.name == "sqlite"
+    dialect = op.get_bind().dialect.name
+    sqlite = dialect == "sqlite"
     op.drop_index(_NAME, table_name="events")
-    op.execute(_sqlite(linked_only) if sqlite else _postgresql(linked_only))
+    op.execute(_category_index(dialect, linked_only))
     op.drop_index(_PROFILE_TIME, table_name="events")
     op.execute(
         f"CREATE INDEX {_PROFILE_TIME} ON events (profile_id, timestamp)"
         + (" WHERE profile_id IS NOT NULL" if linked_only else "")
     )
-    op.execute(f"ANALYZE {_NAME}" if sqlite else "ANALYZE events")
+    if sqlite:  # as 0007: statistics for the rebuilt indexes only (a dropped index loses its row)
+        op.execute(f"ANALYZE {_NAME}")
+        op.execute(f"ANALYZE {_PROFILE_TIME}")
+    else:
+        op.execute("ANALYZE events")
 
 
 def upgrade() -> None:
