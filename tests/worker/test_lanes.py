@@ -186,3 +186,42 @@ def test_a_clock_driven_tick_keeps_to_its_idle_poll(db_url: str) -> None:
         runtime.close()
     assert len(busy.calls) > 20
     assert 1 <= len(schedule.calls) <= 2  # neither every 10 ms nor woken by the busy lane
+
+
+class _CountingJobs(Worker):
+    """A worker whose jobs lane records its rounds (and finds nothing)."""
+
+    jobs_rounds: list[float]
+
+    def run_jobs(self) -> int:
+        self.jobs_rounds.append(time.monotonic())
+        return 0
+
+
+def test_ticks_work_does_not_wake_the_jobs_lane_but_notify_work_does(db_url: str) -> None:
+    # Ticks (the event processor, the deliverer) create no jobs: waking the jobs lane after each of their
+    # rounds only had it look for jobs in vain, a hundred times a second under load.
+    runtime = _runtime(db_url, poll=30.0)
+    busy = Counter(result=1)  # did work every round (it stops below)
+    worker = _CountingJobs(runtime, HandlerRegistry())
+    worker.jobs_rounds = []
+    worker.add_tick(busy)
+    worker.start_thread()
+    try:
+        deadline = time.monotonic() + 5
+        while (len(busy.calls) < 50 or not worker.jobs_rounds) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        busy.result = 0
+        time.sleep(0.2)
+        after_busy_work = len(worker.jobs_rounds)
+        notify_work(runtime)  # an edge committed a job
+        deadline = time.monotonic() + 5
+        while len(worker.jobs_rounds) == after_busy_work and time.monotonic() < deadline:
+            time.sleep(0.01)
+        woken = len(worker.jobs_rounds)
+    finally:
+        worker.stop_thread()
+        runtime.close()
+    assert len(busy.calls) >= 50
+    assert after_busy_work == 1  # its first round only: 50 rounds of tick work woke it never
+    assert woken == 2
