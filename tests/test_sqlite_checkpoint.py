@@ -6,6 +6,7 @@ the log and the database file's sizes say who copied what."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -131,3 +132,31 @@ def test_when_the_last_connection_closes_the_file_holds_everything(
         assert raw.execute("SELECT count(*) FROM t").fetchone()[0] == 3 * 256
     finally:
         raw.close()
+
+
+def _busy_writer(engine: Engine, db_path: Path, megabytes: int) -> int:
+    """Commit ~64 KB transactions back to back until ``megabytes`` are written; return the largest log seen."""
+    rows = [{"body": _ROW} for _ in range(16)]
+    largest = 0
+    for _ in range(megabytes * 16):
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t (body) VALUES (:body)"), rows)
+        with contextlib.suppress(FileNotFoundError):
+            largest = max(largest, os.path.getsize(f"{db_path}-wal"))
+    return largest
+
+
+def test_the_log_starts_over_under_a_writer_that_never_pauses(
+    engine: Engine, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkpoint beside a writer committing back to back never finds the log complete, so the log never
+    # started over and grew by everything written (6 GB into a million-customer import). The second pass,
+    # with the process's write gate held, copies the remainder: the log stays bounded (it grew to 28 MB).
+    monkeypatch.setattr(checkpoint, "THRESHOLD", _MB)
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.01)
+    largest = _busy_writer(engine, db_path, 24)
+    checkpointer = checkpoint.running(str(db_path))
+    assert checkpointer is not None and checkpointer.checkpoints >= 3
+    assert largest < 16 * _MB, f"the log grew to {largest / _MB:.1f} MB for 24 MB written"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 24 * 16 * 16

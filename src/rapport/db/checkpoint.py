@@ -10,9 +10,16 @@ Every connection Rapport opens on a database file therefore turns the automatic 
 (``PRAGMA wal_autocheckpoint=0``) and attaches to this process's ``WalCheckpointer`` for that file: a daemon
 thread that looks at the size of the ``-wal`` file every ``INTERVAL`` seconds and, past ``THRESHOLD`` bytes,
 runs ``PRAGMA wal_checkpoint(PASSIVE)`` on a connection of its own. A passive checkpoint waits for nobody:
-writers go on appending to the log while it copies, and the log restarts from its beginning at the first
-write after a complete one. The thread stops when the last connection of the process on that file closes
-(SQLite checkpoints and removes the log itself when the last connection of all closes).
+writers go on appending to the log while it copies. The log restarts from its beginning at the first write
+after a *complete* checkpoint, though, and with a writer committing back to back (an import, ingest under
+load) a checkpoint running beside it never is: frames keep arriving while it copies, and the log grew by
+everything written (6 GB in the first minutes of a million-customer import). So a second pass follows
+while the thread holds this process's write gate (``db/engine.py``): no writer of the process appends, the
+pass copies only what arrived during the first one, and the next write starts the log over. The gate is
+held for that remainder alone, not for the bulk of the copy that the writer's COMMIT used to do.
+``journal_size_limit`` (set on every connection) then truncates the file back when the log restarts.
+The thread stops when the last connection of the process on that file closes (SQLite checkpoints and
+removes the log itself when the last connection of all closes).
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ log = logging.getLogger("rapport.db.checkpoint")
 INTERVAL = 0.05
 #: Log size that starts a checkpoint (SQLite's automatic one starts at 1,000 pages, about 4 MB).
 THRESHOLD = 8 * 1024 * 1024
+#: Seconds the second pass waits for the write gate before leaving the remainder to the next look.
+GATE_WAIT = 5.0
 
 
 class WalCheckpointer:
     """Checkpoints one database file's write-ahead log from a thread while connections are attached."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, gate: threading.Lock | None = None) -> None:
         self.path = path
+        self.gate = gate
         self.wal = path + "-wal"
         self.users = 0
         self.checkpoints = 0
@@ -69,8 +79,13 @@ class WalCheckpointer:
             return False
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
-        """Run one passive checkpoint."""
+        """Copy the log back: a passive pass beside the writers, then the remainder with the gate held."""
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        if self.gate is not None and self.gate.acquire(timeout=GATE_WAIT):
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                self.gate.release()
         self.checkpoints += 1
 
     def _run(self) -> None:
@@ -99,13 +114,15 @@ def _key(path: str) -> tuple[int, str]:
     return os.getpid(), str(Path(path).resolve())
 
 
-def attach(path: str) -> None:
-    """Count one more connection of this process on ``path``; start its checkpointer if none runs."""
+def attach(path: str, gate: threading.Lock | None = None) -> None:
+    """Count one more connection of this process on ``path``; start its checkpointer if none runs.
+
+    ``gate``: the file's in-process write gate, held for the checkpoint's second pass."""
     key = _key(path)
     with _lock:
         checkpointer = _running.get(key)
         if checkpointer is None:
-            checkpointer = _running[key] = WalCheckpointer(key[1])
+            checkpointer = _running[key] = WalCheckpointer(key[1], gate)
             checkpointer.start()
         checkpointer.users += 1
 

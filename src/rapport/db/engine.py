@@ -33,6 +33,10 @@ def is_sqlite(url_or_engine: str | Engine) -> bool:
     return make_url(normalize_url(url_or_engine)).get_backend_name() == "sqlite"
 
 
+#: Bytes the write-ahead log file is truncated back to when it restarts.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -41,6 +45,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.execute("PRAGMA cache_size=-65536")
+    # when the log starts over after a checkpoint, its file is cut back to this (a burst leaves no giant file)
+    cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
     cursor.close()
 
 
@@ -77,7 +83,7 @@ class GatedConnection(sqlite3.Connection):
     def attach_checkpointer(self, path: str) -> None:
         """Leave this connection's WAL checkpoints to the process's checkpointer thread of ``path``."""
         self.execute("PRAGMA wal_autocheckpoint=0")
-        checkpoint.attach(path)
+        checkpoint.attach(path, self.gate)
         self.checkpointed = path
 
     def take_gate(self) -> None:
