@@ -54,14 +54,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 GATE_TIMEOUT = 30.0
 
 _gates: dict[str, threading.Lock] = {}
+_turns: dict[str, threading.Event] = {}
 _gates_lock = threading.Lock()
+
+
+def _gate_key(database: str) -> str:
+    return str(Path(database).resolve()) if database and database != ":memory:" else f"memory:{database}"
 
 
 def _gate_for(database: str) -> threading.Lock:
     """The write gate of one SQLite database file, shared by every engine of this process on it."""
-    key = str(Path(database).resolve()) if database and database != ":memory:" else f"memory:{database}"
     with _gates_lock:
-        return _gates.setdefault(key, threading.Lock())
+        return _gates.setdefault(_gate_key(database), threading.Lock())
+
+
+def _turn_for(database: str) -> threading.Event:
+    """Set while writers may queue at the file's gate; the checkpointer clears it while it waits for the
+    gate (a lock is not fair: a writer committing back to back would take it again before the waiting
+    checkpointer, every time)."""
+    with _gates_lock:
+        turn = _turns.get(_gate_key(database))
+        if turn is None:
+            turn = _turns[_gate_key(database)] = threading.Event()
+            turn.set()
+        return turn
 
 
 class GatedConnection(sqlite3.Connection):
@@ -76,6 +92,8 @@ class GatedConnection(sqlite3.Connection):
     meets them at SQLite's own lock, its busy timeout as before."""
 
     gate: threading.Lock | None = None
+    #: Cleared while the file's checkpointer waits for the gate: writers then let it go first.
+    turn: threading.Event | None = None
     holding = False
     #: The database file whose background checkpointer this connection counts in (rapport.db.checkpoint).
     checkpointed: str | None = None
@@ -83,12 +101,14 @@ class GatedConnection(sqlite3.Connection):
     def attach_checkpointer(self, path: str) -> None:
         """Leave this connection's WAL checkpoints to the process's checkpointer thread of ``path``."""
         self.execute("PRAGMA wal_autocheckpoint=0")
-        checkpoint.attach(path, self.gate)
+        checkpoint.attach(path, self.gate, self.turn)
         self.checkpointed = path
 
     def take_gate(self) -> None:
         """Wait for this process's write turn (give up after GATE_TIMEOUT: SQLite's busy timeout decides)."""
         if self.gate is not None and not self.holding:
+            if self.turn is not None:
+                self.turn.wait(GATE_TIMEOUT)
             self.holding = self.gate.acquire(timeout=GATE_TIMEOUT)
 
     def release_gate(self) -> None:
@@ -170,13 +190,13 @@ def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine
             pool_pre_ping=False,
         )
         database = make_url(url).database or ""
-        gate = _gate_for(database)
+        gate, turn = _gate_for(database), _turn_for(database)
         on_file = database not in ("", ":memory:") and not database.startswith("file:")
 
         def _connected(dbapi_connection: Any, record: Any) -> None:
             _sqlite_pragmas(dbapi_connection, record)
             if isinstance(dbapi_connection, GatedConnection):
-                dbapi_connection.gate = gate
+                dbapi_connection.gate, dbapi_connection.turn = gate, turn
                 if on_file:
                     dbapi_connection.attach_checkpointer(database)
 
