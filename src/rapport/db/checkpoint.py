@@ -157,8 +157,7 @@ def detach(path: str) -> None:
             return
         del _running[key]
         checkpointer.stop()
-    if threading.current_thread() is not checkpointer._thread:
-        checkpointer.join(timeout=60)
+    checkpointer.join(timeout=60)  # never this thread: it closes a plain sqlite3 connection, not ours
 
 
 def running(path: str) -> WalCheckpointer | None:

@@ -53,31 +53,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 #: How long a writer waits for this process's turn before trying SQLite's lock anyway (its busy timeout).
 GATE_TIMEOUT = 30.0
 
-_gates: dict[str, threading.Lock] = {}
-_turns: dict[str, threading.Event] = {}
+_gates: dict[str, tuple[threading.Lock, threading.Event]] = {}
 _gates_lock = threading.Lock()
 
 
-def _gate_key(database: str) -> str:
-    return str(Path(database).resolve()) if database and database != ":memory:" else f"memory:{database}"
-
-
-def _gate_for(database: str) -> threading.Lock:
-    """The write gate of one SQLite database file, shared by every engine of this process on it."""
+def _gate_for(database: str) -> tuple[threading.Lock, threading.Event]:
+    """The write gate of one SQLite database file, shared by every engine of this process on it, with its
+    turn: an event set while writers may queue at the gate, which the checkpointer clears while it waits
+    for the gate (a lock is not fair: a writer committing back to back would take it again before the
+    waiting checkpointer, every time)."""
+    key = str(Path(database).resolve()) if database and database != ":memory:" else f"memory:{database}"
     with _gates_lock:
-        return _gates.setdefault(_gate_key(database), threading.Lock())
-
-
-def _turn_for(database: str) -> threading.Event:
-    """Set while writers may queue at the file's gate; the checkpointer clears it while it waits for the
-    gate (a lock is not fair: a writer committing back to back would take it again before the waiting
-    checkpointer, every time)."""
-    with _gates_lock:
-        turn = _turns.get(_gate_key(database))
-        if turn is None:
-            turn = _turns[_gate_key(database)] = threading.Event()
-            turn.set()
-        return turn
+        held = _gates.get(key)
+        if held is None:
+            held = _gates[key] = (threading.Lock(), threading.Event())
+            held[1].set()
+        return held
 
 
 class GatedConnection(sqlite3.Connection):
@@ -190,7 +181,7 @@ def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine
             pool_pre_ping=False,
         )
         database = make_url(url).database or ""
-        gate, turn = _gate_for(database), _turn_for(database)
+        gate, turn = _gate_for(database)
         on_file = database not in ("", ":memory:") and not database.startswith("file:")
 
         def _connected(dbapi_connection: Any, record: Any) -> None:

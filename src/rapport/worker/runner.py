@@ -11,11 +11,11 @@ Example::
 ``run_forever`` runs them in **lanes**: the jobs and each tick loop in their own thread, so one that waits
 (the Deliverer on its SMTP replies, a long import job) never holds up another (the event processor); a lane
 that did some work wakes the other ticks' lanes at once (new outbox rows, new events) instead of leaving
-them to their next poll (the jobs lane polls: ticks create no jobs), and ``notify_work(runtime[, channel])`` wakes them (or a channel's) from outside (ingest wakes the
-processor's after it commits events). On
-PostgreSQL a tick may name a ``wake_channel``: a listener thread ``LISTEN``s on it and wakes the tick's lane
-on every notification, so work committed by another thread or process (ingest sends ``NOTIFY`` with its
-events) starts at once instead of at the lane's next poll.
+them to their next poll (the jobs lane keeps to its poll: ticks create no jobs), and
+``notify_work(runtime[, channel])`` wakes them (or a channel's) from outside (ingest wakes the processor's
+after it commits events). On PostgreSQL a tick may name a ``wake_channel``: a listener thread ``LISTEN``s
+on it and wakes the tick's lane on every notification, so work committed by another thread or process
+(ingest sends ``NOTIFY`` with its events) starts at once instead of at the lane's next poll.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class Worker:
         # The ticks' work (events processed, messages settled) never creates jobs: jobs come from the edges
         # (API, UI, CLI) and from jobs, so the jobs lane is not woken by it. It was, by every processor
         # batch and delivery round, to find nothing (B5: a tenth of the worker's interpreter time).
-        self._after_work = self._woken[1:] if self._woken[:1] == wakers[:1] else list(self._woken)
+        self._after_work = [w for w in self._woken if w is not wakers[0]]  # lanes[0] is the jobs lane
         self._channels = {}
         for (_, work), waker in zip(lanes, wakers, strict=True):
             if (channel := _wake_channel(work)) is not None:
