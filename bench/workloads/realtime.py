@@ -393,6 +393,8 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
         if store == "postgresql":  # also as production runs it: API and worker in their own processes
             results.append(_run_store(ctx, store, messages=True, separate_worker=True))
             results.append(_run_store(ctx, store, messages=False, separate_worker=True))
+            # and with delivery in a worker process of its own (``rapport worker --role``)
+            results.append(_run_store(ctx, store, messages=True, separate_worker=True, split_roles=True))
     return results
 
 
@@ -421,9 +423,14 @@ class _WorkerProcess(ChildProcess):
         time.sleep(0.5)  # its lanes' first polls, before any load
 
 
-def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: bool = False) -> Result:
+def _run_store(
+    ctx: Context, store: str, *, messages: bool, separate_worker: bool = False, split_roles: bool = False
+) -> Result:
+    """One B5 row. ``separate_worker``: the API and ``rapport worker`` in processes of their own;
+    ``split_roles`` also: two workers, ``--role events,jobs`` and ``--role delivery``."""
     per_run = max(500, min(3000, int(RATE * ctx.duration)))
     name = ("realtime" if messages else "processing") + ("_worker" if separate_worker else "")
+    name += "_roles" if split_roles else ""
     path, database = (ctx.out / f"{name}.db", "") if store == "sqlite" else (None, f"bench_{name}")
     url = f"sqlite:///{path}" if path is not None else ctx.pg_server().create_database(database)
     what = f"{TRIGGERS} triggers" if messages else "no campaigns"
@@ -438,10 +445,18 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         env["RAPPORT_RUN_WORKER_IN_PROCESS"] = "false"
     server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
                     log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
+    workers: list[_WorkerProcess] = []
     try:
-        worker = _WorkerProcess(env, ctx.out / f"worker-b5-{store}-{name}.log") if separate_worker else None
+        if split_roles:
+            for roles in ("events,jobs", "delivery"):
+                log = ctx.out / f"worker-b5-{store}-{name}-{roles.replace(',', '-')}.log"
+                workers.append(_WorkerProcess({**env, "RAPPORT_WORKER_ROLES": roles}, log))
+        elif separate_worker:
+            workers.append(_WorkerProcess(env, ctx.out / f"worker-b5-{store}-{name}.log"))
     except Exception:
         server.stop()
+        for started in workers:
+            started.stop()
         sink.stop()
         raise
     latencies: list[float] = []
@@ -477,11 +492,11 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
                     f"p50 {_percentile(run_latency, 0.5):.0f} ms, p99 {_percentile(run_latency, 0.99):.0f} ms; "
                     f"processed p99 {_percentile(run_entry or [float('nan')], 0.99):.0f} ms"
                     + (f"; {stages[-1]}" if messages else ""))  # fmt: skip
-        per_run_p99.rss_mb = server.peak_rss_mb() + (worker.peak_rss_mb() if worker else 0.0)
+        per_run_p99.rss_mb = server.peak_rss_mb() + sum(w.peak_rss_mb() for w in workers)
     finally:
         server.stop()
-        if worker is not None:
-            worker.stop()
+        for started in workers:
+            started.stop()
         sink.stop()
         ctx.drop_store(path=path, database=database)
     if latencies:
@@ -489,8 +504,11 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         per_run_p99.p99_ms = _percentile(latencies, 0.99)
     load = f"{RATE} events/s as /v1/batch of {BATCH} every {1000 * BATCH // RATE} ms"
     shape = (
-        "production shape: API process (uvicorn, no in-process worker) + one `rapport worker` process woken by "
-        "NOTIFY; RSS is the sum of both"
+        "production shape: API process (uvicorn, no in-process worker) + `rapport worker --role events,jobs` + "
+        "`rapport worker --role delivery`, each woken by NOTIFY (events; queued messages); RSS is the sum of all three"
+        if split_roles
+        else "production shape: API process (uvicorn, no in-process worker) + one `rapport worker` process woken "
+        "by NOTIFY; RSS is the sum of both"
         if separate_worker
         else ""
     )
@@ -515,7 +533,13 @@ def _run_store(ctx: Context, store: str, *, messages: bool, separate_worker: boo
         f"{done_total:,}/{sent_total:,} messages received; {load}; {TRIGGERS} active triggers; {sink_note}"
         + (f"; {shape}" if shape else "")
     )
-    title = TITLE + (", API and worker processes" if separate_worker else "")
+    title = TITLE + (
+        ", API, events and delivery processes"
+        if split_roles
+        else ", API and worker processes"
+        if separate_worker
+        else ""
+    )
     return Result(ID, title, TARGET, status=status, store=store, measurement=per_run_p99, note=note)
 
 

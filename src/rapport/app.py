@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -59,15 +59,38 @@ def wire_runtime(runtime: Runtime) -> Runtime:
     return runtime
 
 
-def build_worker(runtime: Runtime) -> Worker:
-    """Return the worker with every job handler and tick (the processor) registered."""
+#: What a worker process runs (``rapport worker --role``): ``events``, the event processor; ``delivery``,
+#: the outbox deliverer; ``jobs``, queued jobs and the clock-driven ticks (campaign schedules, segment
+#: refreshes, the nightly scores). Production may run each in processes of its own, scaled apart.
+WORKER_ROLES = ("events", "delivery", "jobs")
+
+
+def parse_roles(values: Iterable[str]) -> frozenset[str]:
+    """Return the roles named in ``values`` (each may hold several, separated by commas or spaces); raises
+    ValueError for an unknown one or none at all."""
+    roles = frozenset(part for value in values for part in value.replace(",", " ").split())
+    unknown = sorted(roles - set(WORKER_ROLES))
+    if unknown:
+        raise ValueError(f"unknown worker role {', '.join(unknown)} (roles: {', '.join(WORKER_ROLES)})")
+    if not roles:
+        raise ValueError(f"name at least one worker role ({', '.join(WORKER_ROLES)})")
+    return roles
+
+
+def build_worker(runtime: Runtime, roles: Iterable[str] = WORKER_ROLES) -> Worker:
+    """Return the worker with the job handlers and ticks of ``roles`` (all of them by default)."""
+    chosen = parse_roles(roles)
     wire_runtime(runtime)
-    worker = Worker(runtime, build_registry(runtime))
-    worker.add_tick(Processor(runtime).tick)
-    worker.add_tick(build_deliverer(runtime, worker_id=worker.worker_id).tick)
-    worker.add_tick(segments_realtime.RefreshTick(runtime))
-    worker.add_tick(campaigns_tasks.CampaignTick(runtime))
-    worker.add_tick(process_tasks.NightlyScheduler(runtime).tick)
+    jobs = "jobs" in chosen
+    worker = Worker(runtime, build_registry(runtime) if jobs else HandlerRegistry(), jobs=jobs)
+    if "events" in chosen:
+        worker.add_tick(Processor(runtime).tick)
+    if "delivery" in chosen:
+        worker.add_tick(build_deliverer(runtime, worker_id=worker.worker_id).tick)
+    if jobs:
+        worker.add_tick(segments_realtime.RefreshTick(runtime))
+        worker.add_tick(campaigns_tasks.CampaignTick(runtime))
+        worker.add_tick(process_tasks.NightlyScheduler(runtime).tick)
     return worker
 
 

@@ -8,7 +8,7 @@ import threading
 import typer
 import uvicorn
 
-from rapport.app import build_worker, create_app
+from rapport.app import WORKER_ROLES, build_worker, create_app, parse_roles
 from rapport.cli.common import DatabaseOption, cli_runtime, console, load_settings
 from rapport.config import Settings
 from rapport.db import migrate
@@ -60,12 +60,23 @@ def run_server(settings: Settings) -> None:
 def worker(
     database_url: str = DatabaseOption,
     once: bool = typer.Option(False, "--once", help="Run what is due, then exit"),
+    role: list[str] = typer.Option(
+        list(WORKER_ROLES),
+        "--role",
+        envvar="RAPPORT_WORKER_ROLES",
+        help="What this worker runs (repeat, or separate with commas): events (the event processor), "
+        "delivery (the outbox), jobs (queued jobs, campaign schedules, segment refreshes, nightly scores)",
+    ),
 ) -> None:
     """Run the background worker in this process (production: several, against one PostgreSQL)."""
+    try:
+        roles = parse_roles(role)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--role") from exc
     settings = load_settings(database_url)
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
     runtime = build_runtime(settings)
-    runner = build_worker(runtime)
+    runner = build_worker(runtime, roles)
     if once:
         ran = runner.drain()
         console.print(f"ran {ran} jobs")
@@ -74,7 +85,7 @@ def worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     freeze_startup_heap()  # full collections stop walking the modules and the app (see kit.gcwork)
-    console.print(f"worker {runner.worker_id} polling")
+    console.print(f"worker {runner.worker_id} ({', '.join(sorted(roles))}) polling")
     runner.run_forever(stop)
 
 

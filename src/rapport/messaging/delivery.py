@@ -215,6 +215,9 @@ def recipient_zones(profile: Profile | repo.RecipientRow, workspace: Workspace) 
 class Deliverer:
     """Runs outbox rounds for one worker; register ``tick`` on the worker."""
 
+    #: PostgreSQL: queued messages wake the lane at once, from any process (``repository.OUTBOX_CHANNEL``).
+    wake_channel = repo.OUTBOX_CHANNEL
+
     def __init__(
         self,
         runtime: Runtime,

@@ -135,6 +135,19 @@ def insert_rows(
     return out
 
 
+#: PostgreSQL: the channel notified by a transaction that queues messages (delivered at its commit). The
+#: deliverer's lane LISTENs on it (``Deliverer.wake_channel``), so a deliverer in another process (``rapport
+#: worker --role delivery``) starts at once instead of at its next poll; in one process the lanes wake
+#: each other anyway.
+OUTBOX_CHANNEL = "rapport_outbox"
+_NOTIFY_OUTBOX = f"NOTIFY {OUTBOX_CHANNEL}"
+
+
+def _notify_deliverers(db: Session) -> None:
+    if db.get_bind().dialect.name == "postgresql":
+        db.connection().exec_driver_sql(_NOTIFY_OUTBOX)
+
+
 def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
     """Insert outbox rows (values in ``MESSAGE_COLUMNS`` order, driver-ready); rows whose (workspace,
     dedupe key) exists already are skipped (R6). Returns (id, dedupe_key) of the inserted ones."""
@@ -146,6 +159,8 @@ def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[in
         conflict="ON CONFLICT (workspace_id, dedupe_key) DO NOTHING",
         returning="id, dedupe_key",
     )
+    if found:
+        _notify_deliverers(db)
     return [(int(pk), str(key)) for pk, key in found]
 
 
@@ -171,7 +186,10 @@ def insert_message(db: Session, values: dict[str, Any]) -> int | None:
         .on_conflict_do_nothing(index_elements=["workspace_id", "dedupe_key"])
         .returning(Message.id)
     )
-    return db.execute(stmt).scalar_one_or_none()
+    pk = db.execute(stmt).scalar_one_or_none()
+    if pk is not None:
+        _notify_deliverers(db)
+    return pk
 
 
 @dataclass(slots=True)

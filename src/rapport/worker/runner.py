@@ -104,9 +104,12 @@ class Worker:
         batch_size: int | None = None,
         lease: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
+        jobs: bool = True,
     ) -> None:
         self.runtime = runtime
         self.registry = registry
+        #: Whether this worker claims jobs (``rapport worker --role`` without ``jobs``: ticks only).
+        self.jobs = jobs
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.batch_size = batch_size or runtime.settings.worker_batch_size
         self.lease = lease
@@ -138,7 +141,9 @@ class Worker:
         return self.run_jobs() + self.run_ticks()
 
     def run_jobs(self) -> int:
-        """Claim one batch of jobs and run it; returns the jobs taken."""
+        """Claim one batch of jobs and run it; returns the jobs taken (none by a worker without jobs)."""
+        if not self.jobs:
+            return 0
         now = self.runtime.clock.now()
         kinds = self.registry.kinds()
         # most polls find nothing: look first in a read transaction (SQLite's write lock is the store's)
@@ -203,7 +208,7 @@ class Worker:
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Run the jobs and every tick in their own lanes (threads) until ``stop`` is set."""
         stop = stop or self._stop
-        lanes: list[tuple[str, Tick]] = [("jobs", self.run_jobs)]
+        lanes: list[tuple[str, Tick]] = [("jobs", self.run_jobs)] if self.jobs else []
         lanes += [(f"tick-{i}-{_name(tick)}", tick) for i, tick in enumerate(self.ticks)]
         wakers = [threading.Event() for _ in lanes]
         self._wakers = wakers
@@ -211,7 +216,8 @@ class Worker:
         # The ticks' work (events processed, messages settled) never creates jobs: jobs come from the edges
         # (API, UI, CLI) and from jobs, so the jobs lane is not woken by it. It was, by every processor
         # batch and delivery round, to find nothing (B5: a tenth of the worker's interpreter time).
-        self._after_work = [w for w in self._woken if w is not wakers[0]]  # lanes[0] is the jobs lane
+        jobs_lane = wakers[0] if self.jobs else None
+        self._after_work = [w for w in self._woken if w is not jobs_lane]
         self._channels = {}
         for (_, work), waker in zip(lanes, wakers, strict=True):
             if (channel := _wake_channel(work)) is not None:
@@ -223,31 +229,34 @@ class Worker:
             )
             for (name, work), waker in zip(lanes, wakers, strict=True)
         ]
-        channels = {
-            channel: waker
-            for (_name_, work), waker in zip(lanes, wakers, strict=True)
-            if (channel := _wake_channel(work)) is not None
-        }
-        if channels and self.runtime.engine.dialect.name == "postgresql":
+        if self._channels and self.runtime.engine.dialect.name == "postgresql":
             threads.append(
                 threading.Thread(
-                    target=self._listen, args=(channels, stop), name="rapport-worker-listen", daemon=True
+                    target=self._listen,
+                    args=(self._channels, stop),
+                    name="rapport-worker-listen",
+                    daemon=True,
                 )
             )
-        for thread in threads[1:]:
+        # the first lane (the jobs lane, or the first tick's in a worker without jobs) runs in this thread
+        others = threads[1:] if lanes else threads
+        for thread in others:
             thread.start()
         try:
-            self._lane(lanes[0][1], wakers[0], stop)
+            if lanes:
+                self._lane(lanes[0][1], wakers[0], stop)
+            else:
+                stop.wait()
         finally:
             stop.set()
             for waker in wakers:
                 waker.set()
-            for thread in threads[1:]:
+            for thread in others:
                 thread.join()
             if self.runtime.ports.get(WAKE_PORT) == self.wake:
                 del self.runtime.ports[WAKE_PORT]
 
-    def _listen(self, channels: dict[str, threading.Event], stop: threading.Event) -> None:
+    def _listen(self, channels: dict[str, list[threading.Event]], stop: threading.Event) -> None:
         """LISTEN on the lanes' wake channels (PostgreSQL) and wake a lane on each notification of its own;
         reconnects after a failure (the lanes keep polling meanwhile)."""
         dsn = self.runtime.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -256,13 +265,13 @@ class Worker:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     for channel in channels:
                         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                    for waker in channels.values():
-                        waker.set()  # anything committed before LISTEN took effect is looked at now
+                    for lanes in channels.values():
+                        for waker in lanes:  # anything committed before LISTEN took effect is looked at now
+                            waker.set()
                     while not stop.is_set():
                         for note in conn.notifies(timeout=LISTEN_WAIT):
-                            lane = channels.get(note.channel)
-                            if lane is not None:
-                                lane.set()
+                            for waker in channels.get(note.channel, ()):
+                                waker.set()
             except Exception as exc:
                 log.warning("worker listener failed; lanes poll until it reconnects: %s", type(exc).__name__)
                 stop.wait(1.0)
