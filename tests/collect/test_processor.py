@@ -24,6 +24,7 @@ from tests.collect.processing_support import (
     process,
     set_identity_rules,
 )
+from tests.support.statements import statements
 from tests.support.tenants import Tenant
 
 
@@ -360,3 +361,34 @@ def test_concurrent_processors_apply_every_event_once(runtime: Runtime, tenant: 
 def test_pending_state_is_the_default_of_appended_events(runtime: Runtime, tenant: Tenant, kind: str) -> None:
     append(runtime, tenant.workspace_id, {"type": "track", "userId": "u", "event": "E"})
     assert events(runtime, tenant.workspace_id)[0].state == PENDING
+
+
+def test_identity_counts_are_read_only_for_a_batch_that_may_attach_or_merge(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    """A known customer acting again attaches, links and merges nothing, so the batch skips the identity
+    counts; a batch that could attach an identifier to a stored profile reads them, and the limit per kind
+    holds against identifiers stored by earlier batches."""
+    ws = tenant.workspace_id
+    set_identity_rules(runtime, ws, {"max_per_kind": {"user_id": 1}})
+    append(
+        runtime, ws, {"type": "identify", "userId": "u1", "traits": {"email": "a@x.io"}, "timestamp": at(0)}
+    )
+    process(runtime)
+    [person] = live_profiles(runtime, ws)
+
+    append(runtime, ws, {"type": "track", "event": "Viewed", "userId": "u1", "timestamp": at(1)})
+    with statements(runtime, lambda s: "count(*)" in s and "FROM identities" in s) as seen:
+        process(runtime)
+    assert seen == []
+
+    # the stored email is the person's; a second user id may not join it (user_id: at most 1)
+    append(
+        runtime, ws, {"type": "identify", "userId": "u9", "traits": {"email": "a@x.io"}, "timestamp": at(2)}
+    )
+    with statements(runtime, lambda s: "count(*)" in s and "FROM identities" in s) as seen:
+        process(runtime)
+    assert len(seen) == 1
+    ids = identities(runtime, ws)
+    assert ids[("user_id", "u1")] == person.id and ids[("email", "a@x.io")] == person.id
+    assert ids[("user_id", "u9")] != person.id

@@ -50,6 +50,7 @@ class Prepared:
     campaign: Campaign
     plan: assign.ArmPlan
     contents: Mapping[str, dict[str, Any]]
+    #: The workspace's timezone, read for a campaign sent at a local time (the recipients' fallback).
     workspace_timezone: str
 
 
@@ -146,8 +147,11 @@ def prepare(db: Session, campaign: Campaign, *, triggered: bool = False) -> Prep
             and template_wants_recommendations(db, template)
         ):
             contents[v.key][USES_RECOMMENDATIONS] = True  # the recipient's picks ride in the outbox row
-    workspace = db.get(Workspace, campaign.workspace_id)
-    return Prepared(campaign, plan, contents, workspace.timezone if workspace else "UTC")
+    timezone = "UTC"
+    if campaign.local_time:  # only a send at a local time needs the workspace's zone (the fallback)
+        workspace = db.get(Workspace, campaign.workspace_id)
+        timezone = workspace.timezone if workspace else "UTC"
+    return Prepared(campaign, plan, contents, timezone)
 
 
 def _run_at(prepared: Prepared, *, base: datetime, zone_name: str | None, index: int) -> datetime:
@@ -344,10 +348,13 @@ def enter_many(
     entries: Sequence[Entry],
     now: datetime,
     prepared: Prepared | None = None,
+    profiles_known: bool = False,
 ) -> list[str | None]:
     """Admit profiles into an active triggered/date-relative campaign in a few statements: re-entry
     rules, stable arm, recipient rows, held-out events for control, outbox rows for the rest. Returns each
-    entry's arm, or None when it was refused or existed already (the same event twice enters once)."""
+    entry's arm, or None when it was refused or existed already (the same event twice enters once).
+    ``profiles_known``: the entries' profiles were read from the campaign's workspace in this transaction
+    (the triggers: linked events, segment changes, date candidates), so the outbox does not check them again."""
     if campaign.status != ACTIVE or not entries:
         return [None] * len(entries)
     allowed = _admissible(db, campaign, entries)
@@ -406,5 +413,7 @@ def enter_many(
         )
     repo.insert_events(db, held)
     outbox = with_recommendations(db, campaign=campaign, rows=outbox, now=now)
-    messaging_service.enqueue_many(db, workspace_id=campaign.workspace_id, rows=outbox, now=now)
+    messaging_service.enqueue_many(
+        db, workspace_id=campaign.workspace_id, rows=outbox, now=now, profiles_known=profiles_known
+    )
     return arms

@@ -256,6 +256,7 @@ class BatchResolver:
         self.history: list[dict[str, Any]] = []
         self.merge_ops: list[tuple[int, int, str, int | None]] = []
         self.result = Resolution(profile_ids=[], suppressed=[])
+        self._with_counts = True  # whether _load_profiles reads identity counts (see _load)
 
     # -- loading -------------------------------------------------------------------------------------------
     def _load(self, touches: Sequence[Touch]) -> set[tuple[str, str]]:
@@ -270,8 +271,17 @@ class BatchResolver:
                 rows = conn.execute(_OWNERS, {"ws": self.workspace_id, "kind": kind, "part": list(part)})
                 for value, pid in rows:
                     self.owner[(kind, value)] = pid
+        # identity counts matter only to a touch that may attach an identifier or merge profiles
+        self._with_counts = not all(self._settled(touch) for touch in touches)
         self._load_profiles(set(self.owner.values()))
         return suppressed
+
+    def _settled(self, touch: Touch) -> bool:
+        """Whether every identifier of ``touch`` belongs to one and the same stored profile already (the
+        common case: a known visitor or customer acting again): it attaches, links and merges nothing."""
+        return len({self.owner.get(key) for key in touch.identifiers} - {None}) <= 1 and all(
+            key in self.owner for key in touch.identifiers
+        )
 
     def _load_profiles(self, ids: set[int]) -> None:
         pending = sorted(ids - set(self.profs))
@@ -299,6 +309,8 @@ class BatchResolver:
                         last_seen=r.last_seen_at,
                         counts=Counter(),
                     )
+                if not self._with_counts:
+                    continue
                 for pid, kind, n in conn.execute(_IDENTITY_COUNTS, params):
                     if pid in self.profs:
                         self.profs[pid].counts[kind] += n

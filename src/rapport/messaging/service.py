@@ -115,12 +115,15 @@ def enqueue(
     return message
 
 
-def enqueue_many(db: Session, *, workspace_id: int, rows: Sequence[OutboxRow], now: datetime) -> int:
+def enqueue_many(
+    db: Session, *, workspace_id: int, rows: Sequence[OutboxRow], now: datetime, profiles_known: bool = False
+) -> int:
     """Write many outbox rows in the caller's transaction with a few multi-row INSERTs, and their
     ``queued`` feedback; rows whose dedupe key was used before (or earlier in ``rows``) are skipped (R6).
 
     Validates every row like :func:`enqueue` (nothing is written when one is invalid or names a profile
-    outside the workspace) and returns how many rows were new. Content shared by many rows is serialised
+    outside the workspace; ``profiles_known``: the caller read every profile from the workspace in this
+    transaction, so that read is not made again) and returns how many rows were new. Content shared by many rows is serialised
     once. Example::
 
         content = {"subject": "Autumn sale", "html": "<p>Hi {{ profile.first_name }}</p>"}
@@ -138,10 +141,11 @@ def enqueue_many(db: Session, *, workspace_id: int, rows: Sequence[OutboxRow], n
         unique.setdefault(row.dedupe_key, row)
     if not unique:
         return 0
-    wanted = {row.profile_id for row in unique.values()}
-    missing = wanted - repo.existing_profiles(db, workspace_id=workspace_id, profile_ids=sorted(wanted))
-    if missing:
-        raise NotFound("profile not found", details={"profile_ids": sorted(missing)[:20]})
+    if not profiles_known:
+        wanted = {row.profile_id for row in unique.values()}
+        missing = wanted - repo.existing_profiles(db, workspace_id=workspace_id, profile_ids=sorted(wanted))
+        if missing:
+            raise NotFound("profile not found", details={"profile_ids": sorted(missing)[:20]})
     values = repo.BulkValues(db)
     stamp = values.time(now)
     contents: dict[int, Any] = {}
