@@ -76,7 +76,11 @@ def test_a_worker_runs_only_its_roles(runtime: Runtime, tenant: Tenant, sink: Sm
     _queue_message(runtime, tenant, pid, "o1")
     job_id = _queue_job(runtime, tenant)
     _write_event(runtime, tenant)
-    env = {"RAPPORT_SMTP_HOST": sink.host, "RAPPORT_SMTP_PORT": str(sink.port), "RAPPORT_SECRET_KEY": "k" * 32}
+    env = {
+        "RAPPORT_SMTP_HOST": sink.host,
+        "RAPPORT_SMTP_PORT": str(sink.port),
+        "RAPPORT_SECRET_KEY": "k" * 32,
+    }
 
     cli("worker", "--once", "--role", "delivery", database_url=db_url, env=env)
     [received] = sink.wait_for(1)
@@ -105,7 +109,9 @@ def test_a_delivery_worker_elsewhere_is_woken_by_the_queueing_transaction(
     runtime: Runtime, tenant: Tenant, sink: SmtpSink, settings: Settings
 ) -> None:
     if not settings.database_url.startswith("postgresql"):
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite one process delivers and its lanes wake each other")
+        pytest.skip(
+            "LISTEN/NOTIFY is PostgreSQL's; on SQLite one process delivers and its lanes wake each other"
+        )
     [pid] = make_people(runtime, tenant, 1)
     # the delivery worker has its own runtime (engine, connections, lanes) as another process would, and a
     # poll 30 s away: only the notification can make it deliver within seconds

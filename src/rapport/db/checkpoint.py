@@ -31,6 +31,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from rapport.db.gate import FairGate
+
 log = logging.getLogger("rapport.db.checkpoint")
 
 #: Seconds between looks at the log's size.
@@ -44,9 +46,7 @@ GATE_WAIT = 5.0
 class WalCheckpointer:
     """Checkpoints one database file's write-ahead log from a thread while connections are attached."""
 
-    def __init__(
-        self, path: str, gate: threading.Lock | None = None, turn: threading.Event | None = None
-    ) -> None:
+    def __init__(self, path: str, gate: FairGate | None = None, turn: threading.Event | None = None) -> None:
         self.path = path
         self.gate = gate
         self.turn = turn
@@ -126,7 +126,7 @@ def _key(path: str) -> tuple[int, str]:
     return os.getpid(), str(Path(path).resolve())
 
 
-def attach(path: str, gate: threading.Lock | None = None, turn: threading.Event | None = None) -> None:
+def attach(path: str, gate: FairGate | None = None, turn: threading.Event | None = None) -> None:
     """Count one more connection of this process on ``path``; start its checkpointer if none runs.
 
     ``gate``: the file's in-process write gate, held for the checkpoint's second pass; ``turn``: the event

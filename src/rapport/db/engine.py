@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from rapport.db import checkpoint
+from rapport.db.gate import FairGate
 from rapport.kit import fastjson
 
 
@@ -53,20 +54,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 #: How long a writer waits for this process's turn before trying SQLite's lock anyway (its busy timeout).
 GATE_TIMEOUT = 30.0
 
-_gates: dict[str, tuple[threading.Lock, threading.Event]] = {}
+_gates: dict[str, tuple[FairGate, threading.Event]] = {}
 _gates_lock = threading.Lock()
 
 
-def _gate_for(database: str) -> tuple[threading.Lock, threading.Event]:
-    """The write gate of one SQLite database file, shared by every engine of this process on it, with its
-    turn: an event set while writers may queue at the gate, which the checkpointer clears while it waits
-    for the gate (a lock is not fair: a writer committing back to back would take it again before the
-    waiting checkpointer, every time)."""
+def _gate_for(database: str) -> tuple[FairGate, threading.Event]:
+    """The write gate of one SQLite database file, shared by every engine of this process on it (handed
+    on in arrival order, ``db/gate.py``), with its turn: an event set while writers may queue at the gate,
+    which the checkpointer clears while it waits for the gate so that it goes before the writers that
+    queue after it asked."""
     key = str(Path(database).resolve()) if database and database != ":memory:" else f"memory:{database}"
     with _gates_lock:
         held = _gates.get(key)
         if held is None:
-            held = _gates[key] = (threading.Lock(), threading.Event())
+            held = _gates[key] = (FairGate(), threading.Event())
             held[1].set()
         return held
 
@@ -78,11 +79,11 @@ class GatedConnection(sqlite3.Connection):
     handler in growing steps (1, 2, 5, … up to 100 ms) however soon the lock frees, with no order among
     the waiters: with the ingest committer, the event processor and the deliverer of one process all
     writing, that polling put hundreds of milliseconds into the tail of B5's real-time chain. Threads of
-    one process therefore take turns at a lock of this process (handed over the moment a transaction
-    commits or rolls back) before asking SQLite; another process (a separate ``rapport worker``) still
+    one process therefore take turns at a gate of this process (handed to the longest waiter the moment a
+    transaction commits or rolls back) before asking SQLite; another process (a separate ``rapport worker``) still
     meets them at SQLite's own lock, its busy timeout as before."""
 
-    gate: threading.Lock | None = None
+    gate: FairGate | None = None
     #: Cleared while the file's checkpointer waits for the gate: writers then let it go first.
     turn: threading.Event | None = None
     holding = False
