@@ -18,9 +18,9 @@ message never waits for a poll. A 10 ms poll, as earlier sessions ran B5, only m
 database a hundred times a second on the same two cores (measured: about as much of the worker's time as
 the event processor itself).
 
-Before the measured runs, half a second of the same load (500 more customers) warms the fresh server up and
-is not measured: its first batches fill the process's caches (compiled and prepared statements, lazily
-imported modules).
+Before the measured runs, half a second of the same load (500 more customers) warms the fresh server (and
+workers) up and is not measured: its first batches fill the processes' caches (compiled and prepared
+statements, lazily imported modules); the first run starts once the warm-up's messages have arrived.
 
 A second row per store runs the same load against a workspace without campaigns: event -> processed (the
 segment entry's ``entered_at``, stamped by the transaction that applied the event and updated its computed
@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -301,13 +302,19 @@ def _load(server: Server, write_key: str, users: range, *, rate: int) -> dict[st
     return sent
 
 
-def _warm_up(server: Server, write_key: str, url: str, users: range) -> None:
+def _warm_up(
+    server: Server, write_key: str, url: str, users: range, arrivals: Callable[[], dict[str, float]] | None
+) -> None:
     """Send half a second of the load to users outside the measured runs and wait until they are in the
-    segment: the first batches of a fresh process fill its caches (compiled statements, prepared ones,
-    lazily imported modules) and are not what the runs measure."""
+    segment and, with ``arrivals`` (the sink's), until their messages arrived: the first batches of each
+    fresh process (the API's, and the workers' when they run apart) fill its caches (compiled statements,
+    prepared ones, lazily imported modules) and are not what the runs measure, and the first run does not
+    start behind the warm-up's messages still being delivered."""
     sent = _load(server, write_key, users, rate=RATE)
     deadline = time.time() + 60
     while time.time() < deadline and not set(sent) <= set(_entries(url, users)):
+        time.sleep(0.2)
+    while arrivals is not None and time.time() < deadline and not set(sent) <= set(arrivals()):
         time.sleep(0.2)
 
 
@@ -466,7 +473,8 @@ def _run_store(
     per_run_p99 = Measurement(label, "ms", higher_is_better=False)
     done_total = sent_total = 0
     try:
-        _warm_up(server, write_key, url, range(per_run * ctx.runs, per_run * ctx.runs + WARMUP))
+        warm = range(per_run * ctx.runs, per_run * ctx.runs + WARMUP)
+        _warm_up(server, write_key, url, warm, sink.arrivals if messages else None)
         for run_no in range(ctx.runs):
             users = range(run_no * per_run, (run_no + 1) * per_run)
             sent = _load(server, write_key, users, rate=RATE)
