@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from rapport.app import build_deliverer
+from rapport.app import build_deliverer, build_worker
 from rapport.config import Settings
 from rapport.messaging import render_pool
 from rapport.messaging import service as messaging_service
@@ -194,3 +194,24 @@ def test_the_worker_builds_its_deliverer_with_the_configured_helpers(
         deliverer.close()
         runtime.close()
     assert render_pool.resolve_processes(-1) == (1 if (os.cpu_count() or 1) >= 2 else 0)
+
+
+def test_a_running_worker_starts_its_render_helpers_before_any_batch(settings: Settings) -> None:
+    """The helpers start with the worker, in the background, not with the first big batch: their start
+    (a process importing Rapport) then never lands in the middle of the traffic (B5's first run)."""
+    runtime = build_runtime(settings.model_copy(update={"render_processes": 1, "worker_poll_seconds": 30.0}))
+    worker = build_worker(runtime, ["delivery"])
+    [deliverer] = [tick.__self__ for tick in worker.ticks]  # type: ignore[attr-defined]
+    assert isinstance(deliverer, Deliverer) and deliverer.render_pool is not None
+    assert not deliverer.render_pool.started  # built, not running: nothing spawned (drain, CLI, tests)
+    worker.start_thread()
+    try:
+        deadline = time.monotonic() + 10
+        while not deliverer.render_pool.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert deliverer.render_pool.started
+        assert os.getpid() not in deliverer.render_pool.wait_ready()  # warm, and nothing was ever sent
+    finally:
+        worker.stop_thread()
+        deliverer.close()
+        runtime.close()

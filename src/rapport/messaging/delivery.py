@@ -251,6 +251,13 @@ class Deliverer:
         self._sender: ThreadPoolExecutor | None = None
         self._inflight: tuple[list[_Ready], Future[dict[str, SendResult]]] | None = None
 
+    def on_start(self) -> None:
+        """A running worker starts: start the render helpers now, in the background (render_pool.py), so
+        that their start (a process importing Rapport, a second or two of CPU) never lands in the middle
+        of the traffic whose first big batch would otherwise start them (B5: the first run's p99 doubled)."""
+        if self.render_pool is not None:
+            self.render_pool.start()
+
     @property
     def journal(self) -> journal.SendJournal:
         """This worker's send journal (opened on first use)."""

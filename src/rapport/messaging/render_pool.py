@@ -14,9 +14,11 @@ and output caps apply in the helper as they do inline). Each job comes back in o
 ``RenderError`` (message and whether it is transient), which the deliverer then records exactly as an
 inline failure. In-app messages keep rendering inline: their build writes the rendered parts onto the row.
 
-Helpers are started with ``spawn`` (never ``fork``: the deliverer has threads) by the first batch big
-enough to pay for the round trip (``POOL_MIN`` renders; smaller ones always render inline), in the
-background: that batch, and any while they warm up (imports, locales), renders inline. When a helper dies
+Helpers are started with ``spawn`` (never ``fork``: the deliverer has threads), in the background, when a
+running worker starts (``Deliverer.on_start``: ``rapport worker``, the in-process worker of ``rapport
+serve``), or else (``drain``, the CLI, tests) by the first batch big enough to pay for the round trip
+(``POOL_MIN`` renders; smaller ones always render inline): any batch while they warm up (imports, locales)
+renders inline. When a helper dies
 (killed, out of memory) the batch renders inline and the pool starts again: nothing was sent from it, so
 nothing is lost or doubled.
 """
@@ -146,9 +148,9 @@ def _render_chunk(jobs: Sequence[RenderJob], now: datetime) -> list[OutboundMess
 class RenderPool:
     """``processes`` helper processes rendering for one deliverer (see the module's docstring).
 
-    Nothing starts until a batch is big enough to use them (or :meth:`wait_ready`): a worker that only
-    ever sends a few messages at a time never spawns one. The batch that starts them, and any batch while
-    they warm up, renders inline, so no batch ever waits for a helper to start."""
+    Nothing starts until :meth:`start` (a running worker's deliverer, at its start), a batch big enough to
+    use them, or :meth:`wait_ready`. Any batch while they warm up renders inline, so no batch ever waits for
+    a helper to start."""
 
     def __init__(self, processes: int, engine: TemplateEngine) -> None:
         self.processes = processes
@@ -160,6 +162,11 @@ class RenderPool:
         self._warming: list[Future[int]] = []
         self.rebuilt = 0  # times a lost helper made the pool start again
         self.pooled = 0  # jobs the helpers rendered
+
+    @property
+    def started(self) -> bool:
+        """Whether the helpers were started (they may still be warming up)."""
+        return self._executor is not None
 
     def start(self) -> None:
         """Start the helpers (in the background) unless they run or gave up."""

@@ -15,7 +15,9 @@ them to their next poll (the jobs lane keeps to its poll: ticks create no jobs),
 ``notify_work(runtime[, channel])`` wakes them (or a channel's) from outside (ingest wakes the processor's
 after it commits events). On PostgreSQL a tick may name a ``wake_channel``: a listener thread ``LISTEN``s
 on it and wakes the tick's lane on every notification, so work committed by another thread or process
-(ingest sends ``NOTIFY`` with its events) starts at once instead of at the lane's next poll.
+(ingest sends ``NOTIFY`` with its events) starts at once instead of at the lane's next poll. Before the
+lanes start, ``run_forever`` calls each tick's ``on_start`` if it has one (the deliverer starts its render
+helpers then, not in the middle of the traffic).
 """
 
 from __future__ import annotations
@@ -223,6 +225,10 @@ class Worker:
             if (channel := _wake_channel(work)) is not None:
                 self._channels.setdefault(channel, []).append(waker)
         self.runtime.ports[WAKE_PORT] = self.wake
+        for tick in self.ticks:  # a tick may prepare what it will need, before any work (``on_start``)
+            on_start = getattr(_owner(tick), "on_start", None)
+            if callable(on_start):
+                on_start()
         threads = [
             threading.Thread(
                 target=self._lane, args=(work, waker, stop), name=f"rapport-worker-{name}", daemon=True
