@@ -279,9 +279,8 @@ class BatchResolver:
     def _settled(self, touch: Touch) -> bool:
         """Whether every identifier of ``touch`` belongs to one and the same stored profile already (the
         common case: a known visitor or customer acting again): it attaches, links and merges nothing."""
-        return len({self.owner.get(key) for key in touch.identifiers} - {None}) <= 1 and all(
-            key in self.owner for key in touch.identifiers
-        )
+        owners = {self.owner.get(key) for key in touch.identifiers}
+        return None not in owners and len(owners) <= 1
 
     def _load_profiles(self, ids: set[int]) -> None:
         pending = sorted(ids - set(self.profs))

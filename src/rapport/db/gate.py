@@ -1,8 +1,9 @@
 """A lock handed to its waiters in the order they came: the write gate of one SQLite file in one process.
 
 ``threading.Lock`` is not fair. A thread that commits and starts its next write transaction at once (the
-event processor working through a backlog) takes the lock again before a waiting thread is even scheduled,
-so the others (the deliverer's claim, the ingest committer) waited several of its transactions for one of
+event processor working through a backlog) can take the lock again before a waiting thread runs, on a
+loaded machine (tests/test_sqlite_write_gate.py caught it 1 time in 5 beside two busy processes), so the
+others (the deliverer's claim, the ingest committer) could wait several of its transactions for one of
 theirs. A ``FairGate`` hands the lock straight to the longest waiter when it is released: every writer of
 the process gets its turn after at most one transaction of each writer ahead of it.
 
