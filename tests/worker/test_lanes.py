@@ -225,3 +225,26 @@ def test_ticks_work_does_not_wake_the_jobs_lane_but_notify_work_does(db_url: str
     assert len(busy.calls) >= 50
     assert after_busy_work == 1  # its first round only: 50 rounds of tick work woke it never
     assert woken == 2
+
+
+def test_a_tick_whose_start_fails_still_runs(db_url: str) -> None:
+    """``on_start`` prepares a tick before the lanes run (the deliverer starts its render helpers); when it
+    fails, the worker logs it and runs the tick all the same."""
+
+    class Fragile(Counter):
+        def on_start(self) -> None:
+            raise OSError("no process could start")
+
+    runtime = _runtime(db_url, poll=0.01)
+    tick = Fragile()
+    worker = Worker(runtime, HandlerRegistry())
+    worker.add_tick(tick)
+    worker.start_thread()
+    try:
+        deadline = time.monotonic() + 5
+        while len(tick.calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop_thread()
+        runtime.close()
+    assert len(tick.calls) >= 3

@@ -228,7 +228,10 @@ class Worker:
         for tick in self.ticks:  # a tick may prepare what it will need, before any work (``on_start``)
             on_start = getattr(_owner(tick), "on_start", None)
             if callable(on_start):
-                on_start()
+                try:
+                    on_start()
+                except Exception:  # e.g. no helper process could start: the tick runs without it
+                    log.exception("worker tick failed to start")
         threads = [
             threading.Thread(
                 target=self._lane, args=(work, waker, stop), name=f"rapport-worker-{name}", daemon=True
