@@ -28,6 +28,21 @@ class Counter:
         return self.result
 
 
+def _run_until(runtime: Runtime, ticks: list[Callable[[], int]], done: Callable[[], bool]) -> None:
+    """Run a worker with ``ticks`` in its lanes until ``done()`` (at most 5 s), then stop it and the runtime."""
+    worker = Worker(runtime, HandlerRegistry())
+    for tick in ticks:
+        worker.add_tick(tick)
+    worker.start_thread()
+    try:
+        deadline = time.monotonic() + 5
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop_thread()
+        runtime.close()
+
+
 def _lane_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("rapport-worker")]
 
@@ -71,17 +86,7 @@ def test_work_in_one_lane_wakes_the_others_before_their_poll(db_url: str) -> Non
         produced.append(time.monotonic())
         return 1
 
-    worker = Worker(runtime, HandlerRegistry())
-    worker.add_tick(producer)
-    worker.add_tick(consumer)
-    worker.start_thread()
-    try:
-        deadline = time.monotonic() + 5
-        while len(consumer.calls) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        worker.stop_thread()
-        runtime.close()
+    _run_until(runtime, [producer, consumer], lambda: len(consumer.calls) >= 2)
     assert produced and len(consumer.calls) >= 2
     assert 0 <= consumer.calls[1] - produced[0] < 1.0
 
@@ -235,16 +240,6 @@ def test_a_tick_whose_start_fails_still_runs(db_url: str) -> None:
         def on_start(self) -> None:
             raise OSError("no process could start")
 
-    runtime = _runtime(db_url, poll=0.01)
     tick = Fragile()
-    worker = Worker(runtime, HandlerRegistry())
-    worker.add_tick(tick)
-    worker.start_thread()
-    try:
-        deadline = time.monotonic() + 5
-        while len(tick.calls) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        worker.stop_thread()
-        runtime.close()
+    _run_until(_runtime(db_url, poll=0.01), [tick], lambda: len(tick.calls) >= 3)
     assert len(tick.calls) >= 3
