@@ -14,9 +14,9 @@ writers go on appending to the log while it copies. The log restarts from its be
 after a *complete* checkpoint, though, and with a writer committing back to back (an import, ingest under
 load) a checkpoint running beside it never is: frames keep arriving while it copies, and the log grew by
 everything written (6 GB in the first minutes of a million-customer import). So a second pass follows
-while the thread holds this process's write gate (``db/engine.py``; writers let it go first, see
-``GatedConnection.turn``): no writer of the process appends, the
-pass copies only what arrived during the first one, and the next write starts the log over. The gate is
+while the thread holds this process's write gate (``db/engine.py``; first come, first served, so it goes
+after the writers already waiting and before any that come after it asked): no writer of the process
+appends, the pass copies only what arrived during the first one, and the next write starts the log over. The gate is
 held for that remainder alone, not for the bulk of the copy that the writer's COMMIT used to do.
 ``journal_size_limit`` (set on every connection) then truncates the file back when the log restarts.
 The thread stops when the last connection of the process on that file closes (SQLite checkpoints and
@@ -46,10 +46,9 @@ GATE_WAIT = 5.0
 class WalCheckpointer:
     """Checkpoints one database file's write-ahead log from a thread while connections are attached."""
 
-    def __init__(self, path: str, gate: FairGate | None = None, turn: threading.Event | None = None) -> None:
+    def __init__(self, path: str, gate: FairGate | None = None) -> None:
         self.path = path
         self.gate = gate
-        self.turn = turn
         self.wal = path + "-wal"
         self.users = 0
         self.checkpoints = 0
@@ -85,19 +84,11 @@ class WalCheckpointer:
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         """Copy the log back: a passive pass beside the writers, then the remainder with the gate held."""
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        if self.gate is not None:
-            if self.turn is not None:
-                self.turn.clear()  # writers wait for this thread's turn before queueing at the gate
+        if self.gate is not None and self.gate.acquire(timeout=GATE_WAIT):
             try:
-                got = self.gate.acquire(timeout=GATE_WAIT)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             finally:
-                if self.turn is not None:
-                    self.turn.set()
-            if got:
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                finally:
-                    self.gate.release()
+                self.gate.release()
         self.checkpoints += 1
 
     def _run(self) -> None:
@@ -126,16 +117,15 @@ def _key(path: str) -> tuple[int, str]:
     return os.getpid(), str(Path(path).resolve())
 
 
-def attach(path: str, gate: FairGate | None = None, turn: threading.Event | None = None) -> None:
+def attach(path: str, gate: FairGate | None = None) -> None:
     """Count one more connection of this process on ``path``; start its checkpointer if none runs.
 
-    ``gate``: the file's in-process write gate, held for the checkpoint's second pass; ``turn``: the event
-    writers wait on before they queue at it, cleared while the checkpointer waits (it goes first)."""
+    ``gate``: the file's in-process write gate, held for the checkpoint's second pass."""
     key = _key(path)
     with _lock:
         checkpointer = _running.get(key)
         if checkpointer is None:
-            checkpointer = _running[key] = WalCheckpointer(key[1], gate, turn)
+            checkpointer = _running[key] = WalCheckpointer(key[1], gate)
             checkpointer.start()
         checkpointer.users += 1
 

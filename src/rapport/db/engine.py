@@ -54,22 +54,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 #: How long a writer waits for this process's turn before trying SQLite's lock anyway (its busy timeout).
 GATE_TIMEOUT = 30.0
 
-_gates: dict[str, tuple[FairGate, threading.Event]] = {}
+_gates: dict[str, FairGate] = {}
 _gates_lock = threading.Lock()
 
 
-def _gate_for(database: str) -> tuple[FairGate, threading.Event]:
+def _gate_for(database: str) -> FairGate:
     """The write gate of one SQLite database file, shared by every engine of this process on it (handed
-    on in arrival order, ``db/gate.py``), with its turn: an event set while writers may queue at the gate,
-    which the checkpointer clears while it waits for the gate so that it goes before the writers that
-    queue after it asked."""
+    on in arrival order, ``db/gate.py``: the checkpointer's second pass too goes before the writers that
+    ask after it)."""
     key = str(Path(database).resolve()) if database and database != ":memory:" else f"memory:{database}"
     with _gates_lock:
-        held = _gates.get(key)
-        if held is None:
-            held = _gates[key] = (FairGate(), threading.Event())
-            held[1].set()
-        return held
+        return _gates.setdefault(key, FairGate())
 
 
 class GatedConnection(sqlite3.Connection):
@@ -79,13 +74,11 @@ class GatedConnection(sqlite3.Connection):
     handler in growing steps (1, 2, 5, … up to 100 ms) however soon the lock frees, with no order among
     the waiters: with the ingest committer, the event processor and the deliverer of one process all
     writing, that polling put hundreds of milliseconds into the tail of B5's real-time chain. Threads of
-    one process therefore take turns at a gate of this process (handed to the longest waiter the moment a
-    transaction commits or rolls back) before asking SQLite; another process (a separate ``rapport worker``) still
-    meets them at SQLite's own lock, its busy timeout as before."""
+    one process therefore take turns at a gate of this process (handed to the longest waiter the moment
+    a transaction commits or rolls back) before asking SQLite; another process (a separate ``rapport
+    worker``) still meets them at SQLite's own lock, its busy timeout as before."""
 
     gate: FairGate | None = None
-    #: Cleared while the file's checkpointer waits for the gate: writers then let it go first.
-    turn: threading.Event | None = None
     holding = False
     #: The database file whose background checkpointer this connection counts in (rapport.db.checkpoint).
     checkpointed: str | None = None
@@ -93,14 +86,12 @@ class GatedConnection(sqlite3.Connection):
     def attach_checkpointer(self, path: str) -> None:
         """Leave this connection's WAL checkpoints to the process's checkpointer thread of ``path``."""
         self.execute("PRAGMA wal_autocheckpoint=0")
-        checkpoint.attach(path, self.gate, self.turn)
+        checkpoint.attach(path, self.gate)
         self.checkpointed = path
 
     def take_gate(self) -> None:
         """Wait for this process's write turn (give up after GATE_TIMEOUT: SQLite's busy timeout decides)."""
         if self.gate is not None and not self.holding:
-            if self.turn is not None:
-                self.turn.wait(GATE_TIMEOUT)
             self.holding = self.gate.acquire(timeout=GATE_TIMEOUT)
 
     def release_gate(self) -> None:
@@ -182,13 +173,13 @@ def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine
             pool_pre_ping=False,
         )
         database = make_url(url).database or ""
-        gate, turn = _gate_for(database)
+        gate = _gate_for(database)
         on_file = database not in ("", ":memory:") and not database.startswith("file:")
 
         def _connected(dbapi_connection: Any, record: Any) -> None:
             _sqlite_pragmas(dbapi_connection, record)
             if isinstance(dbapi_connection, GatedConnection):
-                dbapi_connection.gate, dbapi_connection.turn = gate, turn
+                dbapi_connection.gate = gate
                 if on_file:
                     dbapi_connection.attach_checkpointer(database)
 
