@@ -306,23 +306,6 @@ class Entry:
     run_at: datetime | None = None
 
 
-def enter(
-    db: Session,
-    *,
-    campaign: Campaign,
-    profile_id: int,
-    entry_key: str,
-    at: datetime,
-    now: datetime,
-    extra: Mapping[str, Any] | None = None,
-    run_at: datetime | None = None,
-    prepared: Prepared | None = None,
-) -> str | None:
-    """Admit one profile (see :func:`enter_many`); returns its arm, or None when refused or a repeat."""
-    entry = Entry(profile_id, entry_key, at, extra, run_at)
-    return enter_many(db, campaign=campaign, entries=[entry], now=now, prepared=prepared)[0]
-
-
 def _admissible(db: Session, campaign: Campaign, entries: Sequence[Entry]) -> list[bool]:
     """Apply the re-entry rule to a batch: against earlier entries and within the batch itself."""
     # a date-relative "once" means once per occurrence: the entry key (the date) already says so
@@ -348,13 +331,13 @@ def enter_many(
     entries: Sequence[Entry],
     now: datetime,
     prepared: Prepared | None = None,
-    profiles_known: bool = False,
 ) -> list[str | None]:
     """Admit profiles into an active triggered/date-relative campaign in a few statements: re-entry
     rules, stable arm, recipient rows, held-out events for control, outbox rows for the rest. Returns each
     entry's arm, or None when it was refused or existed already (the same event twice enters once).
-    ``profiles_known``: the entries' profiles were read from the campaign's workspace in this transaction
-    (the triggers: linked events, segment changes, date candidates), so the outbox does not check them again."""
+
+    The entries' profiles come from the campaign's workspace, read in this transaction by the caller (the
+    triggers: linked events, segment changes, date candidates), so the outbox does not check them again."""
     if campaign.status != ACTIVE or not entries:
         return [None] * len(entries)
     allowed = _admissible(db, campaign, entries)
@@ -414,6 +397,6 @@ def enter_many(
     repo.insert_events(db, held)
     outbox = with_recommendations(db, campaign=campaign, rows=outbox, now=now)
     messaging_service.enqueue_many(
-        db, workspace_id=campaign.workspace_id, rows=outbox, now=now, profiles_known=profiles_known
+        db, workspace_id=campaign.workspace_id, rows=outbox, now=now, profiles_known=True
     )
     return arms

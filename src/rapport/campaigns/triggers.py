@@ -125,7 +125,7 @@ def on_events(batch: BatchApplied) -> None:
             )
         campaign = _live(db, campaign_id) if entries else None
         if campaign is not None:
-            sending.enter_many(db, campaign=campaign, entries=entries, now=now, profiles_known=True)
+            sending.enter_many(db, campaign=campaign, entries=entries, now=now)
 
 
 def on_membership(db: Session, changes: list[MembershipChange]) -> None:
@@ -153,8 +153,7 @@ def on_membership(db: Session, changes: list[MembershipChange]) -> None:
             ]
             campaign = _live(db, campaign_id) if entries else None
             if campaign is not None:
-                at = max(e.at for e in entries)
-                sending.enter_many(db, campaign=campaign, entries=entries, now=at, profiles_known=True)
+                sending.enter_many(db, campaign=campaign, entries=entries, now=max(e.at for e in entries))
 
 
 # -- date-relative ---------------------------------------------------------------------------------------
@@ -237,9 +236,7 @@ def scan_date_campaign(db: Session, *, campaign: Campaign, now: datetime) -> int
         )
     entered = 0
     for start in range(0, len(entries), 1000):
-        arms = sending.enter_many(
-            db, campaign=campaign, entries=entries[start : start + 1000], now=now, profiles_known=True
-        )
+        arms = sending.enter_many(db, campaign=campaign, entries=entries[start : start + 1000], now=now)
         entered += sum(arm is not None for arm in arms)
     return entered
 

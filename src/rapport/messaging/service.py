@@ -123,8 +123,8 @@ def enqueue_many(
 
     Validates every row like :func:`enqueue` (nothing is written when one is invalid or names a profile
     outside the workspace; ``profiles_known``: the caller read every profile from the workspace in this
-    transaction, so that read is not made again) and returns how many rows were new. Content shared by many rows is serialised
-    once. Example::
+    transaction, so that read is not made again) and returns how many rows were new. Content shared by
+    many rows is serialised once. Example::
 
         content = {"subject": "Autumn sale", "html": "<p>Hi {{ profile.first_name }}</p>"}
         rows = [OutboxRow(pid, "email", content, f"c{campaign.id}:{pid}:email", campaign_id=campaign.id)
