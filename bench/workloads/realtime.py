@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -398,11 +399,36 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
         results.append(_run_store(ctx, store, messages=True))
         results.append(_run_store(ctx, store, messages=False))
         if store == "postgresql":  # also as production runs it: API and worker in their own processes
-            results.append(_run_store(ctx, store, messages=True, separate_worker=True))
-            results.append(_run_store(ctx, store, messages=False, separate_worker=True))
-            # and with delivery in a worker process of its own (``rapport worker --role``)
-            results.append(_run_store(ctx, store, messages=True, separate_worker=True, split_roles=True))
+            results.append(_run_store(ctx, store, messages=True, shape=ONE_WORKER))
+            results.append(_run_store(ctx, store, messages=False, shape=ONE_WORKER))
+            results.append(_run_store(ctx, store, messages=True, shape=SPLIT_WORKERS))
     return results
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How Rapport runs for one B5 row: the roles of each ``rapport worker`` process beside the API (none:
+    the API's in-process worker does everything; "": a worker with every role), and how the row says so."""
+
+    suffix: str  # of the store's and the logs' names
+    workers: tuple[str, ...]
+    title: str
+    note: str
+
+
+IN_PROCESS = _Shape("", (), "", "")
+ONE_WORKER = _Shape(
+    "_worker", ("",), ", API and worker processes",
+    "production shape: API process (uvicorn, no in-process worker) + one `rapport worker` process woken by "
+    "NOTIFY; RSS is the sum of both",
+)  # fmt: skip
+#: Delivery in a worker process of its own (``rapport worker --role``).
+SPLIT_WORKERS = _Shape(
+    "_worker_roles", ("events,jobs", "delivery"), ", API, events and delivery processes",
+    "production shape: API process (uvicorn, no in-process worker) + `rapport worker --role events,jobs` + "
+    "`rapport worker --role delivery`, each woken by NOTIFY (events; queued messages); RSS is the sum of all "
+    "three",
+)  # fmt: skip
 
 
 class _WorkerProcess(ChildProcess):
@@ -430,14 +456,10 @@ class _WorkerProcess(ChildProcess):
         time.sleep(0.5)  # its lanes' first polls, before any load
 
 
-def _run_store(
-    ctx: Context, store: str, *, messages: bool, separate_worker: bool = False, split_roles: bool = False
-) -> Result:
-    """One B5 row. ``separate_worker``: the API and ``rapport worker`` in processes of their own;
-    ``split_roles`` also: two workers, ``--role events,jobs`` and ``--role delivery``."""
+def _run_store(ctx: Context, store: str, *, messages: bool, shape: _Shape = IN_PROCESS) -> Result:
+    """One B5 row, with Rapport's processes as ``shape`` says."""
     per_run = max(500, min(3000, int(RATE * ctx.duration)))
-    name = ("realtime" if messages else "processing") + ("_worker" if separate_worker else "")
-    name += "_roles" if split_roles else ""
+    name = ("realtime" if messages else "processing") + shape.suffix
     path, database = (ctx.out / f"{name}.db", "") if store == "sqlite" else (None, f"bench_{name}")
     url = f"sqlite:///{path}" if path is not None else ctx.pg_server().create_database(database)
     what = f"{TRIGGERS} triggers" if messages else "no campaigns"
@@ -448,18 +470,15 @@ def _run_store(
            "RAPPORT_RUN_WORKER_IN_PROCESS": "true", "RAPPORT_SMTP_HOST": "127.0.0.1",
            "RAPPORT_SMTP_PORT": str(sink.port), "RAPPORT_SPOOL_DIR": str(ctx.out / f"spool-{store}-{name}"),
            "RAPPORT_WORKER_POLL_SECONDS": os.environ.get("RAPPORT_BENCH_B5_POLL", "0.2")}  # fmt: skip
-    if separate_worker:
+    if shape.workers:
         env["RAPPORT_RUN_WORKER_IN_PROCESS"] = "false"
     server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
                     log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
     workers: list[_WorkerProcess] = []
     try:
-        if split_roles:
-            for roles in ("events,jobs", "delivery"):
-                log = ctx.out / f"worker-b5-{store}-{name}-{roles.replace(',', '-')}.log"
-                workers.append(_WorkerProcess({**env, "RAPPORT_WORKER_ROLES": roles}, log))
-        elif separate_worker:
-            workers.append(_WorkerProcess(env, ctx.out / f"worker-b5-{store}-{name}.log"))
+        for roles in shape.workers:
+            log = ctx.out / f"worker-b5-{store}-{name}{'-' + roles.replace(',', '-') if roles else ''}.log"
+            workers.append(_WorkerProcess({**env, "RAPPORT_WORKER_ROLES": roles} if roles else env, log))
     except Exception:
         server.stop()
         for started in workers:
@@ -511,24 +530,15 @@ def _run_store(
         per_run_p99.p50_ms = _percentile(latencies, 0.5)
         per_run_p99.p99_ms = _percentile(latencies, 0.99)
     load = f"{RATE} events/s as /v1/batch of {BATCH} every {1000 * BATCH // RATE} ms"
-    shape = (
-        "production shape: API process (uvicorn, no in-process worker) + `rapport worker --role events,jobs` + "
-        "`rapport worker --role delivery`, each woken by NOTIFY (events; queued messages); RSS is the sum of all three"
-        if split_roles
-        else "production shape: API process (uvicorn, no in-process worker) + one `rapport worker` process woken "
-        "by NOTIFY; RSS is the sum of both"
-        if separate_worker
-        else ""
-    )
     status = "ok" if done_total == sent_total else "failed"
     if not messages:
-        where = shape or "the same process, API + worker"
+        where = shape.note or "the same process, API + worker"
         note = (
             f"{done_total:,}/{sent_total:,} entries; {load}; no campaigns ({where}, with nothing to deliver); "
             "processed = the segment entry's entered_at, stamped by the transaction that applied the event and "
             "updated its computed traits"
         )
-        title = PROCESSING_TITLE + (", API and worker processes" if separate_worker else "")
+        title = PROCESSING_TITLE + shape.title
         return Result(ID, title, PROCESSING_TARGET, status=status, store=store, measurement=per_run_p99,
                       note=note)  # fmt: skip
     entry = (
@@ -539,16 +549,11 @@ def _run_store(
     )
     note = entry + (
         f"{done_total:,}/{sent_total:,} messages received; {load}; {TRIGGERS} active triggers; {sink_note}"
-        + (f"; {shape}" if shape else "")
+        + (f"; {shape.note}" if shape.note else "")
     )
-    title = TITLE + (
-        ", API, events and delivery processes"
-        if split_roles
-        else ", API and worker processes"
-        if separate_worker
-        else ""
+    return Result(
+        ID, TITLE + shape.title, TARGET, status=status, store=store, measurement=per_run_p99, note=note
     )
-    return Result(ID, title, TARGET, status=status, store=store, measurement=per_run_p99, note=note)
 
 
 def build_app() -> Any:
