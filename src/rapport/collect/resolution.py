@@ -256,7 +256,6 @@ class BatchResolver:
         self.history: list[dict[str, Any]] = []
         self.merge_ops: list[tuple[int, int, str, int | None]] = []
         self.result = Resolution(profile_ids=[], suppressed=[])
-        self._with_counts = True  # whether _load_profiles reads identity counts (see _load)
 
     # -- loading -------------------------------------------------------------------------------------------
     def _load(self, touches: Sequence[Touch]) -> set[tuple[str, str]]:
@@ -272,8 +271,8 @@ class BatchResolver:
                 for value, pid in rows:
                     self.owner[(kind, value)] = pid
         # identity counts matter only to a touch that may attach an identifier or merge profiles
-        self._with_counts = not all(self._settled(touch) for touch in touches)
-        self._load_profiles(set(self.owner.values()))
+        counts = not all(self._settled(touch) for touch in touches)
+        self._load_profiles(set(self.owner.values()), counts=counts)
         return suppressed
 
     def _settled(self, touch: Touch) -> bool:
@@ -282,7 +281,7 @@ class BatchResolver:
         owners = {self.owner.get(key) for key in touch.identifiers}
         return None not in owners and len(owners) <= 1
 
-    def _load_profiles(self, ids: set[int]) -> None:
+    def _load_profiles(self, ids: set[int], *, counts: bool) -> None:
         pending = sorted(ids - set(self.profs))
         conn = self.db.connection()
         while pending:
@@ -308,7 +307,7 @@ class BatchResolver:
                         last_seen=r.last_seen_at,
                         counts=Counter(),
                     )
-                if not self._with_counts:
+                if not counts:
                     continue
                 for pid, kind, n in conn.execute(_IDENTITY_COUNTS, params):
                     if pid in self.profs:
