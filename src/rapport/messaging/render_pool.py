@@ -18,9 +18,8 @@ Helpers are started with ``spawn`` (never ``fork``: the deliverer has threads), 
 running worker starts (``Deliverer.on_start``: ``rapport worker``, the in-process worker of ``rapport
 serve``), or else (``drain``, the CLI, tests) by the first batch big enough to pay for the round trip
 (``POOL_MIN`` renders; smaller ones always render inline): any batch while they warm up (imports, locales)
-renders inline. When a helper dies
-(killed, out of memory) the batch renders inline and the pool starts again: nothing was sent from it, so
-nothing is lost or doubled.
+renders inline. When a helper dies (killed, out of memory) the batch renders inline and the pool starts
+again: nothing was sent from it, so nothing is lost or doubled.
 """
 
 from __future__ import annotations
