@@ -179,10 +179,12 @@ def catalogue_fingerprint(db: Session, workspace_id: int) -> tuple[Any, ...]:
 
 
 def latest_purchase_times(db: Session, workspace_id: int, names: Sequence[str]) -> tuple[Any, ...]:
-    """Return the latest timestamp of each purchase event name (an index seek each)."""
+    """Return the latest timestamp of each linked purchase event name (an index seek each)."""
     return tuple(
         db.scalar(
-            select(func.max(Event.timestamp)).where(Event.workspace_id == workspace_id, Event.event == name)
+            select(func.max(Event.timestamp)).where(
+                Event.workspace_id == workspace_id, Event.event == name, Event.profile_id.is_not(None)
+            )
         )
         for name in sorted(set(names))
     )

@@ -35,7 +35,16 @@ class Event(IdMixin, WorkspaceScoped, Base):
             sqlite_where=text("profile_id IS NOT NULL"),
             postgresql_where=text("profile_id IS NOT NULL"),
         ),
-        Index("ix_events_workspace_name_time", "workspace_id", "event", "timestamp", "profile_id"),
+        # counts and lists by name and time, of linked events only (migration 0013)
+        Index(
+            "ix_events_workspace_name_time",
+            "workspace_id",
+            "event",
+            "timestamp",
+            "profile_id",
+            sqlite_where=text("profile_id IS NOT NULL"),
+            postgresql_where=text("profile_id IS NOT NULL"),
+        ),
         # Segment reads (rapport.segments.indexes): linked events carrying a string ``category`` by its
         # value (unlinked ones are not indexed: ingest does not pay for it, migration 0012).
         # PostgreSQL's form; SQLite's twin comes from migration 0012 alone (not reflectable for comparison).

@@ -86,13 +86,14 @@ def stores_of(settings: Mapping[str, Any] | None) -> dict[str, tuple[float, floa
 
 
 def _event_names(db: Session, workspace_id: int) -> set[str]:
-    """Distinct event names by a loose index scan on (workspace_id, event, …): one seek per name, all in one
-    recursive statement (one round trip)."""
-    first = select(func.min(Event.event).label("name")).where(Event.workspace_id == workspace_id)
+    """Distinct names of linked events by a loose index scan on (workspace_id, event, …): one seek per name,
+    all in one recursive statement (one round trip)."""
+    linked = Event.profile_id.is_not(None)
+    first = select(func.min(Event.event).label("name")).where(Event.workspace_id == workspace_id, linked)
     names = first.cte("names", recursive=True)
     following = (
         select(func.min(Event.event))
-        .where(Event.workspace_id == workspace_id, Event.event > names.c.name)
+        .where(Event.workspace_id == workspace_id, linked, Event.event > names.c.name)
         .scalar_subquery()
     )
     names = names.union_all(select(following).where(names.c.name.is_not(None)))

@@ -122,6 +122,7 @@ def recent_movements(
             Event.workspace_id == workspace_id,
             Event.event.in_(("segment_entered", "segment_exited")),
             Event.timestamp > now - timedelta(days=days),
+            Event.profile_id.is_not(None),
         )
         .group_by(segment_id, Event.event)
     )

@@ -128,12 +128,14 @@ AUDIT_ENTRIES = SeriesMetric(
 
 
 def events_per_day(names: tuple[str, ...] | None = None, *, suffix: str | None = None) -> DailyValues:
-    """Return a daily counter of the workspace's events (all, by name, or by name suffix like ``_sent``)."""
+    """Return a daily counter of the workspace's events (all, by name, or by name suffix like ``_sent``):
+    the events of customers, i.e. linked to a profile (the index by name and time holds those alone)."""
 
     def daily(db: Session, workspace_id: int, first: date, last: date) -> dict[date, float]:
         day = utc_day(Event.timestamp, db.get_bind().dialect.name).label("day")
         stmt = select(day, func.count()).where(
             Event.workspace_id == workspace_id,
+            Event.profile_id.is_not(None),
             Event.timestamp >= day_start(first),
             Event.timestamp < day_start(last + timedelta(days=1)),
         )
@@ -202,8 +204,8 @@ EMAILS_OPENED = SeriesMetric(
 
 
 def has_events(db: Session, workspace_id: int, names: tuple[str, ...] | None) -> bool:
-    """Say whether the workspace has any event (of these names); an indexed probe, not a count."""
-    stmt = select(Event.id).where(Event.workspace_id == workspace_id)
+    """Say whether the workspace has any linked event (of these names); an indexed probe, not a count."""
+    stmt = select(Event.id).where(Event.workspace_id == workspace_id, Event.profile_id.is_not(None))
     if names:
         stmt = stmt.where(Event.event.in_(names))
     return db.scalar(stmt.limit(1)) is not None
