@@ -83,10 +83,13 @@ def build_worker(runtime: Runtime, roles: Iterable[str] = WORKER_ROLES) -> Worke
     wire_runtime(runtime)
     jobs = "jobs" in chosen
     worker = Worker(runtime, build_registry(runtime) if jobs else HandlerRegistry(), jobs=jobs)
+    deliverer = build_deliverer(runtime, worker_id=worker.worker_id) if "delivery" in chosen else None
     if "events" in chosen:
-        worker.add_tick(Processor(runtime).tick)
-    if "delivery" in chosen:
-        worker.add_tick(build_deliverer(runtime, worker_id=worker.worker_id).tick)
+        # with both roles, a batch's triggered messages go to this deliverer straight from the batch's
+        # transaction (Deliverer.adopt) instead of waiting for its next claim
+        worker.add_tick(Processor(runtime, handoff=deliverer).tick)
+    if deliverer is not None:
+        worker.add_tick(deliverer.tick)
     if jobs:
         worker.add_tick(segments_realtime.RefreshTick(runtime))
         worker.add_tick(campaigns_tasks.CampaignTick(runtime))

@@ -198,8 +198,9 @@ def _journal_ids(deliverer: Deliverer) -> set[str]:
 
 def _in_flight_done(deliverer: Deliverer) -> None:
     inflight = deliverer._inflight
-    assert inflight is not None
-    inflight[1].result()  # wait until the batch in flight has been sent
+    assert inflight
+    for _ready, future in inflight:
+        future.result()  # wait until the batches in flight have been sent
 
 
 def test_a_batch_already_sent_is_settled_in_the_next_claims_transaction(

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, delete, exists, select, text
 from sqlalchemy.orm import Session
@@ -371,6 +371,18 @@ def _quarantine_one(db: Session, event_id: int, error: Exception) -> None:
     db.flush()
 
 
+class Handoff(Protocol):
+    """Takes over, in a batch's transaction, the messages it queued for sending now, and hands them on
+    once it committed: the deliverer of the same worker process (``messaging.delivery.Deliverer``), so a
+    triggered message goes to its channel without waiting for the deliverer's own claim."""
+
+    def watch(self, db: Session) -> None:
+        """Start noting the messages ``db``'s transaction queues."""
+
+    def adopt(self, db: Session) -> Callable[[], None] | None:
+        """Take them over before the commit; return what to call after it (None: nothing to hand on)."""
+
+
 class Processor:
     """Drains pending events; ``tick`` is registered on the worker and runs on every poll, and at once when
     ingest notifies ``wake_channel`` (PostgreSQL)."""
@@ -384,16 +396,22 @@ class Processor:
         batch_size: int = 500,
         budget_seconds: float = 0.5,
         hooks: ProcessingHooks | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.runtime = runtime
         self.batch_size = batch_size
         self.budget_seconds = budget_seconds
         self.hooks = hooks
+        self.handoff = handoff
 
     def run_batch(self, workspace_id: int) -> BatchStats | None:
-        """Process one batch of one workspace in its own transaction; isolate a poison event if it fails."""
+        """Process one batch of one workspace in its own transaction; isolate a poison event if it fails.
+        With a ``handoff``, the messages the batch's triggers queued are taken over before the commit and
+        handed on after it."""
         with self.runtime.sessions() as db:
             try:
+                if self.handoff is not None:
+                    self.handoff.watch(db)
                 stats = process_batch(
                     db,
                     runtime=self.runtime,
@@ -401,11 +419,15 @@ class Processor:
                     limit=self.batch_size,
                     hooks=self.hooks,
                 )
+                hand_on = self.handoff.adopt(db) if self.handoff is not None else None
                 db.commit()
-                return stats
             except Exception as exc:
                 db.rollback()
                 log.warning("batch failed; retrying one event at a time", exc_info=exc)
+            else:
+                if hand_on is not None:
+                    hand_on()
+                return stats
         return self._one_by_one(workspace_id)
 
     def _one_by_one(self, workspace_id: int) -> BatchStats:

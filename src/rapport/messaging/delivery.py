@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,6 +61,7 @@ from rapport.personalize import RenderFailed, TemplateEngine
 from rapport.profiles import gdpr as profiles_gdpr
 from rapport.runtime import Runtime
 from rapport.worker.queue import backoff_delay
+from rapport.worker.runner import notify_work
 
 log = logging.getLogger("rapport.messaging")
 
@@ -249,7 +251,14 @@ class Deliverer:
         self._contents = repo.ContentCache()  # a campaign's rows share one parsed content document
         self.tick_seconds = tick_seconds
         self._sender: ThreadPoolExecutor | None = None
-        self._inflight: tuple[list[_Ready], Future[dict[str, SendResult]]] | None = None
+        # batches handed to the sending thread, in order, not yet settled (the journal holds their lines)
+        self._inflight: list[tuple[list[_Ready], Future[dict[str, SendResult]]]] = []
+        # batches another lane of this process claimed and rendered in its own transaction (``adopt``)
+        self._adopted: deque[list[_Ready]] = deque()
+        self._adopted_stats = RoundStats()
+        # the claim-time checks and renders of this lane and of ``adopt`` (another lane's thread) share the
+        # round caches, the rate limits and the render helpers: one at a time
+        self._checking = threading.Lock()
 
     def on_start(self) -> None:
         """A running worker starts: start the render helpers now, in the background (render_pool.py), so
@@ -257,6 +266,73 @@ class Deliverer:
         of the traffic whose first big batch would otherwise start them (B5: the first run's p99 doubled)."""
         if self.render_pool is not None:
             self.render_pool.start()
+
+    # -- taking over what another lane of this process queued -------------------------------------------
+
+    def watch(self, db: Session) -> None:
+        """Start collecting the outbox rows ``db``'s transaction inserts (the event processor's batch)."""
+        repo.watch_queued(db)
+
+    def adopt(self, db: Session) -> Callable[[], None] | None:
+        """Claim, check and render, in ``db``'s transaction (the caller's, before it commits), the rows it
+        queued since :meth:`watch` that are due now; return what to call once that transaction committed,
+        which hands them to this deliverer's lane to send (None when there is nothing to hand over).
+
+        The event processor's batch does this for the messages its triggers queued: they then go to the
+        channel without waiting for the deliverer's next claim, a write transaction of its own (on SQLite
+        a turn at the one write lock, behind the processor's next batch). The rows are ``sending``,
+        claimed by this worker, when the transaction commits, exactly as if the lane had claimed them; if
+        the process dies before they are sent, recovery queues them again from the journal (which is
+        opened here, so a dead worker always leaves one). Nothing of it may fail the caller's batch: the
+        work runs in a savepoint, and if it fails the rows stay queued for the lane's own claim."""
+        ids = repo.take_queued(db)
+        if not ids:
+            return None
+        ids = ids[: self.batch_size]  # the rest waits for the lane's own claim
+        now = self.runtime.clock.now()
+        stats = RoundStats()
+        try:
+            with db.begin_nested():
+                claimed = repo.claim(
+                    db,
+                    worker_id=self.worker_id,
+                    now=now,
+                    lease_until=now + self.lease,
+                    limit=len(ids),
+                    contents=self._contents,
+                    ids=ids,
+                )
+                ready = self._checked(db, claimed, now, stats) if claimed else []
+        except Exception as exc:
+            log.warning("taking over queued messages failed; the deliverer claims them", exc_info=exc)
+            return None
+        stats.claimed = len(claimed)
+        _ = self.journal  # opened now: a worker that dies before sending leaves its journal to recover
+
+        def hand_over() -> None:
+            with self._checking:
+                _add(self._adopted_stats, stats)
+                if ready:
+                    self._adopted.append(ready)
+            if ready:
+                notify_work(self.runtime, repo.OUTBOX_CHANNEL)
+
+        return hand_over
+
+    def _take_adopted(self, stats: RoundStats) -> list[_Ready]:
+        with self._checking:
+            ready = [r for batch in self._adopted for r in batch]
+            self._adopted.clear()
+            _add(stats, self._adopted_stats)
+            self._adopted_stats = RoundStats()
+        return ready
+
+    def _checked(
+        self, db: Session, claimed: list[repo.ClaimedMessage], now: datetime, stats: RoundStats
+    ) -> list[_Ready]:
+        with self._checking:
+            self._round_cache.clear()
+            return self._check_and_render(db, claimed, now, stats)
 
     @property
     def journal(self) -> journal.SendJournal:
@@ -266,9 +342,13 @@ class Deliverer:
         return self._journal
 
     def close(self) -> None:
-        """Settle the batch in flight, stop the sending thread, close the journal (clean shutdown: nothing
-        left to recover)."""
+        """Settle the batches in flight, send and settle those handed over (``adopt``), stop the sending
+        thread, close the journal (clean shutdown: nothing left to recover)."""
         self._flush()
+        stats = RoundStats()
+        adopted = self._take_adopted(stats)
+        if adopted:
+            self._finish([(adopted, self._send(adopted))], stats)
         if self._sender is not None:
             self._sender.shutdown(wait=True)
             self._sender = None
@@ -317,30 +397,28 @@ class Deliverer:
         return total
 
     def run_round(self) -> RoundStats:
-        """Claim, check, send and settle one batch, in this thread."""
+        """Claim (or take what was handed over), check, send and settle one batch, in this thread."""
         stats = self._flush()
-        ready = self._claim_round(stats)
+        ready = self._take_adopted(stats) or self._claim_round(stats)
         if ready:
-            results = self._send(ready)
-            self._finish(ready, results, stats)
+            self._finish([(ready, self._send(ready))], stats)
         return stats
 
-    def _claim_round(self, stats: RoundStats, sent: _Sent | None = None) -> list[_Ready]:
+    def _claim_round(self, stats: RoundStats, sent: Sequence[_Sent] = ()) -> list[_Ready]:
         """Claim a batch, run the checks and render it, and commit: the rows that may go are ``sending``.
 
-        ``sent``: a batch whose sending is over, settled in this same transaction (then its journal is
-        cleared); if anything fails before the commit, it is settled on its own before the error goes on."""
+        ``sent``: batches whose sending is over, settled in this same transaction; if anything fails
+        before the commit, they are settled on their own before the error goes on."""
         now = self.runtime.clock.now()
-        self._round_cache.clear()
-        if sent is None:
+        if not sent:
             with self.runtime.read_sessions() as read:
                 if not repo.any_due(read, now=now):  # idle: no write transaction (SQLite's one writer lock)
                     return []
         try:
             with self.runtime.sessions() as db:
                 _custom_plans(db)
-                if sent is not None:
-                    self._settle(db, sent[0], sent[1], stats)
+                for ready_before, results in sent:
+                    self._settle(db, ready_before, results, stats)
                 claimed = repo.claim(
                     db,
                     worker_id=self.worker_id,
@@ -349,61 +427,76 @@ class Deliverer:
                     limit=self.batch_size,
                     contents=self._contents,
                 )
-                stats.claimed = len(claimed)
-                ready = self._check_and_render(db, claimed, now, stats) if claimed else []
+                stats.claimed += len(claimed)
+                ready = self._checked(db, claimed, now, stats) if claimed else []
                 db.commit()
         except BaseException:
-            if sent is not None:
-                self._finish(sent[0], sent[1], RoundStats())
+            if sent:
+                self._finish(sent, RoundStats())
             raise
-        if sent is not None:
-            self.journal.reset()
+        if sent:
+            self._settled()
         return ready
 
-    def _finish(self, ready: list[_Ready], results: Mapping[str, SendResult], stats: RoundStats) -> None:
-        """Settle a sent batch and commit, then clear the journal (its lines are in the database now)."""
+    def _finish(self, batches: Sequence[_Sent], stats: RoundStats) -> None:
+        """Settle sent batches and commit, then clear the journal (its lines are in the database now)."""
         with self.runtime.sessions() as db:
             _custom_plans(db)
-            self._settle(db, ready, results, stats)
+            for ready, results in batches:
+                self._settle(db, ready, results, stats)
             db.commit()
-        self.journal.reset()
+        self._settled()
+
+    def _settled(self) -> None:
+        """Clear the journal once every batch it may hold lines of is settled (none is sending)."""
+        if not self._inflight:
+            self.journal.reset()
 
     def _pipelined_round(self) -> RoundStats:
-        """Claim and render the next batch while the previous one is still sending (in a thread), then
-        settle that one and send this one the same way. Channels that do not declare
-        ``sends_in_background`` (those that use the database, like push and in-app) are sent in this
-        thread. The journal only ever holds the batch in flight: it is cleared after each settle, before
-        the next batch starts sending."""
+        """Send what another lane handed over (``adopt``) at once; else claim and render the next batch
+        while the previous one is still sending (in a thread), then settle that one and send this one the
+        same way. Channels that do not declare ``sends_in_background`` (those that use the database, like
+        push and in-app) are sent in this thread. Batches sent in the thread go in order; the journal is
+        cleared when none of them is left unsettled."""
         stats = RoundStats()
-        if self._inflight is not None and self._inflight[1].done():
-            # the batch in flight is sent already: settle it in this claim's transaction, one write
-            # transaction a round instead of two (on SQLite one wait for the write lock fewer before the
-            # next batch may start sending: B5's real-time chain)
-            ready_before, future = self._inflight
-            self._inflight = None
-            ready = self._claim_round(stats, (ready_before, future.result()))
-        else:
-            ready = self._claim_round(stats)
-            _add(stats, self._flush())
+        ready = self._take_adopted(stats)
+        if not ready:
+            done = self._sent_batches()
+            if done:
+                # the batches in flight are sent already: settle them in this claim's transaction, one
+                # write transaction a round instead of two (on SQLite one wait for the write lock fewer
+                # before the next batch may start sending: B5's real-time chain)
+                ready = self._claim_round(stats, done)
+            else:
+                ready = self._claim_round(stats)
+                _add(stats, self._flush())
         if not ready:
             return stats
         available = channels_of(self.runtime)
         if all(getattr(available.get(r.message.channel), "sends_in_background", False) for r in ready):
             if self._sender is None:
                 self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"send-{self.worker_id}")
-            self._inflight = (ready, self._sender.submit(self._send, ready))
+            self._inflight.append((ready, self._sender.submit(self._send, ready)))
         else:
-            self._finish(ready, self._send(ready), stats)
+            self._finish([(ready, self._send(ready))], stats)
         return stats
 
+    def _sent_batches(self) -> list[_Sent]:
+        """Take the batches at the head of the sending thread's queue whose sending is over."""
+        done: list[_Sent] = []
+        while self._inflight and self._inflight[0][1].done():
+            ready, future = self._inflight.pop(0)
+            done.append((ready, future.result()))
+        return done
+
     def _flush(self) -> RoundStats:
-        """Wait for the batch in flight, if any, and settle it; returns what settling it did."""
+        """Wait for the batches in flight, if any, and settle them; returns what settling them did."""
         stats = RoundStats()
-        if self._inflight is None:
+        if not self._inflight:
             return stats
-        ready, future = self._inflight
-        self._inflight = None
-        self._finish(ready, future.result(), stats)
+        batches = [(ready, future.result()) for ready, future in self._inflight]
+        self._inflight = []
+        self._finish(batches, stats)
         return stats
 
     # -- checks -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, Text, and_, bindparam, func, or_, select, update
+from sqlalchemy import JSON, Table, Text, and_, bindparam, func, select, update
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -143,7 +143,25 @@ OUTBOX_CHANNEL = "rapport_outbox"
 _NOTIFY_OUTBOX = f"NOTIFY {OUTBOX_CHANNEL}"
 
 
-def _notify_deliverers(db: Session) -> None:
+#: ``Session.info`` key: where a transaction that watches its outbox rows (:func:`watch_queued`) collects
+#: their ids, for a deliverer of the same process to take over before the commit (``Deliverer.adopt``).
+_QUEUED_HERE = "rapport.outbox.queued"
+
+
+def watch_queued(db: Session) -> None:
+    """Collect the ids of the outbox rows this transaction inserts from now on (see :func:`take_queued`)."""
+    db.info[_QUEUED_HERE] = []
+
+
+def take_queued(db: Session) -> list[int]:
+    """Return (and forget) the ids of the outbox rows inserted since :func:`watch_queued`; stop watching."""
+    return list(db.info.pop(_QUEUED_HERE, None) or ())
+
+
+def _notify_deliverers(db: Session, ids: Sequence[int]) -> None:
+    watched = db.info.get(_QUEUED_HERE)
+    if watched is not None:
+        watched.extend(ids)
     if db.get_bind().dialect.name == "postgresql":
         db.connection().exec_driver_sql(_NOTIFY_OUTBOX)
 
@@ -159,9 +177,10 @@ def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[in
         conflict="ON CONFLICT (workspace_id, dedupe_key) DO NOTHING",
         returning="id, dedupe_key",
     )
-    if found:
-        _notify_deliverers(db)
-    return [(int(pk), str(key)) for pk, key in found]
+    inserted = [(int(pk), str(key)) for pk, key in found]
+    if inserted:
+        _notify_deliverers(db, [pk for pk, _key in inserted])
+    return inserted
 
 
 #: One statement text whatever the list's length (db/planner.py: an array on PostgreSQL)
@@ -188,7 +207,7 @@ def insert_message(db: Session, values: dict[str, Any]) -> int | None:
     )
     pk = db.execute(stmt).scalar_one_or_none()
     if pk is not None:
-        _notify_deliverers(db)
+        _notify_deliverers(db, [pk])
     return pk
 
 
@@ -272,13 +291,14 @@ def claim(
     lease_until: datetime,
     limit: int,
     contents: ContentCache | None = None,
+    ids: Sequence[int] | None = None,
 ) -> list[ClaimedMessage]:
     """Take due messages for this worker (SKIP LOCKED on PostgreSQL; SQLite's writer lock otherwise) and
-    return them as plain records, content parsed once per distinct document (``contents``)."""
-    due = or_(
-        and_(Message.status == QUEUED, Message.run_at <= now),
-        # A sending row whose lease ran out and whose journal nobody settled: see Deliverer.recover.
-    )
+    return them as plain records, content parsed once per distinct document (``contents``); with ``ids``,
+    only due messages among those."""
+    due = and_(Message.status == QUEUED, Message.run_at <= now)
+    if ids is not None:
+        due = and_(due, Message.id.in_(list(ids)))
     candidates = (
         select(Message.id).where(due).order_by(Message.priority, Message.run_at, Message.id).limit(limit)
     )
