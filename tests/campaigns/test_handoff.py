@@ -15,12 +15,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rapport.app import build_worker
 from rapport.collect.processor import Processor
+from rapport.config import Settings
 from rapport.messaging import repository as repo
 from rapport.messaging.delivery import Deliverer, RoundStats
 from rapport.messaging.repository import ClaimedMessage
 from rapport.models import Message
-from rapport.runtime import Runtime
+from rapport.runtime import Runtime, build_runtime
+from rapport.worker.runner import Worker
 from tests.campaigns.conftest import call, make_campaign, recipients
 from tests.messaging.conftest import make_people
 from tests.support.smtp_sink import SmtpSink
@@ -155,3 +158,27 @@ def test_messages_taken_over_by_a_worker_that_dies_before_sending_are_queued_aga
         assert not kept.path.exists()
     finally:
         peer.close()
+
+
+def _ticks(worker: Worker) -> tuple[Processor | None, Deliverer | None]:
+    owners = [getattr(tick, "__self__", None) for tick in worker.ticks]
+    processor = next((o for o in owners if isinstance(o, Processor)), None)
+    deliverer = next((o for o in owners if isinstance(o, Deliverer)), None)
+    return processor, deliverer
+
+
+@pytest.mark.parametrize("handoff", [None, True, False])
+def test_a_worker_with_both_roles_hands_off_as_configured(settings: Settings, handoff: bool | None) -> None:
+    runtime = build_runtime(settings.model_copy(update={"delivery_handoff": handoff}))
+    try:
+        processor, deliverer = _ticks(build_worker(runtime))
+        assert processor is not None and deliverer is not None
+        # unset: on SQLite only, where the deliverer's own claim waits for the one write lock
+        expected = runtime.is_sqlite if handoff is None else handoff
+        assert (processor.handoff is deliverer) is expected
+        deliverer.close()
+        # a worker without the delivery role has no deliverer to hand to
+        alone, none = _ticks(build_worker(runtime, ["events", "jobs"]))
+        assert alone is not None and none is None and alone.handoff is None
+    finally:
+        runtime.close()
