@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -182,3 +183,26 @@ def test_a_worker_with_both_roles_hands_off_as_configured(settings: Settings, ha
         assert alone is not None and none is None and alone.handoff is None
     finally:
         runtime.close()
+
+
+def test_a_stopping_worker_sends_what_was_handed_over(
+    runtime: Runtime, tenant: Tenant, client: TestClient, sink: SmtpSink, email_channel: object
+) -> None:
+    make_people(runtime, tenant, 1)
+    cid = _launch(client, tenant)
+    worker = build_worker(runtime, ["events", "delivery"])
+    processor, deliverer = _ticks(worker)
+    assert processor is not None and deliverer is not None
+    processor.handoff = deliverer  # as on SQLite by default (PostgreSQL: RAPPORT_DELIVERY_HANDOFF=true)
+    try:
+        _order(client, tenant, "p0")
+        processor.run_batch(tenant.workspace_id)  # handed over, not sent yet
+        assert [m.status for m in _messages(runtime, cid)] == [repo.SENDING]
+        stop = threading.Event()
+        stop.set()
+        worker.run_forever(stop)  # stops at once: its lanes never ran a round
+        assert [m.status for m in _messages(runtime, cid)] == [repo.SENT]
+        [received] = sink.wait_for(1)
+        assert received.rcpt_tos == ["person0@example.com"]
+    finally:
+        deliverer.close()

@@ -341,14 +341,20 @@ class Deliverer:
             self._journal = journal.SendJournal(self.spool, self.worker_id)
         return self._journal
 
-    def close(self) -> None:
-        """Settle the batches in flight, send and settle those handed over (``adopt``), stop the sending
-        thread, close the journal (clean shutdown: nothing left to recover)."""
+    def on_stop(self) -> None:
+        """The worker stops (its lanes are done): settle the batches in flight, and send and settle those
+        handed over (``adopt``) that the lane did not take, rather than leave them ``sending`` until a
+        recovery."""
         self._flush()
         stats = RoundStats()
         adopted = self._take_adopted(stats)
         if adopted:
             self._finish([(adopted, self._send(adopted))], stats)
+
+    def close(self) -> None:
+        """Finish as :meth:`on_stop` does, stop the sending thread, close the journal (clean shutdown:
+        nothing left to recover)."""
+        self.on_stop()
         if self._sender is not None:
             self._sender.shutdown(wait=True)
             self._sender = None

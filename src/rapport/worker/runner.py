@@ -262,6 +262,13 @@ class Worker:
                 waker.set()
             for thread in others:
                 thread.join()
+            for tick in self.ticks:  # and finish what it holds in memory once its lanes are done
+                on_stop = getattr(_owner(tick), "on_stop", None)
+                if callable(on_stop):
+                    try:
+                        on_stop()
+                    except Exception:
+                        log.exception("worker tick failed to stop")
             if self.runtime.ports.get(WAKE_PORT) == self.wake:
                 del self.runtime.ports[WAKE_PORT]
 
