@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from rapport.models import CampaignRecipient, Event
+from rapport.models import CampaignRecipient, Event, Message
 from rapport.runtime import Runtime
 from tests.messaging.conftest import deliverer, email_channel, settings, sink  # noqa: F401  (fixtures)
 from tests.support.tenants import Tenant
@@ -64,3 +64,14 @@ def event_names(runtime: Runtime, profile_id: int) -> list[str]:
     with runtime.read_sessions() as db:
         names = db.scalars(select(Event.event).where(Event.profile_id == profile_id).order_by(Event.id))
         return [name or "" for name in names]
+
+
+def campaign_messages(runtime: Runtime, campaign_id: int) -> list[Message]:
+    """Return a campaign's outbox rows, oldest first (detached)."""
+    with runtime.read_sessions() as db:
+        rows = list(
+            db.scalars(select(Message).where(Message.campaign_id == campaign_id).order_by(Message.id))
+        )
+        for row in rows:
+            db.expunge(row)
+    return rows

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapport.app import build_worker
@@ -22,10 +21,9 @@ from rapport.config import Settings
 from rapport.messaging import repository as repo
 from rapport.messaging.delivery import Deliverer, RoundStats
 from rapport.messaging.repository import ClaimedMessage
-from rapport.models import Message
 from rapport.runtime import Runtime, build_runtime
 from rapport.worker.runner import Worker
-from tests.campaigns.conftest import call, make_campaign, recipients
+from tests.campaigns.conftest import call, campaign_messages, make_campaign, recipients
 from tests.messaging.conftest import make_people
 from tests.support.smtp_sink import SmtpSink
 from tests.support.tenants import Tenant
@@ -52,16 +50,6 @@ def _order(client: TestClient, tenant: Tenant, user: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def _messages(runtime: Runtime, campaign_id: int) -> list[Message]:
-    with runtime.read_sessions() as db:
-        rows = list(
-            db.scalars(select(Message).where(Message.campaign_id == campaign_id).order_by(Message.id))
-        )
-        for row in rows:
-            db.expunge(row)
-    return rows
-
-
 def test_the_batch_hands_its_triggered_messages_to_the_deliverer(
     runtime: Runtime, tenant: Tenant, client: TestClient, sink: SmtpSink, email_channel: object
 ) -> None:
@@ -72,7 +60,7 @@ def test_the_batch_hands_its_triggered_messages_to_the_deliverer(
         # without a handoff the message waits in the queue for a deliverer's claim
         _order(client, tenant, "p0")
         Processor(runtime).run_batch(tenant.workspace_id)
-        [queued] = _messages(runtime, cid)
+        [queued] = campaign_messages(runtime, cid)
         assert (queued.status, queued.claimed_by, queued.attempts) == (repo.QUEUED, None, 0)
         deliverer.drain()
         sink.wait_for(1)
@@ -80,14 +68,14 @@ def test_the_batch_hands_its_triggered_messages_to_the_deliverer(
         # with one, the batch's transaction claimed, checked and rendered it: it is the deliverer's already
         _order(client, tenant, "p1")
         Processor(runtime, handoff=deliverer).run_batch(tenant.workspace_id)
-        _, taken = _messages(runtime, cid)
+        _, taken = campaign_messages(runtime, cid)
         assert (taken.status, taken.claimed_by, taken.attempts) == (repo.SENDING, "handoff-a", 1)
         assert len(sink.messages) == 1
         assert deliverer.tick() == 1  # sent from what was handed over (nothing left to claim)
         [_, second] = sink.wait_for(2)
         assert second.rcpt_tos == ["person1@example.com"]
         assert second.parsed()["Subject"] == "Thanks Person1"
-        assert [m.status for m in _messages(runtime, cid)] == [repo.SENT, repo.SENT]
+        assert [m.status for m in campaign_messages(runtime, cid)] == [repo.SENT, repo.SENT]
     finally:
         deliverer.close()
 
@@ -122,7 +110,7 @@ def test_a_failed_take_over_leaves_the_batch_applied_and_the_message_queued(
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert warnings == ["taking over queued messages failed; the deliverer claims them"]
         assert set(recipients(runtime, cid)) == {people[0]}
-        [message] = _messages(runtime, cid)
+        [message] = campaign_messages(runtime, cid)
         assert (message.status, message.claimed_by, message.attempts) == (repo.QUEUED, None, 0)
         deliverer.drain()
         assert len(sink.wait_for(1)) == 1
@@ -139,7 +127,7 @@ def test_messages_taken_over_by_a_worker_that_dies_before_sending_are_queued_aga
     dying = Deliverer(runtime, worker_id="handoff-dying")
     _order(client, tenant, "p0")
     Processor(runtime, handoff=dying).run_batch(tenant.workspace_id)
-    [message] = _messages(runtime, cid)
+    [message] = campaign_messages(runtime, cid)
     assert (message.status, message.claimed_by) == (repo.SENDING, "handoff-dying")
     # the process dies: the kernel drops its journal's lock, the file stays for a peer to read
     kept = dying.journal
@@ -150,12 +138,12 @@ def test_messages_taken_over_by_a_worker_that_dies_before_sending_are_queued_aga
     peer = Deliverer(runtime, worker_id="handoff-peer")
     try:
         assert peer.recover() == 1
-        [message] = _messages(runtime, cid)
+        [message] = campaign_messages(runtime, cid)
         assert (message.status, message.claimed_by) == (repo.QUEUED, None)
         peer.drain()
         [received] = sink.wait_for(1)
         assert received.rcpt_tos == ["person0@example.com"]
-        assert [m.status for m in _messages(runtime, cid)] == [repo.SENT]
+        assert [m.status for m in campaign_messages(runtime, cid)] == [repo.SENT]
         assert not kept.path.exists()
     finally:
         peer.close()
@@ -197,11 +185,11 @@ def test_a_stopping_worker_sends_what_was_handed_over(
     try:
         _order(client, tenant, "p0")
         processor.run_batch(tenant.workspace_id)  # handed over, not sent yet
-        assert [m.status for m in _messages(runtime, cid)] == [repo.SENDING]
+        assert [m.status for m in campaign_messages(runtime, cid)] == [repo.SENDING]
         stop = threading.Event()
         stop.set()
         worker.run_forever(stop)  # stops at once: its lanes never ran a round
-        assert [m.status for m in _messages(runtime, cid)] == [repo.SENT]
+        assert [m.status for m in campaign_messages(runtime, cid)] == [repo.SENT]
         [received] = sink.wait_for(1)
         assert received.rcpt_tos == ["person0@example.com"]
     finally:

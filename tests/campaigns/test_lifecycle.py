@@ -9,13 +9,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from rapport.campaigns.tasks import CampaignTick
 from rapport.kit.clock import FakeClock
-from rapport.models import Message
 from rapport.runtime import Runtime
-from tests.campaigns.conftest import call, make_campaign, make_segment, recipients, run_worker
+from tests.campaigns.conftest import (
+    call,
+    campaign_messages,
+    make_campaign,
+    make_segment,
+    recipients,
+    run_worker,
+)
 from tests.messaging.conftest import make_people
 from tests.support.smtp_sink import SmtpSink
 from tests.support.tenants import Tenant
@@ -27,16 +32,6 @@ EMAIL = {"key": "A", "content": {"subject": "Hello {{ first_name }}", "text": "H
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)
-
-
-def _messages(runtime: Runtime, campaign_id: int) -> list[Message]:
-    with runtime.read_sessions() as db:
-        rows = list(
-            db.scalars(select(Message).where(Message.campaign_id == campaign_id).order_by(Message.id))
-        )
-        for row in rows:
-            db.expunge(row)
-    return rows
 
 
 def test_bad_campaigns_are_refused_with_the_field(
@@ -105,7 +100,7 @@ def test_a_scheduled_broadcast_starts_at_its_time_and_a_local_time_send_waits_pe
     assert recipients(runtime, cid) == {}  # not frozen before its time
     clock.set(send_at)
     run_worker(app)
-    runs = {m.profile_id: m.run_at for m in _messages(runtime, cid)}
+    runs = {m.profile_id: m.run_at for m in campaign_messages(runtime, cid)}
     # 12:00 London (GMT) today; 12:00 Tokyo (UTC+9) is 03:00 UTC tomorrow
     assert runs == {
         people[0]: datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
@@ -137,12 +132,12 @@ def test_pause_holds_queued_messages_resume_sends_them_and_cancel_drops_the_rest
     for campaign in (first, second):
         call(client, tenant, "POST", f"/api/v1/campaigns/{campaign['id']}/launch")
     tick()  # both audiences queued in the outbox, nothing delivered yet
-    assert len(_messages(runtime, first["id"])) == len(_messages(runtime, second["id"])) == 6
+    assert len(campaign_messages(runtime, first["id"])) == len(campaign_messages(runtime, second["id"])) == 6
     for campaign in (first, second):
         assert call(client, tenant, "POST", f"/api/v1/campaigns/{campaign['id']}/pause")["status"] == "paused"
     run_worker(app)
     assert sink.messages == []
-    held = _messages(runtime, first["id"])
+    held = campaign_messages(runtime, first["id"])
     assert {m.status for m in held} == {"queued"}
     assert all((m.status_reason or "").startswith("campaign paused: paused by key:") for m in held)
 
@@ -151,8 +146,8 @@ def test_pause_holds_queued_messages_resume_sends_them_and_cancel_drops_the_rest
     clock.advance(timedelta(minutes=16))  # held rows are looked at again after the pause re-check
     run_worker(app)
     assert len(sink.wait_for(6)) == 6
-    assert {m.status for m in _messages(runtime, first["id"])} == {"sent"}
-    dropped = _messages(runtime, second["id"])
+    assert {m.status for m in campaign_messages(runtime, first["id"])} == {"sent"}
+    dropped = campaign_messages(runtime, second["id"])
     assert {m.status for m in dropped} == {"skipped"}
     assert all((m.status_reason or "").startswith("campaign cancelled") for m in dropped)
     response = client.post(f"/api/v1/campaigns/{second['id']}/resume", headers=tenant.secret_headers)
@@ -219,7 +214,7 @@ def test_a_failing_render_fails_only_its_message(
     call(client, tenant, "POST", f"/api/v1/campaigns/{campaign['id']}/launch")
     run_worker(app)
     assert len(sink.wait_for(3)) == 3
-    statuses = sorted((m.status, m.status_reason or "") for m in _messages(runtime, campaign["id"]))
+    statuses = sorted((m.status, m.status_reason or "") for m in campaign_messages(runtime, campaign["id"]))
     assert [s for s, _ in statuses] == ["dead", "sent", "sent", "sent"]
     assert statuses[0][1].startswith("render failed")
 
@@ -247,5 +242,5 @@ def test_a_test_send_goes_to_the_seed_addresses_only(
     ]
     subjects = sorted(m.parsed()["Subject"] for m in sink.wait_for(2))
     assert subjects == ["[TEST] Hello Person0", "[TEST] Other Person0"]
-    assert _messages(runtime, campaign["id"]) == []  # nothing queued, nothing counted
+    assert campaign_messages(runtime, campaign["id"]) == []  # nothing queued, nothing counted
     assert call(client, tenant, "GET", f"/api/v1/campaigns/{campaign['id']}")["status"] == "draft"
