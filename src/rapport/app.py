@@ -102,8 +102,9 @@ def hands_off(runtime: Runtime) -> bool:
     """Whether the event processor hands its batches' triggered messages to the deliverer of its worker
     (``Settings.delivery_handoff``; unset: on SQLite only). On SQLite the deliverer's own claim waits for
     the one write lock behind the processor's next batch: B5's processed-to-received time fell from ~52 to
-    ~17 ms median. On PostgreSQL the claim runs beside the processor, and doing it in the processor's
-    batch made that batch longer: B5 with API + one worker, p99 283–333 → 346–675 ms."""
+    ~17 ms median. On PostgreSQL the claim waits for nobody and runs beside the processor; doing it in the
+    processor's batch made that batch longer (B5, API + one worker, interleaved: processed p50 99 → 138 and
+    165 → 348 ms) with no end-to-end gain beyond the noise (docs/delivery.md)."""
     chosen = runtime.settings.delivery_handoff
     return runtime.is_sqlite if chosen is None else chosen
 
