@@ -18,6 +18,7 @@ two took turns instead of working at once (half the time of each was spent waiti
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import gc
 import os
@@ -35,6 +36,7 @@ from typing import IO, Any
 
 import orjson
 
+from rapport.collect import codec
 from rapport.collect import identity as ident
 from rapport.collect.importer import Prepared, RowError
 from rapport.collect.resolution import Touch
@@ -49,6 +51,8 @@ _PIPE_BYTES = 4 << 20
 _JSON, _PICKLE, _DONE = b"J", b"P", b"D"
 #: The datetime values of a prepared event row (orjson writes them as RFC 3339 text).
 _TIME_KEYS = ("timestamp", "received_at", "sent_at")
+#: The JSON columns of a prepared event row, sent as their stored text (see :func:`encode`).
+_JSON_KEYS = ("properties", "traits", "context", "extra")
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,18 @@ def _widen(pipe: IO[bytes]) -> None:
 
 
 def encode(batch: Prepared) -> bytes:
-    """One prepared batch as a frame: orjson (dataclasses as objects, datetimes as RFC 3339), else pickle."""
+    """One prepared batch as a frame: orjson (dataclasses as objects, datetimes as RFC 3339), else pickle.
+
+    An event's JSON columns travel as the text they are stored as (``codec.dumps_text``, which the insert
+    passes through as it is): the writer then neither rebuilds their objects from the frame nor encodes them
+    again (a seventh of its time). An alias keeps its objects: its touch is built by the writer from them."""
+    if batch.events:  # an events batch (a profiles batch has touches only)
+        dumps = codec.dumps_text
+        events = [
+            row if touch is None else {**row, **{key: dumps(row[key]) for key in _JSON_KEYS}}
+            for row, touch in zip(batch.events, batch.touches, strict=True)
+        ]
+        batch = dataclasses.replace(batch, events=events)
     try:
         return _JSON + orjson.dumps(batch)
     except TypeError:  # orjson.JSONEncodeError: a value JSON cannot hold exactly

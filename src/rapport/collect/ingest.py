@@ -215,12 +215,22 @@ def append_events(db: Session, rows: Sequence[dict[str, Any]]) -> None:
 def _insert_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if _driver_insert(conn, rows):
         return
+    rows = [_as_objects(row) for row in rows]
     table = cast(Table, Event.__table__)
     if conn.dialect.name == "postgresql":
         stmt: Any = pg_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
     else:
         stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"])
     conn.execute(stmt, list(rows))
+
+
+def _as_objects(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its JSON columns as objects (Core encodes them itself; an import's reader may have sent
+    them as their stored text)."""
+    encoded = [name for name, kind in _event_columns() if kind == "json" and isinstance(row.get(name), str)]
+    if not encoded:
+        return row
+    return {**row, **{name: json.loads(row[name]) for name in encoded}}
 
 
 @functools.cache
@@ -297,7 +307,8 @@ def _driver_values(rows: Sequence[dict[str, Any]], *, sqlite: bool) -> list[Any]
     for row in rows:
         flat = list(getter(row))
         for i in json_at:
-            flat[i] = dumps(flat[i])
+            value = flat[i]  # text already when the import's reader encoded it (import_pipeline.encode)
+            flat[i] = value if value.__class__ is str else dumps(value)
         if sqlite:
             for i in time_at:
                 value = flat[i]
