@@ -26,7 +26,7 @@ import random
 import threading
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -253,9 +253,12 @@ class Deliverer:
         self._sender: ThreadPoolExecutor | None = None
         # batches handed to the sending thread, in order, not yet settled (the journal holds their lines)
         self._inflight: list[tuple[list[_Ready], Future[dict[str, SendResult]]]] = []
-        # batches another lane of this process claimed and rendered in its own transaction (``adopt``)
-        self._adopted: deque[list[_Ready]] = deque()
+        # messages another lane of this process claimed and rendered in its own transaction (``adopt``),
+        # and what checking them did; guarded by their own lock, so that handing them over never waits
+        # for this lane's checks
+        self._adopted: list[_Ready] = []
         self._adopted_stats = RoundStats()
+        self._handed = threading.Lock()
         # the claim-time checks and renders of this lane and of ``adopt`` (another lane's thread) share the
         # round caches, the rate limits and the render helpers: one at a time
         self._checking = threading.Lock()
@@ -310,19 +313,17 @@ class Deliverer:
         _ = self.journal  # opened now: a worker that dies before sending leaves its journal to recover
 
         def hand_over() -> None:
-            with self._checking:
+            with self._handed:
                 _add(self._adopted_stats, stats)
-                if ready:
-                    self._adopted.append(ready)
+                self._adopted.extend(ready)
             if ready:
                 notify_work(self.runtime, repo.OUTBOX_CHANNEL)
 
         return hand_over
 
     def _take_adopted(self, stats: RoundStats) -> list[_Ready]:
-        with self._checking:
-            ready = [r for batch in self._adopted for r in batch]
-            self._adopted.clear()
+        with self._handed:
+            ready, self._adopted = self._adopted, []
             _add(stats, self._adopted_stats)
             self._adopted_stats = RoundStats()
         return ready

@@ -158,7 +158,8 @@ def take_queued(db: Session) -> list[int]:
     return list(db.info.pop(_QUEUED_HERE, None) or ())
 
 
-def _notify_deliverers(db: Session, ids: Sequence[int]) -> None:
+def _queued(db: Session, ids: Sequence[int]) -> None:
+    """Outbox rows ``ids`` were inserted: note them for a watching transaction, wake the deliverers."""
     watched = db.info.get(_QUEUED_HERE)
     if watched is not None:
         watched.extend(ids)
@@ -179,7 +180,7 @@ def insert_messages(db: Session, rows: Sequence[Sequence[Any]]) -> list[tuple[in
     )
     inserted = [(int(pk), str(key)) for pk, key in found]
     if inserted:
-        _notify_deliverers(db, [pk for pk, _key in inserted])
+        _queued(db, [pk for pk, _key in inserted])
     return inserted
 
 
@@ -207,7 +208,7 @@ def insert_message(db: Session, values: dict[str, Any]) -> int | None:
     )
     pk = db.execute(stmt).scalar_one_or_none()
     if pk is not None:
-        _notify_deliverers(db, [pk])
+        _queued(db, [pk])
     return pk
 
 
