@@ -17,7 +17,8 @@ after it commits events). On PostgreSQL a tick may name a ``wake_channel``: a li
 on it and wakes the tick's lane on every notification, so work committed by another thread or process
 (ingest sends ``NOTIFY`` with its events) starts at once instead of at the lane's next poll. Before the
 lanes start, ``run_forever`` calls each tick's ``on_start`` if it has one (the deliverer starts its render
-helpers then, not in the middle of the traffic).
+helpers then, not in the middle of the traffic), and ``on_stop`` once they are done (the deliverer sends
+and settles what it still holds).
 """
 
 from __future__ import annotations
@@ -225,13 +226,7 @@ class Worker:
             if (channel := _wake_channel(work)) is not None:
                 self._channels.setdefault(channel, []).append(waker)
         self.runtime.ports[WAKE_PORT] = self.wake
-        for tick in self.ticks:  # a tick may prepare what it will need, before any work (``on_start``)
-            on_start = getattr(_owner(tick), "on_start", None)
-            if callable(on_start):
-                try:
-                    on_start()
-                except Exception:  # e.g. no helper process could start: the tick runs without it
-                    log.exception("worker tick failed to start")
+        self._call_ticks("on_start")  # a tick may prepare what it will need, before any work
         threads = [
             threading.Thread(
                 target=self._lane, args=(work, waker, stop), name=f"rapport-worker-{name}", daemon=True
@@ -262,15 +257,20 @@ class Worker:
                 waker.set()
             for thread in others:
                 thread.join()
-            for tick in self.ticks:  # and finish what it holds in memory once its lanes are done
-                on_stop = getattr(_owner(tick), "on_stop", None)
-                if callable(on_stop):
-                    try:
-                        on_stop()
-                    except Exception:
-                        log.exception("worker tick failed to stop")
+            self._call_ticks("on_stop")  # and finish what it holds in memory once its lanes are done
             if self.runtime.ports.get(WAKE_PORT) == self.wake:
                 del self.runtime.ports[WAKE_PORT]
+
+    def _call_ticks(self, hook: str) -> None:
+        """Call ``hook`` (``on_start``, ``on_stop``) on each tick's owner that has it; a failure is logged
+        and the others still run (e.g. no render helper could start: the deliverer runs without it)."""
+        for tick in self.ticks:
+            method = getattr(_owner(tick), hook, None)
+            if callable(method):
+                try:
+                    method()
+                except Exception:
+                    log.exception("worker tick failed", extra={"hook": hook})
 
     def _listen(self, channels: dict[str, list[threading.Event]], stop: threading.Event) -> None:
         """LISTEN on the lanes' wake channels (PostgreSQL) and wake a lane on each notification of its own;
