@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from rapport.accounts.principal import Principal
@@ -25,6 +25,7 @@ from rapport.collect.processor import Processor
 from rapport.runtime import Runtime
 from rapport.segments import catalog_service
 from rapport.web import segments_builder, series
+from tests.support.statements import calls, explain
 from tests.support.tenants import make_tenant
 
 INDEX = "ix_events_workspace_name_time"
@@ -43,23 +44,6 @@ def _readers(ws: int) -> dict[str, Callable[[Session], Any]]:
         "segment movements": lambda db: segments_builder.recent_movements(db, workspace_id=ws, now=NOW),
         "event names": lambda db: catalog_service._event_names(db, ws),
     }
-
-
-def _explain(runtime: Runtime, statement: str, parameters: Any) -> str:
-    raw: Any = runtime.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if runtime.engine.dialect.name == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            plan = " / ".join(str(row[-1]) for row in cursor.fetchall())
-        else:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute(f"EXPLAIN {statement}", parameters)
-            plan = " / ".join(str(row[0]) for row in cursor.fetchall())
-        raw.rollback()
-        return plan
-    finally:
-        raw.close()
 
 
 def _seed(runtime: Runtime) -> int:
@@ -85,21 +69,11 @@ def test_the_index_holds_linked_events_only(runtime: Runtime) -> None:
 @pytest.mark.parametrize("reader", list(_readers(0)))
 def test_every_reader_by_name_and_time_can_use_the_index(runtime: Runtime, reader: str) -> None:
     ws = _seed(runtime)
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "events" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(runtime.engine, "before_cursor_execute", capture)
-    try:
-        with runtime.sessions() as db:
-            _readers(ws)[reader](db)
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", capture)
+    with calls(runtime, lambda statement: "events" in statement) as captured, runtime.sessions() as db:
+        _readers(ws)[reader](db)
     assert captured, reader
     for statement, parameters in captured:
-        plan = _explain(runtime, statement, parameters)
+        plan = explain(runtime, statement, parameters)
         assert INDEX in plan, (reader, statement, plan)
 
 
