@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from rapport.kit.clock import as_utc
+from rapport.messaging.repository import BulkValues, insert_rows
 from rapport.models import (
     Campaign,
     CampaignConversion,
@@ -302,20 +303,35 @@ def last_entries(db: Session, *, campaign_id: int, profile_ids: Collection[int])
     return found
 
 
+#: The columns :func:`insert_recipients` writes, in its rows' order.
+RECIPIENT_COLUMNS = (
+    "workspace_id", "campaign_id", "profile_id", "entry_key", "variant", "state", "reason", "entered_at",
+)  # fmt: skip
+
+
 def insert_recipients(db: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[int, str]]:
-    """Insert recipient entries, skipping (campaign, profile, entry) that exist; return the new
-    (profile id, entry key) pairs."""
+    """Insert recipient entries (dicts of ``RECIPIENT_COLUMNS``), skipping (campaign, profile, entry) that
+    exist; return the new (profile id, entry key) pairs.
+
+    Through ``messaging.repository.insert_rows``: on PostgreSQL one short statement over a JSON array of
+    rows, parsed and planned the same whatever the row count. SQLAlchemy's executemany batched the rows
+    into a multi-row VALUES of eight parameters a row, a statement text too long for psycopg's cache of
+    converted queries: at 50 entries a batch it cost the event processor ~60 us an entry against ~20."""
     if not rows:
         return set()
-    # executemany with RETURNING: SQLAlchemy's insertmanyvalues batches the rows into few statements
-    # compiled once (a literal 500-row VALUES costs more to compile than to run)
-    stmt = (
-        _insert(db)(_RECIPIENTS)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "profile_id", "entry_key"])
-        .returning(_RECIPIENTS.c.profile_id, _RECIPIENTS.c.entry_key)
+    values = BulkValues(db)
+    ordered = [[row[name] for name in RECIPIENT_COLUMNS] for row in rows]
+    for row in ordered:
+        row[-1] = values.time(row[-1])  # entered_at
+    found = insert_rows(
+        db,
+        _RECIPIENTS,
+        RECIPIENT_COLUMNS,
+        ordered,
+        conflict="ON CONFLICT (campaign_id, profile_id, entry_key) DO NOTHING",
+        returning="profile_id, entry_key",
     )
-    new = {(int(pid), str(key)) for pid, key in db.execute(stmt, list(rows)).all()}
-    return new
+    return {(int(pid), str(key)) for pid, key in found}
 
 
 def list_recipients(
