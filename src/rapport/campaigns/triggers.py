@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
+from rapport.accounts import definitions
 from rapport.campaigns import repository as repo
 from rapport.campaigns import schedule, sending
 from rapport.campaigns.schemas import DEFAULT_MAX_AGE_HOURS
@@ -52,18 +53,29 @@ def active_triggers(
     memo: dict[int, Any] = held[1]
     rows = memo.get(workspace_id)
     if rows is None:
-        rows = memo[workspace_id] = db.execute(
-            select(Campaign.id, Campaign.trigger).where(
-                Campaign.workspace_id == workspace_id,
-                Campaign.kind == "triggered",
-                Campaign.status == ACTIVE,
-            )
-        ).all()
+        # the processor's batch keeps them while the workspace's definitions are unchanged
+        # (accounts.definitions: a campaign's kind, status or trigger changing moves the revision)
+        rows = memo[workspace_id] = definitions.cached(
+            db, workspace_id, "campaigns.active_triggers", lambda: _read_triggers(db, workspace_id)
+        )
     found = []
     for campaign_id, trigger in rows:
         if isinstance(trigger, dict) and trigger.get("type") in types:
             found.append((int(campaign_id), trigger))
     return found
+
+
+def _read_triggers(db: Session, workspace_id: int) -> tuple[tuple[int, Any], ...]:
+    return tuple(
+        (int(campaign_id), trigger)
+        for campaign_id, trigger in db.execute(
+            select(Campaign.id, Campaign.trigger).where(
+                Campaign.workspace_id == workspace_id,
+                Campaign.kind == "triggered",
+                Campaign.status == ACTIVE,
+            )
+        )
+    )
 
 
 def _live(db: Session, campaign_id: int) -> Campaign | None:

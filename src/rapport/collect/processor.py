@@ -30,6 +30,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table, delete, exists, select, text
 from sqlalchemy.orm import Session
 
+from rapport.accounts import definitions
 from rapport.collect import identity as ident
 from rapport.collect.ingest import PENDING_CHANNEL
 from rapport.collect.resolution import (
@@ -275,7 +276,15 @@ def process_batch(
     stats = BatchStats()
     if not rows:
         return stats
-    settings, rules = _settings_and_rules(db, workspace_id)
+    # the batch's definitions: what the hooks build from them is reused while they are unchanged
+    revision = definitions.pin(db, workspace_id)
+    settings = revision.settings
+    rules = definitions.cached(
+        db,
+        workspace_id,
+        "collect.identity_rules",
+        lambda: ident.rules_from_settings(revision.settings, default_region=revision.default_region),
+    )
     kinds = alias_kinds(db, workspace_id, rows)
     touches = [touch_for_event(r, rules, kinds) for r in rows]
     outcome = resolve_batch(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rapport.db.base import Base, BigId, CreatedAtMixin, IdMixin, Json, UTCDateTime, WorkspaceScoped
@@ -21,6 +21,9 @@ class Workspace(IdMixin, CreatedAtMixin, Base):
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="Europe/London")
     default_region: Mapped[str] = mapped_column(String(2), nullable=False, default="GB")
     settings: Mapped[dict[str, Any]] = mapped_column(Json, nullable=False, default=dict)
+    # bumped by database triggers whenever the workspace's definitions change (migration 0014): what a
+    # process builds from them is kept while it stays the same (rapport.accounts.definitions)
+    definitions_rev: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
 
 
 class User(IdMixin, CreatedAtMixin, Base):

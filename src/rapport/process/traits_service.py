@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from rapport.accounts import definitions
 from rapport.collect.processor import BatchApplied, lock_workspace
 from rapport.errors import Conflict, NotFound
 from rapport.kit.gcwork import bulk_gc
@@ -224,8 +225,17 @@ def archive_definition(db: Session, *, workspace_id: int, trait_id: int, now: da
 
 
 def _stored_specs(db: Session, workspace_id: int, names: Iterable[str] | None = None) -> list[TraitSpec]:
-    """The active stored (not live) definitions as specs, by name; read as plain columns, not ORM rows
-    (the processor asks on every batch)."""
+    """The active stored (not live) definitions as specs, by name (the processor asks on every batch: its
+    transaction reuses those of an earlier batch while the definitions are unchanged, accounts.definitions)."""
+    every = definitions.cached(
+        db, workspace_id, "process.stored_specs", lambda: _load_stored_specs(db, workspace_id)
+    )
+    wanted = set(names) if names is not None else None
+    return [s for s in every if wanted is None or s.name in wanted]
+
+
+def _load_stored_specs(db: Session, workspace_id: int) -> tuple[TraitSpec, ...]:
+    """Read the active stored definitions as plain columns, not ORM rows."""
     rows = db.execute(
         select(
             ComputedTrait.name,
@@ -239,8 +249,7 @@ def _stored_specs(db: Session, workspace_id: int, names: Iterable[str] | None = 
         .where(ComputedTrait.workspace_id == workspace_id, ComputedTrait.archived_at.is_(None))
         .order_by(ComputedTrait.name)
     ).all()
-    wanted = set(names) if names is not None else None
-    return [s for s in (spec_of(r) for r in rows) if not s.live and (wanted is None or s.name in wanted)]
+    return tuple(s for s in (spec_of(r) for r in rows) if not s.live)
 
 
 def _needed_names(specs: Sequence[TraitSpec], purchase: PurchaseSettings) -> set[str] | None:

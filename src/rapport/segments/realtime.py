@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from rapport.accounts import definitions
 from rapport.collect.processor import BatchApplied, ProcessingHooks
 from rapport.models import ComputedTrait, Event, Segment, Topic, Workspace
 from rapport.process import computed_sql, traits_service
@@ -169,7 +170,7 @@ def realtime_scope(
     *,
     workspace_id: int,
     now: datetime,
-    segments: Sequence[Segment],
+    segments: Sequence[Segment | SegmentDef],
     campaigns: bool = True,
 ) -> Scope:
     """The per-profile compile scope of the real-time path, ``scope_for``'s, built from fewer statements.
@@ -183,12 +184,15 @@ def realtime_scope(
     paths always build a fresh scope.
     """
     cache = cast(dict[int, _Reusable], runtime.ports.setdefault(_SCOPE_PORT, {}))
-    definitions = definitions_key(db, workspace_id=workspace_id)
+    # the definitions' own key, read again only when their revision moved (accounts.definitions)
+    key = definitions.cached(
+        db, workspace_id, "segments.definitions_key", lambda: definitions_key(db, workspace_id=workspace_id)
+    )
     held = cache.get(workspace_id)
     clock = time.monotonic()
-    if held is None or held.definitions != definitions or clock - held.built >= SCOPE_REUSE_SECONDS:
+    if held is None or held.definitions != key or clock - held.built >= SCOPE_REUSE_SECONDS:
         held = _Reusable(
-            definitions=definitions,
+            definitions=key,
             built=clock,
             catalog=catalog_service.compile_catalog(db, workspace_id=workspace_id),
             computed=windowed_traits(db, workspace_id=workspace_id),
@@ -278,7 +282,7 @@ def reconcile(
 
 def apply_changes(
     db: Session,
-    segment: Segment,
+    segment: Segment | SegmentDef,
     *,
     entered: set[int],
     exited: set[int],
@@ -289,7 +293,7 @@ def apply_changes(
     counters: bool = True,
 ) -> list[MembershipChange]:
     """Write entries and exits: member rows, counters (unless ``counters=False``) and (with ``emit``)
-    timeline events and the bus."""
+    timeline events and the bus. ``recount`` needs the ORM row (it sets its counters)."""
     if entered:
         repository.add_members(
             db, workspace_id=segment.workspace_id, segment_id=segment.id, profile_ids=entered, at=at
@@ -297,6 +301,8 @@ def apply_changes(
     if exited:
         repository.remove_members(db, segment_id=segment.id, profile_ids=exited)
     if counters and recount:
+        if not isinstance(segment, Segment):
+            raise TypeError("recounting a segment needs its ORM row")
         segment.member_count = repository.set_counters(db, segment_id=segment.id, at=at)
         segment.refreshed_at = at
     elif counters and (entered or exited):
@@ -309,11 +315,18 @@ def apply_changes(
             .values(member_count=func.coalesce(Segment.member_count, 0) + len(entered) - len(exited))
             .execution_options(synchronize_session=False)
         )
-        db.expire(segment, ["member_count"])
+        if isinstance(segment, Segment):  # a kept snapshot (SegmentDef) holds no counter
+            db.expire(segment, ["member_count"])
     if not emit or not (entered or exited):
         return []
     repository.record_changes(
-        db, workspace_id=segment.workspace_id, segment=segment, entered=entered, exited=exited, at=at
+        db,
+        workspace_id=segment.workspace_id,
+        segment_id=segment.id,
+        segment_name=segment.name,
+        entered=entered,
+        exited=exited,
+        at=at,
     )
     ws, sid, name = segment.workspace_id, segment.id, segment.name
     changes = [MembershipChange(ws, sid, name, pid, "entered", at) for pid in sorted(entered)]
@@ -409,6 +422,55 @@ def materialise(runtime: Runtime, *, workspace_id: int, segment_id: int, at: dat
         return built.member_count if built is not None else 0
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentDef:
+    """The columns of a segment the real-time path reads, detached from any session (kept across batches
+    by ``accounts.definitions`` while the workspace's definitions are unchanged)."""
+
+    id: int
+    workspace_id: int
+    name: str
+    ast: dict[str, Any]
+    version: int
+    status: str
+    seed: str
+
+
+#: A segment as the evaluation helpers take it: the ORM row or its detached snapshot.
+S = TypeVar("S", Segment, SegmentDef)
+
+
+@dataclass(frozen=True, slots=True)
+class _LiveSegments:
+    """A workspace's segments as the real-time path evaluates them: every unarchived one (for the names the
+    compiler resolves), and the active ones by dependency level."""
+
+    listed: tuple[SegmentDef, ...]
+    levels: tuple[tuple[tuple[SegmentDef, Node, Dependencies], ...], ...]
+    engagement: bool  # some segment names a campaign (its scope must read the campaign ids)
+
+
+def _live_segments(db: Session, workspace_id: int) -> _LiveSegments:
+    listed = tuple(
+        SegmentDef(
+            id=s.id,
+            workspace_id=s.workspace_id,
+            name=s.name,
+            ast=s.ast,
+            version=s.version,
+            status=s.status,
+            seed=s.seed,
+        )
+        for s in repository.list_segments(db, workspace_id=workspace_id)
+    )
+    levels = _levels([s for s in listed if s.status != BUILDING])
+    return _LiveSegments(
+        listed=listed,
+        levels=tuple(tuple(level) for level in levels),
+        engagement=any(deps.messages for level in levels for _segment, _tree, deps in level),
+    )
+
+
 #: Parsed definitions by (segment id, version): the stored AST, its tree and its dependencies. The real-time
 #: path reads every active segment for each batch; decoding and walking each AST again was ~5% of a small
 #: batch. A hit is checked against the stored AST itself (one dict comparison), so another database's
@@ -417,7 +479,7 @@ _PARSED: dict[tuple[int, int], tuple[Any, Node, Dependencies]] = {}
 _PARSED_LIMIT = 4096
 
 
-def parsed_definition(segment: Segment) -> tuple[Node, Dependencies]:
+def parsed_definition(segment: Segment | SegmentDef) -> tuple[Node, Dependencies]:
     """Return the segment's tree and dependencies, decoded once per definition."""
     key = (segment.id, segment.version)
     held = _PARSED.get(key)
@@ -431,14 +493,14 @@ def parsed_definition(segment: Segment) -> tuple[Node, Dependencies]:
     return tree, deps
 
 
-def in_dependency_order(segments: Sequence[Segment]) -> list[tuple[Segment, Node, Dependencies]]:
+def in_dependency_order(segments: Sequence[S]) -> list[tuple[S, Node, Dependencies]]:
     """Return active segments with their trees and dependencies, every segment after those it names."""
-    parsed: dict[str, tuple[Segment, Node]] = {}
+    parsed: dict[str, tuple[S, Node]] = {}
     deps: dict[str, Dependencies] = {}
     for s in segments:
         tree, deps[s.name] = parsed_definition(s)
         parsed[s.name] = (s, tree)
-    ordered: list[tuple[Segment, Node, Dependencies]] = []
+    ordered: list[tuple[S, Node, Dependencies]] = []
     done: set[str] = set()
 
     def visit(name: str, path: frozenset[str]) -> None:
@@ -447,17 +509,18 @@ def in_dependency_order(segments: Sequence[Segment]) -> list[tuple[Segment, Node
         for other in sorted(deps[name].segments):
             visit(other, path | {name})
         done.add(name)
-        ordered.append((*parsed[name], deps[name]))
+        segment, tree = parsed[name]
+        ordered.append((segment, tree, deps[name]))
 
     for name in sorted(parsed):
         visit(name, frozenset())
     return ordered
 
 
-def _levels(segments: Sequence[Segment]) -> list[list[tuple[Segment, Node, Dependencies]]]:
+def _levels(segments: Sequence[S]) -> list[list[tuple[S, Node, Dependencies]]]:
     """Group segments by dependency depth: level 0 names no segment, level n names some of level n-1."""
     depth: dict[str, int] = {}
-    levels: list[list[tuple[Segment, Node, Dependencies]]] = []
+    levels: list[list[tuple[S, Node, Dependencies]]] = []
     for segment, tree, deps in in_dependency_order(segments):
         level = 1 + max((depth[name] for name in deps.segments if name in depth), default=-1)
         depth[segment.name] = level
@@ -499,17 +562,16 @@ def evaluate_batch(
     ids = sorted(set(profile_ids))
     if not ids:
         return []
-    listed = repository.list_segments(db, workspace_id=workspace_id)
-    segments = [s for s in listed if s.status != BUILDING]
-    if not segments:
+    # read and parsed once per revision of the workspace's definitions (accounts.definitions)
+    live = definitions.cached(db, workspace_id, "segments.live", lambda: _live_segments(db, workspace_id))
+    if not live.levels:
         return []
+    listed, levels, engagement = live.listed, live.levels, live.engagement
     now = runtime.clock.now()
     scope: Scope | None = None  # built on the first affected segment: most batches affect none
     bus = bus_for(runtime)
     changed_segments: set[str] = set()
     changes: list[MembershipChange] = []
-    levels = _levels(segments)
-    engagement = any(deps.messages for level in levels for _segment, _tree, deps in level)
     # one query per dependency level: a segment naming another is evaluated after it has changed
     for level in levels:
         group = [

@@ -269,15 +269,16 @@ def record_changes(
     db: Session,
     *,
     workspace_id: int,
-    segment: Segment,
+    segment_id: int,
+    segment_name: str,
     entered: Iterable[int],
     exited: Iterable[int],
     at: datetime,
 ) -> None:
     """Append ``segment_entered``/``segment_exited`` events to the profiles' timelines."""
-    properties = {"segment_id": segment.id, "segment_name": segment.name}
+    properties = {"segment_id": segment_id, "segment_name": segment_name}
     moves = [
-        (f"seg:{segment.id}:{pid}:{kind}:{uuid.uuid4().hex}", f"segment_{kind}", pid)
+        (f"seg:{segment_id}:{pid}:{kind}:{uuid.uuid4().hex}", f"segment_{kind}", pid)
         for kind, ids in (("entered", sorted(entered)), ("exited", sorted(exited)))
         for pid in ids
     ]
