@@ -17,8 +17,10 @@ from rapport.campaigns import service as campaigns_service
 from rapport.campaigns.schemas import CampaignCreate
 from rapport.collect.processor import Processor
 from rapport.consent import service as consent_service
+from rapport.content import service as content_service
+from rapport.content.schemas import SnippetCreate, TemplateCreate
 from rapport.kit.clock import Clock, FakeClock
-from rapport.models import CampaignRecipient, Identity, Workspace
+from rapport.models import CampaignRecipient, CampaignVariant, Identity, Message, Workspace
 from rapport.process import traits_service
 from rapport.runtime import Runtime
 from rapport.segments import service as segments_service
@@ -85,10 +87,27 @@ def test_definition_changes_move_the_revision_and_counters_do_not(
         assert not _moves(runtime, ws, f"UPDATE segments SET {column} = {column} WHERE id = :id", id=sid), (
             column
         )
-    # a campaign: kind, status and trigger (the triggers' read); not its name or counters
-    for column in ("kind", "status", '"trigger"'):
+    # a campaign: any column (its triggers' read, its entry plan: arms, contents, delays), its variants,
+    # templates and snippets
+    for column in ("kind", "status", '"trigger"', "name", "control_percent", "delay_seconds"):
         assert _moves(runtime, ws, f"UPDATE campaigns SET {column} = {column} WHERE id = :id", id=cid), column
-    assert not _moves(runtime, ws, "UPDATE campaigns SET name = 'Hello' WHERE id = :id", id=cid)
+    assert _moves(
+        runtime, ws, "UPDATE campaign_variants SET content = content WHERE campaign_id = :id", id=cid
+    )
+    with runtime.sessions() as db:
+        template, _report = content_service.create_template(
+            db, workspace_id=ws, data=TemplateCreate(name="T", channel="email", content={"subject": "S", "text": "x"}),
+            actor="t", now=clock.now(),
+        )  # fmt: skip
+        snippet, _report = content_service.create_snippet(
+            db, workspace_id=ws, data=SnippetCreate(name="footer", source="Bye"), actor="t", now=clock.now()
+        )
+        db.commit()
+        template_id, snippet_id = template.id, snippet.id
+    assert _moves(
+        runtime, ws, "UPDATE message_templates SET content = content WHERE id = :id", id=template_id
+    )
+    assert _moves(runtime, ws, "UPDATE snippets SET source = 'Ciao' WHERE id = :id", id=snippet_id)
     # computed traits and topics: any change
     assert _moves(runtime, ws, "UPDATE computed_traits SET description = 'x' WHERE id = :id", id=tid)
     assert _moves(runtime, ws, "UPDATE topics SET opt_in = opt_in WHERE id = :id", id=topic_id)
@@ -97,7 +116,14 @@ def test_definition_changes_move_the_revision_and_counters_do_not(
         assert _moves(runtime, ws, f"UPDATE workspaces SET {column} = {column} WHERE id = :id", id=ws), column
     assert not _moves(runtime, ws, "UPDATE workspaces SET name = 'Renamed' WHERE id = :id", id=ws)
     # deletions
-    for table, row in (("segments", sid), ("computed_traits", tid), ("topics", topic_id), ("campaigns", cid)):
+    deleted = (
+        ("segments", sid), ("computed_traits", tid), ("topics", topic_id), ("campaign_variants", None),
+        ("campaigns", cid), ("message_templates", template_id), ("snippets", snippet_id),
+    )  # fmt: skip
+    for table, row in deleted:
+        if row is None:  # the variants of the campaign
+            assert _moves(runtime, ws, "DELETE FROM campaign_variants WHERE campaign_id = :id", id=cid), table
+            continue
         assert _moves(runtime, ws, f"DELETE FROM {table} WHERE id = :id", id=row), table
     assert _rev(runtime, other.workspace_id) == other_before  # another workspace's counter never moves
 
@@ -253,3 +279,51 @@ def test_only_a_transaction_that_pinned_the_revision_reuses_values(runtime: Runt
     with runtime.sessions() as db:
         definitions.pin(db, ws)
         assert definitions.cached(db, ws, "test.value", build) == 5  # built again under the new revision
+
+
+def _subject(runtime: Runtime, tenant: Tenant, user: str) -> str:
+    pid = profile_id(runtime, tenant, user)
+    with runtime.read_sessions() as db:
+        content = db.scalar(select(Message.content).where(Message.profile_id == pid))
+    assert isinstance(content, dict)
+    return str(content["subject"])
+
+
+def test_a_triggered_campaign_s_entry_plan_is_kept_until_it_changes(
+    client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
+) -> None:
+    ws = tenant.workspace_id
+    with runtime.sessions() as db:
+        campaign = campaigns_service.create_campaign(
+            db, workspace_id=ws, actor="t", now=clock.now(),
+            data=CampaignCreate(name="Thanks", kind="triggered", channel="email",
+                                trigger={"type": "event", "event": "Bought"},
+                                variants=[{"key": "A", "content": {"subject": "One", "text": "Thanks"}}]),
+        )  # fmt: skip
+        campaigns_service.do_launch(db, workspace_id=ws, campaign_id=campaign.id, actor="t", now=clock.now())
+        db.commit()
+        cid = campaign.id
+    # the first batch of a workspace creates its built-in computed traits (the revision moves): the next
+    # one builds what is kept
+    send(client, tenant, clock, "track", {"userId": "u0", "event": "Bought"})
+    send(client, tenant, clock, "track", {"userId": "u1", "event": "Bought"})
+    assert _subject(runtime, tenant, "u1") == "One"
+
+    answer = client.post(
+        "/v1/track",
+        json={"userId": "u2", "event": "Bought", "timestamp": clock.now().isoformat()},
+        headers=tenant.write_headers,
+    )
+    assert answer.status_code == 200, answer.text
+    with statements(runtime) as seen:
+        assert Processor(runtime).drain() == 1
+    assert _subject(runtime, tenant, "u2") == "One"
+    assert _reads(seen, "campaigns") == 0 and _reads(seen, "campaign_variants") == 0  # kept
+
+    with runtime.sessions() as db:
+        variant = db.scalar(select(CampaignVariant).where(CampaignVariant.campaign_id == cid))
+        assert variant is not None
+        variant.content = {"subject": "Two", "text": "Thanks"}
+        db.commit()
+    send(client, tenant, clock, "track", {"userId": "u3", "event": "Bought"})
+    assert _subject(runtime, tenant, "u3") == "Two"  # the edit applies from the next batch

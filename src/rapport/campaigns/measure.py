@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from rapport.accounts import definitions
 from rapport.campaigns import assign, stats
 from rapport.campaigns import repository as repo
 from rapport.campaigns.schemas import ArmRead, CampaignStats, IntervalRead
@@ -37,7 +38,13 @@ def on_events(batch: BatchApplied) -> None:
     db = batch.db
     if batch.event_names is not None and not any(batch.event_names):
         return  # only unnamed events (identify, page, …): none can be a goal, spare the two reads
-    campaigns = repo.goal_campaigns(db, workspace_id=batch.workspace_id, statuses=MEASURED)
+    # kept by the processor's batch while the workspace's definitions are unchanged (accounts.definitions)
+    campaigns = definitions.cached(
+        db,
+        batch.workspace_id,
+        "campaigns.goals",
+        lambda: tuple(repo.goal_campaigns(db, workspace_id=batch.workspace_id, statuses=MEASURED)),
+    )
     if not campaigns:
         return
     by_goal: dict[str, list[repo.GoalCampaign]] = {}

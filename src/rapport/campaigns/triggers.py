@@ -86,6 +86,30 @@ def _live(db: Session, campaign_id: int) -> Campaign | None:
     return campaign
 
 
+def _entry_plan(db: Session, workspace_id: int, campaign_id: int) -> tuple[Campaign, sending.Prepared] | None:
+    """The campaign of a trigger that fired and its entry plan (arms, contents), if it is still an active
+    triggered one. The processor's batch keeps both while the workspace's definitions are unchanged
+    (accounts.definitions: any change of the campaign, its variants, templates or snippets moves them)."""
+    return definitions.cached(
+        db,
+        workspace_id,
+        f"campaigns.entry.{campaign_id}",
+        lambda: _load_entry_plan(db, workspace_id, campaign_id),
+    )
+
+
+def _load_entry_plan(
+    db: Session, workspace_id: int, campaign_id: int
+) -> tuple[Campaign, sending.Prepared] | None:
+    campaign = _live(db, campaign_id)
+    if campaign is None:
+        return None
+    prepared = sending.prepare(db, campaign, triggered=True)
+    if definitions.pinned(db, workspace_id) is not None:
+        db.expunge(campaign)  # kept beyond this transaction: read only, never flushed by a later one
+    return campaign, prepared
+
+
 def event_matches(node: Any, event: EventFact, now: datetime) -> bool:
     """Whether one event satisfies a trigger's ``did "<event>" where …`` condition."""
     return evaluate(node, ProfileFacts(profile_id="0", events=(event,)), now)
@@ -135,9 +159,9 @@ def on_events(batch: BatchApplied) -> None:
                     extra={"event": {"name": row.event, "properties": row.properties or {}}},
                 )
             )
-        campaign = _live(db, campaign_id) if entries else None
-        if campaign is not None:
-            sending.enter_many(db, campaign=campaign, entries=entries, now=now)
+        plan = _entry_plan(db, batch.workspace_id, campaign_id) if entries else None
+        if plan is not None:
+            sending.enter_many(db, campaign=plan[0], entries=entries, now=now, prepared=plan[1])
 
 
 def on_membership(db: Session, changes: list[MembershipChange]) -> None:
@@ -163,9 +187,11 @@ def on_membership(db: Session, changes: list[MembershipChange]) -> None:
                 for change in items
                 if change.segment_id == segment_id and change.kind == wanted
             ]
-            campaign = _live(db, campaign_id) if entries else None
-            if campaign is not None:
-                sending.enter_many(db, campaign=campaign, entries=entries, now=max(e.at for e in entries))
+            plan = _entry_plan(db, workspace_id, campaign_id) if entries else None
+            if plan is not None:
+                sending.enter_many(
+                    db, campaign=plan[0], entries=entries, now=max(e.at for e in entries), prepared=plan[1]
+                )
 
 
 # -- date-relative ---------------------------------------------------------------------------------------
