@@ -25,7 +25,7 @@ from rapport.process import traits_service
 from rapport.runtime import Runtime
 from rapport.segments import service as segments_service
 from rapport.segments.schemas import SegmentCreate
-from tests.segments.realtime_support import START, members, send
+from tests.segments.realtime_support import START, make_segment, members, send
 from tests.support.profiles import profile_id
 from tests.support.statements import statements
 from tests.support.tenants import Tenant, make_tenant
@@ -128,19 +128,17 @@ def test_definition_changes_move_the_revision_and_counters_do_not(
     assert _rev(runtime, other.workspace_id) == other_before  # another workspace's counter never moves
 
 
-def _segment(client: TestClient, tenant: Tenant, name: str, text: str) -> int:
-    answer = client.post("/api/v1/segments", json={"name": name, "text": text}, headers=tenant.secret_headers)
-    assert answer.status_code == 201, answer.text
-    client.app.state.worker.drain()  # type: ignore[attr-defined]
-    return int(answer.json()["id"])
-
-
 def _processed(
-    client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock, body: dict[str, Any]
+    client: TestClient,
+    runtime: Runtime,
+    tenant: Tenant,
+    clock: FakeClock,
+    body: dict[str, Any],
+    kind: str = "identify",
 ) -> list[str]:
-    """Send an identify and run the event processor alone on it; return the statements it sent."""
+    """Send one call and run the event processor alone on it; return the statements it sent."""
     answer = client.post(
-        "/v1/identify", json={**body, "timestamp": clock.now().isoformat()}, headers=tenant.write_headers
+        f"/v1/{kind}", json={**body, "timestamp": clock.now().isoformat()}, headers=tenant.write_headers
     )
     assert answer.status_code == 200, answer.text
     with statements(runtime) as seen:
@@ -162,7 +160,7 @@ def test_a_batch_reads_the_definitions_again_only_once_they_changed(
             now=clock.now(),
         )  # fmt: skip
         db.commit()
-    pro = _segment(client, tenant, "Pro", 'plan = "pro"')
+    pro = make_segment(client, tenant, "Pro", 'plan = "pro"')
     send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
     u1 = profile_id(runtime, tenant, "u1")
     assert set(members(runtime, pro)) == {u1}
@@ -198,20 +196,26 @@ def test_a_batch_reads_the_definitions_again_only_once_they_changed(
     assert computed.get("views") == 1  # the new computed trait counted in the very next batch
 
 
-def test_a_paused_campaign_stops_admitting_at_the_next_batch(
-    client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
-) -> None:
+def _thanks_campaign(runtime: Runtime, tenant: Tenant, clock: FakeClock, *, subject: str) -> int:
+    """Launch a triggered campaign sending ``subject`` on every "Bought" event; return its id."""
     ws = tenant.workspace_id
     with runtime.sessions() as db:
         campaign = campaigns_service.create_campaign(
             db, workspace_id=ws, actor="t", now=clock.now(),
             data=CampaignCreate(name="Thanks", kind="triggered", channel="email",
                                 trigger={"type": "event", "event": "Bought"},
-                                variants=[{"key": "A", "content": {"subject": "Thanks", "text": "Thanks"}}]),
+                                variants=[{"key": "A", "content": {"subject": subject, "text": "Thanks"}}]),
         )  # fmt: skip
         campaigns_service.do_launch(db, workspace_id=ws, campaign_id=campaign.id, actor="t", now=clock.now())
         db.commit()
-        cid = campaign.id
+        return int(campaign.id)
+
+
+def test_a_paused_campaign_stops_admitting_at_the_next_batch(
+    client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
+) -> None:
+    ws = tenant.workspace_id
+    cid = _thanks_campaign(runtime, tenant, clock, subject="Thanks")
 
     def entries() -> int:
         with runtime.read_sessions() as db:
@@ -292,31 +296,14 @@ def _subject(runtime: Runtime, tenant: Tenant, user: str) -> str:
 def test_a_triggered_campaign_s_entry_plan_is_kept_until_it_changes(
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
-    ws = tenant.workspace_id
-    with runtime.sessions() as db:
-        campaign = campaigns_service.create_campaign(
-            db, workspace_id=ws, actor="t", now=clock.now(),
-            data=CampaignCreate(name="Thanks", kind="triggered", channel="email",
-                                trigger={"type": "event", "event": "Bought"},
-                                variants=[{"key": "A", "content": {"subject": "One", "text": "Thanks"}}]),
-        )  # fmt: skip
-        campaigns_service.do_launch(db, workspace_id=ws, campaign_id=campaign.id, actor="t", now=clock.now())
-        db.commit()
-        cid = campaign.id
+    cid = _thanks_campaign(runtime, tenant, clock, subject="One")
     # the first batch of a workspace creates its built-in computed traits (the revision moves): the next
     # one builds what is kept
     send(client, tenant, clock, "track", {"userId": "u0", "event": "Bought"})
     send(client, tenant, clock, "track", {"userId": "u1", "event": "Bought"})
     assert _subject(runtime, tenant, "u1") == "One"
 
-    answer = client.post(
-        "/v1/track",
-        json={"userId": "u2", "event": "Bought", "timestamp": clock.now().isoformat()},
-        headers=tenant.write_headers,
-    )
-    assert answer.status_code == 200, answer.text
-    with statements(runtime) as seen:
-        assert Processor(runtime).drain() == 1
+    seen = _processed(client, runtime, tenant, clock, {"userId": "u2", "event": "Bought"}, kind="track")
     assert _subject(runtime, tenant, "u2") == "One"
     assert _reads(seen, "campaigns") == 0 and _reads(seen, "campaign_variants") == 0  # kept
 

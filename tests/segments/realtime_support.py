@@ -1,6 +1,6 @@
 """What the real-time segment tests share: sending one call through the tracking API at the test clock's
-time and draining the app's worker (so that its processing and the segment hook have run), and reading a
-segment's members (a profile's id: tests/support/profiles.py)."""
+time and draining the app's worker (so that its processing and the segment hook have run), creating a
+segment through the API, and reading a segment's members (a profile's id: tests/support/profiles.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def send(client: TestClient, tenant: Tenant, clock: FakeClock, kind: str, body: 
     answer = client.post(f"/v1/{kind}", json=body, headers=tenant.write_headers)
     assert answer.status_code == 200, answer.text
     client.app.state.worker.drain()  # type: ignore[attr-defined]
+
+
+def make_segment(client: TestClient, tenant: Tenant, name: str, text: str) -> int:
+    """Create a segment through the API and let the worker build it; return its id."""
+    answer = client.post("/api/v1/segments", json={"name": name, "text": text}, headers=tenant.secret_headers)
+    assert answer.status_code == 201, answer.text
+    client.app.state.worker.drain()  # type: ignore[attr-defined]
+    return int(answer.json()["id"])
 
 
 def members(runtime: Runtime, segment_id: int) -> dict[int, datetime]:

@@ -16,7 +16,7 @@ from rapport.process import traits_service
 from rapport.runtime import Runtime
 from rapport.segments import realtime
 from rapport.segments import repository as segments_repository
-from tests.segments.realtime_support import START, members, send
+from tests.segments.realtime_support import START, make_segment, members, send
 from tests.support.profiles import profile_id
 from tests.support.tenants import Tenant
 
@@ -27,17 +27,10 @@ def clock() -> Clock:
     return FakeClock(START)
 
 
-def _segment(client: TestClient, tenant: Tenant, name: str, text: str) -> int:
-    answer = client.post("/api/v1/segments", json={"name": name, "text": text}, headers=tenant.secret_headers)
-    assert answer.status_code == 201, answer.text
-    client.app.state.worker.drain()  # type: ignore[attr-defined]
-    return int(answer.json()["id"])
-
-
 def test_a_new_definition_takes_effect_on_the_next_batch_within_the_reuse_window(
     client: TestClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
-    pro = _segment(client, tenant, "Pro", 'plan = "pro"')
+    pro = make_segment(client, tenant, "Pro", 'plan = "pro"')
     send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
     u1 = profile_id(runtime, tenant, "u1")
     assert set(members(runtime, pro)) == {u1}  # the real-time scope is built and held now
@@ -52,7 +45,7 @@ def test_a_new_definition_takes_effect_on_the_next_batch_within_the_reuse_window
             now=clock.now(),
         )
         db.commit()
-    viewers = _segment(client, tenant, "Viewers", "recent_views >= 1")
+    viewers = make_segment(client, tenant, "Viewers", "recent_views >= 1")
     assert set(members(runtime, viewers)) == set()
     clock.advance(timedelta(minutes=1))
     send(client, tenant, clock, "track", {"userId": "u1", "event": "Viewed"})
@@ -108,8 +101,8 @@ def test_a_segment_naming_a_campaign_still_resolves_it_in_real_time(
         )
         db.commit()
         spring_id = spring.id
-    clickers = _segment(client, tenant, "Clickers", 'email.clicked campaign "Spring sale"')
-    plain = _segment(client, tenant, "Pro", 'plan = "pro"')
+    clickers = make_segment(client, tenant, "Clickers", 'email.clicked campaign "Spring sale"')
+    plain = make_segment(client, tenant, "Pro", 'plan = "pro"')
     send(client, tenant, clock, "identify", {"userId": "u1", "traits": {"plan": "pro"}})
     u1 = profile_id(runtime, tenant, "u1")
     assert set(members(runtime, plain)) == {u1} and set(members(runtime, clickers)) == set()
