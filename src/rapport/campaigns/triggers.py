@@ -54,7 +54,7 @@ def active_triggers(
     rows = memo.get(workspace_id)
     if rows is None:
         # the processor's batch keeps them while the workspace's definitions are unchanged
-        # (accounts.definitions: a campaign's kind, status or trigger changing moves the revision)
+        # (accounts.definitions: any change of a campaign moves the revision)
         rows = memo[workspace_id] = definitions.cached(
             db, workspace_id, "campaigns.active_triggers", lambda: _read_triggers(db, workspace_id)
         )

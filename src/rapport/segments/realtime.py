@@ -178,7 +178,8 @@ def realtime_scope(
     Segment ids come from ``segments`` (the workspace's active segments, already read); campaign ids are
     read only with ``campaigns`` (some segment names a campaign: an engagement condition). The catalogue and
     the windowed-trait SQL are reused from the workspace's previous batch while the definitions they come
-    from are unchanged (one small read each batch) and for at most ``SCOPE_REUSE_SECONDS``: building them
+    from are unchanged (their key, ``definitions_key``, is read again only when the workspace's definitions
+    revision moved: ``accounts.definitions``) and for at most ``SCOPE_REUSE_SECONDS``: building them
     takes eight statements, two of them sampling profiles, which was a third of a small batch's time on
     PostgreSQL. The sampled keys may thus lag the data by that long; ``RefreshTick`` and the saved-segment
     paths always build a fresh scope.
