@@ -124,7 +124,10 @@
           }
           draw(result.body);
           if (window.history && window.history.replaceState) {
-            window.history.replaceState(null, "", window.location.pathname + "?" + params.toString());
+            // the fragment stays: a keyboard user may have skipped to the content (#main) before the chart loaded
+            window.history.replaceState(
+              null, "", window.location.pathname + "?" + params.toString() + window.location.hash
+            );
           }
         })
         .catch(function () {
