@@ -70,7 +70,9 @@ class ChildProcess:
 class Server(ChildProcess):
     """A uvicorn process serving one app on a free loopback port."""
 
-    def __init__(self, app: str, *, factory: bool, env: dict[str, str], health: str, log: Path) -> None:
+    def __init__(
+        self, app: str, *, factory: bool, env: dict[str, str], health: str, log: Path, start_timeout: float = 60
+    ) -> None:
         self.port = _free_port()
         self.log = log.open("ab")
         cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port),
@@ -80,9 +82,10 @@ class Server(ChildProcess):
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, stdout=self.log, stderr=self.log
         )
-        deadline = time.time() + 60
+        deadline = time.time() + start_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
+                self.log.close()
                 raise RuntimeError(f"{app} exited with {self.proc.returncode}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{health}", timeout=2) as r:
@@ -92,6 +95,7 @@ class Server(ChildProcess):
                 if getattr(exc, "code", None) and int(exc.code) < 500:  # type: ignore[attr-defined]
                     return
                 time.sleep(0.2)
+        self.stop()  # alive but not healthy: not left running (with its in-process worker) after the run
         raise RuntimeError(f"{app} did not start")
 
     def url(self, path: str) -> str:

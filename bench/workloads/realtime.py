@@ -472,8 +472,12 @@ def _run_store(ctx: Context, store: str, *, messages: bool, shape: _Shape = IN_P
            "RAPPORT_WORKER_POLL_SECONDS": os.environ.get("RAPPORT_BENCH_B5_POLL", "0.2")}  # fmt: skip
     if shape.workers:
         env["RAPPORT_RUN_WORKER_IN_PROCESS"] = "false"
-    server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
-                    log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
+    try:
+        server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
+                        log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
+    except Exception:
+        sink.stop()
+        raise
     workers: list[_WorkerProcess] = []
     try:
         for roles in shape.workers:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -99,3 +102,24 @@ def test_http_workloads_run_against_rapport_and_the_null_handler(tmp_path: Path)
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[3] == "ok" and "events/s" in cells[4] and "null handler" in cells[7]
         assert "all accepted events stored" in cells[10] and " 0 non-2xx" in cells[10]
+
+
+def test_a_server_that_never_becomes_healthy_is_stopped_not_left_running(tmp_path: Path) -> None:
+    from bench.workloads.http_ingest import Server
+
+    spawned: list[int] = []
+    original = subprocess.Popen
+
+    def remember(*args: Any, **kwargs: Any) -> Any:
+        proc = original(*args, **kwargs)
+        spawned.append(proc.pid)
+        return proc
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "Popen", remember)
+        with pytest.raises(RuntimeError, match="did not start"):
+            Server("tests.bench.unhealthy_app:app", factory=False, env={}, health="/healthz",
+                   log=tmp_path / "server.log", start_timeout=3)  # fmt: skip
+    assert len(spawned) == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(spawned[0], 0)  # gone, and reaped
