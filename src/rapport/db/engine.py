@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -186,16 +187,55 @@ def build_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine
         event.listen(engine, "connect", _connected)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # see ping_when_idle
         # json/jsonb columns read through orjson where it gives json.loads's answer (several times faster:
         # a real-time batch reads the traits, events and computed documents of every profile it touches)
         json_deserializer=fastjson.loads,
     )
+    ping_when_idle(engine, idle_seconds=IDLE_PING_SECONDS)
+    return engine
+
+
+#: A pooled PostgreSQL connection that sat unused for longer than this is pinged before it is handed out.
+IDLE_PING_SECONDS = 2.0
+_RETURNED = "rapport.returned"
+
+
+def ping_when_idle(engine: Engine, *, idle_seconds: float) -> None:
+    """Check a pooled connection before use when it sat idle for over ``idle_seconds``, as SQLAlchemy's
+    ``pool_pre_ping`` does before every use.
+
+    A dead connection (the server restarted, an idle timeout, a proxy) is found where it matters: one that
+    waited in the pool. A connection handed back moments ago was alive then; pinging it costs a round trip
+    for nothing, and a busy process checks out connections hundreds of times a second (a worker's cycle
+    takes three, an ingest group commit one). A connection that dies in between fails its statement, as
+    one that dies just after a ping would: SQLAlchemy then invalidates the pool, and the caller's retry
+    (the worker's next cycle, a client's resend) gets fresh connections. A ping that finds the connection
+    dead raises ``DisconnectionError``: the pool discards it and hands out another."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_RETURNED] = (dbapi_connection, time.monotonic())
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is None or returned[0] is not dbapi_connection:
+            return  # connected just now for this checkout
+        if time.monotonic() - returned[1] <= idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            if engine.dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.DisconnectionError(f"pooled connection found dead: {error}") from error
+            raise
 
 
 def build_sessionmaker(engine: Engine, *, readonly: bool = False) -> sessionmaker[Session]:
