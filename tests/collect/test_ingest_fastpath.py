@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from rapport.collect import codec, ingest
 from rapport.collect.committer import Committer
@@ -113,21 +113,41 @@ def _row(workspace_id: int, message_id: str, n: int) -> dict[str, Any]:
 
 
 def test_bulk_insert_keeps_arrival_order_and_the_first_of_repeats(runtime: Runtime, tenant: Tenant) -> None:
-    # 601 rows cross several statements (256-row chunks on SQLite; one COPY on PostgreSQL); repeats of
-    # m0 and m300 sit in later chunks and must be skipped, not overwrite.
+    # 601 rows cross several statements (256-row chunks on SQLite; one JSON array per call on PostgreSQL);
+    # repeats of m0 and m300 sit in later chunks and must be skipped, not overwrite.
     ids = [f"m{i}" for i in range(600)] + ["m0"]
     ids[450] = "m300"
     rows = [_row(tenant.workspace_id, mid, n) for n, mid in enumerate(ids)]
     with runtime.sessions() as db:
         ingest.append_events(db, rows[:300])
         ingest.append_events(db, rows[300:])  # a second call in the same transaction (as replay does)
-        if runtime.engine.dialect.name == "postgresql":
-            assert db.execute(text("SELECT count(*) FROM rapport_ingest_events")).scalar() == 0
         db.commit()
     stored = events(runtime, tenant.workspace_id)
     assert len(stored) == 599
     assert [e.properties["n"] for e in stored] == [n for n in range(600) if n != 450]
     assert {e.message_id: e.event for e in stored}["m0"] == "E0"
+
+
+def test_bulk_insert_stores_values_exactly(runtime: Runtime, tenant: Tenant) -> None:
+    """What the driver paths write reads back unchanged: integers past 64 bits, small floats, text outside
+    ASCII, nested values, JSON columns the import's reader sent as text, and a naive time (UTC)."""
+    exact = {"big": 2**70, "small": 1e-05, "text": 'café ✓ "quoted" \\', "nested": [1, {"a": None}, []]}
+    first = {**_row(tenant.workspace_id, "x1", 1), "properties": exact, "context": {"ip": "1.2.3.4"}}
+    pre_encoded = {
+        **_row(tenant.workspace_id, "x2", 2),
+        "properties": codec.dumps_text(exact),
+        "traits": '{"plan":"gold"}',
+        "timestamp": datetime(2026, 3, 1, 12, 30),  # naive: UTC
+        "sent_at": datetime(2026, 3, 1, 14, 30, tzinfo=timezone(timedelta(hours=2))),
+    }
+    with runtime.sessions() as db:
+        ingest.append_events(db, [first, pre_encoded])
+        db.commit()
+    one, two = events(runtime, tenant.workspace_id)
+    assert one.properties == exact and one.context == {"ip": "1.2.3.4"}
+    assert two.properties == exact and two.traits == {"plan": "gold"}
+    assert two.timestamp == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    assert two.sent_at == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
 
 def test_the_fast_path_keeps_request_ids_cors_and_the_error_shape(client: TestClient, tenant: Tenant) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 import psycopg
 from sqlalchemy import JSON, Connection, Engine, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,7 +36,7 @@ from rapport.accounts.principal import Principal
 from rapport.audit import service as audit_service
 from rapport.collect import codec
 from rapport.collect.normalize import Envelope, Normalized, Rejected, normalize
-from rapport.db.base import UTCDateTime
+from rapport.db.base import UTCDateTime, pg_pick
 from rapport.db.engine import write_turn
 from rapport.errors import BadRequest
 from rapport.kit.clock import as_utc
@@ -297,8 +298,8 @@ def _column_plan() -> tuple[Callable[[dict[str, Any]], tuple[Any, ...]], tuple[i
     return getter, json_at, time_at
 
 
-def _driver_values(rows: Sequence[dict[str, Any]], *, sqlite: bool) -> list[Any]:
-    """Flatten ``rows`` into the bound values of the driver INSERT, column by column."""
+def _driver_values(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Flatten ``rows`` into the bound values of SQLite's driver INSERT, column by column."""
     getter, json_at, time_at = _column_plan()
     dumps = codec.dumps_text
     times: dict[datetime, str | None] = {}  # received_at is shared by a whole request
@@ -309,14 +310,13 @@ def _driver_values(rows: Sequence[dict[str, Any]], *, sqlite: bool) -> list[Any]
         for i in json_at:
             value = flat[i]  # text already when the import's reader encoded it (import_pipeline.encode)
             flat[i] = value if value.__class__ is str else dumps(value)
-        if sqlite:
-            for i in time_at:
-                value = flat[i]
-                if value is not None:
-                    text = times.get(value)
-                    if text is None:
-                        text = times[value] = _sqlite_time(value)
-                    flat[i] = text
+        for i in time_at:
+            value = flat[i]
+            if value is not None:
+                text = times.get(value)
+                if text is None:
+                    text = times[value] = _sqlite_time(value)
+                flat[i] = text
         extend(flat)
     return values
 
@@ -350,7 +350,7 @@ def _sqlite_one_statement(raw: sqlite3.Connection, rows: Sequence[dict[str, Any]
     if not rows or len(rows) > largest:
         return False
     size = _bucket(len(rows), largest)
-    values = _driver_values(rows, sqlite=True)
+    values = _driver_values(rows)
     width = len(_event_columns())
     if size > len(rows):
         values.extend(values[-width:] * (size - len(rows)))
@@ -368,7 +368,8 @@ def _has_every_column(rows: Sequence[dict[str, Any]]) -> bool:
 
 
 def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
-    """Insert through the driver with multi-row INSERTs: the hot path, several times cheaper than Core.
+    """Insert through the driver: the hot path, several times cheaper than Core. SQLite: multi-row INSERTs;
+    PostgreSQL: one statement over a JSON array (:func:`_json_insert`).
 
     One statement per chunk of rows, not one per row: the database does a chunk's work in one call, with
     the GIL released (executemany releases and retakes it per row, which stalls behind a busy event
@@ -380,14 +381,13 @@ def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
     dialect = conn.dialect.name
     if dialect not in {"sqlite", "postgresql"} or not _has_every_column(rows):
         return False
-    sqlite = dialect == "sqlite"
-    values = _driver_values(rows, sqlite=sqlite)
     raw = conn.connection.driver_connection
     assert raw is not None
-    width = len(columns)
-    if not sqlite:
-        _copy_insert(conn, raw, values, width)
+    if dialect == "postgresql":
+        _json_insert(raw, rows)
         return True
+    values = _driver_values(rows)
+    width = len(columns)
     cursor = raw.cursor()
     start = 0
     try:
@@ -399,36 +399,43 @@ def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
     return True
 
 
-_STAGE = "rapport_ingest_events"
+@functools.cache
+def _pg_insert_sql() -> str:
+    """PostgreSQL: one INSERT … SELECT over a JSON array of rows (values in ``_event_columns`` order)."""
+    table = cast(Table, Event.__table__)
+    columns = [name for name, _kind in _event_columns()]
+    names = ", ".join(f'"{name}"' for name in columns)
+    picks = ", ".join(pg_pick(table, name, i) for i, name in enumerate(columns))
+    return (
+        f"INSERT INTO events ({names}) SELECT {picks} "  # noqa: S608 (names from the table, values bound)
+        "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n) ORDER BY n "
+        "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+    )
 
 
-def _copy_insert(conn: Connection, raw: Any, values: list[Any], width: int) -> None:
-    """PostgreSQL: COPY the rows into a session-private staging table, then one INSERT … SELECT.
+def _json_insert(raw: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL: insert ``rows`` as ONE statement over one JSON array (``orjson`` writes it in C).
 
-    COPY costs the client a fraction of what binding parameters does; the INSERT keeps the arrival
-    order (``seq``) and skips repeats of (workspace_id, messageId) exactly like the plain INSERT (R1).
-    The staging table is created once per connection and left empty by every call.
+    Measured against the COPY into a staging table it replaces (interleaved, one connection, a transaction
+    per call): 10 events 1.64 → 0.82 ms and 100 events 6.3 → 4.1 ms a transaction, with half the client CPU
+    (0.53 → 0.28 and 1.85 → 0.82 ms); a multi-row VALUES with bound parameters took 1.30 and 13.4 ms. The
+    JSON columns travel as their stored text (``codec.dumps_text``: exact for integers past 64 bits), times
+    as RFC 3339 (naive ones as UTC, as ``UTCDateTime`` stores them). Arrival order (``ORDER BY n``) gives
+    the ids; a repeat of (workspace_id, messageId) is skipped like any other (R1).
     """
-    names = ", ".join(f'"{name}"' for name, _kind in _event_columns())
-    info = conn.connection.info
+    getter, json_at, _time_at = _column_plan()
+    dumps = codec.dumps_text
+    fragment = orjson.Fragment
+    data = []
+    for row in rows:
+        flat = list(getter(row))
+        for i in json_at:
+            value = flat[i]  # text already when the import's reader encoded it (import_pipeline.encode)
+            flat[i] = fragment(value if value.__class__ is str else dumps(value))
+        data.append(flat)
+    payload = orjson.dumps(data, option=orjson.OPT_NAIVE_UTC).decode("utf-8")
     with raw.cursor() as cursor:
-        if not info.get(_STAGE):
-            cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "  # noqa: S608
-                f"SELECT 0 AS seq, {names} FROM events WITH NO DATA"
-            )
-            info[_STAGE] = True
-        with cursor.copy(f"COPY {_STAGE} (seq, {names}) FROM STDIN") as copy:
-            write = copy.write_row
-            for seq, start in enumerate(range(0, len(values), width)):
-                write([seq, *values[start : start + width]])
-        # Moving (DELETE … RETURNING) rather than copying leaves the stage empty for the next call in the
-        # same transaction (a replay appends event by event).
-        cursor.execute(
-            f"WITH moved AS (DELETE FROM {_STAGE} RETURNING *) "  # noqa: S608
-            f"INSERT INTO events ({names}) SELECT {names} FROM moved ORDER BY seq "
-            "ON CONFLICT (workspace_id, message_id) DO NOTHING"
-        )
+        cursor.execute(_pg_insert_sql(), (payload,))
 
 
 def add_quarantined(db: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
