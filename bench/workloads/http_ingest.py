@@ -71,7 +71,14 @@ class Server(ChildProcess):
     """A uvicorn process serving one app on a free loopback port."""
 
     def __init__(
-        self, app: str, *, factory: bool, env: dict[str, str], health: str, log: Path, start_timeout: float = 60
+        self,
+        app: str,
+        *,
+        factory: bool,
+        env: dict[str, str],
+        health: str,
+        log: Path,
+        start_timeout: float = 60,
     ) -> None:
         self.port = _free_port()
         self.log = log.open("ab")
