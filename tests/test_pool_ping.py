@@ -16,22 +16,23 @@ from rapport.db.engine import build_engine
 from tests.support.databases import PostgresFactory
 
 
-@pytest.fixture
-def engine(pg_factory: PostgresFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    """An engine whose pooled connection counts as idle after 0.3 s."""
-    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.3)
+def _engine(pg_factory: PostgresFactory, monkeypatch: pytest.MonkeyPatch, idle: float) -> Iterator[Engine]:
+    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", idle)
     engine = build_engine(pg_factory.shared_url(), pool_size=1)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def engine(pg_factory: PostgresFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """An engine whose pooled connection counts as idle after 0.3 s."""
+    yield from _engine(pg_factory, monkeypatch, 0.3)
 
 
 @pytest.fixture
 def patient_engine(pg_factory: PostgresFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """An engine whose pooled connection counts as idle only after an hour."""
-    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 3600.0)
-    engine = build_engine(pg_factory.shared_url(), pool_size=1)
-    yield engine
-    engine.dispose()
+    yield from _engine(pg_factory, monkeypatch, 3600.0)
 
 
 def _backend_pid(engine: Engine) -> int:
