@@ -220,16 +220,14 @@ def ping_when_idle(engine: Engine, *, idle_seconds: float) -> None:
 
     @event.listens_for(engine, "checkin")
     def _returned(dbapi_connection: Any, record: Any) -> None:
-        if dbapi_connection is not None:
-            record.info[_RETURNED] = (dbapi_connection, time.monotonic())
+        record.info[_RETURNED] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        # ``record.info`` belongs to the DBAPI connection: the pool clears it whenever it connects anew
         returned = record.info.get(_RETURNED)
-        if returned is None or returned[0] is not dbapi_connection:
-            return  # connected just now for this checkout
-        if time.monotonic() - returned[1] <= idle_seconds:
-            return
+        if returned is None or time.monotonic() - returned <= idle_seconds:
+            return  # connected just now for this checkout, or handed back moments ago
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
