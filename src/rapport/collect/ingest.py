@@ -36,7 +36,7 @@ from rapport.accounts.principal import Principal
 from rapport.audit import service as audit_service
 from rapport.collect import codec
 from rapport.collect.normalize import Envelope, Normalized, Rejected, normalize
-from rapport.db.base import UTCDateTime, pg_pick
+from rapport.db.base import UTCDateTime, pg_insert_from_json
 from rapport.db.engine import write_turn
 from rapport.errors import BadRequest
 from rapport.kit.clock import as_utc
@@ -402,14 +402,9 @@ def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
 @functools.cache
 def _pg_insert_sql() -> str:
     """PostgreSQL: one INSERT … SELECT over a JSON array of rows (values in ``_event_columns`` order)."""
-    table = cast(Table, Event.__table__)
     columns = [name for name, _kind in _event_columns()]
-    names = ", ".join(f'"{name}"' for name in columns)
-    picks = ", ".join(pg_pick(table, name, i) for i, name in enumerate(columns))
-    return (
-        f"INSERT INTO events ({names}) SELECT {picks} "  # noqa: S608 (names from the table, values bound)
-        "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n) ORDER BY n "
-        "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+    return pg_insert_from_json(
+        cast(Table, Event.__table__), columns, "ON CONFLICT (workspace_id, message_id) DO NOTHING"
     )
 
 

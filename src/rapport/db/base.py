@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,6 +77,21 @@ def pg_pick(table: Table, column: str, index: int) -> str:
     if isinstance(table.c[column].type, JSON):
         return f"(r->{index})::jsonb"
     return f"(r->>{index})::{pg_cast(table, column)}"
+
+
+def pg_insert_from_json(table: Table, columns: Sequence[str], tail: str = "") -> str:
+    """PostgreSQL: ``INSERT INTO table (columns) SELECT … <tail>`` over ONE JSON array of rows bound as
+    ``%s`` (each row a JSON array of its values in ``columns`` order, read by :func:`pg_pick`). The rows are
+    inserted in the array's order (``WITH ORDINALITY … ORDER BY``), so generated ids follow it; ``tail``
+    (e.g. ``ON CONFLICT … DO NOTHING``, ``RETURNING …``) is appended. The statement text does not depend
+    on the row count: it is parsed and prepared once."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    picks = ", ".join(pg_pick(table, name, i) for i, name in enumerate(columns))
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {picks} "  # noqa: S608 (names from the table, values bound)
+        "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n) ORDER BY n"
+        + (f" {tail}" if tail else "")
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -14,7 +14,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rapport.db.base import UTCDateTime, pg_pick, pg_time, sqlite_time
+from rapport.db.base import UTCDateTime, pg_insert_from_json, pg_pick, pg_time, sqlite_time
 from rapport.db.planner import one_of
 from rapport.models import Message, Profile, SendCounter, Suppression
 
@@ -100,7 +100,7 @@ def insert_rows(
     (e.g. ``ON CONFLICT (a, b) DO NOTHING``) and ``returning`` appended; returns the returned rows.
 
     SQLite: ``INSERT … VALUES (…), (…)`` of ``BULK_CHUNK`` rows. PostgreSQL: ``INSERT … SELECT … FROM
-    jsonb_array_elements(%s)`` over one JSON array of rows, so the statement text stays short and is parsed
+    jsonb_array_elements(%s)`` over one JSON array of rows (``db.base.pg_insert_from_json``), so the statement text stays short and is parsed
     once whatever the row count, and the values travel as one string ``json.dumps`` writes in C (JSON
     columns as nested values, times as ISO text). Names come from the ORM metadata; every value is bound.
     """
@@ -111,8 +111,7 @@ def insert_rows(
     postgres = db.get_bind().dialect.name == "postgresql"
     chunk = BULK_CHUNK * (10 if postgres else 1)
     if postgres:
-        picks = ", ".join(pg_pick(table, c, i) for i, c in enumerate(columns))
-        sql = head + f"SELECT {picks} FROM jsonb_array_elements(%s::jsonb) AS r" + tail  # noqa: S608
+        sql = pg_insert_from_json(table, columns, tail.strip())
     one = "(" + ", ".join("?" for _ in columns) + ")"
 
     def flush(batch: list[Sequence[Any]]) -> None:
