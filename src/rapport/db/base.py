@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,7 @@ def pg_time(value: datetime) -> str:
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
 
 
+@functools.cache  # pure in (table, column); compiling a type builds a dialect (~6 µs a call)
 def pg_cast(table: Table, column: str) -> str:
     """The PostgreSQL type to cast a value of ``table.column`` to when it comes out of a JSON document of
     rows (``(r->>i)::<type>``): ``text`` for strings, not ``VARCHAR(n)``: an explicit cast to ``VARCHAR(n)``
@@ -71,6 +73,7 @@ def column_length(column: Any) -> int:
     return int(length)
 
 
+@functools.cache
 def pg_pick(table: Table, column: str, index: int) -> str:
     """The value of ``table.column`` at ``index`` of a jsonb row ``r`` (one element of a JSON document of
     rows read with ``jsonb_array_elements``): JSON columns as jsonb, the others cast by :func:`pg_cast`."""
@@ -84,7 +87,12 @@ def pg_insert_from_json(table: Table, columns: Sequence[str], tail: str = "") ->
     ``%s`` (each row a JSON array of its values in ``columns`` order, read by :func:`pg_pick`). The rows are
     inserted in the array's order (``WITH ORDINALITY … ORDER BY``), so generated ids follow it; ``tail``
     (e.g. ``ON CONFLICT … DO NOTHING``, ``RETURNING …``) is appended. The statement text does not depend
-    on the row count: it is parsed and prepared once."""
+    on the row count: it is parsed and prepared once (and built once per process: ~150 µs for 29 columns)."""
+    return _pg_insert_from_json(table, tuple(columns), tail)
+
+
+@functools.cache
+def _pg_insert_from_json(table: Table, columns: tuple[str, ...], tail: str) -> str:
     names = ", ".join(f'"{name}"' for name in columns)
     picks = ", ".join(pg_pick(table, name, i) for i, name in enumerate(columns))
     return (
