@@ -20,20 +20,20 @@ docs/tracking-api.md; the short version:
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from rapport.collect import codec
 from rapport.kit import fastjson
 from rapport.models.event import PENDING
 
 EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+_EVENT_TYPE_SET = frozenset(EVENT_TYPES)
 #: 32 KB per event, inclusive: an event of exactly 32,768 bytes is accepted, 32,769 is not.
 MAX_EVENT_BYTES = 32 * 1024
 #: 500 KB per batch request (512,000 bytes, inclusive).
@@ -107,6 +107,12 @@ _OBJECT_CONTEXT_FIELDS = frozenset(
     }
 )
 
+#: The type each typed context field must have (one lookup a field on the hot path).
+_CONTEXT_KINDS: dict[str, type] = {
+    **dict.fromkeys(_STRING_CONTEXT_FIELDS, str),
+    **dict.fromkeys(_OBJECT_CONTEXT_FIELDS, dict),
+}
+
 # Consent signals (R16). Keys are compared lower-cased with "_" and "-" removed.
 _GRANT_WORDS = frozenset(
     {"true", "yes", "granted", "grant", "subscribed", "optedin", "optin", "accepted", "allow", "allowed"}
@@ -154,9 +160,11 @@ class ConsentSignal:
         return {"path": self.path, "subject": self.subject, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True)
-class Normalized:
-    """A valid message: the ``events`` row (without ``workspace_id``) and the consent grants refused."""
+class Normalized(NamedTuple):
+    """A valid message: the ``events`` row (without ``workspace_id``) and the consent grants refused.
+
+    A named tuple, not a frozen dataclass: one is built per accepted event on the ingest hot path, and a
+    frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (4x the cost)."""
 
     row: dict[str, Any]
     refused_grants: tuple[ConsentSignal, ...] = ()
@@ -295,7 +303,10 @@ def parse_time(value: Any) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError("is not an ISO-8601 timestamp") from None
-    if parsed.tzinfo is None:
+    zone = parsed.tzinfo
+    if zone is UTC:  # "Z" (what the SDKs send) parses to datetime.UTC itself: nothing to convert
+        return parsed
+    if zone is None:
         return parsed.replace(tzinfo=UTC)
     try:
         return parsed.astimezone(UTC)
@@ -307,6 +318,12 @@ def _id(message: Mapping[str, Any], name: str, errors: _Errors, *, limit: int = 
     value = message.get(name)
     if value is None:
         return None
+    if value.__class__ is str:  # the common case first
+        text = value.strip()
+        if len(text) > limit:
+            errors.add(name, f"is longer than {limit} characters")
+            return None
+        return text or None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         errors.add(name, "must be a string or a number")
         return None
@@ -326,6 +343,8 @@ def _id(message: Mapping[str, Any], name: str, errors: _Errors, *, limit: int = 
 
 def _object(container: Mapping[str, Any], name: str, errors: _Errors, *, prefix: str = "") -> dict[str, Any]:
     value = container.get(name)
+    if value.__class__ is dict:
+        return value
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -335,16 +354,14 @@ def _object(container: Mapping[str, Any], name: str, errors: _Errors, *, prefix:
 
 
 def _check_context(context: Mapping[str, Any], errors: _Errors) -> None:
+    kinds = _CONTEXT_KINDS
     for name, value in context.items():  # contexts are small; walk them rather than probe every field
-        if value is None:
+        kind = kinds.get(name)
+        if kind is None or value is None or value.__class__ is kind or isinstance(value, kind):
             continue
-        if name in _STRING_CONTEXT_FIELDS:
-            if not isinstance(value, str):
-                errors.add(f"context.{name}", "must be a string")
-        elif name in _OBJECT_CONTEXT_FIELDS and not isinstance(value, dict):
-            errors.add(f"context.{name}", "must be an object")
+        errors.add(f"context.{name}", "must be a string" if kind is str else "must be an object")
     location = context.get("location")
-    if isinstance(location, dict):
+    if location and isinstance(location, dict):
         for name, bound in (("latitude", 90.0), ("longitude", 180.0)):
             value = location.get(name)
             if value is None:
@@ -368,7 +385,8 @@ def _time_field(message: Mapping[str, Any], name: str, errors: _Errors) -> datet
 
 def _channel_word(value: Any) -> str | None:
     if isinstance(value, str):
-        return _CHANNEL_SYNONYMS.get(value.strip().lower())
+        found = _CHANNEL_SYNONYMS.get(value)  # already a canonical word: most senders write one
+        return found if found is not None else _CHANNEL_SYNONYMS.get(value.strip().lower())
     return None
 
 
@@ -381,12 +399,10 @@ def infer_channel(
     ``properties.channel``), then inferred: an app or device context → app; a page or user agent → web;
     the SDK library's name (mobile → app, analytics.js → web); otherwise server.
     """
-    for value in (
-        context.get("channel"),
-        message.get("channel"),
-        context.get("source"),
-        properties.get("channel"),
-    ):
+    found = _channel_word(context.get("channel"))  # the usual place: the other three only when it is not
+    if found:
+        return found
+    for value in (message.get("channel"), context.get("source"), properties.get("channel")):
         found = _channel_word(value)
         if found:
             return found
@@ -496,8 +512,11 @@ def scan_consent(path: str, container: Mapping[str, Any], found: list[ConsentSig
     a ``consent`` object ``{purpose: bool|status}`` including Segment's ``categoryPreferences``.
     """
     out: dict[str, Any] | None = None  # a copy, made at the first change
+    kinds = _KEY_KINDS
     for key, value in container.items():
-        kind = _consent_key(key)
+        kind = kinds.get(key, _UNSEEN)
+        if kind is _UNSEEN:
+            kind = _consent_key(key)
         if kind is None:
             continue
         if kind is _CONTAINER:
@@ -525,14 +544,25 @@ def scan_consent(path: str, container: Mapping[str, Any], found: list[ConsentSig
 
 
 _CONTAINER = ("", False)
+_UNSEEN = ("?", False)
 
 
-@functools.lru_cache(maxsize=8192)
+#: ``_consent_key``'s answers: a plain dict (a lookup costs half of an ``lru_cache`` call), emptied when full.
+_KEY_KINDS: dict[str, tuple[str, bool] | None] = {}
+_KEY_KINDS_MAX = 8192
+
+
 def _consent_key(key: str) -> tuple[str, bool] | None:
     """Classify a key once: a consent container (``_CONTAINER``), a flag (subject, inverted) or neither."""
-    if key.lower() in {"subscriptions", "consent"}:
-        return _CONTAINER
-    return _flag_subject(key)
+    try:
+        return _KEY_KINDS[key]
+    except KeyError:
+        pass
+    kind = _CONTAINER if key.lower() in {"subscriptions", "consent"} else _flag_subject(key)
+    if len(_KEY_KINDS) >= _KEY_KINDS_MAX:
+        _KEY_KINDS.clear()
+    _KEY_KINDS[key] = kind
+    return kind
 
 
 def normalize(
@@ -578,7 +608,9 @@ def normalize(
     given_type = message.get("type")
     kind = route_type
     if kind is None:
-        if given_type is None:
+        if given_type in _EVENT_TYPE_SET:  # as the SDKs send it
+            kind = given_type
+        elif given_type is None:
             errors.add("type", f"is required: one of {', '.join(EVENT_TYPES)}")
         elif not isinstance(given_type, str) or given_type.strip().lower() not in EVENT_TYPES:
             errors.add("type", f"must be one of {', '.join(EVENT_TYPES)}")
@@ -637,14 +669,16 @@ def normalize(
     ):
         errors.add("userId", "userId or anonymousId is required")
 
-    sent_at = _time_field(message, "sentAt", errors)
+    # the absent fields (most are) cost one lookup each, not a call
+    get = message.get
+    sent_at = None if get("sentAt") is None else _time_field(message, "sentAt", errors)
     if sent_at is None and envelope is not None and envelope.sent_at is not None and "sentAt" not in message:
         try:
             sent_at = parse_time(envelope.sent_at)
         except ValueError as exc:
             errors.add("sentAt", str(exc))
-    original = _time_field(message, "originalTimestamp", errors)
-    client_timestamp = _time_field(message, "timestamp", errors)
+    original = None if get("originalTimestamp") is None else _time_field(message, "originalTimestamp", errors)
+    client_timestamp = None if get("timestamp") is None else _time_field(message, "timestamp", errors)
     if errors.items:
         return Rejected(message_id, tuple(errors.items))
 
@@ -659,8 +693,8 @@ def normalize(
     assert kind is not None  # every path without a kind added an error above
 
     found: list[ConsentSignal] = []
-    clean_traits = scan_consent("traits", traits, found)
-    clean_properties = scan_consent("properties", properties, found)
+    clean_traits = scan_consent("traits", traits, found) if traits else traits
+    clean_properties = scan_consent("properties", properties, found) if properties else properties
     clean_context = context
     for name in ("traits", "consent"):
         inner = context.get(name)
@@ -681,9 +715,10 @@ def normalize(
     if withdrawals:
         extra["_consent_withdrawals"] = [s.as_dict() for s in withdrawals]
 
-    for key, value in message.items():
-        if key not in _COLUMN_FIELDS and not (kind in {"page", "screen"} and key == "name"):
-            extra[key] = value
+    if not message.keys() <= _COLUMN_FIELDS:  # a subset test in C: most messages have nothing else
+        for key, value in message.items():
+            if key not in _COLUMN_FIELDS and not (kind in {"page", "screen"} and key == "name"):
+                extra[key] = value
     extra.update(linked)
     if original is not None:
         extra["originalTimestamp"] = original.isoformat()
@@ -712,4 +747,4 @@ def normalize(
         "source": source,
         "state": PENDING,
     }
-    return Normalized(row=row, refused_grants=refused)
+    return Normalized(row, refused)
