@@ -353,6 +353,24 @@ def test_write_key_grants_are_removed_and_flagged() -> None:
     }
 
 
+def test_consent_keys_stay_recognised_past_the_classification_cache() -> None:
+    """Key classifications are remembered in a bounded table (every distinct property name of a busy
+    workspace passes through it): filling it past its bound empties it, and a grant is still found."""
+    from rapport.collect import normalize as module
+
+    junk = {f"prop_{i}": i for i in range(module._KEY_KINDS_MAX + 10)}
+    for start in range(0, len(junk), 500):
+        part = dict(list(junk.items())[start : start + 500])
+        assert ok({"type": "track", "event": "e", "userId": "u", "properties": part})["properties"] == part
+    assert len(module._KEY_KINDS) <= module._KEY_KINDS_MAX
+    result = normalize(
+        {"type": "identify", "userId": "u", "traits": {"prop_1": 1, "email_opt_in": True}}, received_at=NOW
+    )
+    assert isinstance(result, Normalized)
+    assert [s.subject for s in result.refused_grants] == ["email"]
+    assert result.row["traits"] == {"prop_1": 1}
+
+
 def test_withdrawals_are_kept_as_intent() -> None:
     result = normalize(
         {
