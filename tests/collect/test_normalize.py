@@ -100,6 +100,18 @@ def test_numeric_ids_are_kept_as_decimal_strings() -> None:
         ({"type": "identify", "userId": "u", "timestamp": "yesterday"}, "timestamp", "ISO-8601"),
         ({"type": "identify", "userId": "u", "sentAt": 1700000000}, "sentAt", "ISO-8601 string"),
         ({"type": "nope", "userId": "u"}, "type", "must be one of"),
+        ({"type": {"name": "track"}, "userId": "u"}, "type", "must be one of"),
+        ({"type": ["track"], "userId": "u"}, "type", "must be one of"),
+        (
+            {"type": "track", "event": "e", "userId": "u", "context": {"ip": ["1.2.3.4"]}},
+            "context.ip",
+            "a string",
+        ),
+        (
+            {"type": "track", "event": "e", "userId": "u", "context": {"page": "home"}},
+            "context.page",
+            "an object",
+        ),
         ({"userId": "u"}, "type", "is required"),
         ({"type": "group", "userId": "u"}, "groupId", "is required for group calls"),
         ({"type": "alias", "userId": "u"}, "previousId", "is required for alias calls"),

@@ -608,7 +608,8 @@ def normalize(
     given_type = message.get("type")
     kind = route_type
     if kind is None:
-        if given_type in _EVENT_TYPE_SET:  # as the SDKs send it
+        # as the SDKs send it (a str first: looking an object or array up in a set would raise)
+        if given_type.__class__ is str and given_type in _EVENT_TYPE_SET:
             kind = given_type
         elif given_type is None:
             errors.add("type", f"is required: one of {', '.join(EVENT_TYPES)}")
