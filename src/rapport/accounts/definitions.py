@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from rapport.models import Workspace
@@ -64,14 +64,15 @@ _caches: weakref.WeakKeyDictionary[Engine, dict[tuple[int, str], tuple[tuple[int
 _lock = threading.Lock()
 
 
+_REVISION = select(
+    Workspace.definitions_rev, Workspace.created_at, Workspace.settings, Workspace.default_region
+).where(Workspace.id == bindparam("ws"))
+
+
 def pin(db: Session, workspace_id: int) -> Revision:
     """Read the workspace's revision and settings for this transaction; from now on :func:`cached` reuses
     values built under the same revision (for this transaction's remaining statements too)."""
-    row = db.execute(
-        select(
-            Workspace.definitions_rev, Workspace.created_at, Workspace.settings, Workspace.default_region
-        ).where(Workspace.id == workspace_id)
-    ).one()
+    row = db.execute(_REVISION, {"ws": workspace_id}).one()
     revision = Revision(
         workspace_id=workspace_id,
         number=int(row.definitions_rev),

@@ -11,6 +11,7 @@ from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, lit
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from rapport.db.planner import one_of
 from rapport.kit.clock import as_utc
 from rapport.messaging.repository import BulkValues, insert_rows
 from rapport.models import (
@@ -285,19 +286,21 @@ def release_waiting(db: Session, *, campaign_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+_LAST_ENTRIES = (
+    select(CampaignRecipient.profile_id, func.max(CampaignRecipient.entered_at))
+    .where(
+        CampaignRecipient.campaign_id == bindparam("campaign"), one_of(CampaignRecipient.profile_id, "ids")
+    )
+    .group_by(CampaignRecipient.profile_id)
+)
+
+
 def last_entries(db: Session, *, campaign_id: int, profile_ids: Collection[int]) -> dict[int, datetime]:
     """When each of these profiles last entered the campaign (absent: never)."""
     found: dict[int, datetime] = {}
     ids = list(profile_ids)
     for start in range(0, len(ids), 900):
-        rows = db.execute(
-            select(CampaignRecipient.profile_id, func.max(CampaignRecipient.entered_at))
-            .where(
-                CampaignRecipient.campaign_id == campaign_id,
-                CampaignRecipient.profile_id.in_(ids[start : start + 900]),
-            )
-            .group_by(CampaignRecipient.profile_id)
-        ).all()
+        rows = db.execute(_LAST_ENTRIES, {"campaign": campaign_id, "ids": ids[start : start + 900]}).all()
         for pid, at in rows:
             found[int(pid)] = as_utc(at)
     return found

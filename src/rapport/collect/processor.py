@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, delete, exists, select, text
+from sqlalchemy import Integer, Table, bindparam, delete, exists, select, text
 from sqlalchemy.orm import Session
 
 from rapport.accounts import definitions
@@ -234,6 +234,30 @@ def pending_workspaces(db: Session) -> list[int]:
     return [int(ws) for (ws,) in db.connection().execute(_PENDING_WORKSPACES)]
 
 
+#: A workspace's oldest pending events (built once: building a statement per batch cost more Python than
+#: running it); PostgreSQL skips rows another worker holds.
+_PENDING = (
+    select(
+        Event.id,
+        Event.type,
+        Event.event,
+        Event.channel,
+        Event.user_id,
+        Event.anonymous_id,
+        Event.timestamp,
+        Event.traits,
+        Event.context,
+        Event.extra,
+        Event.properties,
+        Event.source,
+    )
+    .where(Event.workspace_id == bindparam("ws"), Event.state == PENDING)
+    .order_by(Event.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_PENDING_PG = _PENDING.with_for_update(skip_locked=True)
+
+
 def process_batch(
     db: Session,
     *,
@@ -251,28 +275,8 @@ def process_batch(
         return None
     hooks = hooks or hooks_for(runtime)
     now = now or runtime.clock.now()
-    stmt = (
-        select(
-            Event.id,
-            Event.type,
-            Event.event,
-            Event.channel,
-            Event.user_id,
-            Event.anonymous_id,
-            Event.timestamp,
-            Event.traits,
-            Event.context,
-            Event.extra,
-            Event.properties,
-            Event.source,
-        )
-        .where(Event.workspace_id == workspace_id, Event.state == PENDING)
-        .order_by(Event.id)
-        .limit(limit)
-    )
-    if db.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = list(db.execute(stmt))
+    stmt = _PENDING_PG if db.get_bind().dialect.name == "postgresql" else _PENDING
+    rows = list(db.execute(stmt, {"ws": workspace_id, "limit": limit}))
     stats = BatchStats()
     if not rows:
         return stats

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from rapport.db.planner import same_workspace
+from rapport.db.planner import one_of, same_workspace
 from rapport.models import ConsentRecord, Profile, Subscription, Topic
 
 
@@ -40,28 +40,32 @@ def get_topic_by_id(db: Session, *, workspace_id: int, topic_id: int) -> Topic |
     return db.scalar(select(Topic).where(Topic.workspace_id == workspace_id, Topic.id == topic_id))
 
 
+_SUBSCRIPTIONS = select(
+    Subscription.profile_id,
+    Subscription.channel,
+    Subscription.topic,
+    Subscription.state,
+    Subscription.paused_until,
+).where(
+    same_workspace(Subscription.workspace_id, bindparam("ws")),
+    one_of(Subscription.profile_id, "ids"),
+    one_of(Subscription.channel, "channels"),
+)
+
+
 def subscriptions_for(
     db: Session, *, workspace_id: int, profile_ids: Collection[int], channels: Collection[str]
 ) -> list[tuple[int, str, str, str, datetime | None]]:
     """Return (profile_id, channel, topic, state, paused_until) of many profiles' subscriptions on
     ``channels`` (one query per 5,000 profiles)."""
     ids = sorted(set(profile_ids))
+    wanted = sorted(set(channels))
     found: list[tuple[int, str, str, str, datetime | None]] = []
     for start in range(0, len(ids), 5000):
         found.extend(
             (int(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])
             for r in db.execute(
-                select(
-                    Subscription.profile_id,
-                    Subscription.channel,
-                    Subscription.topic,
-                    Subscription.state,
-                    Subscription.paused_until,
-                ).where(
-                    same_workspace(Subscription.workspace_id, workspace_id),
-                    Subscription.profile_id.in_(ids[start : start + 5000]),
-                    Subscription.channel.in_(sorted(set(channels))),
-                )
+                _SUBSCRIPTIONS, {"ws": workspace_id, "ids": ids[start : start + 5000], "channels": wanted}
             ).all()
         )
     return found

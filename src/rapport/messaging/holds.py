@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from rapport.db.planner import one_of
 from rapport.messaging import inbound
 from rapport.models import Campaign, Workspace
 
@@ -24,16 +25,17 @@ class Hold:
     cancel: bool = False
 
 
+_STATUSES = select(Campaign.id, Campaign.status, Campaign.status_reason).where(
+    Campaign.workspace_id == bindparam("ws"), one_of(Campaign.id, "ids")
+)
+
+
 def campaign_holds(db: Session, *, workspace: Workspace, campaign_ids: Collection[int]) -> dict[int, Hold]:
     """Return the holds on any of ``campaign_ids`` (campaigns not held are absent)."""
     holds: dict[int, Hold] = {}
     if not campaign_ids:
         return holds
-    rows = db.execute(
-        select(Campaign.id, Campaign.status, Campaign.status_reason).where(
-            Campaign.workspace_id == workspace.id, Campaign.id.in_(list(campaign_ids))
-        )
-    ).all()
+    rows = db.execute(_STATUSES, {"ws": workspace.id, "ids": list(campaign_ids)}).all()
     for campaign_id, status, reason in rows:
         if status == "cancelled":
             holds[campaign_id] = Hold(f"campaign cancelled{': ' + reason if reason else ''}", cancel=True)

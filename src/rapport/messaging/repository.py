@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, Text, and_, bindparam, func, select, update
+from sqlalchemy import JSON, Integer, Table, Text, and_, bindparam, func, select, update
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -283,6 +284,38 @@ def any_sending_before(db: Session, cutoff: datetime) -> bool:
     return found is not None
 
 
+@functools.cache
+def _claim_statement(postgres: bool, *, among: bool) -> Any:
+    """The claim UPDATE (built once per shape: building it per round cost more Python than running it):
+    due queued rows in priority order (``among``: only those of the ``ids`` list), SKIP LOCKED on
+    PostgreSQL, marked ``sending`` for the worker; returns the rows with their content as JSON text."""
+    now = bindparam("now", type_=Message.run_at.type)
+    due = and_(Message.status == QUEUED, Message.run_at <= now)
+    if among:
+        due = and_(due, one_of(Message.id, "ids"))
+    candidates = (
+        select(Message.id)
+        .where(due)
+        .order_by(Message.priority, Message.run_at, Message.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if postgres:
+        candidates = candidates.with_for_update(skip_locked=True)
+    return (
+        update(_MESSAGES)
+        .where(_MESSAGES.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=SENDING,
+            claimed_by=bindparam("worker", type_=_MESSAGES.c.claimed_by.type),
+            claimed_until=bindparam("lease", type_=_MESSAGES.c.claimed_until.type),
+            attempts=_MESSAGES.c.attempts + 1,
+            updated_at=bindparam("now", type_=_MESSAGES.c.updated_at.type),
+        )
+        # the content as its JSON text: one parse per distinct document instead of one per row
+        .returning(*_CLAIMED_COLUMNS, cast_(_MESSAGES.c.content, Text))
+    )
+
+
 def claim(
     db: Session,
     *,
@@ -296,27 +329,10 @@ def claim(
     """Take due messages for this worker (SKIP LOCKED on PostgreSQL; SQLite's writer lock otherwise) and
     return them as plain records, content parsed once per distinct document (``contents``); with ``ids``,
     only due messages among those."""
-    due = and_(Message.status == QUEUED, Message.run_at <= now)
+    stmt = _claim_statement(db.get_bind().dialect.name == "postgresql", among=ids is not None)
+    params: dict[str, Any] = {"now": now, "worker": worker_id, "lease": lease_until, "limit": limit}
     if ids is not None:
-        due = and_(due, Message.id.in_(list(ids)))
-    candidates = (
-        select(Message.id).where(due).order_by(Message.priority, Message.run_at, Message.id).limit(limit)
-    )
-    if db.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    stmt = (
-        update(_MESSAGES)
-        .where(_MESSAGES.c.id.in_(candidates.scalar_subquery()))
-        .values(
-            status=SENDING,
-            claimed_by=worker_id,
-            claimed_until=lease_until,
-            attempts=_MESSAGES.c.attempts + 1,
-            updated_at=now,
-        )
-        # the content as its JSON text: one parse per distinct document instead of one per row
-        .returning(*_CLAIMED_COLUMNS, cast_(_MESSAGES.c.content, Text))
-    )
+        params["ids"] = list(ids)
     parse = (contents or ContentCache()).parse
     rows = [
         ClaimedMessage(
@@ -336,7 +352,7 @@ def claim(
             last_error=r[13],
             content=parse(r[14]),
         )
-        for r in db.execute(stmt)
+        for r in db.execute(stmt, params)
     ]
     rows.sort(key=lambda m: (m.priority, m.run_at, m.id))
     return rows
@@ -434,17 +450,19 @@ class RecipientRow:
     traits: dict[str, Any]
 
 
+_RECIPIENTS = select(
+    Profile.id,
+    Profile.merged_into_id,
+    Profile.email,
+    Profile.phone,
+    Profile.timezone,
+    cast_(Profile.traits, Text),  # parsed with json.loads, without the type's result processor
+).where(one_of(Profile.id, "ids"))
+
+
 def live_recipients(db: Session, profile_ids: Collection[int]) -> dict[int, RecipientRow]:
     """Return the live profile behind each id (merged-away profiles lead to their survivor, at most 10
     hops); ids whose profile is gone are absent."""
-    cols = (
-        Profile.id,
-        Profile.merged_into_id,
-        Profile.email,
-        Profile.phone,
-        Profile.timezone,
-        cast_(Profile.traits, Text),  # parsed below with json.loads, without the type's result processor
-    )
     rows: dict[int, Any] = {}
     wanted = set(profile_ids)
     for _hop in range(11):
@@ -452,7 +470,7 @@ def live_recipients(db: Session, profile_ids: Collection[int]) -> dict[int, Reci
         if not missing:
             break
         for start in range(0, len(missing), 5000):
-            for found in db.execute(select(*cols).where(Profile.id.in_(missing[start : start + 5000]))):
+            for found in db.execute(_RECIPIENTS, {"ids": missing[start : start + 5000]}):
                 rows[int(found[0])] = found
         wanted = {int(r[1]) for r in rows.values() if r[1] is not None}
     out: dict[int, RecipientRow] = {}
@@ -469,6 +487,11 @@ def live_recipients(db: Session, profile_ids: Collection[int]) -> dict[int, Reci
     return out
 
 
+_SUPPRESSED = select(Suppression.workspace_id, Suppression.kind, Suppression.value_hash).where(
+    Suppression.workspace_id == bindparam("ws"), one_of(Suppression.value_hash, "hashes")
+)
+
+
 def suppressed(db: Session, keys: Collection[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
     """Return which (workspace, kind, value hash) are on the suppression list (R17/R18)."""
     found: set[tuple[int, str, str]] = set()
@@ -478,10 +501,7 @@ def suppressed(db: Session, keys: Collection[tuple[int, str, str]]) -> set[tuple
             found.update(
                 (int(w), str(k), str(h))
                 for w, k, h in db.execute(
-                    select(Suppression.workspace_id, Suppression.kind, Suppression.value_hash).where(
-                        Suppression.workspace_id == workspace_id,
-                        Suppression.value_hash.in_(hashes[start : start + 5000]),
-                    )
+                    _SUPPRESSED, {"ws": workspace_id, "hashes": hashes[start : start + 5000]}
                 )
             )
     return found
@@ -580,19 +600,20 @@ def update_messages(db: Session, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.exec_driver_sql(sql, tuple(value for row in part for value in row))
 
 
+_STILL_CLAIMED = select(Message.id).where(
+    one_of(Message.id, "ids"), Message.status == SENDING, Message.claimed_by == bindparam("worker")
+)
+_STILL_CLAIMED_PG = _STILL_CLAIMED.with_for_update()
+
+
 def still_claimed(db: Session, *, worker_id: str, ids: Collection[int]) -> set[int]:
     """Return which of ``ids`` are still ``sending`` for ``worker_id`` (locked on PostgreSQL until commit);
     the others were settled elsewhere (recovered as unknown after a long stall)."""
     out: set[int] = set()
     ordered = sorted(ids)
-    postgres = db.get_bind().dialect.name == "postgresql"
+    stmt = _STILL_CLAIMED_PG if db.get_bind().dialect.name == "postgresql" else _STILL_CLAIMED
     for start in range(0, len(ordered), 5000):
-        stmt = select(Message.id).where(
-            Message.id.in_(ordered[start : start + 5000]),
-            Message.status == SENDING,
-            Message.claimed_by == worker_id,
+        out.update(
+            int(pk) for pk in db.scalars(stmt, {"ids": ordered[start : start + 5000], "worker": worker_id})
         )
-        if postgres:
-            stmt = stmt.with_for_update()
-        out.update(int(pk) for pk in db.scalars(stmt))
     return out

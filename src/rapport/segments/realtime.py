@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import Integer, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -281,6 +281,15 @@ def reconcile(
     )
 
 
+#: A segment's member count moved by a few entries and exits (built once, see ``apply_changes``).
+_ADD_MEMBERS = (
+    update(Segment)
+    .where(Segment.id == bindparam("segment"))
+    .values(member_count=func.coalesce(Segment.member_count, 0) + bindparam("delta", type_=Integer))
+    .execution_options(synchronize_session=False)
+)
+
+
 def apply_changes(
     db: Session,
     segment: Segment | SegmentDef,
@@ -310,12 +319,7 @@ def apply_changes(
         # a few profiles moved: add the difference in SQL instead of counting every member again per batch.
         # refreshed_at stays: it marks the last whole evaluation, which moves time windows for everyone; a
         # busy segment's real-time entries must not postpone it (people leave "last 7 days" on time).
-        db.execute(
-            update(Segment)
-            .where(Segment.id == segment.id)
-            .values(member_count=func.coalesce(Segment.member_count, 0) + len(entered) - len(exited))
-            .execution_options(synchronize_session=False)
-        )
+        db.execute(_ADD_MEMBERS, {"segment": segment.id, "delta": len(entered) - len(exited)})
         if isinstance(segment, Segment):  # a kept snapshot (SegmentDef) holds no counter
             db.expire(segment, ["member_count"])
     if not emit or not (entered or exited):
