@@ -516,7 +516,7 @@ def scan_consent(path: str, container: Mapping[str, Any], found: list[ConsentSig
     for key, value in container.items():
         kind = kinds.get(key, _UNSEEN)
         if kind is _UNSEEN:
-            kind = _consent_key(key)
+            kind = _classify_key(key)
         if kind is None:
             continue
         if kind is _CONTAINER:
@@ -547,17 +547,15 @@ _CONTAINER = ("", False)
 _UNSEEN = ("?", False)
 
 
-#: ``_consent_key``'s answers: a plain dict (a lookup costs half of an ``lru_cache`` call), emptied when full.
+#: The keys classified so far: a plain dict that ``scan_consent`` reads (a lookup costs half of an
+#: ``lru_cache`` call), emptied when full.
 _KEY_KINDS: dict[str, tuple[str, bool] | None] = {}
 _KEY_KINDS_MAX = 8192
 
 
-def _consent_key(key: str) -> tuple[str, bool] | None:
-    """Classify a key once: a consent container (``_CONTAINER``), a flag (subject, inverted) or neither."""
-    try:
-        return _KEY_KINDS[key]
-    except KeyError:
-        pass
+def _classify_key(key: str) -> tuple[str, bool] | None:
+    """Classify a key not in ``_KEY_KINDS`` and remember it: a consent container (``_CONTAINER``), a flag
+    (subject, inverted) or neither."""
     kind = _CONTAINER if key.lower() in {"subscriptions", "consent"} else _flag_subject(key)
     if len(_KEY_KINDS) >= _KEY_KINDS_MAX:
         _KEY_KINDS.clear()

@@ -101,9 +101,10 @@ def insert_rows(
     (e.g. ``ON CONFLICT (a, b) DO NOTHING``) and ``returning`` appended; returns the returned rows.
 
     SQLite: ``INSERT … VALUES (…), (…)`` of ``BULK_CHUNK`` rows. PostgreSQL: ``INSERT … SELECT … FROM
-    jsonb_array_elements(%s)`` over one JSON array of rows (``db.base.pg_insert_from_json``), so the statement text stays short and is parsed
-    once whatever the row count, and the values travel as one string ``json.dumps`` writes in C (JSON
-    columns as nested values, times as ISO text). Names come from the ORM metadata; every value is bound.
+    jsonb_array_elements(%s)`` over one JSON array of rows (``db.base.pg_insert_from_json``), so the
+    statement text stays short and is parsed once whatever the row count, and the values travel as one
+    string ``json.dumps`` writes in C (JSON columns as nested values, times as ISO text). Names come from
+    the ORM metadata; every value is bound.
     """
     tail = (f" {conflict}" if conflict else "") + (f" RETURNING {returning}" if returning else "")
     head = f"INSERT INTO {table.name} ({', '.join(columns)}) "
