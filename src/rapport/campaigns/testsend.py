@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from rapport.campaigns import repository as repo
 from rapport.campaigns import sending
+from rapport.content.rendering import recipient_facts
+from rapport.content.stores import nearest_store, placed_stores
 from rapport.errors import NotFound, ValidationFailed
 from rapport.messaging.delivery import channels_of
 from rapport.messaging.render import RecipientFacts, RenderError, build, sender_defaults
@@ -49,12 +51,16 @@ def do_test_send(
         raise ValidationFailed(f"no {campaign.channel} channel is configured")
     traits: dict[str, Any] = {}
     timezone = workspace.timezone
+    computed: dict[str, Any] = {}
+    segments: list[str] = []
     if profile_id is not None:
         profile = db.get(Profile, profile_id)
         if profile is None or profile.workspace_id != workspace.id:
             raise NotFound("profile not found")
-        traits = dict(profile.traits or {}) | dict(profile.computed or {})
+        traits = dict(profile.traits or {})
         timezone = profile.timezone or timezone
+        computed, segments = recipient_facts(db, workspace.id, [profile.id], now)[profile.id]
+    store = nearest_store(placed_stores(workspace.settings), traits)
     prepared = sending.prepare(db, campaign)
     keys = list(variants) or [v.key for v in repo.variants_of(db, campaign_id=campaign.id)]
     unknown = [k for k in keys if k not in prepared.contents]
@@ -89,7 +95,15 @@ def do_test_send(
                     engine,
                     message,
                     RecipientFacts(
-                        profile_id=profile_id or 0, address=address, traits=traits, timezone=timezone
+                        profile_id=profile_id or 0,
+                        address=address,
+                        traits=traits,
+                        timezone=timezone,
+                        locale=str(traits.get("locale") or "en_GB"),
+                        currency=str(traits.get("currency") or "GBP"),
+                        computed=computed,
+                        segments=tuple(segments),
+                        store=store,
                     ),
                     now=now,
                     links=links,

@@ -156,7 +156,13 @@ def on_events(batch: BatchApplied) -> None:
                     profile_id=int(row.profile_id),
                     entry_key=f"ev:{row.message_id}",
                     at=at if at <= now else now,
-                    extra={"event": {"name": row.event, "properties": row.properties or {}}},
+                    extra={
+                        "event": {
+                            "name": row.event,
+                            "timestamp": at.isoformat(),
+                            "properties": row.properties or {},
+                        }
+                    },
                 )
             )
         plan = _entry_plan(db, batch.workspace_id, campaign_id) if entries else None
@@ -269,7 +275,13 @@ def scan_date_campaign(db: Session, *, campaign: Campaign, now: datetime) -> int
                 entry_key=f"date:{local_today.isoformat()}",
                 at=now,
                 run_at=max(schedule.on_local_day(local_today, at, tz), now),
-                extra={"occasion": {"trait": campaign.trigger["trait"], "date": trait_day.isoformat()}},
+                extra={
+                    "occasion": {
+                        "trait": campaign.trigger["trait"],
+                        "date": trait_day.isoformat(),
+                        "day": local_today.isoformat(),
+                    }
+                },
             )
         )
     entered = 0

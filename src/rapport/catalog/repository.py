@@ -128,8 +128,11 @@ def categories(db: Session, workspace_id: int) -> list[str]:
     return list(db.scalars(stmt))
 
 
-def catalogue_rows(db: Session, workspace_id: int) -> list[tuple[Any, ...]]:
-    """Return (product_id, name, category, price, currency, url, image_url, stock) of every product."""
+def catalogue_rows(
+    db: Session, workspace_id: int, product_ids: Sequence[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """Return (product_id, name, category, price, currency, url, image_url, stock) of every product (or of
+    those of ``product_ids``)."""
     stmt = select(
         Product.product_id,
         Product.name,
@@ -140,6 +143,8 @@ def catalogue_rows(db: Session, workspace_id: int) -> list[tuple[Any, ...]]:
         Product.image_url,
         Product.stock,
     ).where(Product.workspace_id == workspace_id)
+    if product_ids is not None:
+        stmt = stmt.where(Product.product_id.in_(list(product_ids)))
     return [tuple(row) for row in db.execute(stmt)]
 
 

@@ -10,8 +10,9 @@ arrives, or after ``max_age``.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,8 @@ from rapport.profiles import service as profiles_service
 
 FAVOURITE_TRAIT = "favourite_category"
 MAX_LIMIT = 20
+#: Products one render may name by id (``catalog["sku-1"]``); a template naming more gets the first ones.
+MAX_REFERENCED = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,27 @@ def _favourites(
         value = traits.get(FAVOURITE_TRAIT)
         out[pid] = value if isinstance(value, str) and value else None
     return out
+
+
+#: ``catalog["sku-1"]`` in Liquid: the products a template names by a literal id (loaded for its render).
+CATALOG_REFERENCE = re.compile(r"""\bcatalog\[\s*(?:"([^"]{1,200})"|'([^']{1,200})')\s*\]""")
+
+
+def referenced_product_ids(sources: Iterable[str]) -> set[str]:
+    """Return the product ids that Liquid ``sources`` read as ``catalog["id"]`` (or with single quotes)."""
+    return {a or b for source in sources for a, b in CATALOG_REFERENCE.findall(source)}
+
+
+def products_by_id(
+    db: Session, *, workspace_id: int, product_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """Return the named products of the workspace as templates read them (``catalog["sku-1"].name``); ids
+    that are not in the catalogue are absent."""
+    ids = sorted(set(product_ids))[:MAX_REFERENCED]
+    if not ids:
+        return {}
+    rows = repository.catalogue_rows(db, workspace_id, ids)
+    return {str(row[0]): recommend.Item(*row).to_dict("catalog") for row in rows}
 
 
 def recommendations_for(

@@ -24,10 +24,13 @@ from time import perf_counter
 from typing import Any
 
 from markupsafe import Markup
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rapport.catalog import service as products_service
 from rapport.content import conditions, repository
 from rapport.content.parts import HTML_PARTS, ONE_LINE_PARTS, spec_of
+from rapport.content.stores import nearest_store, placed_stores
 from rapport.models import MessageTemplate, Profile
 from rapport.personalize import (
     Choice,
@@ -177,6 +180,27 @@ def exact_facts(
     return exact
 
 
+def recipient_facts(
+    db: Session, workspace_id: int, profile_ids: Sequence[int], at: datetime
+) -> dict[int, tuple[dict[str, Any], list[str]]]:
+    """Return each profile's computed traits and scores (stored, overridden by those exact at ``at``) and
+    its active segments' names, sorted: what ``computed.*``, ``scores.*`` and ``segments`` show (a batch)."""
+    ids = sorted(set(profile_ids))
+    stored: dict[int, Mapping[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for pid, computed in db.execute(select(Profile.id, Profile.computed).where(Profile.id.in_(chunk))):
+            stored[int(pid)] = computed or {}
+    exact = exact_facts(db, workspace_id, ids, at)
+    segments = repository.segment_names_for(db, workspace_id=workspace_id, profile_ids=ids)
+    found: dict[int, tuple[dict[str, Any], list[str]]] = {}
+    for pid in ids:
+        computed = {k: v for k, v in stored.get(pid, {}).items() if not k.startswith("_")}
+        computed.update(exact.get(pid, {}))
+        found[pid] = (computed, sorted(segments.get(pid, ())))
+    return found
+
+
 def profile_computed(profile: Profile, exact: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     """Return the profile's computed traits and scores: stored ones, overridden by those exact at render time."""
     computed = {k: v for k, v in (profile.computed or {}).items() if not k.startswith("_")}
@@ -238,7 +262,17 @@ class TemplateRenderer:
         self.catalog = (
             catalog_service.compile_catalog(db, workspace_id=workspace_id) if uses_catalog else None
         )
-        self.timezone, _settings = repository.workspace_defaults(db, workspace_id=workspace_id)
+        self.timezone, settings = repository.workspace_defaults(db, workspace_id=workspace_id)
+        self.stores = placed_stores(settings)
+        sources = [str(v) for v in draft.content.values() if v] + list(self.snippets.values())
+        for block in self.blocks:
+            sources += [block.rule.default, *(v.source for v in block.rule.variants)]
+        named = products_service.referenced_product_ids(sources)
+        self.products = (
+            products_service.products_by_id(db, workspace_id=workspace_id, product_ids=named)
+            if named
+            else None
+        )
         self.seed = f"template-{draft.id}" if draft.id is not None else "template-preview"
         self._prefetched_at: datetime | None = None
         self._computed: dict[int, dict[str, Any]] = {}
@@ -316,8 +350,8 @@ class TemplateRenderer:
                 event=picked.get("event"),
                 campaign=picked.get("campaign"),
                 links=picked.get("links") or {},
-                store=picked.get("store"),
-                catalog=picked.get("catalog"),
+                store=picked.get("store") or nearest_store(self.stores, traits),
+                catalog=picked.get("catalog") or self.products,
                 recommendations=picked.get("recommendations") or (),
                 extra=extra,
             )

@@ -59,6 +59,8 @@ from rapport.segments import service as segments_service
 from rapport.segments.catalog import Catalog
 
 PREVIEW_FROM = "preview@example.com"
+#: Keys of a queued message's content that feed its render (written when it was queued: campaigns/).
+OUTBOX_CONTEXT = ("event", "campaign", "segment", "occasion", "recommendations")
 #: Placeholder links shown in previews (real ones are signed per recipient at send time).
 PREVIEW_LINKS = {
     "unsubscribe": "https://example.com/u/preview",
@@ -544,8 +546,8 @@ def render_outbox_content(
 ) -> RenderedMessage:
     """Render an outbox row whose content came from :func:`message_content` (its template, current version).
 
-    The row's ``event``, ``campaign``, ``recommendations`` (computed when queued) and ``data`` keys feed the
-    context; ``links`` are the recipient's
+    The row's ``event``, ``campaign``, ``segment``, ``occasion``, ``recommendations`` (computed when queued)
+    and ``data`` keys feed the context; ``links`` are the recipient's
     signed links. Pass the same ``cache`` dict for every row of a claimed batch: each template is then
     prepared once per batch. Raises ``RenderFailed`` (archived templates still render: queued messages go
     out) and NotFound when the profile is gone.
@@ -556,9 +558,7 @@ def render_outbox_content(
     template = repository.get_template(db, workspace_id=workspace_id, template_id=template_id)
     if template is None:
         raise RenderFailed("template_missing", f"template {template_id} no longer exists")
-    extra: dict[str, Any] = {
-        key: content[key] for key in ("event", "campaign", "recommendations") if content.get(key) is not None
-    }
+    extra: dict[str, Any] = {key: content[key] for key in OUTBOX_CONTEXT if content.get(key) is not None}
     extra["data"] = content.get("data") or {}
     if links:
         extra["links"] = dict(links)

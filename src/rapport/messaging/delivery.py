@@ -40,12 +40,15 @@ from phonenumbers import timezone as phone_timezone
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from rapport.catalog import service as products_service
 from rapport.channels.base import Channel, OutboundMessage, SendResult, SendStatus
 from rapport.collect import identity as ident
 from rapport.consent import links as consent_links
 from rapport.consent import service as consent_service
 from rapport.consent.tokens import LinkTarget
+from rapport.content import rendering as content_rendering
 from rapport.content import service as content_service
+from rapport.content.stores import nearest_store, placed_stores
 from rapport.db.base import column_length
 from rapport.db.planner import one_of
 from rapport.errors import NotFound
@@ -55,7 +58,15 @@ from rapport.messaging import feedback, inbound, journal, ratelimit, tracking
 from rapport.messaging import holds as holds_mod
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
-from rapport.messaging.render import RecipientFacts, RenderError, sender_defaults
+from rapport.messaging.render import (
+    USES_CATALOG,
+    USES_FACTS,
+    USES_STORE,
+    RecipientFacts,
+    RenderError,
+    liquid_uses,
+    sender_defaults,
+)
 from rapport.messaging.render_pool import Outcome, RenderJob, RenderPool, render_one
 from rapport.models import Message, Profile, Workspace
 from rapport.personalize import RenderFailed, TemplateEngine
@@ -87,6 +98,14 @@ SUPPRESSION_KINDS = {"email": "email", "sms": "phone"}
 
 #: The longest address ``messages.to_address`` records (its column's length).
 TO_ADDRESS_MAX = column_length(Message.__table__.c.to_address)
+
+
+@dataclass
+class _BatchFacts:
+    """What a batch's own-Liquid messages read beyond the profile row (``Deliverer._render_facts``)."""
+
+    people: dict[int, tuple[dict[str, Any], list[str]]] = field(default_factory=dict)
+    products: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -594,6 +613,7 @@ class Deliverer:
                 continue
             candidates.append(_Candidate(message, workspace, person, address, zones))
 
+        facts = self._render_facts(db, candidates, now)
         # frequency caps (R9): lock every counter the batch needs, decide in priority order, write once
         needs = {c.message.id: self._cap_keys(c, now) for c in candidates if c.message.kind == "marketing"}
         counts = repo.lock_counters(db, {key for keys in needs.values() for key, _limit in keys})
@@ -620,7 +640,7 @@ class Deliverer:
                     stats.dead += 1
                     continue
                 try:
-                    jobs.append((c, wanted, self._job(db, c, now, templates)))
+                    jobs.append((c, wanted, self._job(db, c, now, templates, facts)))
                 except RenderError as exc:
                     failed.append((c, wanted, exc))
             outcomes = self._render([job for _c, _w, job in jobs], now)
@@ -649,23 +669,62 @@ class Deliverer:
         out.write(db, now)
         return ready
 
+    def _render_facts(self, db: Session, candidates: list[_Candidate], now: datetime) -> _BatchFacts:
+        """The computed traits, scores and segment names of the recipients whose message's own Liquid reads
+        them, and the products it names by id (a saved template reads its own, content/): a few queries
+        per workspace and batch, none when no message asks."""
+        wanted: dict[int, set[int]] = defaultdict(set)
+        named: dict[int, set[str]] = defaultdict(set)
+        for c in candidates:
+            content = c.message.content or {}
+            if liquid_uses(content, USES_FACTS):
+                wanted[c.workspace.id].add(c.person.id)
+            if liquid_uses(content, USES_CATALOG):
+                sources = [value for value in content.values() if isinstance(value, str)]
+                named[c.workspace.id] |= products_service.referenced_product_ids(sources)
+        facts = _BatchFacts()
+        for workspace_id, profile_ids in wanted.items():
+            facts.people.update(content_rendering.recipient_facts(db, workspace_id, sorted(profile_ids), now))
+        for workspace_id, product_ids in named.items():
+            facts.products[workspace_id] = products_service.products_by_id(
+                db, workspace_id=workspace_id, product_ids=product_ids
+            )
+        return facts
+
     def _job(
-        self, db: Session, c: _Candidate, now: datetime, templates: dict[tuple[int, int], Any]
+        self,
+        db: Session,
+        c: _Candidate,
+        now: datetime,
+        templates: dict[tuple[int, int], Any],
+        facts: _BatchFacts,
     ) -> RenderJob:
         """What rendering one message needs (links, a saved template's parts rendered here: they read the
         database); raises RenderError when a saved template cannot be rendered."""
         workspace, person = c.workspace, c.person
         links = self._links(workspace.id, person.id, c.message)
         prerendered = self._saved_template(db, c.message, person.id, links, now, templates)
-        facts = RecipientFacts(
+        computed, segments = facts.people.get(person.id, ({}, []))
+        traits = person.traits
+        store = (
+            nearest_store(self._stores(workspace), traits)
+            if prerendered is None and liquid_uses(c.message.content or {}, USES_STORE)
+            else None
+        )
+        facts_of = RecipientFacts(
             profile_id=person.id,
             address=c.address,
-            traits=person.traits,
+            traits=traits,
             timezone=c.zones[0].key if c.zones else workspace.timezone,
-            locale=str(person.traits.get("locale") or "en_GB"),
+            locale=str(traits.get("locale") or "en_GB"),
+            currency=str(traits.get("currency") or "GBP"),
+            computed=computed,
+            segments=tuple(segments),
+            store=store,
+            catalog=facts.products.get(workspace.id) if prerendered is None else None,
         )
         tracker = self._tracker(workspace)  # messaging/tracking.py
-        return RenderJob(c.message, facts, links, self._defaults(workspace), tracker, prerendered)
+        return RenderJob(c.message, facts_of, links, self._defaults(workspace), tracker, prerendered)
 
     @staticmethod
     def _render_failed(
@@ -795,6 +854,12 @@ class Deliverer:
         if key not in self._round_cache:
             self._round_cache[key] = tracking.for_workspace(self.runtime, workspace)
         return cast("tracking.Tracker | None", self._round_cache[key])
+
+    def _stores(self, workspace: Workspace) -> list[tuple[tuple[float, float], Mapping[str, Any]]]:
+        key = ("stores", workspace.id)
+        if key not in self._round_cache:
+            self._round_cache[key] = placed_stores(workspace.settings)
+        return cast("list[tuple[tuple[float, float], Mapping[str, Any]]]", self._round_cache[key])
 
     def _defaults(self, workspace: Workspace) -> dict[str, str]:
         key = ("defaults", workspace.id)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,16 +28,37 @@ from rapport.personalize import (
 from rapport.personalize.engine import STALLED, generated_text
 from rapport.personalize.limits import RenderBudget, thread_cpu_seconds
 
+#: Liquid that reads these needs the recipient's computed traits, scores or segments (read per batch).
+USES_FACTS = re.compile(r"\b(?:computed|scores|segments)\b")
+#: Liquid that reads this needs the recipient's nearest store (content/stores.py).
+USES_STORE = re.compile(r"\bstore\b")
+#: Liquid that names products by id (``catalog["sku-1"]``, catalog/service.py).
+USES_CATALOG = re.compile(r"\bcatalog\[")
+
+
+def liquid_uses(content: Mapping[str, Any], pattern: re.Pattern[str]) -> bool:
+    """Whether any text part of a message's own Liquid (not a saved template's) matches ``pattern``."""
+    return content.get("template_id") is None and any(
+        pattern.search(value) for value in content.values() if isinstance(value, str)
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class RecipientFacts:
-    """What rendering needs to know about the person."""
+    """What rendering needs to know about the person: traits, where and how to format, and (read only for
+    Liquid that uses them) computed traits and scores, segment names, the nearest store and the products
+    the Liquid names by id."""
 
     profile_id: int
     address: str
     traits: dict[str, Any]
     timezone: str
     locale: str = "en_GB"
+    currency: str = "GBP"
+    computed: dict[str, Any] = field(default_factory=dict)
+    segments: tuple[str, ...] = ()
+    store: dict[str, Any] | None = None
+    catalog: dict[str, Any] | None = None
 
 
 def sender_defaults(settings: Settings, workspace: Workspace) -> dict[str, str]:
@@ -145,15 +167,23 @@ def _build(
             recipient=Recipient(
                 locale=recipient.locale,
                 timezone=recipient.timezone,
+                currency=recipient.currency,
                 channel=message.channel,
                 address=recipient.address,
             ),
+            computed=recipient.computed,
+            scores=recipient.computed,
+            segments=recipient.segments,
             event=content.get("event"),
             campaign=content.get("campaign"),
-            store=content.get("store"),
+            store=content.get("store") or recipient.store,
+            catalog=recipient.catalog,
             recommendations=tuple(content.get("recommendations") or ()),
             links=links,
-            extra={"data": content.get("data") or {}},
+            extra={
+                "data": content.get("data") or {},
+                **{key: content[key] for key in ("segment", "occasion") if content.get(key) is not None},
+            },
         )
     )
 
