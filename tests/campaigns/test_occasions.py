@@ -57,7 +57,8 @@ def test_on_birthday_at_nine_local_time(
     run_worker(app)
     london = sink.wait_for(2)[1]
     assert london.rcpt_tos == ["person0@example.com"]
-    assert london.parsed().get_body(("plain",)).get_content().strip() == "1990-11-23 2026-11-23"
+    text = london.parsed().get_body(("plain",))
+    assert text is not None and text.get_content().strip() == "1990-11-23 2026-11-23"
     clock.set(START + timedelta(days=1, hours=1, minutes=59))
     run_worker(app)
     assert len(sink.messages) == 2  # p1's birthday is the 24th: not before 09:00
