@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile
 
 from rapport.accounts.principal import Principal
 from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
-from rapport.catalog import importer, service
+from rapport.catalog import importer, service, stores
 from rapport.catalog.schemas import (
     BatchIn,
     ImportReportRead,
@@ -177,3 +177,32 @@ def profile_recommendations(
         now=runtime.clock.now(),
         cache=cache,
     )
+
+
+# ---- stores ---------------------------------------------------------------------------------------------
+
+SettingsWriter = Annotated[Principal, Depends(require_scope("settings:write"))]
+_STORE_EXAMPLE = [
+    {"id": "st-lds", "name": "Leeds Briggate", "latitude": 53.798, "longitude": -1.543, "city": "Leeds",
+     "postcode": "LS1 6HD", "opens_at": "09:00", "closes_at": "17:30"},
+]  # fmt: skip
+
+
+@router.get("/api/v1/stores")
+def list_stores(principal: Reader, db: ReadDbSession) -> dict[str, Any]:
+    """The workspace's stores (``within 5 km of store "…"`` in segments, ``{{ store.* }}`` in templates)."""
+    return {"stores": stores.list_stores(db, workspace_id=principal.workspace_id)}
+
+
+@router.put("/api/v1/stores")
+def replace_stores(
+    principal: SettingsWriter,
+    db: DbSession,
+    body: Annotated[list[Any], Body(examples=[_STORE_EXAMPLE])],
+) -> dict[str, Any]:
+    """Replace every store: each needs ``name``, ``latitude`` and ``longitude`` (``lat``/``lon`` accepted)
+    and may have id, address, city, postcode, phone, url, opens_at/closes_at (HH:MM) and opening_hours.
+    Any bad row answers 400 with ``details: [{row, field, reason}]`` and changes nothing; audited."""
+    saved = stores.replace_stores(db, workspace_id=principal.workspace_id, items=body, actor=principal.actor)
+    db.commit()
+    return {"stores": saved}

@@ -1,4 +1,5 @@
-"""``rapport products import FILE.csv``: load the product catalogue from a CSV file, with a progress bar."""
+"""``rapport products import FILE.csv``: load the product catalogue from a CSV file, with a progress bar;
+``rapport stores import FILE`` / ``rapport stores list``: the workspace's stores."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rapport.catalog import importer
+from rapport.catalog import stores as stores_service
 from rapport.cli.common import DatabaseOption, WorkspaceOption, cli_runtime, console, resolve_workspace
 from rapport.collect.import_files import safe_cell
 
 products_app = typer.Typer(help="The product catalogue templates recommend from.", no_args_is_help=True)
+stores_app = typer.Typer(
+    help="The stores segments measure distances to and templates show as the nearest.", no_args_is_help=True
+)
 
 ERRORS_SHOWN = 20
 
@@ -21,6 +26,46 @@ ERRORS_SHOWN = 20
 def register(app: typer.Typer) -> None:
     """Add the ``products`` command group to the root command."""
     app.add_typer(products_app, name="products")
+    app.add_typer(stores_app, name="stores")
+
+
+@stores_app.command("import")
+def import_stores(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    workspace: str = WorkspaceOption,
+    database_url: str = DatabaseOption,
+) -> None:
+    """Replace the workspace's stores with those of a CSV (name, latitude, longitude, id, address, city,
+    postcode, phone, url, opens_at, closes_at) or JSON file (a list). Every row is checked first: with any
+    bad row nothing changes, and each problem is listed."""
+    kind = "csv" if file.suffix.lower() == ".csv" else "json"
+    with cli_runtime(database_url) as runtime, runtime.sessions() as db:
+        ws = resolve_workspace(db, workspace)
+        rows, first = stores_service.read_file(file.read_text(encoding="utf-8-sig"), kind=kind)
+        _found, problems = stores_service.validate_stores(rows, first_row=first)
+        if problems:
+            shown = Table("row", "field", "reason", title="refused: nothing changed")
+            for error in problems[:ERRORS_SHOWN]:
+                shown.add_row(str(error.row), error.field or "(row)", error.reason)
+            console.print(shown)
+            raise typer.Exit(1)
+        saved = stores_service.replace_stores(
+            db, workspace_id=ws.id, items=rows, actor="cli", first_row=first
+        )
+        db.commit()
+    console.print(f"{len(saved)} stores in {ws.slug}")
+
+
+@stores_app.command("list")
+def list_stores(workspace: str = WorkspaceOption, database_url: str = DatabaseOption) -> None:
+    """Show the workspace's stores."""
+    with cli_runtime(database_url) as runtime, runtime.read_sessions() as db:
+        ws = resolve_workspace(db, workspace)
+        found = stores_service.list_stores(db, workspace_id=ws.id)
+    table = Table("id", "name", "city", "latitude", "longitude")
+    for store in found:
+        table.add_row(*(str(store.get(k, "")) for k in ("id", "name", "city", "latitude", "longitude")))
+    console.print(table)
 
 
 def _count_rows(path: Path) -> int:
