@@ -17,6 +17,7 @@ from rapport.models import AuditEntry
 from rapport.runtime import Runtime
 from tests.campaigns.conftest import run_worker
 from tests.support.tenants import Tenant
+from tests.web.ui import ui_login
 
 STORES = [
     {"id": "st-lds", "name": "Leeds Briggate", "lat": 53.798, "lon": -1.543, "city": "Leeds", "opens_at": "09:00",
@@ -127,3 +128,39 @@ def test_segments_and_templates_read_the_stores(client: TestClient, tenant: Tena
         "near": "Leeds Briggate 0.5 km, 10:00-16:00",
         "far": "Leeds Briggate 272.9 km, 10:00-16:00",
     }
+
+
+def _upload(client: TestClient, csrf: str, name: str, body: str) -> object:
+    return client.post(
+        "/settings/stores",
+        data={"csrf_token": csrf},
+        files={"file": (name, body.encode(), "text/csv")},
+        follow_redirects=True,
+    )
+
+
+def test_the_settings_page_lists_stores_and_admins_replace_them_by_upload(
+    client: TestClient, tenant: Tenant
+) -> None:
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    assert "No stores yet." in client.get("/settings/stores").text
+    bad = _upload(client, csrf, "bad.csv", "name,latitude,longitude\nA,1,2\nB,north,2\n")
+    assert bad.status_code == 400  # type: ignore[attr-defined]
+    problems = bad.text.split('data-testid="stores-problems"')[1]  # type: ignore[attr-defined]
+    assert "<td>3</td><td>latitude</td><td>required, a number</td>" in problems
+    assert "nothing was changed" in bad.text and "No stores yet." in bad.text  # type: ignore[attr-defined]
+    good = _upload(
+        client, csrf, "stores.csv", "id,name,lat,lon,city\nst-lds,Leeds Briggate,53.798,-1.543,Leeds\n"
+    )
+    assert good.status_code == 200 and "Stores saved: 1." in good.text  # type: ignore[attr-defined]
+    table = good.text.split('data-testid="stores-table"')[1]  # type: ignore[attr-defined]
+    assert "Leeds Briggate" in table and "53.798, -1.543" in table
+    client.post("/logout", data={"csrf_token": csrf})
+    viewer = ui_login(client, tenant.viewer_email, tenant.password)
+    page = client.get("/settings/stores")
+    assert "Leeds Briggate" in page.text and 'type="file"' not in page.text
+    refused = _upload(client, viewer, "stores.csv", "name,latitude,longitude\nX,1,2\n")
+    assert refused.status_code == 403  # type: ignore[attr-defined]
+    assert [
+        s["name"] for s in client.get("/api/v1/stores", headers=tenant.secret_headers).json()["stores"]
+    ] == ["Leeds Briggate"]

@@ -21,6 +21,7 @@ from rapport.web import (
     sections,
     segments,
     settings,
+    stores_ui,
     templates_ui,
 )
 from rapport.web.rendering import STATIC_DIR, build_templates
@@ -42,6 +43,7 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     app.include_router(dashboard.api_router)
     include_ui_router(app, login.router)
     include_ui_router(app, dashboard.router)
+    include_ui_router(app, stores_ui.router)
     include_ui_router(app, settings.router)
     include_ui_router(app, catalog_ui.router)
     include_ui_router(app, segments.router)

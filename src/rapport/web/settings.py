@@ -62,6 +62,7 @@ def settings_tabs() -> list[tuple[str, str]]:
         ("Channels", "/settings/channels"),
         ("Caps & quiet hours", "/settings/limits"),
         ("Topics", "/settings/topics"),
+        ("Stores", "/settings/stores"),
     ]
 
 
