@@ -36,7 +36,7 @@ def _text(message: Any) -> str:
     return " ".join(str(body.get_content()).split())  # (a no-break space becomes a space)
 
 
-def _setup(runtime: Runtime, tenant: Tenant, client: TestClient, app: FastAPI) -> int:
+def _setup(runtime: Runtime, tenant: Tenant, client: TestClient) -> int:
     """Two Leeds customers (one placed in Leeds, paying in euros, with a computed ltv), two stores and
     a product; return the Leeds segment's id."""
     placed, _unplaced = make_people(runtime, tenant, 2, extra={"city": "Leeds"})
@@ -67,7 +67,7 @@ def _send(client: TestClient, tenant: Tenant, app: FastAPI, name: str, segment_i
 def test_own_liquid_and_saved_templates_read_the_same_context(
     runtime: Runtime, tenant: Tenant, client: TestClient, app: FastAPI, sink: SmtpSink, email_channel: object
 ) -> None:
-    segment_id = _setup(runtime, tenant, client, app)
+    segment_id = _setup(runtime, tenant, client)
     _send(client, tenant, app, "Own Liquid", segment_id, {"content": {"subject": "own", "text": LIQUID}})
     template = call(client, tenant, "POST", "/api/v1/templates", json={
         "name": "With a block", "channel": "email",

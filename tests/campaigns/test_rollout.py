@@ -34,7 +34,7 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-def _arms(people: list[int]) -> dict[int, str]:
+def _addresses(people: list[int]) -> dict[int, str]:
     return {pid: f"person{i}@example.com" for i, pid in enumerate(people)}
 
 
@@ -78,7 +78,7 @@ def test_the_worker_picks_the_winner_by_thompson_sampling_after_the_test_phase(
     run_worker(app)  # nobody asks: the worker's campaign tick decides
     decided = call(client, tenant, "GET", f"/api/v1/campaigns/{cid}")
     assert decided["winner_variant"] == "B"
-    addresses = _arms(people)
+    addresses = _addresses(people)
     if send_winner:
         received = sink.wait_for(len(tested) + len(waiting))
         subjects = {m.rcpt_tos[0]: m.parsed()["Subject"] for m in received}
@@ -89,7 +89,7 @@ def test_the_worker_picks_the_winner_by_thompson_sampling_after_the_test_phase(
     else:
         assert len(sink.messages) == len(tested)  # the rest never hear from this campaign
         assert decided["status"] == "sent"
-        assert {e.state for pid, e in recipients(runtime, cid).items() if pid in waiting} != {"queued"}
+        assert {e.state for pid, e in recipients(runtime, cid).items() if pid in waiting} == {"waiting"}
 
 
 def test_exclusion_segments_and_throttling(

@@ -13,7 +13,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -173,10 +173,6 @@ def replace_stores(
         action="stores.replace",
         target_type="workspace",
         target_id=workspace_id,
-        details={"before": before, "after": len(stores), "names": _names(stores)},
+        details={"before": before, "after": len(stores), "names": [s["name"] for s in stores[:20]]},
     )
     return stores
-
-
-def _names(stores: Iterable[Mapping[str, Any]], limit: int = 20) -> list[str]:
-    return [str(s["name"]) for s in stores][:limit]

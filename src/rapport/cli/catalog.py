@@ -14,6 +14,7 @@ from rapport.catalog import importer
 from rapport.catalog import stores as stores_service
 from rapport.cli.common import DatabaseOption, WorkspaceOption, cli_runtime, console, resolve_workspace
 from rapport.collect.import_files import safe_cell
+from rapport.errors import ValidationFailed
 
 products_app = typer.Typer(help="The product catalogue templates recommend from.", no_args_is_help=True)
 stores_app = typer.Typer(
@@ -42,16 +43,16 @@ def import_stores(
     with cli_runtime(database_url) as runtime, runtime.sessions() as db:
         ws = resolve_workspace(db, workspace)
         rows, first = stores_service.read_file(file.read_text(encoding="utf-8-sig"), kind=kind)
-        _found, problems = stores_service.validate_stores(rows, first_row=first)
-        if problems:
+        try:
+            saved = stores_service.replace_stores(
+                db, workspace_id=ws.id, items=rows, actor="cli", first_row=first
+            )
+        except ValidationFailed as exc:  # rows refused: each problem in ``details``
             shown = Table("row", "field", "reason", title="refused: nothing changed")
-            for error in problems[:ERRORS_SHOWN]:
-                shown.add_row(str(error.row), error.field or "(row)", error.reason)
+            for error in (exc.details or [])[:ERRORS_SHOWN]:
+                shown.add_row(str(error["row"]), error["field"] or "(row)", error["reason"])
             console.print(shown)
-            raise typer.Exit(1)
-        saved = stores_service.replace_stores(
-            db, workspace_id=ws.id, items=rows, actor="cli", first_row=first
-        )
+            raise typer.Exit(1) from None
         db.commit()
     console.print(f"{len(saved)} stores in {ws.slug}")
 

@@ -193,19 +193,19 @@ def recipient_facts(
             stored[int(pid)] = computed or {}
     exact = exact_facts(db, workspace_id, ids, at)
     segments = repository.segment_names_for(db, workspace_id=workspace_id, profile_ids=ids)
-    found: dict[int, tuple[dict[str, Any], list[str]]] = {}
-    for pid in ids:
-        computed = {k: v for k, v in stored.get(pid, {}).items() if not k.startswith("_")}
-        computed.update(exact.get(pid, {}))
-        found[pid] = (computed, sorted(segments.get(pid, ())))
-    return found
+    return {pid: (_merged(stored.get(pid), exact.get(pid, {})), sorted(segments.get(pid, ()))) for pid in ids}
+
+
+def _merged(stored: Mapping[str, Any] | None, exact: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored computed traits (not the internal ``_`` ones), overridden by those exact at render time."""
+    computed = {k: v for k, v in (stored or {}).items() if not k.startswith("_")}
+    computed.update(exact)
+    return computed
 
 
 def profile_computed(profile: Profile, exact: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     """Return the profile's computed traits and scores: stored ones, overridden by those exact at render time."""
-    computed = {k: v for k, v in (profile.computed or {}).items() if not k.startswith("_")}
-    computed.update(exact.get(profile.id, {}))
-    return computed
+    return _merged(profile.computed, exact.get(profile.id, {}))
 
 
 def address_of(profile: Profile, channel: str) -> str | None:

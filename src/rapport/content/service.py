@@ -53,6 +53,7 @@ from rapport.errors import Conflict, NotFound, ValidationFailed
 from rapport.kit.pagination import Page
 from rapport.models import MessageTemplate, Profile, Snippet
 from rapport.personalize import RenderFailed, TemplateEngine
+from rapport.personalize.context import TRIGGER_VARIABLES
 from rapport.profiles import service as profiles_service
 from rapport.segments import catalog_service
 from rapport.segments import service as segments_service
@@ -60,7 +61,7 @@ from rapport.segments.catalog import Catalog
 
 PREVIEW_FROM = "preview@example.com"
 #: Keys of a queued message's content that feed its render (written when it was queued: campaigns/).
-OUTBOX_CONTEXT = ("event", "campaign", "segment", "occasion", "recommendations")
+OUTBOX_CONTEXT = ("event", "campaign", *TRIGGER_VARIABLES, "recommendations")
 #: Placeholder links shown in previews (real ones are signed per recipient at send time).
 PREVIEW_LINKS = {
     "unsubscribe": "https://example.com/u/preview",

@@ -59,12 +59,12 @@ from rapport.messaging import holds as holds_mod
 from rapport.messaging import quiet_hours as quiet
 from rapport.messaging import repository as repo
 from rapport.messaging.render import (
-    USES_CATALOG,
     USES_FACTS,
     USES_STORE,
     RecipientFacts,
     RenderError,
     liquid_uses,
+    own_liquid,
     sender_defaults,
 )
 from rapport.messaging.render_pool import Outcome, RenderJob, RenderPool, render_one
@@ -676,12 +676,11 @@ class Deliverer:
         wanted: dict[int, set[int]] = defaultdict(set)
         named: dict[int, set[str]] = defaultdict(set)
         for c in candidates:
-            content = c.message.content or {}
-            if liquid_uses(content, USES_FACTS):
+            sources = own_liquid(c.message.content or {})
+            if any(USES_FACTS.search(source) for source in sources):
                 wanted[c.workspace.id].add(c.person.id)
-            if liquid_uses(content, USES_CATALOG):
-                sources = [value for value in content.values() if isinstance(value, str)]
-                named[c.workspace.id] |= products_service.referenced_product_ids(sources)
+            if product_ids := products_service.referenced_product_ids(sources):
+                named[c.workspace.id] |= product_ids
         facts = _BatchFacts()
         for workspace_id, profile_ids in wanted.items():
             facts.people.update(content_rendering.recipient_facts(db, workspace_id, sorted(profile_ids), now))

@@ -25,6 +25,7 @@ from rapport.personalize import (
     build_context,
     html_to_text,
 )
+from rapport.personalize.context import TRIGGER_VARIABLES
 from rapport.personalize.engine import STALLED, generated_text
 from rapport.personalize.limits import RenderBudget, thread_cpu_seconds
 
@@ -32,15 +33,19 @@ from rapport.personalize.limits import RenderBudget, thread_cpu_seconds
 USES_FACTS = re.compile(r"\b(?:computed|scores|segments)\b")
 #: Liquid that reads this needs the recipient's nearest store (content/stores.py).
 USES_STORE = re.compile(r"\bstore\b")
-#: Liquid that names products by id (``catalog["sku-1"]``, catalog/service.py).
-USES_CATALOG = re.compile(r"\bcatalog\[")
+
+
+def own_liquid(content: Mapping[str, Any]) -> list[str]:
+    """The text parts of a message that carries its own Liquid; none for a saved template's (content/
+    renders those and reads what they need itself)."""
+    if content.get("template_id") is not None:
+        return []
+    return [value for value in content.values() if isinstance(value, str)]
 
 
 def liquid_uses(content: Mapping[str, Any], pattern: re.Pattern[str]) -> bool:
     """Whether any text part of a message's own Liquid (not a saved template's) matches ``pattern``."""
-    return content.get("template_id") is None and any(
-        pattern.search(value) for value in content.values() if isinstance(value, str)
-    )
+    return any(pattern.search(value) for value in own_liquid(content))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +187,7 @@ def _build(
             links=links,
             extra={
                 "data": content.get("data") or {},
-                **{key: content[key] for key in ("segment", "occasion") if content.get(key) is not None},
+                **{key: content[key] for key in TRIGGER_VARIABLES if content.get(key) is not None},
             },
         )
     )

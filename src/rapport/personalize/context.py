@@ -35,6 +35,9 @@ STORE_FIELDS = (
     "opens_at",
     "closes_at",
 )
+#: Keys a queued message's content may carry (written by campaigns/ when it was queued) that are top-level
+#: variables of its render: ``segment.*`` for a segment trigger, ``occasion.*`` for a date trigger.
+TRIGGER_VARIABLES = ("segment", "occasion")
 # Traits copied to the top level as shortcuts: ``{{ first_name | default: "there" }}``.
 SHORTCUT_TRAITS = ("first_name", "last_name", "email", "phone")
 

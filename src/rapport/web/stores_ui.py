@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from rapport.api.deps import DbSession, ReadDbSession
 from rapport.catalog import stores as stores_service
-from rapport.catalog.validation import FieldError
 from rapport.errors import ValidationFailed
 from rapport.web.rendering import Flash, redirect, render
 from rapport.web.session import UiAdminPost, UiPage, UiRoute, UiUser
@@ -28,7 +27,7 @@ def _page(
     db: Session,
     *,
     error: str = "",
-    problems: list[FieldError] | None = None,
+    problems: list[dict[str, Any]] | None = None,
     status_code: int = 200,
 ) -> Response:
     context: dict[str, Any] = {
@@ -65,19 +64,16 @@ def upload_stores(
         return _page(request, ui, db, error=message, status_code=400)
     kind = "csv" if file.filename.lower().endswith(".csv") else "json"
     try:
-        text = data.decode("utf-8-sig")
-        rows, first = stores_service.read_file(text, kind=kind)
-        _stores, problems = stores_service.validate_stores(rows, first_row=first)
-        if problems:
-            message = f"{file.filename}: {len(problems)} problem(s), nothing was changed."
-            return _page(request, ui, db, error=message, problems=problems, status_code=400)
+        rows, first = stores_service.read_file(data.decode("utf-8-sig"), kind=kind)
         saved = stores_service.replace_stores(
             db, workspace_id=ui.workspace_id, items=rows, actor=ui.principal.actor, first_row=first
         )
     except UnicodeDecodeError:
         return _page(request, ui, db, error=f"{file.filename} is not UTF-8 text.", status_code=400)
-    except ValidationFailed as exc:
+    except ValidationFailed as exc:  # a file that does not parse, or rows refused (``details``)
         db.rollback()
-        return _page(request, ui, db, error=f"{file.filename}: {exc.message}", status_code=400)
+        problems = exc.details if isinstance(exc.details, list) else []
+        message = f"{len(problems)} problem(s), nothing was changed." if problems else exc.message
+        return _page(request, ui, db, error=f"{file.filename}: {message}", problems=problems, status_code=400)
     db.commit()
     return redirect(request, "/settings/stores", flash=Flash("success", f"Stores saved: {len(saved)}."))
