@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -101,5 +102,77 @@ def test_scores_move_to_their_table_and_back(fresh_db_url: str) -> None:
             computed = dict(conn.execute(select(profiles.c.id, profiles.c.computed)).tuples().all())
             assert computed == {scored: {**others, **scores}, plain: {"total_orders": 1}}
             assert "profile_scores" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def _event_index_names(conn: Any) -> set[str]:
+    if conn.dialect.name == "sqlite":  # the expression index is not reflected on SQLite
+        rows = conn.execute(
+            text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        )
+    else:
+        rows = conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'events'"))
+    return {name for name in rows.scalars() if not name.startswith("sqlite_autoindex")}
+
+
+def test_events_lose_the_workspace_key_and_keep_rows_and_indexes(fresh_db_url: str) -> None:
+    """0016 drops ``events.workspace_id``'s foreign key (on SQLite by rebuilding the table): every row and
+    every index, the expression index included, is still there; the downgrade restores the key."""
+    engine = build_engine(fresh_db_url, pool_size=1)
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    try:
+        migrate.downgrade(engine, "0015")
+        with engine.begin() as conn:
+            meta = MetaData()
+            workspaces = Table("workspaces", meta, autoload_with=conn)
+            events = Table("events", meta, autoload_with=conn)
+            ws = conn.execute(
+                insert(workspaces)
+                .values(name="W", slug="w", timezone="UTC", default_region="GB", settings={}, created_at=now)
+                .returning(workspaces.c.id)
+            ).scalar_one()
+            base = {"workspace_id": ws, "type": "track", "channel": "web", "timestamp": now, "received_at": now,
+                    "traits": {}, "context": {}, "extra": {}, "source": "api", "state": 1, "profile_id": 7}  # fmt: skip
+            rows = [
+                {**base, "message_id": f"m{i}", "event": "order", "properties": {"category": "Toys", "n": i}}
+                for i in range(3)
+            ]
+            conn.execute(insert(events), rows)
+            before = _event_index_names(conn)
+            assert {"ix_events_pending", "ix_events_profile_time", "ix_events_segment_category",
+                    "ix_events_workspace_name_time"} <= before  # fmt: skip
+            assert [fk["name"] for fk in inspect(conn).get_foreign_keys("events")] == [
+                "fk_events_workspace_id_workspaces"
+            ]
+        migrate.upgrade(engine, "0016")
+        with engine.begin() as conn:
+            assert inspect(conn).get_foreign_keys("events") == []
+            assert _event_index_names(conn) == before
+            events = Table("events", MetaData(), autoload_with=conn)
+            rows = conn.execute(select(events.c.message_id, events.c.properties).order_by(events.c.id)).all()
+            assert rows == [(f"m{i}", {"category": "Toys", "n": i}) for i in range(3)]
+            # the key no longer refuses a workspace id (the edges decide the workspace)
+            orphan = {
+                **base,
+                "workspace_id": ws + 100,
+                "message_id": "orphan",
+                "event": "x",
+                "properties": {},
+            }
+            conn.execute(insert(events).values(**orphan))
+        migrate.downgrade(engine, "0015")
+        with engine.connect() as conn:
+            assert [fk["name"] for fk in inspect(conn).get_foreign_keys("events")] == [
+                "fk_events_workspace_id_workspaces"
+            ]
+            assert _event_index_names(conn) == before
+            events = Table("events", MetaData(), autoload_with=conn)
+            assert conn.execute(select(events.c.message_id).order_by(events.c.id)).scalars().all() == [
+                "m0",
+                "m1",
+                "m2",
+            ]  # the orphan went with the key's return
+        migrate.upgrade(engine)
     finally:
         engine.dispose()
