@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     run_worker_in_process: bool = True
+    api_processes: int = Field(
+        default=1,
+        ge=0,
+        description="API processes `rapport serve` runs on its port (Linux SO_REUSEPORT; 0: one per core); "
+        "the in-process worker runs in the first",
+    )
     session_max_age_seconds: int = 12 * 3600
     secure_cookies: bool = False
     db_pool_size: int = 10

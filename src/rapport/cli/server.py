@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from rapport.app import WORKER_ROLES, build_worker, create_app, parse_roles
+from rapport.cli import processes as api_processes
 from rapport.cli.common import DatabaseOption, cli_runtime, console, load_settings
 from rapport.config import Settings
 from rapport.db import migrate
@@ -30,6 +31,13 @@ def serve(
     port: int = typer.Option(None, help="Port (default 8000)"),
     database_url: str = DatabaseOption,
     no_worker: bool = typer.Option(False, "--no-worker", help="Do not run the worker in this process"),
+    processes: int = typer.Option(
+        None,
+        "--processes",
+        min=0,
+        help="API processes sharing the port (Linux; 0: one per core; default RAPPORT_API_PROCESSES or 1); "
+        "the in-process worker runs in the first",
+    ),
 ) -> None:
     """Serve the API and marketer UI, with an in-process worker; migrates the embedded database first."""
     settings = load_settings(database_url)
@@ -40,6 +48,8 @@ def serve(
         updates["port"] = port
     if no_worker:
         updates["run_worker_in_process"] = False
+    if processes is not None:
+        updates["api_processes"] = processes
     run_server(settings.model_copy(update=updates))
 
 
@@ -52,6 +62,19 @@ def run_server(settings: Settings) -> None:
     elif not migrate.is_up_to_date(runtime.engine):
         console.print("[red]The PostgreSQL schema is not at head: run `rapport migrate` first.[/red]")
         raise typer.Exit(1)
+    count = api_processes.resolve_count(settings.api_processes)
+    if count > 1:
+        runtime.close()
+        url = f"http://{settings.host}:{settings.port}"
+        try:
+            supervisor = api_processes.Supervisor(settings, count)
+            api_processes.run(
+                supervisor, lambda: console.print(f"Rapport on {url}  ({count} processes; API docs at /docs)")
+            )
+        except api_processes.ProcessesError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        return
     application = create_app(settings, runtime=runtime)
     console.print(f"Rapport on http://{settings.host}:{settings.port}  (API docs at /docs)")
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
