@@ -1,5 +1,7 @@
-"""B1 (single ~300-byte events on /v1/track) and B2 (/v1/batch of 100 events): Rapport's ingest API on
-one uvicorn worker against a null FastAPI handler that only keeps the raw body, with the same bodies.
+"""B1 (single ~300-byte events on /v1/track) and B2 (/v1/batch of 100 events): Rapport's ingest API against
+a null FastAPI handler that only keeps the raw body, with the same bodies. B1 runs Rapport on one uvicorn
+process (its reference is one uvicorn worker); B2 on ``rapport serve --processes 0``, the command a
+deployment runs: one API process per core, each with its own ``SO_REUSEPORT`` socket.
 
 Load comes from wrk in a separate process on 127.0.0.1 (one thread, ``CONNECTIONS`` per workload, ``ctx.duration``
 seconds per run); every event has a unique messageId, so nothing is deduplicated away. The servers start
@@ -30,6 +32,8 @@ from rapport.synth.generator import SynthSpec, iter_events
 #: cap a durable server at 16 / commit time (an fsync is ~4 ms on this kind of disk: < 4k events/s whatever
 #: the code). Real ingest sees thousands of concurrent SDK clients; 64 lets group commit do its job.
 CONNECTIONS = {"B1": 64, "B2": 16}
+#: B2's API processes (``rapport serve --processes``): 0 is one per core.
+PROCESSES = 0
 SPECS = {
     "B1": ("HTTP ingest, single ~300-byte events", ">= 5k events/s, p99 < 25 ms, >= 0.6x null handler",
            "/v1/track", 1),
@@ -51,10 +55,13 @@ class ChildProcess:
     log: IO[bytes]
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The process's peak RSS, plus its children's (a ``rapport serve --processes N`` supervisor)."""
+        total = 0.0
+        for pid in (self.proc.pid, *_children(self.proc.pid)):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return total or float("nan")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -67,8 +74,15 @@ class ChildProcess:
         self.log.close()
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 class Server(ChildProcess):
-    """A uvicorn process serving one app on a free loopback port."""
+    """A uvicorn process serving one app on a free loopback port (or ``rapport serve`` with ``args``)."""
 
     def __init__(
         self,
@@ -79,6 +93,7 @@ class Server(ChildProcess):
         health: str,
         log: Path,
         start_timeout: float = 60,
+        serve_args: list[str] | None = None,
     ) -> None:
         self.port = _free_port()
         self.log = log.open("ab")
@@ -86,6 +101,9 @@ class Server(ChildProcess):
                "--workers", "1", "--no-access-log", "--log-level", "warning"]  # fmt: skip
         if factory:
             cmd.append("--factory")
+        if serve_args is not None:
+            cmd = [sys.executable, "-m", "rapport", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                   *serve_args]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, stdout=self.log, stderr=self.log
         )
@@ -163,6 +181,25 @@ class _RapportStore:
                "RAPPORT_RUN_WORKER_IN_PROCESS": "false"}  # fmt: skip
         self.server = Server("bench.reference.rapport_app:build", factory=True, env=env, health="/healthz",
                              log=ctx.out / f"server-{kind}.log")  # fmt: skip
+        self.env = env
+        self.log_dir = ctx.out
+        self._serve: Server | None = None
+
+    def serving(self, wid: str) -> Server:
+        """B1's server is one uvicorn process; B2's is the production command, ``rapport serve
+        --processes 0`` (one API process per core, each with its own SO_REUSEPORT socket), no worker."""
+        if wid != "B2":
+            return self.server
+        if self._serve is None:
+            self._serve = Server("", factory=False, env=self.env, health="/healthz",
+                                 log=self.log_dir / f"server-{self.kind}-processes.log",
+                                 serve_args=["--processes", str(PROCESSES), "--no-worker"])  # fmt: skip
+        return self._serve
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self._serve is not None:
+            self._serve.stop()
 
     def stored(self) -> int:
         from sqlalchemy import func, select
@@ -228,7 +265,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
                 ref.values.append((load.requests - load.errors) * per_request / load.seconds)
                 ref_latency.append((load.p50_ms, load.p99_ms))
                 for store in stores:
-                    load = run_wrk(url=store.server.url(path), bodies=bodies, per_request=per_request,
+                    load = run_wrk(url=store.serving(wid).url(path), bodies=bodies, per_request=per_request,
                                    authorization=store.authorization, run_id=f"{wid}-{store.kind}-{run_no}",
                                    duration=ctx.duration, workdir=ctx.out, connections=connections)  # fmt: skip
                     ok = load.requests - load.errors
@@ -245,8 +282,10 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
             for store in stores:
                 m = mine[store.kind]
                 m.p50_ms, m.p99_ms = _median_pair(latency[store.kind])
-                m.rss_mb = store.server.peak_rss_mb()
-                note = (f"wrk 1 thread, {CONNECTIONS[wid]} connections, {ctx.duration:.0f} s per run; "
+                m.rss_mb = store.serving(wid).peak_rss_mb()
+                shape = (f"`rapport serve --processes 0` ({os.cpu_count()} API processes); " if wid == "B2"
+                         else "one uvicorn process; ")  # fmt: skip
+                note = (f"{shape}wrk 1 thread, {CONNECTIONS[wid]} connections, {ctx.duration:.0f} s per run; "
                         f"{errors[store.kind]} non-2xx")  # fmt: skip
                 results.append(
                     Result(wid, title, target, store=store.kind, measurement=m, reference=ref, note=note)
@@ -263,7 +302,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     finally:
         null.stop()
         for store in stores:
-            store.server.stop()
+            store.stop()
             ctx.drop_store(path=store.path, database=store.database)
     return results
 

@@ -34,9 +34,15 @@ def free_port() -> int:
 
 
 class PgCluster:
-    """initdb + pg_ctl start/stop in a temporary directory."""
+    """initdb + pg_ctl start/stop in a temporary directory.
 
-    def __init__(self) -> None:
+    The test suite's cluster skips fsync (a commit survives a crash of the server, not of the machine):
+    tests check behaviour, not durability on power loss. ``durable=True`` keeps PostgreSQL's defaults
+    (fsync, synchronous_commit, full_page_writes on), as a production server runs: the benchmarks use it.
+    """
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.base = Path(tempfile.mkdtemp(prefix="rapport-pg-"))
         self.data = self.base / "data"
         self.port = free_port()
@@ -69,10 +75,10 @@ class PgCluster:
             check=True,
             capture_output=True,
         )
+        unsafe = "" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         opts = (
-            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-            "-c shared_buffers=256MB"
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 {unsafe}"
+            "-c max_connections=300 -c shared_buffers=256MB"
         )
         subprocess.run(
             self._cmd(
