@@ -61,6 +61,17 @@ def test_audit_log_refuses_update_and_delete(runtime: Runtime) -> None:
         assert db.execute(text("SELECT action FROM audit_log")).scalars().all() == ["x"]
 
 
+def _insert_workspace(conn: Any, workspaces: Table, now: datetime) -> int:
+    """A workspace row through the table as reflected at an older revision; its id."""
+    return int(
+        conn.execute(
+            insert(workspaces)
+            .values(name="W", slug="w", timezone="UTC", default_region="GB", settings={}, created_at=now)
+            .returning(workspaces.c.id)
+        ).scalar_one()
+    )
+
+
 def test_scores_move_to_their_table_and_back(fresh_db_url: str) -> None:
     """0008 moves the score keys out of ``profiles.computed`` into ``profile_scores``; its downgrade merges them
     back. Other computed values (a boolean, a nested object, a string that looks like a number) are kept."""
@@ -74,11 +85,7 @@ def test_scores_move_to_their_table_and_back(fresh_db_url: str) -> None:
             workspaces = Table("workspaces", meta, autoload_with=conn)
             profiles = Table("profiles", meta, autoload_with=conn)
             now = datetime(2026, 11, 23, tzinfo=UTC)
-            ws = conn.execute(
-                insert(workspaces)
-                .values(name="W", slug="w", timezone="UTC", default_region="GB", settings={}, created_at=now)
-                .returning(workspaces.c.id)
-            ).scalar_one()
+            ws = _insert_workspace(conn, workspaces, now)
             row = {"workspace_id": ws, "traits": {}, "trait_times": {}, "created_at": now, "updated_at": now}
             scored, plain = (
                 conn.execute(
@@ -127,11 +134,7 @@ def test_events_lose_the_workspace_key_and_keep_rows_and_indexes(fresh_db_url: s
             meta = MetaData()
             workspaces = Table("workspaces", meta, autoload_with=conn)
             events = Table("events", meta, autoload_with=conn)
-            ws = conn.execute(
-                insert(workspaces)
-                .values(name="W", slug="w", timezone="UTC", default_region="GB", settings={}, created_at=now)
-                .returning(workspaces.c.id)
-            ).scalar_one()
+            ws = _insert_workspace(conn, workspaces, now)
             base = {"workspace_id": ws, "type": "track", "channel": "web", "timestamp": now, "received_at": now,
                     "traits": {}, "context": {}, "extra": {}, "source": "api", "state": 1, "profile_id": 7}  # fmt: skip
             rows = [
