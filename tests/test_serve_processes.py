@@ -28,16 +28,13 @@ from rapport.models import Event
 from rapport.models.event import PENDING
 from rapport.runtime import build_runtime
 from tests.support.pg import free_port
-from tests.support.server import RapportServer
+from tests.support.server import RapportServer, child_pids
 
 pytestmark = pytest.mark.skipif(not processes.supported(), reason="several API processes need Linux")
 
 
 def _children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except OSError:
-        return set()
+    return set(child_pids(pid))
 
 
 def _established_on(port: int) -> dict[int, str]:

@@ -20,8 +20,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from tests.support.server import child_pids
 
 from bench.harness import ROOT, Context, Measurement, Result
 from bench.loadgen import ensure_wrk, run_wrk, write_bodies
@@ -32,8 +35,8 @@ from rapport.synth.generator import SynthSpec, iter_events
 #: cap a durable server at 16 / commit time (an fsync is ~4 ms on this kind of disk: < 4k events/s whatever
 #: the code). Real ingest sees thousands of concurrent SDK clients; 64 lets group commit do its job.
 CONNECTIONS = {"B1": 64, "B2": 16}
-#: B2's API processes (``rapport serve --processes``): 0 is one per core.
-PROCESSES = 0
+#: B2's server: ``rapport serve`` with one API process per core and no worker.
+SERVE_ARGS = ("--processes", "0", "--no-worker")
 SPECS = {
     "B1": ("HTTP ingest, single ~300-byte events", ">= 5k events/s, p99 < 25 ms, >= 0.6x null handler",
            "/v1/track", 1),
@@ -57,7 +60,7 @@ class ChildProcess:
     def peak_rss_mb(self) -> float:
         """The process's peak RSS, plus its children's (a ``rapport serve --processes N`` supervisor)."""
         total = 0.0
-        for pid in (self.proc.pid, *_children(self.proc.pid)):
+        for pid in (self.proc.pid, *child_pids(self.proc.pid)):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     total += int(line.split()[1]) / 1024
@@ -74,36 +77,46 @@ class ChildProcess:
         self.log.close()
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+def uvicorn_command(app: str, *, factory: bool) -> Callable[[int], list[str]]:
+    """One uvicorn process serving ``app`` (an import string) on the given port."""
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--no-access-log", "--log-level", "warning", *(["--factory"] if factory else [])]  # fmt: skip
+
+    return command
+
+
+def serve_command(*args: str) -> Callable[[int], list[str]]:
+    """``rapport serve`` with ``args`` on the given port."""
+    return lambda port: [
+        sys.executable,
+        "-m",
+        "rapport",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+    ]
 
 
 class Server(ChildProcess):
-    """A uvicorn process serving one app on a free loopback port (or ``rapport serve`` with ``args``)."""
+    """A server process (``command`` of its port) on a free loopback port, once ``health`` answers."""
 
     def __init__(
         self,
-        app: str,
+        command: Callable[[int], list[str]],
         *,
-        factory: bool,
         env: dict[str, str],
         health: str,
         log: Path,
         start_timeout: float = 60,
-        serve_args: list[str] | None = None,
     ) -> None:
         self.port = _free_port()
         self.log = log.open("ab")
-        cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", "1", "--no-access-log", "--log-level", "warning"]  # fmt: skip
-        if factory:
-            cmd.append("--factory")
-        if serve_args is not None:
-            cmd = [sys.executable, "-m", "rapport", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   *serve_args]  # fmt: skip
+        cmd = command(self.port)
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, stdout=self.log, stderr=self.log
         )
@@ -111,7 +124,7 @@ class Server(ChildProcess):
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 self.log.close()
-                raise RuntimeError(f"{app} exited with {self.proc.returncode}")
+                raise RuntimeError(f"{' '.join(cmd[2:4])} exited with {self.proc.returncode}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{health}", timeout=2) as r:
                     if r.status < 500:
@@ -121,7 +134,7 @@ class Server(ChildProcess):
                     return
                 time.sleep(0.2)
         self.stop()  # alive but not healthy: not left running (with its in-process worker) after the run
-        raise RuntimeError(f"{app} did not start")
+        raise RuntimeError(f"{' '.join(cmd[2:4])} did not start")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -179,8 +192,8 @@ class _RapportStore:
         runtime.close()
         env = {"RAPPORT_DATABASE_URL": self.url, "RAPPORT_SECRET_KEY": "bench-secret", "RAPPORT_LOG_LEVEL": "WARNING",
                "RAPPORT_RUN_WORKER_IN_PROCESS": "false"}  # fmt: skip
-        self.server = Server("bench.reference.rapport_app:build", factory=True, env=env, health="/healthz",
-                             log=ctx.out / f"server-{kind}.log")  # fmt: skip
+        self.server = Server(uvicorn_command("bench.reference.rapport_app:build", factory=True), env=env,
+                             health="/healthz", log=ctx.out / f"server-{kind}.log")  # fmt: skip
         self.env = env
         self.log_dir = ctx.out
         self._serve: Server | None = None
@@ -191,9 +204,8 @@ class _RapportStore:
         if wid != "B2":
             return self.server
         if self._serve is None:
-            self._serve = Server("", factory=False, env=self.env, health="/healthz",
-                                 log=self.log_dir / f"server-{self.kind}-processes.log",
-                                 serve_args=["--processes", str(PROCESSES), "--no-worker"])  # fmt: skip
+            self._serve = Server(serve_command(*SERVE_ARGS), env=self.env, health="/healthz",
+                                 log=self.log_dir / f"server-{self.kind}-processes.log")  # fmt: skip
         return self._serve
 
     def stop(self) -> None:
@@ -241,7 +253,7 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
     body_files = {"B1": ctx.out / "bodies-track.jsonl", "B2": ctx.out / "bodies-batch.jsonl"}
     write_bodies(body_files["B1"], _small_events(ctx.seed, track_only=True))
     write_bodies(body_files["B2"], _small_events(ctx.seed))
-    null = Server("bench.reference.null_app:app", factory=False, env={}, health="/v1/track",
+    null = Server(uvicorn_command("bench.reference.null_app:app", factory=False), env={}, health="/v1/track",
                   log=ctx.out / "server-null.log")  # fmt: skip
     stores: list[_RapportStore] = []
     results: list[Result] = []
@@ -283,8 +295,8 @@ def run(ctx: Context, ids: set[str]) -> list[Result]:
                 m = mine[store.kind]
                 m.p50_ms, m.p99_ms = _median_pair(latency[store.kind])
                 m.rss_mb = store.serving(wid).peak_rss_mb()
-                shape = (f"`rapport serve --processes 0` ({os.cpu_count()} API processes); " if wid == "B2"
-                         else "one uvicorn process; ")  # fmt: skip
+                shape = (f"`rapport serve {' '.join(SERVE_ARGS[:2])}` ({os.cpu_count()} API processes); "
+                         if wid == "B2" else "one uvicorn process; ")  # fmt: skip
                 note = (f"{shape}wrk 1 thread, {CONNECTIONS[wid]} connections, {ctx.duration:.0f} s per run; "
                         f"{errors[store.kind]} non-2xx")  # fmt: skip
                 results.append(

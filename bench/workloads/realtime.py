@@ -44,7 +44,7 @@ from typing import Any
 
 from bench.harness import Context, Measurement, Result
 from bench.workloads.delivery import SINK_ENV, PostfixSink, ensure_smtp_sink
-from bench.workloads.http_ingest import ChildProcess, Server, _free_port
+from bench.workloads.http_ingest import ChildProcess, Server, _free_port, uvicorn_command
 
 ID = "B5"
 TITLE = "real time: event -> segment entry -> triggered message at 1k events/s, 50 triggers"
@@ -483,8 +483,8 @@ def _run_store(ctx: Context, store: str, *, messages: bool, shape: _Shape = IN_P
     if shape.workers:
         env["RAPPORT_RUN_WORKER_IN_PROCESS"] = "false"
     try:
-        server = Server("bench.workloads.realtime:build_app", factory=True, env=env, health="/healthz",
-                        log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
+        server = Server(uvicorn_command("bench.workloads.realtime:build_app", factory=True), env=env,
+                        health="/healthz", log=ctx.out / f"server-b5-{store}-{name}.log")  # fmt: skip
     except Exception:
         sink.stop()
         raise

@@ -105,7 +105,7 @@ def test_http_workloads_run_against_rapport_and_the_null_handler(tmp_path: Path)
 
 
 def test_a_server_that_never_becomes_healthy_is_stopped_not_left_running(tmp_path: Path) -> None:
-    from bench.workloads.http_ingest import Server
+    from bench.workloads.http_ingest import Server, uvicorn_command
 
     spawned: list[int] = []
     original = subprocess.Popen
@@ -118,7 +118,7 @@ def test_a_server_that_never_becomes_healthy_is_stopped_not_left_running(tmp_pat
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(subprocess, "Popen", remember)
         with pytest.raises(RuntimeError, match="did not start"):
-            Server("tests.bench.unhealthy_app:app", factory=False, env={}, health="/healthz",
+            Server(uvicorn_command("tests.bench.unhealthy_app:app", factory=False), env={}, health="/healthz",
                    log=tmp_path / "server.log", start_timeout=3)  # fmt: skip
     assert len(spawned) == 1
     with pytest.raises(ProcessLookupError):

@@ -15,6 +15,14 @@ import httpx
 from tests.support.pg import free_port
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started that still run (Linux; none when it is gone)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 class RapportServer:
     """A ``rapport serve`` subprocess; ``url`` is its base URL once ``start`` returns."""
 

@@ -36,7 +36,9 @@ from typing import Any
 
 import uvicorn
 
+from rapport.app import create_app
 from rapport.config import Settings
+from rapport.kit.logs import configure_logging
 
 log = logging.getLogger("rapport.cli.processes")
 
@@ -44,7 +46,7 @@ log = logging.getLogger("rapport.cli.processes")
 START_TIMEOUT = 120.0
 #: How long the processes get to finish in-flight requests on stop before they are killed.
 STOP_TIMEOUT = 30.0
-#: A process that dies this soon after it was (re)started counts as failing to start.
+#: A restarted process that dies again this soon stops the server (a restart loop would hide the error).
 FLAPPING_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
 _READY = b"ready\n"
@@ -103,7 +105,6 @@ class Supervisor:
         self.count = count
         self.children: dict[int, _Child] = {}
         self.stopping = threading.Event()
-        self.restarts = 0
 
     def _spawn(self, index: int, *, respawned: bool = False) -> _Child:
         read_fd, write_fd = os.pipe()
@@ -173,7 +174,6 @@ class Supervisor:
                     self.stopping.set()
                     raise ProcessesError(f"API process {index} keeps exiting (code {code})")
                 log.warning("API process %d exited with code %d; starting it again", index, code)
-                self.restarts += 1
                 if child.ready_fd >= 0:
                     os.close(child.ready_fd)
                 self.children[index] = self._spawn(index, respawned=True)
@@ -238,9 +238,6 @@ def child_main() -> None:
         return
     job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
     settings = Settings.model_validate(job["settings"])
-    from rapport.app import create_app  # the app's imports are the child's, not the supervisor's
-    from rapport.kit.logs import configure_logging
-
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
     try:
         sock = reuseport_socket(settings.host, settings.port)
