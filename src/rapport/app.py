@@ -100,13 +100,12 @@ def build_worker(runtime: Runtime, roles: Iterable[str] = WORKER_ROLES) -> Worke
 
 def hands_off(runtime: Runtime) -> bool:
     """Whether the event processor hands its batches' triggered messages to the deliverer of its worker
-    (``Settings.delivery_handoff``; unset: on SQLite only). On SQLite the deliverer's own claim waits for
-    the one write lock behind the processor's next batch: B5's processed-to-received time fell from ~52 to
-    ~17 ms median. On PostgreSQL the claim waits for nobody and runs beside the processor; doing it in the
-    processor's batch made that batch longer (B5, API + one worker, interleaved: processed p50 99 → 138 and
-    165 → 348 ms) with no end-to-end gain beyond the noise (docs/delivery.md)."""
-    chosen = runtime.settings.delivery_handoff
-    return runtime.is_sqlite if chosen is None else chosen
+    (``Settings.delivery_handoff``, on by default). On SQLite the deliverer's own claim waits for the one
+    write lock behind the processor's next batch: B5's processed-to-received time fell from ~52 to ~17 ms
+    median. On a durable PostgreSQL the claim is one more committed (flushed) transaction per round: B5 with
+    API + one worker, interleaved, p99 per run 146-188 ms with the handoff against 172-271 without
+    (docs/delivery.md)."""
+    return runtime.settings.delivery_handoff
 
 
 def build_deliverer(runtime: Runtime, *, worker_id: str) -> Deliverer:

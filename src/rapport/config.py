@@ -38,11 +38,11 @@ class Settings(BaseSettings):
         description="Helper processes that render each worker's big send batches off its interpreter lock "
         "(messaging/render_pool.py); -1: one on a machine with 2+ cores, 0: render in the worker itself",
     )
-    delivery_handoff: bool | None = Field(
-        default=None,
+    delivery_handoff: bool = Field(
+        default=True,
         description="A worker running both the event processor and the deliverer claims, checks and renders "
         "a batch's triggered messages in the batch's transaction and sends them right after it "
-        "(Deliverer.adopt); unset: on SQLite only, where the deliverer's own claim waits for the one write lock",
+        "(Deliverer.adopt), sparing them the deliverer's own claim transaction (docs/delivery.md)",
     )
     ingest_full_sync: bool = Field(
         default=True,

@@ -158,12 +158,12 @@ def _ticks(worker: Worker) -> tuple[Processor | None, Deliverer | None]:
 
 @pytest.mark.parametrize("handoff", [None, True, False])
 def test_a_worker_with_both_roles_hands_off_as_configured(settings: Settings, handoff: bool | None) -> None:
-    runtime = build_runtime(settings.model_copy(update={"delivery_handoff": handoff}))
+    update = {} if handoff is None else {"delivery_handoff": handoff}
+    runtime = build_runtime(settings.model_copy(update=update))
     try:
         processor, deliverer = _ticks(build_worker(runtime))
         assert processor is not None and deliverer is not None
-        # unset: on SQLite only, where the deliverer's own claim waits for the one write lock
-        expected = runtime.is_sqlite if handoff is None else handoff
+        expected = True if handoff is None else handoff  # on by default, on both databases
         assert (processor.handoff is deliverer) is expected
         deliverer.close()
         # a worker without the delivery role has no deliverer to hand to
@@ -181,7 +181,7 @@ def test_a_stopping_worker_sends_what_was_handed_over(
     worker = build_worker(runtime, ["events", "delivery"])
     processor, deliverer = _ticks(worker)
     assert processor is not None and deliverer is not None
-    processor.handoff = deliverer  # as on SQLite by default (PostgreSQL: RAPPORT_DELIVERY_HANDOFF=true)
+    processor.handoff = deliverer  # as by default
     try:
         _order(client, tenant, "p0")
         processor.run_batch(tenant.workspace_id)  # handed over, not sent yet

@@ -77,11 +77,17 @@ def test_helpers_render_what_the_deliverer_renders_itself(
 ) -> None:
     ids = make_people(runtime, tenant, 48)
     outcomes = []
-    for tag, helpers in (("pooled", 1), ("inline", 0)):
+    # 48 messages: a full claim of 50 (a backlog) goes to the helper; with claims of 100 the same batch is
+    # the real-time path and renders inline even though the helper is warm
+    for tag, helpers, claim, pooled_expected in (
+        ("pooled", 1, 50, 48),
+        ("small", 1, 100, 0),
+        ("inline", 0, 50, 0),
+    ):
         with sink.lock:
             sink.messages.clear()
         _queue(runtime, tenant, ids, tag)
-        deliverer = Deliverer(runtime, worker_id=f"d-{tag}", batch_size=100, render_processes=helpers)
+        deliverer = Deliverer(runtime, worker_id=f"d-{tag}", batch_size=claim, render_processes=helpers)
         try:
             if deliverer.render_pool is not None:
                 assert os.getpid() not in deliverer.render_pool.wait_ready()
@@ -90,12 +96,12 @@ def test_helpers_render_what_the_deliverer_renders_itself(
         finally:
             deliverer.close()
         assert (totals.sent, totals.dead) == (42, 6)
-        assert pooled == (48 if helpers else 0)  # every render went through the helper
+        assert pooled == pooled_expected
         outcomes.append(_outcome(runtime, sink, tag, 42))
-    (pooled_mail, pooled_dead), (inline_mail, inline_dead) = outcomes
-    assert pooled_mail == inline_mail
+    (pooled_mail, pooled_dead), (small_mail, small_dead), (inline_mail, inline_dead) = outcomes
+    assert pooled_mail == small_mail == inline_mail
     assert pooled_mail["person0@example.com"] == ("Person0, the winter sale is on", "<p>Hello PERSON0</p>")
-    assert pooled_dead == inline_dead and len(pooled_dead) == 1
+    assert pooled_dead == small_dead == inline_dead and len(pooled_dead) == 1
     assert next(iter(pooled_dead)).startswith("render failed: html:")
     assert "loop" in next(iter(pooled_dead))
 
@@ -105,7 +111,7 @@ def test_a_killed_helper_loses_and_doubles_nothing(
 ) -> None:
     ids = make_people(runtime, tenant, 40)
     _queue(runtime, tenant, ids, "k")
-    deliverer = Deliverer(runtime, worker_id="d-kill", batch_size=100, render_processes=1)
+    deliverer = Deliverer(runtime, worker_id="d-kill", batch_size=50, render_processes=1)  # 40: a backlog
     try:
         assert deliverer.render_pool is not None
         (helper,) = deliverer.render_pool.wait_ready()

@@ -67,7 +67,7 @@ from rapport.messaging.render import (
     own_liquid,
     sender_defaults,
 )
-from rapport.messaging.render_pool import Outcome, RenderJob, RenderPool, render_one
+from rapport.messaging.render_pool import Outcome, RenderJob, RenderPool, backlog_jobs, render_one
 from rapport.models import Message, Profile, Workspace
 from rapport.personalize import RenderFailed, TemplateEngine
 from rapport.profiles import gdpr as profiles_gdpr
@@ -264,8 +264,12 @@ class Deliverer:
         self.lease = lease
         self.unknown_after = unknown_after
         self.engine = engine or TemplateEngine()
-        # render_pool.py: helper processes that render big batches off this process's interpreter lock
-        self.render_pool = RenderPool(render_processes, self.engine) if render_processes > 0 else None
+        # render_pool.py: helper processes that render a backlog's batches off this process's interpreter lock
+        self.render_pool = (
+            RenderPool(render_processes, self.engine, min_jobs=backlog_jobs(batch_size))
+            if render_processes > 0
+            else None
+        )
         self.rng = rng or random.Random()
         self.spool = Path(runtime.settings.spool_dir)
         self._journal: journal.SendJournal | None = None
