@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections import defaultdict
 from datetime import timedelta
@@ -32,6 +33,8 @@ def test_harness_runs_workloads_and_appends_results(tmp_path: Path) -> None:
         by_id[cells[0]].append(cells)
     assert [c[3] for c in by_id["B3"]] == ["ok"]
     assert "events/s" in by_id["B3"][0][4] and "raw executemany" in by_id["B3"][0][7]
+    ceiling = re.search(r"the store alone \(.*?\) ([\d,]+) events/s", by_id["B3"][0][10])
+    assert ceiling is not None and int(ceiling.group(1).replace(",", "")) > 0
     assert len(by_id["B4"]) == 5 and all("count" in c[10] for c in by_id["B4"])
     assert "B6" not in by_id  # only the workloads asked for run
     assert (
