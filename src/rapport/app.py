@@ -85,9 +85,9 @@ def build_worker(runtime: Runtime, roles: Iterable[str] = WORKER_ROLES) -> Worke
     worker = Worker(runtime, build_registry(runtime) if jobs else HandlerRegistry(), jobs=jobs)
     deliverer = build_deliverer(runtime, worker_id=worker.worker_id) if "delivery" in chosen else None
     if "events" in chosen:
-        # with both roles, a batch's triggered messages may go to this deliverer straight from the batch's
-        # transaction (Deliverer.adopt) instead of waiting for its next claim
-        handoff = deliverer if hands_off(runtime) else None
+        # with both roles, a batch's triggered messages go to this deliverer straight from the batch's
+        # transaction (Deliverer.adopt) instead of waiting for its next claim (Settings.delivery_handoff)
+        handoff = deliverer if runtime.settings.delivery_handoff else None
         worker.add_tick(Processor(runtime, handoff=handoff).tick)
     if deliverer is not None:
         worker.add_tick(deliverer.tick)
@@ -96,16 +96,6 @@ def build_worker(runtime: Runtime, roles: Iterable[str] = WORKER_ROLES) -> Worke
         worker.add_tick(campaigns_tasks.CampaignTick(runtime))
         worker.add_tick(process_tasks.NightlyScheduler(runtime).tick)
     return worker
-
-
-def hands_off(runtime: Runtime) -> bool:
-    """Whether the event processor hands its batches' triggered messages to the deliverer of its worker
-    (``Settings.delivery_handoff``, on by default). On SQLite the deliverer's own claim waits for the one
-    write lock behind the processor's next batch: B5's processed-to-received time fell from ~52 to ~17 ms
-    median. On a durable PostgreSQL the claim is one more committed (flushed) transaction per round: B5 with
-    API + one worker, interleaved, p99 per run 146-188 ms with the handoff against 172-271 without
-    (docs/delivery.md)."""
-    return runtime.settings.delivery_handoff
 
 
 def build_deliverer(runtime: Runtime, *, worker_id: str) -> Deliverer:

@@ -35,8 +35,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = 20
     render_processes: int = Field(
         default=-1,
-        description="Helper processes that render the batches of each worker's send backlog off its interpreter lock "
-        "(messaging/render_pool.py); -1: one on a machine with 2+ cores, 0: render in the worker itself",
+        description="Helper processes that render the batches of each worker's send backlog off its "
+        "interpreter lock (messaging/render_pool.py); -1: one on a machine with 2+ cores, 0: render in the "
+        "worker itself",
     )
     delivery_handoff: bool = Field(
         default=True,
