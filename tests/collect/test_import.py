@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from rapport.collect import import_files
 from rapport.collect.import_files import ErrorReportWriter, import_file, safe_cell
 from rapport.collect.importer import RowError, derive_message_id, import_event_rows, import_profile_rows
+from rapport.config import Settings
 from rapport.models import Event, Identity, Profile, TraitChange
 from rapport.models.event import PROCESSED
 from rapport.profiles import gdpr
-from rapport.runtime import Runtime
+from rapport.runtime import Runtime, build_runtime
 from tests.collect.processing_support import append, at, events, identities, live_profiles, process
 from tests.support.tenants import Tenant
 
@@ -417,3 +418,62 @@ def test_a_bulk_import_refreshes_postgresql_statistics(
         ],
     )
     assert _analysed(runtime)["events"] == before.get("events", 0) + 1
+
+
+def _estimated_rows(runtime: Runtime, tables: tuple[str, ...]) -> dict[str, float]:
+    """The planner's row count of each table (``pg_class.reltuples``: -1 or 0 until it is analysed)."""
+    from sqlalchemy import text
+
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relname = ANY(:t)"),
+            {"t": list(tables)},
+        ).all()
+    return {name: float(n) for name, n in rows}
+
+
+def test_an_import_into_tables_never_analysed_analyses_them_after_its_first_batch(
+    backend: str, fresh_db_url: str, settings: Settings
+) -> None:
+    """A fresh database's tables have no statistics; the import's later batches must not be planned as if
+    the tables were empty (their key lookups became scans of every row the batches before had written)."""
+    from rapport.collect.importer import ANALYZE_AFTER
+    from tests.support.tenants import make_tenant
+
+    if backend != "postgresql":
+        pytest.skip("SQLite keeps no statistics; its queries are shaped for that (db.planner)")
+    runtime = build_runtime(settings.model_copy(update={"database_url": fresh_db_url}))
+    try:
+        tenant = make_tenant(runtime, "fresh")
+        tables = ("profiles", "identities")
+        assert all(n <= 0 for n in _estimated_rows(runtime, tables).values())
+        seen: list[dict[str, float]] = []
+
+        def progress(rows: int) -> None:  # after each batch's commit
+            seen.append(_estimated_rows(runtime, tables))
+
+        before = _analysed(runtime)
+        report = import_profile_rows(
+            runtime,
+            workspace_id=tenant.workspace_id,
+            rows=[{"user_id": f"f{i}", "email": f"f{i}@example.org"} for i in range(3 * ANALYZE_AFTER)],
+            batch_size=ANALYZE_AFTER,
+            progress=progress,
+        )
+        assert report.imported == 3 * ANALYZE_AFTER
+        # unknown after the first batch; known to the planner when the second ran: the first batch's
+        # profiles, two identities each
+        assert seen[0]["profiles"] <= 0
+        assert seen[1]["profiles"] >= ANALYZE_AFTER and seen[1]["identities"] >= 2 * ANALYZE_AFTER
+        after = _analysed(runtime)
+        assert after["profiles"] == before.get("profiles", 0) + 2  # after the first batch, and at the end
+        # tables with statistics are left to the final ANALYZE
+        import_profile_rows(
+            runtime,
+            workspace_id=tenant.workspace_id,
+            rows=[{"user_id": f"g{i}"} for i in range(2 * ANALYZE_AFTER)],
+            batch_size=ANALYZE_AFTER,
+        )
+        assert _analysed(runtime)["profiles"] == after["profiles"] + 1
+    finally:
+        runtime.close()

@@ -268,8 +268,10 @@ def apply_profiles(
     report = ImportReport(kind="profiles")
     started = time.perf_counter()
     hooks = hooks_for(runtime)
+    statistics = _EarlyStatistics(runtime, _PROFILE_TABLES)
     with bulk_gc():
         for batch in prepared:
+            statistics.before_batch(written=report.imported)
             for error in batch.errors:
                 report.add_error(error, on_error)
             now = runtime.clock.now()
@@ -313,10 +315,47 @@ def refresh_statistics(runtime: Runtime, tables: Sequence[str], *, changed: int)
     """
     if changed < ANALYZE_AFTER or runtime.engine.dialect.name != "postgresql":
         return
+    _analyze(runtime, tables)
+
+
+def _analyze(runtime: Runtime, tables: Sequence[str]) -> None:
     with runtime.engine.connect() as conn:
         # names from this module's constants, not input
         conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
         conn.commit()
+
+
+#: Which of the tables (found as queries find them, by the search path) PostgreSQL has row estimates of.
+_KNOWN_TABLES = text("SELECT relname FROM pg_class WHERE oid = ANY(CAST(:t AS regclass[])) AND reltuples > 0")
+
+
+class _EarlyStatistics:
+    """Analyse, once, the tables an import starts on while PostgreSQL has no statistics of them.
+
+    A table never analysed (or analysed empty) is planned as a few pages. Its lookups by a list of keys
+    (``column = ANY($1)``, prepared once per connection as a generic plan) then run as a scan of the
+    workspace's rows comparing each with every key, and each batch of the import pays for every row the
+    batches before it wrote: the profiles of a fresh 10k-customer workspace imported at 2.2k/s on a durable
+    cluster, the identity lookups 160–350 ms a batch. After one ``ANALYZE`` the planner scales its row
+    estimates by the table's current size (density × pages), so this happens once: before the first batch
+    that follows ``ANALYZE_AFTER`` written rows (an import of one batch has no later batch to help).
+    :func:`refresh_statistics` still runs at the end.
+    """
+
+    def __init__(self, runtime: Runtime, tables: Sequence[str]) -> None:
+        self.runtime = runtime
+        self.unknown: tuple[str, ...] = ()
+        if runtime.engine.dialect.name != "postgresql":
+            return
+        with runtime.engine.connect() as conn:
+            known = set(conn.execute(_KNOWN_TABLES, {"t": list(tables)}).scalars())
+        self.unknown = tuple(t for t in tables if t not in known)
+
+    def before_batch(self, *, written: int) -> None:
+        """Called before each batch with the rows the import has written so far."""
+        if self.unknown and written >= ANALYZE_AFTER:
+            _analyze(self.runtime, self.unknown)
+            self.unknown = ()
 
 
 def _resolve(
@@ -488,8 +527,10 @@ def apply_events(
     report = ImportReport(kind="events")
     started = time.perf_counter()
     hooks = hooks_for(runtime)
+    statistics = _EarlyStatistics(runtime, _EVENT_TABLES)
     with bulk_gc():
         for batch in prepared:
+            statistics.before_batch(written=report.imported)
             for error in batch.errors:
                 report.add_error(error, on_error)
             report.duplicates += batch.duplicates
