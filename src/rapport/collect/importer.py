@@ -332,14 +332,14 @@ _KNOWN_TABLES = text("SELECT relname FROM pg_class WHERE oid = ANY(CAST(:t AS re
 class _EarlyStatistics:
     """Analyse, once, the tables an import starts on while PostgreSQL has no statistics of them.
 
-    A table never analysed (or analysed empty) is planned as a few pages. Its lookups by a list of keys
-    (``column = ANY($1)``, prepared once per connection as a generic plan) then run as a scan of the
-    workspace's rows comparing each with every key, and each batch of the import pays for every row the
-    batches before it wrote: the profiles of a fresh 10k-customer workspace imported at 2.2k/s on a durable
-    cluster, the identity lookups 160–350 ms a batch. After one ``ANALYZE`` the planner scales its row
-    estimates by the table's current size (density × pages), so this happens once: before the first batch
-    that follows ``ANALYZE_AFTER`` written rows (an import of one batch has no later batch to help).
-    :func:`refresh_statistics` still runs at the end.
+    Without statistics (a table never analysed, or analysed empty), the lookups by a list of keys
+    (``column = ANY($1)``, prepared once per connection as a generic plan) were planned on the index's
+    ``(workspace_id, kind)`` prefix alone, comparing each of the workspace's rows with every key, so each
+    batch of the import paid for every row the batches before it wrote: the profiles of a fresh 10k-customer
+    workspace imported at 2.2k/s on a durable cluster, the identity lookups 160–350 ms a batch. After one
+    ``ANALYZE`` the planner scales its row estimates by the table's current size (density × pages), so this
+    happens once: before the first batch that follows ``ANALYZE_AFTER`` written rows (an import of one batch
+    has no later batch to help). :func:`refresh_statistics` still runs at the end.
     """
 
     def __init__(self, runtime: Runtime, tables: Sequence[str]) -> None:
