@@ -11,10 +11,8 @@ import base64
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -29,12 +27,9 @@ from rapport.models.event import PENDING
 from rapport.runtime import build_runtime
 from tests.support.pg import free_port
 from tests.support.server import RapportServer, child_pids
+from tests.test_cli import rapport
 
 pytestmark = pytest.mark.skipif(not processes.supported(), reason="several API processes need Linux")
-
-
-def _children(pid: int) -> set[int]:
-    return set(child_pids(pid))
 
 
 def _established_on(port: int) -> dict[int, str]:
@@ -60,10 +55,10 @@ def _socket_inodes(pid: int) -> set[int]:
     return found
 
 
-def _wait(condition: object, timeout: float = 60.0) -> None:
+def _wait(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(0.1)
     raise AssertionError("timed out")
@@ -111,7 +106,7 @@ def test_connections_spread_over_both_processes_and_every_event_is_stored(
 ) -> None:
     server, workspace_id, key = served
     assert server.proc is not None
-    children = _children(server.proc.pid)
+    children = child_pids(server.proc.pid)
     assert len(children) == 2
     auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
     clients = [httpx.Client(base_url=server.url, headers=auth) for _ in range(24)]  # 24 connections
@@ -138,12 +133,12 @@ def test_a_process_that_dies_is_replaced_and_sigterm_stops_them_all(
 ) -> None:
     server, _workspace_id, _key = served
     assert server.proc is not None
-    first = _children(server.proc.pid)
-    victim = min(first)
+    supervisor = server.proc.pid
+    victim = min(child_pids(supervisor))
     os.kill(victim, signal.SIGKILL)
-    _wait(lambda: len(_children(server.proc.pid)) == 2 and victim not in _children(server.proc.pid))  # type: ignore[union-attr]
+    _wait(lambda: len(child_pids(supervisor)) == 2 and victim not in child_pids(supervisor))
     _wait(lambda: "starting it again" in server.output())
-    replaced = _children(server.proc.pid)
+    replaced = child_pids(supervisor)
     for _ in range(10):  # whichever process answers, the port serves
         assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
     server.proc.send_signal(signal.SIGTERM)
@@ -158,15 +153,10 @@ def test_a_port_taken_by_another_program_is_a_clear_error(db_url: str, tmp_path:
     with socket.socket() as holder:  # no SO_REUSEPORT: nobody may share it
         holder.bind(("127.0.0.1", port))
         holder.listen()
-        args = ["serve", "--processes", "2", "--port", str(port), "--database-url", db_url]
-        done = subprocess.run(
-            [sys.executable, "-m", "rapport", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-            env={**os.environ, "RAPPORT_SECRET_KEY": "s" * 32},
-        )
+        done = rapport(
+            "serve", "--processes", "2", "--port", str(port), database_url=db_url,
+            env={"RAPPORT_SECRET_KEY": "s" * 32}, check=False, cwd=tmp_path,
+        )  # fmt: skip
     assert done.returncode == 1
     assert "exited with code 3 while starting" in done.stdout
     assert "cannot listen" in done.stderr

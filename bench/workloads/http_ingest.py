@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from tests.support.server import child_pids
+from tests.support.server import child_pids, serve_argv
 
 from bench.harness import ROOT, Context, Measurement, Result
 from bench.loadgen import ensure_wrk, run_wrk, write_bodies
@@ -89,17 +89,7 @@ def uvicorn_command(app: str, *, factory: bool) -> Callable[[int], list[str]]:
 
 def serve_command(*args: str) -> Callable[[int], list[str]]:
     """``rapport serve`` with ``args`` on the given port."""
-    return lambda port: [
-        sys.executable,
-        "-m",
-        "rapport",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *args,
-    ]
+    return lambda port: serve_argv(port, *args)
 
 
 class Server(ChildProcess):

@@ -23,6 +23,11 @@ def child_pids(pid: int) -> list[int]:
         return []
 
 
+def serve_argv(port: int, *args: str) -> list[str]:
+    """The command line of ``rapport serve`` on 127.0.0.1:``port`` with ``args``."""
+    return [sys.executable, "-m", "rapport", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+
+
 class RapportServer:
     """A ``rapport serve`` subprocess; ``url`` is its base URL once ``start`` returns."""
 
@@ -49,19 +54,7 @@ class RapportServer:
         self.log_path = log_dir / f"server-{self.port}.log"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rapport",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--database-url",
-                self.database_url,
-                *self.extra_args,
-            ],
+            serve_argv(self.port, "--database-url", self.database_url, *self.extra_args),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

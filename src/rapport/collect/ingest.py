@@ -423,7 +423,7 @@ def _json_insert(raw: Any, rows: Sequence[dict[str, Any]]) -> None:
     getter, json_at, _time_at = _column_plan()
     data = [getter(row) for row in rows]
     payload: bytes | None = None
-    if str not in {values[i].__class__ for values in data for i in json_at}:
+    if not any(values[i].__class__ is str for values in data for i in json_at):
         with contextlib.suppress(TypeError):  # orjson.JSONEncodeError: an integer past 64 bits
             payload = orjson.dumps(data, option=orjson.OPT_NAIVE_UTC)  # the JSON columns' objects too
     if payload is None:

@@ -25,9 +25,9 @@ them inline; B8, a backlog of full claims, kept its throughput.
 
 Helpers are started with ``spawn`` (never ``fork``: the deliverer has threads), in the background, when a
 running worker starts (``Deliverer.on_start``: ``rapport worker``, the in-process worker of ``rapport
-serve``), or else (``drain``, the CLI, tests) by the first batch big enough to go to them: any batch
-while they warm up (imports, locales) renders inline. When a helper dies (killed, out of memory) the batch renders inline and the pool starts
-again: nothing was sent from it, so nothing is lost or doubled.
+serve``), or else (``drain``, the CLI, tests) by the first batch big enough to go to them: any batch while
+they warm up (imports, locales) renders inline. When a helper dies (killed, out of memory) the batch renders
+inline and the pool starts again: nothing was sent from it, so nothing is lost or doubled.
 """
 
 from __future__ import annotations
