@@ -477,3 +477,69 @@ def test_an_import_into_tables_never_analysed_analyses_them_after_its_first_batc
         assert _analysed(runtime)["profiles"] == after["profiles"] + 1
     finally:
         runtime.close()
+
+
+def _event_row(ws: int, message_id: str) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from rapport.collect import normalize as norm
+
+    result = norm.normalize(
+        {"type": "track", "userId": "r1", "event": "order_completed", "messageId": message_id},
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert isinstance(result, norm.Normalized)
+    return {**result.row, "workspace_id": ws}
+
+
+def test_an_insert_returns_the_ids_of_the_rows_it_stored_and_skips_the_rest(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    from rapport.collect import ingest
+
+    ws = tenant.workspace_id
+    with runtime.sessions() as db:
+        ingest.append_events(db, [_event_row(ws, "stored")])
+        db.commit()
+    with runtime.sessions() as db:
+        ids = ingest.append_events_returning(db, [_event_row(ws, m) for m in ("stored", "new-1", "new-2")])
+        db.commit()
+    stored = {e.message_id: e.id for e in events(runtime, ws)}
+    assert ids == {"new-1": stored["new-1"], "new-2": stored["new-2"]}
+    with runtime.sessions() as db, pytest.raises(ValueError, match="every events column"):
+        ingest.append_events_returning(db, [{"workspace_id": ws, "message_id": "partial"}])
+
+
+def test_an_event_another_writer_stores_during_the_batch_is_not_the_imports(
+    runtime: Runtime, tenant: Tenant, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the import's check of known messageIds and its insert are apart, and the API does not
+    take the workspace's lock. An event it stores in between is skipped by the insert; the import neither
+    counts it nor hands it to the hooks (its computed traits would count it twice, once more when the
+    processor links it)."""
+    from rapport.app import wire_runtime
+    from rapport.collect import importer
+
+    if backend != "postgresql":
+        pytest.skip("SQLite: the batch's transaction holds the write lock from its start (BEGIN IMMEDIATE)")
+    wire_runtime(runtime)
+    ws = tenant.workspace_id
+    real_check = importer._existing_message_ids
+
+    def check_then_the_api_stores_m1(db: Any, workspace_id: int, ids: list[str]) -> set[str]:
+        found = real_check(db, workspace_id, ids)
+        append(runtime, ws, {"type": "track", "userId": "r1", "event": "order_completed", "messageId": "m1"})
+        return found
+
+    monkeypatch.setattr(importer, "_existing_message_ids", check_then_the_api_stores_m1)
+    rows = [
+        {"type": "track", "userId": "r1", "event": "order_completed", "messageId": m, "timestamp": at(i)}
+        for i, m in enumerate(("m1", "m2"))
+    ]
+    report = import_event_rows(runtime, workspace_id=ws, rows=rows)
+    assert (report.imported, report.duplicates) == (1, 1)
+    stored = {e.message_id: e for e in events(runtime, ws)}
+    assert stored["m1"].source == "api" and stored["m1"].profile_id is None
+    assert stored["m2"].source == "import" and stored["m2"].profile_id is not None
+    (person,) = live_profiles(runtime, ws)
+    assert person.computed["total_orders"] == 1

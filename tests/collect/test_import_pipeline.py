@@ -202,3 +202,76 @@ def test_a_property_json_cannot_hold_exactly_is_stored_exactly_through_the_pipe(
     assert report.imported == 1
     [stored] = events(runtime, tenant.workspace_id)
     assert stored.properties == {"n": 2**70 + 1}
+
+
+def _hooked_events(path: Path) -> None:
+    lines = [
+        {"type": "track", "userId": "h1", "event": "order_completed", "messageId": "o1",
+         "timestamp": "2026-01-02T10:00:00Z", "properties": {"total": 5, "category": "toys"},
+         "context": {"timezone": "Europe/Paris"}},
+        {"type": "track", "userId": "h1", "event": "order_completed", "messageId": "o2",
+         "timestamp": "2026-01-03T10:00:00Z", "properties": {"total": 7.5, "category": "toys"}},
+        {"type": "identify", "userId": "h1", "messageId": "i1", "timestamp": "2026-01-04T10:00:00Z",
+         "traits": {"email": "h1@x.io", "email_opt_out": True}},
+        {"type": "page", "userId": "h2", "name": "Home", "messageId": "p1", "timestamp": "2026-01-05T10:00:00Z"},
+        {"type": "track", "userId": "h2", "event": "order_completed", "messageId": "o3",
+         "timestamp": "2026-01-06T10:00:00Z", "properties": {"total": 20, "category": "shoes"}},
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+
+
+def _hooked_state(runtime: Runtime, ws: int) -> dict[str, Any]:
+    from rapport.consent import service as consent_service
+
+    out: dict[str, Any] = {}
+    owners = identities(runtime, ws)
+    with runtime.read_sessions() as db:
+        for who in ("h1", "h2"):
+            profile = next(p for p in live_profiles(runtime, ws) if p.id == owners[("user_id", who)])
+            subscriptions = consent_service.list_subscriptions(db, workspace_id=ws, profile_id=profile.id)
+            computed = {k: v for k, v in profile.computed.items() if not k.startswith("_")}
+            out[who] = (computed, profile.timezone, sorted((s.channel, s.state) for s in subscriptions))
+    return out
+
+
+def test_the_hooks_get_the_rows_a_second_process_read_as_one_process_gives_them(
+    runtime: Runtime, tenant: Tenant, other: Tenant, tmp_path: Path
+) -> None:
+    """The import hands each batch's inserted rows to the hooks (computed traits, consent statements, time
+    zones) instead of their reading them back: from a reader process, whose JSON columns arrive as text,
+    the hooks see the same objects, and the outcome is the same as in one process."""
+    from rapport.app import wire_runtime
+    from rapport.collect.processor import BatchApplied, hooks_for
+
+    wire_runtime(runtime)
+    seen: list[BatchApplied] = []
+    hooks_for(runtime).after_apply.append(seen.append)
+    path = tmp_path / "events.jsonl"
+    _hooked_events(path)
+    states = []
+    for workspace, pipeline in ((tenant, False), (other, True)):
+        seen.clear()
+        report = import_file(
+            runtime,
+            workspace_id=workspace.workspace_id,
+            path=path,
+            kind="events",
+            batch_size=2,
+            pipeline=pipeline,
+        )
+        assert (report.imported, report.failed) == (5, 0)
+        stored = {e.message_id: e for e in events(runtime, workspace.workspace_id)}
+        handed = [(row, pid) for batch in seen for row, pid in batch.linked or []]
+        assert len(seen) == 3 and all(batch.linked is not None for batch in seen)
+        assert [b.event_ids for b in seen] == [[row.id for row, _pid in b.linked or []] for b in seen]
+        assert sorted(row.id for row, _pid in handed) == sorted(e.id for e in stored.values())
+        for row, pid in handed:
+            event = next(e for e in stored.values() if e.id == row.id)
+            assert (pid, row.event, row.timestamp) == (event.profile_id, event.event, event.timestamp)
+            assert (row.properties, row.context, row.extra) == (event.properties, event.context, event.extra)
+        states.append(_hooked_state(runtime, workspace.workspace_id))
+    assert states[1] == states[0]
+    h1, h2 = states[0]["h1"], states[0]["h2"]
+    assert (h1[0]["total_orders"], h1[0]["total_spend"], h1[0]["favourite_category"]) == (2, 12.5, "toys")
+    assert (h2[0]["total_orders"], h2[0]["total_spend"]) == (1, 20)
+    assert h1[1] == "Europe/Paris" and h1[2] == [("email", "unsubscribed")] and h2[2] == []

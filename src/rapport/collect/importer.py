@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
@@ -40,9 +40,12 @@ from rapport.collect.processor import (
     lock_workspace,
     rules_for,
     run_hooks,
+    settings_and_rules,
     touch_for_event,
+    touch_of,
 )
 from rapport.collect.resolution import Resolution, Touch, resolve_batch
+from rapport.kit import fastjson
 from rapport.kit.gcwork import bulk_gc
 from rapport.models import Event
 from rapport.models.event import PROCESSED
@@ -407,18 +410,6 @@ _EXISTING_PG = text(
 )
 
 
-def _event_ids(db: Session, workspace_id: int, message_ids: list[str]) -> list[int]:
-    found: list[int] = []
-    for start in range(0, len(message_ids), 500):
-        part = message_ids[start : start + 500]
-        found.extend(
-            db.execute(
-                select(Event.id).where(Event.workspace_id == workspace_id, Event.message_id.in_(part))
-            ).scalars()
-        )
-    return sorted(found)
-
-
 _EVENTS = cast(Table, Event.__table__)
 _ON_DUPLICATE = "ON CONFLICT (workspace_id, message_id) DO NOTHING"
 _EVENT_KEYS = (
@@ -442,15 +433,56 @@ _EVENT_KEYS = (
 )
 
 
-def _insert_events(db: Session, rows: list[dict[str, Any]]) -> None:
-    """Append events through ingest's bulk path (multi-row INSERT on SQLite, COPY on PostgreSQL);
-    duplicates of (workspace, messageId) are skipped."""
-    ingest.append_events(
+def _insert_events(db: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Append events through ingest's bulk path (multi-row INSERTs on SQLite, one INSERT over a JSON array
+    on PostgreSQL); duplicates of (workspace, messageId) are skipped. Returns the id of each row inserted
+    by its messageId."""
+    return ingest.append_events_returning(
         db,
         rows
         if all(k in rows[0] for k in _EVENT_KEYS)
         else [{k: r.get(k) for k in _EVENT_KEYS} for r in rows],
     )
+
+
+class _Linked:
+    """An inserted event row as the batch's hooks read it (``BatchApplied.linked``): its id, its columns,
+    and its JSON columns as objects, parsed on first use when the import's reader sent them as their stored
+    text (a hook may read only some: the purchase events' properties, the consent statements in extra)."""
+
+    __slots__ = ("_json", "channel", "event", "id", "profile_id", "source", "timestamp", "type")
+
+    def __init__(self, row: dict[str, Any], event_id: int) -> None:
+        self.id = event_id
+        self.type = row["type"]
+        self.event = row["event"]
+        self.channel = row["channel"]
+        self.timestamp = row["timestamp"]
+        self.source = row["source"]
+        self.profile_id = row["profile_id"]
+        self._json = row
+
+    def _parsed(self, name: str) -> Any:
+        value = self._json[name]
+        if value.__class__ is str:
+            value = self._json[name] = fastjson.loads(value)
+        return value
+
+    @property
+    def properties(self) -> Any:
+        return self._parsed("properties")
+
+    @property
+    def context(self) -> Any:
+        return self._parsed("context")
+
+    @property
+    def extra(self) -> Any:
+        return self._parsed("extra")
+
+    @property
+    def traits(self) -> Any:
+        return self._parsed("traits")
 
 
 def prepare_events(
@@ -460,7 +492,6 @@ def prepare_events(
     build each one's identity touch (pure; an alias's touch needs the database and is left None)."""
     out = Prepared(rows=len(batch))
     seen: set[str] = set()
-    no_alias = _no_alias_kinds
     for number, message in batch:
         if not isinstance(message, Mapping):
             out.errors.append(RowError(number, "", "each row must be an object"))
@@ -486,14 +517,21 @@ def prepare_events(
         seen.add(row["message_id"])
         out.numbers.append(number)
         out.events.append(row)
+        kind = row["type"]
         out.touches.append(
-            None if row["type"] == "alias" else touch_for_event(_RowView(row), rules, no_alias)
+            None
+            if kind == "alias"
+            else touch_of(
+                kind,
+                row["user_id"],
+                row["anonymous_id"],
+                row["traits"],
+                row["context"],
+                row["timestamp"],
+                rules,
+            )
         )
     return out
-
-
-def _no_alias_kinds(_value: str) -> str:
-    raise AssertionError("an alias's touch is built with the database at hand")  # pragma: no cover
 
 
 def import_event_rows(
@@ -542,7 +580,7 @@ def apply_events(
                 if existing:
                     report.duplicates += sum(1 for _, r, _ in valid if r["message_id"] in existing)
                     valid = [v for v in valid if v[1]["message_id"] not in existing]
-                rules = rules_for(db, workspace_id)
+                settings, rules = settings_and_rules(db, workspace_id)
                 aliases = [_RowView(r) for _, r, t in valid if t is None]
                 if aliases:
                     kinds = alias_kinds(db, workspace_id, aliases)
@@ -562,23 +600,32 @@ def apply_events(
                     row["profile_id"] = pid
                     row["state"] = PROCESSED
                     out.append(row)
-                if out:
-                    _insert_events(db, out)
-                report.imported += len(out)
+                ids = _insert_events(db, out) if out else {}
+                report.imported += len(ids)
+                report.duplicates += len(out) - len(ids)  # stored by another writer since the check
                 report.created += outcome.created
                 report.merges += len(outcome.merges)
-                if (hooks.after_apply or hooks.before_write) and out:
-                    # Hooks (consent statements, computed traits, …) look events up by id.
-                    inserted = _event_ids(db, workspace_id, [r["message_id"] for r in out])
+                if (hooks.after_apply or hooks.before_write) and ids:
+                    # The hooks (consent statements, computed traits, time zones, …) get the rows inserted
+                    # (a row another writer stored first is not this import's) and the profiles as the
+                    # resolution left them; after a merge, which re-points events, they read back.
+                    linked = [
+                        (_Linked(r, ids[r["message_id"]]), r["profile_id"])
+                        for r in out
+                        if r["message_id"] in ids
+                    ]
+                    linked.sort(key=lambda pair: pair[0].id)
                     _after_apply(
                         runtime,
                         db,
                         workspace_id,
-                        inserted,
+                        [row.id for row, _pid in linked],
                         outcome.touched,
                         outcome.changed_traits,
                         outcome,
-                        event_names=frozenset(r["event"] for r in out),
+                        event_names=frozenset(row.event for row, _pid in linked),
+                        linked=None if outcome.merges else linked,
+                        settings=settings,
                     )
                 db.commit()
             report.rows += batch.rows
@@ -598,6 +645,8 @@ def _after_apply(
     changed: dict[int, set[str]],
     outcome: Any,
     event_names: frozenset[str | None] = frozenset(),
+    linked: list[tuple[Any, int]] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     hooks = hooks_for(runtime)
     if not hooks.after_apply and not hooks.before_write:
@@ -612,5 +661,8 @@ def _after_apply(
         merges=outcome.merges,
         source="import",
         event_names=event_names,
+        linked=linked,
+        workspace_settings=settings,
+        profile_facts=None if outcome.merges else outcome.facts,
     )
     run_hooks(hooks, batch)

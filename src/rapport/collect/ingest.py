@@ -214,6 +214,39 @@ def append_events(db: Session, rows: Sequence[dict[str, Any]]) -> None:
         _insert_rows(db.connection(), rows)
 
 
+def append_events_returning(db: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert event rows that carry every column as :func:`append_events` does and return the id of each
+    row it inserted by its messageId (``RETURNING``): a row already stored, by this transaction's
+    check or by a writer that committed since, is skipped and absent from the answer."""
+    if not rows:
+        return {}
+    conn = db.connection()
+    if conn.dialect.name not in {"sqlite", "postgresql"} or not _has_every_column(rows):
+        raise ValueError("append_events_returning takes rows of every events column (SQLite, PostgreSQL)")
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    found: dict[str, int] = {}
+    if conn.dialect.name == "postgresql":
+        _json_insert(raw, rows, found)
+        return found
+    values = _driver_values(rows)
+    width = len(_event_columns())
+    cursor = raw.cursor()
+    start = 0
+    try:
+        for size in _chunks(len(rows)):
+            cursor.execute(_insert_sql("sqlite", size, _RETURNING), values[start : start + size * width])
+            found.update(cursor.fetchall())
+            start += size * width
+    finally:
+        cursor.close()
+    return found
+
+
+#: What an insert that reports its rows returns: (message_id, id) of each row inserted.
+_RETURNING = " RETURNING message_id, id"
+
+
 def _insert_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if _driver_insert(conn, rows):
         return
@@ -267,13 +300,14 @@ _CHUNK = 256
 
 
 @functools.cache
-def _insert_sql(dialect: str, rows: int = 1) -> str:
-    """The driver-level multi-row INSERT … ON CONFLICT DO NOTHING; names come from the table, values bound."""
+def _insert_sql(dialect: str, rows: int = 1, tail: str = "") -> str:
+    """The driver-level multi-row INSERT … ON CONFLICT DO NOTHING (then ``tail``); names come from the
+    table, values bound."""
     columns = _event_columns()
     names = ", ".join(f'"{name}"' for name, _kind in columns)
     one = "(" + ", ".join(["?" if dialect == "sqlite" else "%s"] * len(columns)) + ")"
     conflict = " ON CONFLICT (workspace_id, message_id) DO NOTHING"
-    return "INSERT INTO events (" + names + ") VALUES " + ", ".join([one] * rows) + conflict  # noqa: S608
+    return "INSERT INTO events (" + names + ") VALUES " + ", ".join([one] * rows) + conflict + tail  # noqa: S608
 
 
 def _chunks(n: int) -> Iterator[int]:
@@ -401,15 +435,15 @@ def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
 
 
 @functools.cache
-def _pg_insert_sql() -> str:
+def _pg_insert_sql(tail: str = "") -> str:
     """PostgreSQL: one INSERT … SELECT over a JSON array of rows (values in ``_event_columns`` order)."""
     columns = [name for name, _kind in _event_columns()]
     return pg_insert_from_json(
-        cast(Table, Event.__table__), columns, "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+        cast(Table, Event.__table__), columns, "ON CONFLICT (workspace_id, message_id) DO NOTHING" + tail
     )
 
 
-def _json_insert(raw: Any, rows: Sequence[dict[str, Any]]) -> None:
+def _json_insert(raw: Any, rows: Sequence[dict[str, Any]], returned: dict[str, int] | None = None) -> None:
     """PostgreSQL: insert ``rows`` as ONE statement over one JSON array (``orjson`` writes it in C).
 
     Measured against the COPY into a staging table it replaces (interleaved, one connection, a transaction
@@ -418,7 +452,8 @@ def _json_insert(raw: Any, rows: Sequence[dict[str, Any]]) -> None:
     JSON columns' objects are written by the same orjson call (a value it cannot hold exactly, or a column
     sent as text, takes :func:`_with_fragments`), times as RFC 3339 (naive ones as UTC, as
     ``UTCDateTime`` stores them). Arrival order (``ORDER BY n``) gives the ids; a repeat of
-    (workspace_id, messageId) is skipped like any other (R1).
+    (workspace_id, messageId) is skipped like any other (R1). ``returned``, when given, is filled with the
+    id of each row inserted by its messageId.
     """
     getter, json_at, _time_at = _column_plan()
     data = [getter(row) for row in rows]
@@ -429,7 +464,11 @@ def _json_insert(raw: Any, rows: Sequence[dict[str, Any]]) -> None:
     if payload is None:
         payload = orjson.dumps(_with_fragments(data, json_at), option=orjson.OPT_NAIVE_UTC)
     with raw.cursor() as cursor:
-        cursor.execute(_pg_insert_sql(), (payload.decode("utf-8"),))
+        if returned is None:
+            cursor.execute(_pg_insert_sql(), (payload.decode("utf-8"),))
+        else:  # the ids of the rows inserted (append_events_returning)
+            cursor.execute(_pg_insert_sql(_RETURNING), (payload.decode("utf-8"),))
+            returned.update(cursor.fetchall())
 
 
 def _with_fragments(data: list[tuple[Any, ...]], json_at: tuple[int, ...]) -> list[list[Any]]:

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Integer, Table, bindparam, delete, exists, select, text
@@ -129,11 +129,12 @@ def hooks_for(runtime: Runtime) -> ProcessingHooks:
 
 def rules_for(db: Session, workspace_id: int) -> ident.IdentityRules:
     """Load a workspace's identity rules."""
-    return _settings_and_rules(db, workspace_id)[1]
+    return settings_and_rules(db, workspace_id)[1]
 
 
-def _settings_and_rules(db: Session, workspace_id: int) -> tuple[dict[str, Any], ident.IdentityRules]:
-    """Load a workspace's settings and the identity rules they hold (one query)."""
+def settings_and_rules(db: Session, workspace_id: int) -> tuple[dict[str, Any], ident.IdentityRules]:
+    """Load a workspace's settings and the identity rules they hold (one query; the import's batches hand
+    the settings to their hooks)."""
     row = db.execute(
         select(Workspace.settings, Workspace.default_region).where(Workspace.id == workspace_id)
     ).one()
@@ -161,42 +162,64 @@ def _previous_id(row: Any) -> str | None:
 
 def touch_for_event(row: Any, rules: ident.IdentityRules, owner_kind: Callable[[str], str]) -> Touch:
     """Build the identity evidence of one event row (identify/alias/track/page/screen/group)."""
+    kind = row.type
+    previous = None
+    if kind == "alias" and (raw := _previous_id(row)) is not None:
+        previous = (owner_kind(raw), raw)
+    return touch_of(
+        kind, row.user_id, row.anonymous_id, row.traits, row.context, row.timestamp, rules, previous, row.id
+    )
+
+
+def touch_of(
+    kind: str,
+    user_id: Any,
+    anonymous_id: Any,
+    traits: Any,
+    context: Any,
+    timestamp: datetime,
+    rules: ident.IdentityRules,
+    previous: tuple[str, str] | None = None,
+    event_id: int | None = None,
+) -> Touch:
+    """The identity evidence of an event of type ``kind`` from its fields (``previous``: an alias's
+    previousId and the kind it is taken as). The import's reader calls this on its rows as they are (a
+    view over each costs as much as the rest of the touch), the processor through :func:`touch_for_event`."""
     found: list[tuple[str, str]] = []
-    for kind, raw in ((ident.USER_ID, row.user_id), (ident.ANONYMOUS_ID, row.anonymous_id)):
+    for id_kind, raw in ((ident.USER_ID, user_id), (ident.ANONYMOUS_ID, anonymous_id)):
+        if raw is None:
+            continue
         try:
-            value = ident.normalize(kind, raw, rules)
+            value = ident.normalize(id_kind, raw, rules)
         except ident.InvalidIdentifier:
             value = None
         if value is not None:
-            found.append((kind, value))
-    traits: dict[str, Any] | None = None
-    if row.type == "identify":
-        traits = dict(row.traits or {})
-    elif row.type != "group":
-        ctx_traits = (row.context or {}).get("traits") if isinstance(row.context, dict) else None
-        traits = dict(ctx_traits) if isinstance(ctx_traits, dict) else None
-    if traits:
-        extra_ids, _errors = ident.identifiers_from_traits(traits, rules)
+            found.append((id_kind, value))
+    picked: dict[str, Any] | None = None
+    if kind == "identify":
+        picked = dict(traits or {})
+    elif kind != "group" and isinstance(context, dict):
+        inner = context.get("traits")
+        picked = dict(inner) if isinstance(inner, dict) else None
+    if picked:
+        extra_ids, _errors = ident.identifiers_from_traits(picked, rules)
         found.extend(extra_ids)
     alias = False
-    if row.type == "alias":
-        previous = _previous_id(row)
-        if previous is not None:
-            kind = owner_kind(previous)
-            try:
-                value = ident.normalize(kind, previous, rules)
-            except ident.InvalidIdentifier:
-                value = None
-            if value is not None:
-                found.append((kind, value))
-                alias = True
-    tz = (row.context or {}).get("timezone") if isinstance(row.context, dict) else None
+    if previous is not None:
+        try:
+            value = ident.normalize(previous[0], previous[1], rules)
+        except ident.InvalidIdentifier:
+            value = None
+        if value is not None:
+            found.append((previous[0], value))
+            alias = True
+    tz = context.get("timezone") if isinstance(context, dict) else None
     return Touch(
-        identifiers=ident.ordered(found, rules),
-        at=as_utc(row.timestamp),
-        traits=traits,
+        identifiers=found if len(found) < 2 else ident.ordered(found, rules),
+        at=timestamp if timestamp.tzinfo is UTC else as_utc(timestamp),
+        traits=picked,
         alias=alias,
-        event_id=row.id,
+        event_id=event_id,
         source="event",
         timezone=tz if isinstance(tz, str) and tz else None,
     )

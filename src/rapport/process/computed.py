@@ -250,7 +250,8 @@ class TraitSpec:
             and as_utc(row.timestamp) < window_start(now, self.window_days)
         ):
             return False
-        return all(condition_holds(c, extract(row, c.property)) for c in self.conditions)
+        conditions = self.conditions
+        return not conditions or all(condition_holds(c, extract(row, c.property)) for c in conditions)
 
     def value_of(self, row: EventView, purchase: PurchaseSettings) -> Any:
         """Return the property this trait aggregates (None when it has none or the event lacks it)."""
@@ -365,7 +366,6 @@ class Accumulator:
     def add(self, row: EventView, value: Any) -> None:
         """Fold one accepted event (``value``: its property, None when absent) into the state."""
         agg = self.aggregation
-        stamp = iso(row.timestamp)
         if agg == "count":
             self.n += 1
         elif agg in NUMERIC:
@@ -377,15 +377,18 @@ class Accumulator:
             elif self.best is None or (value < self.best if agg == "min" else value > self.best):
                 self.best = value
         elif agg in ("first_at", "days_since_first"):
+            stamp = iso(row.timestamp)
             if self.at is None or stamp < self.at:
                 self.at = stamp
         elif agg in ("last_at", "days_since_last"):
+            stamp = iso(row.timestamp)
             if self.at is None or stamp >= self.at:
                 self.at = stamp
         elif agg in ("first_value", "last_value"):
             if as_text(value) is None:
                 return
             first = agg == "first_value"
+            stamp = iso(row.timestamp)
             if self.at is None or (stamp < self.at if first else stamp >= self.at):
                 self.at, self.best = stamp, value
         elif agg == "most_frequent":
