@@ -39,13 +39,15 @@ def _new_workspace(runtime: Any) -> int:
 
 
 def rapport_import(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
-    """Child: import both files the way ``rapport import profiles|events`` does (file reading included);
-    return timings and counts."""
+    """Child: import both files the way ``rapport import profiles|events`` does (file reading included,
+    the runtime wired with every domain's processing hooks as the CLI wires it: computed traits, consent
+    statements, segments, campaigns); return timings and counts."""
+    from rapport.app import wire_runtime
     from rapport.collect.import_files import import_file
     from rapport.kit.logs import configure_logging
 
     configure_logging(level="WARNING", json_lines=False)
-    runtime = open_runtime(url)
+    runtime = wire_runtime(open_runtime(url))
     workspace_id = _new_workspace(runtime)
     t0 = time.perf_counter()
     p = import_file(runtime, workspace_id=workspace_id, path=Path(profiles_csv), kind="profiles")
