@@ -465,7 +465,7 @@ class _Linked:
     def _parsed(self, name: str) -> Any:
         value = self._json[name]
         if value.__class__ is str:
-            value = self._json[name] = fastjson.loads(value)
+            value = self._json[name] = {} if value == "{}" else fastjson.loads(value)
         return value
 
     @property

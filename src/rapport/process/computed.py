@@ -313,8 +313,11 @@ def validate(
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def iso(at: datetime) -> str:
-    """The stored form of a timestamp: ISO 8601 in UTC with microseconds."""
+    """The stored form of a timestamp: ISO 8601 in UTC with microseconds (remembered: an event's time is
+    stamped by each of the traits it counts for). Equal instants have one stored form, whatever their zone;
+    a naive time is UTC (and never equal to an aware one)."""
     return as_utc(at).isoformat(timespec="microseconds")
 
 
