@@ -218,28 +218,9 @@ def append_events_returning(db: Session, rows: Sequence[dict[str, Any]]) -> dict
     """Insert event rows that carry every column as :func:`append_events` does and return the id of each
     row it inserted by its messageId (``RETURNING``): a row already stored, by this transaction's
     check or by a writer that committed since, is skipped and absent from the answer."""
-    if not rows:
-        return {}
-    conn = db.connection()
-    if conn.dialect.name not in {"sqlite", "postgresql"} or not _has_every_column(rows):
-        raise ValueError("append_events_returning takes rows of every events column (SQLite, PostgreSQL)")
-    raw = conn.connection.driver_connection
-    assert raw is not None
     found: dict[str, int] = {}
-    if conn.dialect.name == "postgresql":
-        _json_insert(raw, rows, found)
-        return found
-    values = _driver_values(rows)
-    width = len(_event_columns())
-    cursor = raw.cursor()
-    start = 0
-    try:
-        for size in _chunks(len(rows)):
-            cursor.execute(_insert_sql("sqlite", size, _RETURNING), values[start : start + size * width])
-            found.update(cursor.fetchall())
-            start += size * width
-    finally:
-        cursor.close()
+    if rows and not _driver_insert(db.connection(), rows, found):
+        raise ValueError("append_events_returning takes rows of every events column (SQLite, PostgreSQL)")
     return found
 
 
@@ -402,7 +383,9 @@ def _has_every_column(rows: Sequence[dict[str, Any]]) -> bool:
     return bool(rows) and all(name in rows[0] for name, _kind in _event_columns())
 
 
-def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
+def _driver_insert(
+    conn: Connection, rows: Sequence[dict[str, Any]], returned: dict[str, int] | None = None
+) -> bool:
     """Insert through the driver: the hot path, several times cheaper than Core. SQLite: multi-row INSERTs;
     PostgreSQL: one statement over a JSON array (:func:`_json_insert`).
 
@@ -410,24 +393,27 @@ def _driver_insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
     the GIL released (executemany releases and retakes it per row, which stalls behind a busy event
     loop). Same stored values as the Core path (JSON as compact text, which PostgreSQL reads into JSONB;
     UTC times); a repeat inside one statement is skipped like any other. Used only when every row carries
-    every column; returns False when it does not apply.
+    every column; returns False when it does not apply. ``returned``, when given, is filled with the id of
+    each row inserted by its messageId (``RETURNING``).
     """
-    columns = _event_columns()
     dialect = conn.dialect.name
     if dialect not in {"sqlite", "postgresql"} or not _has_every_column(rows):
         return False
     raw = conn.connection.driver_connection
     assert raw is not None
     if dialect == "postgresql":
-        _json_insert(raw, rows)
+        _json_insert(raw, rows, returned)
         return True
     values = _driver_values(rows)
-    width = len(columns)
+    width = len(_event_columns())
+    tail = "" if returned is None else _RETURNING
     cursor = raw.cursor()
     start = 0
     try:
         for size in _chunks(len(rows)):
-            cursor.execute(_insert_sql(dialect, size), values[start : start + size * width])
+            cursor.execute(_insert_sql(dialect, size, tail), values[start : start + size * width])
+            if returned is not None:
+                returned.update(cursor.fetchall())
             start += size * width
     finally:
         cursor.close()
