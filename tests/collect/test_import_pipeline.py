@@ -214,6 +214,8 @@ def _hooked_events(path: Path) -> None:
         {"type": "identify", "userId": "h1", "messageId": "i1", "timestamp": "2026-01-04T10:00:00Z",
          "traits": {"email": "h1@x.io", "email_opt_out": True}},
         {"type": "page", "userId": "h2", "name": "Home", "messageId": "p1", "timestamp": "2026-01-05T10:00:00Z"},
+        {"type": "track", "userId": "undefined", "event": "order_completed", "messageId": "j1",
+         "properties": {"total": 1}},  # a junk id: stored, linked to no one
         {"type": "track", "userId": "h2", "event": "order_completed", "messageId": "o3",
          "timestamp": "2026-01-06T10:00:00Z", "properties": {"total": 20, "category": "shoes"}},
     ]  # fmt: skip
@@ -259,12 +261,14 @@ def test_the_hooks_get_the_rows_a_second_process_read_as_one_process_gives_them(
             batch_size=2,
             pipeline=pipeline,
         )
-        assert (report.imported, report.failed) == (5, 0)
+        assert (report.imported, report.failed) == (6, 0)
         stored = {e.message_id: e for e in events(runtime, workspace.workspace_id)}
         handed = [(row, pid) for batch in seen for row, pid in batch.linked or []]
         assert len(seen) == 3 and all(batch.linked is not None for batch in seen)
-        assert [b.event_ids for b in seen] == [[row.id for row, _pid in b.linked or []] for b in seen]
-        assert sorted(row.id for row, _pid in handed) == sorted(e.id for e in stored.values())
+        assert sorted(i for b in seen for i in b.event_ids) == sorted(e.id for e in stored.values())
+        assert stored["j1"].profile_id is None  # in event_ids, not among the linked events
+        linked = sorted(e.id for e in stored.values() if e.profile_id is not None)
+        assert sorted(row.id for row, _pid in handed) == linked and len(linked) == 5
         for row, pid in handed:
             event = next(e for e in stored.values() if e.id == row.id)
             assert (pid, row.event, row.timestamp) == (event.profile_id, event.event, event.timestamp)

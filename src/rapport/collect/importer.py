@@ -609,22 +609,25 @@ def apply_events(
                     # The hooks (consent statements, computed traits, time zones, …) get the rows inserted
                     # (a row another writer stored first is not this import's) and the profiles as the
                     # resolution left them; after a merge, which re-points events, they read back.
-                    linked = [
-                        (_Linked(r, ids[r["message_id"]]), r["profile_id"])
-                        for r in out
-                        if r["message_id"] in ids
-                    ]
-                    linked.sort(key=lambda pair: pair[0].id)
+                    inserted = sorted(
+                        (
+                            (_Linked(r, ids[r["message_id"]]), r["profile_id"])
+                            for r in out
+                            if r["message_id"] in ids
+                        ),
+                        key=lambda pair: pair[0].id,
+                    )
                     _after_apply(
                         runtime,
                         db,
                         workspace_id,
-                        [row.id for row, _pid in linked],
+                        [row.id for row, _pid in inserted],
                         outcome.touched,
                         outcome.changed_traits,
                         outcome,
-                        event_names=frozenset(row.event for row, _pid in linked),
-                        linked=None if outcome.merges else linked,
+                        event_names=frozenset(row.event for row, _pid in inserted),
+                        # as the processor hands them: linked events only (no identifier: no profile)
+                        linked=None if outcome.merges else [(r, p) for r, p in inserted if p is not None],
                         settings=settings,
                     )
                 db.commit()
