@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from rapport.collect.processor import BatchApplied, Processor, hooks_for
 from rapport.process import repository as process_repository
 from rapport.process import traits_service
@@ -91,3 +95,83 @@ def test_linked_rows_carry_extra_and_source_and_give_the_timezone_hook_the_store
     )  # fmt: skip
     assert Processor(runtime, batch_size=50).drain() == 3
     assert len(checked) == 3
+
+
+_BEFORE = (
+    {
+        "type": "track",
+        "userId": "u1",
+        "event": "Viewed",
+        "timestamp": at(1),
+        "context": {"timezone": "Europe/Paris"},
+    },
+    {"type": "identify", "anonymousId": "a2", "traits": {"email": "x@y.io"}, "timestamp": at(2)},
+    {
+        "type": "track",
+        "anonymousId": "a2",
+        "event": "Order Completed",
+        "timestamp": at(3),
+        "properties": {"total": 5},
+        "context": {"timezone": "Asia/Tokyo"},
+    },
+)
+_MERGING = (
+    {"type": "identify", "userId": "u1", "traits": {"email": "x@y.io"}, "timestamp": at(4)},  # merges the two
+    {"type": "track", "anonymousId": "a2", "event": "Order Completed", "timestamp": at(5),
+     "properties": {"total": 7}},
+    {"type": "track", "userId": "u1", "event": "Viewed", "timestamp": at(6)},
+)  # fmt: skip
+
+
+def _check_against_the_database(checked: list[BatchApplied]) -> Callable[[BatchApplied], None]:
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from rapport.models import Event
+    from rapport.process import timezone
+
+    def compare(batch: BatchApplied) -> None:
+        if not batch.merges:
+            return
+        assert batch.linked is not None  # a merge's batch hands its rows over too
+        stored = dict(
+            batch.db.execute(select(Event.id, Event.profile_id).where(Event.id.in_(batch.event_ids))).all()
+        )
+        assert {row.id: pid for row, pid in batch.linked} == stored  # the survivor, as stored
+        for names in (None, {"Order Completed"}):
+            assert traits_service._batch_events(
+                batch, names=names, with_context=True
+            ) == process_repository.events_by_id(
+                batch.db, batch.workspace_id, batch.event_ids, names=names, with_context=True
+            )
+        assert timezone._batch_contexts(batch) == timezone._batch_contexts(replace(batch, linked=None))
+        checked.append(batch)
+
+    return compare
+
+
+@pytest.mark.parametrize("edge", ["processor", "import"])
+def test_a_batch_that_merges_hands_its_rows_with_the_survivors_id(
+    runtime: Runtime, tenant: Tenant, edge: str
+) -> None:
+    """A merge re-points the merged-away profile's events to the survivor; the resolution's profile ids
+    already follow merges, so the rows handed over say what the database says, and the survivor's
+    computed traits count every order once."""
+    from rapport.app import wire_runtime
+    from rapport.collect.importer import import_event_rows
+    from tests.collect.processing_support import live_profiles
+
+    wire_runtime(runtime)
+    checked: list[BatchApplied] = []
+    hooks_for(runtime).after_apply.append(_check_against_the_database(checked))
+    ws = tenant.workspace_id
+    for rows in (_BEFORE, _MERGING):
+        if edge == "processor":
+            append(runtime, ws, *rows)
+            assert Processor(runtime, batch_size=50).drain() == len(rows)
+        else:
+            assert import_event_rows(runtime, workspace_id=ws, rows=list(rows)).failed == 0
+    assert len(checked) == 1
+    (survivor,) = live_profiles(runtime, ws)
+    assert (survivor.computed["total_orders"], survivor.computed["total_spend"]) == (2, 12)

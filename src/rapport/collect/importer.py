@@ -607,8 +607,8 @@ def apply_events(
                 report.merges += len(outcome.merges)
                 if (hooks.after_apply or hooks.before_write) and ids:
                     # The hooks (consent statements, computed traits, time zones, …) get the rows inserted
-                    # (a row another writer stored first is not this import's) and the profiles as the
-                    # resolution left them; after a merge, which re-points events, they read back.
+                    # (a row another writer stored first is not this import's) and, without a merge, the
+                    # profiles as the resolution left them.
                     inserted = sorted(
                         (
                             (_Linked(r, ids[r["message_id"]]), r["profile_id"])
@@ -627,7 +627,7 @@ def apply_events(
                         outcome,
                         event_names=frozenset(row.event for row, _pid in inserted),
                         # as the processor hands them: linked events only (no identifier: no profile)
-                        linked=None if outcome.merges else [(r, p) for r, p in inserted if p is not None],
+                        linked=[(r, p) for r, p in inserted if p is not None],
                         settings=settings,
                     )
                 db.commit()

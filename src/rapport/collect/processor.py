@@ -71,8 +71,9 @@ class BatchApplied:
     #: them; None: unknown, a hook that needs them reads them (the import path).
     event_names: frozenset[str | None] | None = None
     #: The batch's linked events as (row, profile id) when the edge has them, in id order: the row has the
-    #: columns ``id, type, event, channel, timestamp, properties, context, extra, source``. Set only for a
-    #: batch without merges (a merge re-points events); None: a hook that needs them reads them back.
+    #: columns ``id, type, event, channel, timestamp, properties, context, extra, source``; the profile id is
+    #: the one the batch leaves the event with (a merge's survivor, as the database holds it: the
+    #: resolution follows merges). None: a hook that needs them reads them back.
     linked: list[tuple[Any, int]] | None = None
     #: The workspace's settings as the batch's transaction read them, when the edge has them; None: a hook
     #: that needs them reads them.
@@ -334,9 +335,7 @@ def process_batch(
         merges=outcome.merges,
         source="processor",
         event_names=frozenset(r.event for r, s in zip(rows, outcome.suppressed, strict=True) if not s),
-        linked=None
-        if outcome.merges
-        else [
+        linked=[
             (r, pid)
             for r, pid, s in zip(rows, outcome.profile_ids, outcome.suppressed, strict=True)
             if not s and pid is not None
