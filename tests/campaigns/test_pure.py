@@ -3,6 +3,7 @@ date-trigger occurrences."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -63,6 +64,12 @@ def test_z_test_and_winner_by_significance() -> None:
     assert stats.z_test(50, 1000, 50, 1000) == pytest.approx(1.0)
     p = stats.z_test(80, 1000, 50, 1000)
     assert 0.005 < p < 0.01  # z = 2.72
+    from scipy.stats import norm  # the reference the module no longer imports
+
+    for k1, n1, k2, n2 in ((80, 1000, 50, 1000), (3, 40, 9, 41), (500, 800, 20, 30)):
+        pooled = (k1 + k2) / (n1 + n2)
+        z = (k1 / n1 - k2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        assert stats.z_test(k1, n1, k2, n2) == pytest.approx(2 * norm.sf(abs(z)), rel=1e-12, abs=1e-300)
     winner = stats.pick_winner([stats.Arm("A", 1000, 50), stats.Arm("B", 1000, 80)])
     assert winner.key == "B" and winner.significant and winner.p_value == pytest.approx(p)
     close = stats.pick_winner([stats.Arm("A", 100, 10), stats.Arm("B", 100, 11)])

@@ -24,11 +24,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
+
+if TYPE_CHECKING:  # imported where used: scipy.sparse weighs 23 MB in every process that loads the app
+    from scipy import sparse
 
 BOUGHT_TOGETHER = "bought_together"
 POPULAR_IN_CATEGORY = "popular_in_category"
@@ -139,6 +141,8 @@ class Model:
 
 def _top_neighbours(sim: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     """Keep each row's ``k`` largest entries (ties: lower column first)."""
+    from scipy import sparse
+
     sim.sort_indices()
     indptr, indices, data = sim.indptr, sim.indices, sim.data
     keep = np.ones(len(data), dtype=bool)
@@ -153,6 +157,8 @@ def _top_neighbours(sim: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
 
 
 def _similarity(pairs: Sequence[tuple[int, int]], n_people: int, n_items: int, k: int) -> sparse.csr_matrix:
+    from scipy import sparse
+
     if not pairs:
         return sparse.csr_matrix((n_items, n_items), dtype=np.float64)
     people = np.fromiter((p for p, _ in pairs), dtype=np.int64, count=len(pairs))
@@ -253,6 +259,8 @@ def recommend(
     ``favourites`` gives each person's favourite category (a computed trait); when it is missing the
     category they bought most products in is used.
     """
+    from scipy import sparse
+
     favourites = favourites or {}
     targets = list(dict.fromkeys(profile_ids))
     out: dict[int, list[tuple[int, str]]] = {}

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 from rapport.process.scores.errors import ScoreFitFailed
@@ -136,6 +135,9 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, *, penalizer: float = 
     rate = max(float(xs.sum() / max(ts.sum(), 1e-12)), 1e-6)
     start = np.log(np.array([1.0, 1.0 / rate, 1.0, 1.0]))
     start = np.clip(start, -_LOG_BOUND + 1, _LOG_BOUND - 1)
+    # imported here: scipy.optimize (with scipy.sparse) weighs 24 MB in every process that loads the app
+    from scipy.optimize import minimize
+
     result = minimize(
         objective,
         start,

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize
 from scipy.special import digamma, gammaln
 
 from rapport.process.scores.errors import ScoreFitFailed
@@ -96,6 +95,9 @@ def fit_gamma_gamma(x: ArrayLike, mean_value: ArrayLike, *, penalizer: float = 0
 
     # Moment-style start: p = 1, q = 2 (finite mean), γ so that p·γ/(q-1) equals the observed mean.
     start = np.log(np.array([1.0, 2.0, float(ms.mean())]))
+    # imported here: scipy.optimize (with scipy.sparse) weighs 24 MB in every process that loads the app
+    from scipy.optimize import minimize
+
     result = minimize(
         objective,
         start,
