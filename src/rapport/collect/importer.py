@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from rapport.collect import identity as ident
@@ -47,7 +47,6 @@ from rapport.collect.processor import (
 from rapport.collect.resolution import Resolution, Touch, resolve_batch
 from rapport.kit import fastjson
 from rapport.kit.gcwork import bulk_gc
-from rapport.models import Event
 from rapport.models.event import PROCESSED
 from rapport.runtime import Runtime
 
@@ -410,41 +409,6 @@ _EXISTING_PG = text(
 )
 
 
-_EVENTS = cast(Table, Event.__table__)
-_ON_DUPLICATE = "ON CONFLICT (workspace_id, message_id) DO NOTHING"
-_EVENT_KEYS = (
-    "workspace_id",
-    "message_id",
-    "type",
-    "event",
-    "user_id",
-    "anonymous_id",
-    "profile_id",
-    "channel",
-    "timestamp",
-    "received_at",
-    "sent_at",
-    "properties",
-    "traits",
-    "context",
-    "extra",
-    "source",
-    "state",
-)
-
-
-def _insert_events(db: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Append events through ingest's bulk path (multi-row INSERTs on SQLite, one INSERT over a JSON array
-    on PostgreSQL); duplicates of (workspace, messageId) are skipped. Returns the id of each row inserted
-    by its messageId."""
-    return ingest.append_events_returning(
-        db,
-        rows
-        if all(k in rows[0] for k in _EVENT_KEYS)
-        else [{k: r.get(k) for k in _EVENT_KEYS} for r in rows],
-    )
-
-
 class _Linked:
     """An inserted event row as the batch's hooks read it (``BatchApplied.linked``): its id, its columns,
     and its JSON columns as objects, parsed on first use when the import's reader sent them as their stored
@@ -600,7 +564,8 @@ def apply_events(
                     row["profile_id"] = pid
                     row["state"] = PROCESSED
                     out.append(row)
-                ids = _insert_events(db, out) if out else {}
+                # every column: the normaliser's row with the three set above
+                ids = ingest.append_events_returning(db, out)
                 report.imported += len(ids)
                 report.duplicates += len(out) - len(ids)  # stored by another writer since the check
                 report.created += outcome.created

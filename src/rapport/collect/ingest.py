@@ -450,10 +450,8 @@ def _json_insert(raw: Any, rows: Sequence[dict[str, Any]], returned: dict[str, i
     if payload is None:
         payload = orjson.dumps(_with_fragments(data, json_at), option=orjson.OPT_NAIVE_UTC)
     with raw.cursor() as cursor:
-        if returned is None:
-            cursor.execute(_pg_insert_sql(), (payload.decode("utf-8"),))
-        else:  # the ids of the rows inserted (append_events_returning)
-            cursor.execute(_pg_insert_sql(_RETURNING), (payload.decode("utf-8"),))
+        cursor.execute(_pg_insert_sql("" if returned is None else _RETURNING), (payload.decode("utf-8"),))
+        if returned is not None:
             returned.update(cursor.fetchall())
 
 
