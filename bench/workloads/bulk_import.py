@@ -71,6 +71,7 @@ def _sqlite_time(value: str) -> str:
 def raw_executemany(url: str, profiles_csv: str, events_jsonl: str) -> dict[str, Any]:
     """Child: the reference: parse the same files and executemany plain INSERTs, one commit per batch;
     events are linked to their profile by its user id (one query after the profiles, a dict per event)."""
+    from rapport.db.engine import write_turn
     from rapport.synth.files import read_profiles_csv
 
     runtime = open_runtime(url)
@@ -105,9 +106,13 @@ def raw_executemany(url: str, profiles_csv: str, events_jsonl: str) -> dict[str,
         if sqlite:
             # Rapport's engine opens SQLite connections in autocommit mode (isolation_level=None) and
             # emits BEGIN itself; a raw connection must too, or every row would be its own transaction.
-            cur.execute("BEGIN")
-            cur.executemany(sql, batch)
-            cur.execute("COMMIT")
+            # The store's write gate is taken as every writer of Rapport's takes it: the WAL checkpointer
+            # (rapport.db.checkpoint) finishes its pass at the gate, and without it the log never
+            # restarted (a million customers' reference filled the disk with its log).
+            with write_turn(raw.driver_connection):
+                cur.execute("BEGIN")
+                cur.executemany(sql, batch)
+                cur.execute("COMMIT")
         else:
             cur.executemany(sql, batch)
             raw.commit()
