@@ -264,6 +264,51 @@ def window_start(now: datetime, days: int) -> datetime:
     return as_utc(now) - timedelta(days=days)
 
 
+class Offers:
+    """The traits each event counts for (no window), as ``TraitSpec.accepts`` and ``value_of`` decide, with
+    what depends on the event's columns alone decided once per (event, type, channel).
+
+    An event's name and the conditions on its columns (``channel = web``, ``event != email_delivered``:
+    every built-in "last seen" trait has one) are the same for every event of a kind, and a stream has few
+    kinds; only the conditions on properties and context are left to check per event. Same answers as
+    ``[(s, s.value_of(row, p)) for s in specs if s.accepts(row, p)]``, in the specs' order."""
+
+    __slots__ = ("_kinds", "_purchase", "_specs")
+
+    def __init__(self, specs: Sequence[TraitSpec], purchase: PurchaseSettings) -> None:
+        self._specs = tuple(specs)
+        self._purchase = purchase
+        self._kinds: dict[
+            tuple[str | None, str, str], list[tuple[TraitSpec, tuple[Condition, ...], str | None]]
+        ] = {}
+
+    def _of_kind(
+        self, event: str | None, kind: str, channel: str
+    ) -> list[tuple[TraitSpec, tuple[Condition, ...], str | None]]:
+        columns = {"event": event, "type": kind, "channel": channel}
+        out = []
+        for spec in self._specs:
+            names = spec.event_names(self._purchase)
+            if names is not None and event not in names:
+                continue
+            rest = tuple(c for c in spec.conditions if c.property not in COLUMNS)
+            if all(condition_holds(c, columns[c.property]) for c in spec.conditions if c.property in COLUMNS):
+                out.append((spec, rest, spec.property_path(self._purchase)))
+        return out
+
+    def counted(self, row: EventView) -> list[tuple[TraitSpec, Any]]:
+        """The traits ``row`` counts for, each with the property it aggregates (None when it has none)."""
+        key = (row.event, row.type, row.channel)
+        offered = self._kinds.get(key)
+        if offered is None:
+            offered = self._kinds[key] = self._of_kind(*key)
+        return [
+            (spec, None if path is None else extract(row, path))
+            for spec, rest, path in offered
+            if not rest or all(condition_holds(c, extract(row, c.property)) for c in rest)
+        ]
+
+
 def validate(
     *,
     name: str,

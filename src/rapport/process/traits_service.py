@@ -24,7 +24,7 @@ from rapport.kit.gcwork import bulk_gc
 from rapport.models import ComputedTrait, Profile
 from rapport.process import computed as pure
 from rapport.process import repository
-from rapport.process.computed import Accumulator, EventView, PurchaseSettings, TraitSpec
+from rapport.process.computed import Accumulator, EventView, Offers, PurchaseSettings, TraitSpec
 from rapport.runtime import Runtime
 from rapport.worker import queue
 
@@ -262,18 +262,6 @@ def _needed_names(specs: Sequence[TraitSpec], purchase: PurchaseSettings) -> set
     return names
 
 
-def _by_event(
-    specs: Sequence[TraitSpec], purchase: PurchaseSettings
-) -> Callable[[str | None], list[TraitSpec]]:
-    """Return a lookup of the traits an event of a given name is offered to (its name's and any-event ones)."""
-    any_event = [s for s in specs if s.event_names(purchase) is None]
-    index: dict[str, list[TraitSpec]] = {}
-    for spec in specs:
-        for name in spec.event_names(purchase) or ():
-            index.setdefault(name, list(any_event)).append(spec)
-    return lambda name: index.get(name or "", any_event)
-
-
 def _fold_profiles(
     db: Session,
     workspace_id: int,
@@ -289,16 +277,15 @@ def _fold_profiles(
         return accs
     names = _needed_names(specs, purchase)
     with_context = any(s.reads_context() for s in specs)
-    offered = _by_event(specs, purchase)
+    offers = Offers(specs, purchase)
     for row in repository.events_of_profiles(
         db, workspace_id, list(profile_ids), names=names, with_context=with_context
     ):
         slot = accs.get(cast(int, row.profile_id))
         if slot is None:
             continue
-        for spec in offered(row.event):
-            if spec.accepts(row, purchase):
-                slot[spec.name].add(row, spec.value_of(row, purchase))
+        for spec, value in offers.counted(row):
+            slot[spec.name].add(row, value)
     for slot in accs.values():
         for acc in slot.values():
             acc.compact()
@@ -372,15 +359,12 @@ def apply_batch(batch: BatchApplied) -> None:
     names = _needed_names(specs, purchase)
     events = _batch_events(batch, names=names, with_context=any(s.reads_context() for s in specs))
     survivors = {s for s, _ in batch.merges}
-    offered = _by_event(specs, purchase)
+    counts_for = Offers(specs, purchase).counted
     # what each event adds, decided once: it does not depend on the profile's state
     adds: dict[int, list[tuple[EventView, list[tuple[TraitSpec, Any]]]]] = defaultdict(list)
     for e in events:
         if e.profile_id is not None and e.profile_id not in survivors:
-            counted = [
-                (spec, spec.value_of(e, purchase)) for spec in offered(e.event) if spec.accepts(e, purchase)
-            ]
-            adds[e.profile_id].append((e, counted))
+            adds[e.profile_id].append((e, counts_for(e)))
     touched = set(adds) | survivors
     if not touched:
         return
