@@ -115,6 +115,7 @@ class CampaignConversion(IdMixin, WorkspaceScoped, Base):
     __table_args__ = (
         UniqueConstraint("recipient_id"),
         Index("ix_campaign_conversions_campaign", "campaign_id", "variant"),
+        Index("ix_campaign_conversions_profile", "profile_id"),  # a profile's deletion cascades here (0017)
     )
 
     campaign_id: Mapped[int] = mapped_column(

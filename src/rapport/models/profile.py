@@ -40,6 +40,15 @@ class Profile(IdMixin, CreatedAtMixin, WorkspaceScoped, Base):
             sqlite_where=text("merged_into_id IS NULL"),
             postgresql_where=text("merged_into_id IS NULL"),
         ),
+        # The profiles merged into one: a merge re-points those that pointed at the profile it merges away,
+        # and deleting a profile sets theirs to NULL (the key's ON DELETE). Without it, each was a walk of
+        # the workspace's profiles (migration 0017).
+        Index(
+            "ix_profiles_merged_into",
+            "merged_into_id",
+            sqlite_where=text("merged_into_id IS NOT NULL"),
+            postgresql_where=text("merged_into_id IS NOT NULL"),
+        ),
         # Segment reads (rapport.segments.indexes): the JSON type and value of built-in fields, in PostgreSQL's
         # own rendering (what it reflects, so models and migrations compare equal); SQLite's twins (same names;
         # json_type, json_extract) come from migration 0007 alone: SQLite expression indexes are not reflected.
