@@ -264,6 +264,11 @@ def window_start(now: datetime, days: int) -> datetime:
     return as_utc(now) - timedelta(days=days)
 
 
+#: A trait as offered to one kind of event: the definition, its conditions left to check per event (on
+#: properties and context) and the property path it aggregates.
+_Offered = tuple[TraitSpec, tuple[Condition, ...], str | None]
+
+
 class Offers:
     """The traits each event counts for (no window), as ``TraitSpec.accepts`` and ``value_of`` decide, with
     what depends on the event's columns alone decided once per (event, type, channel).
@@ -278,13 +283,9 @@ class Offers:
     def __init__(self, specs: Sequence[TraitSpec], purchase: PurchaseSettings) -> None:
         self._specs = tuple(specs)
         self._purchase = purchase
-        self._kinds: dict[
-            tuple[str | None, str, str], list[tuple[TraitSpec, tuple[Condition, ...], str | None]]
-        ] = {}
+        self._kinds: dict[tuple[str | None, str, str], list[_Offered]] = {}
 
-    def _of_kind(
-        self, event: str | None, kind: str, channel: str
-    ) -> list[tuple[TraitSpec, tuple[Condition, ...], str | None]]:
+    def _of_kind(self, event: str | None, kind: str, channel: str) -> list[_Offered]:
         columns = {"event": event, "type": kind, "channel": channel}
         out = []
         for spec in self._specs:
