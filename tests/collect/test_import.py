@@ -185,6 +185,28 @@ def test_import_merges_profiles_linked_by_an_event(runtime: Runtime, tenant: Ten
     assert set(identities(runtime, ws).values()) == {person.id}
 
 
+def test_an_alias_imported_in_the_batch_of_the_identify_it_renames_joins_that_person(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    ws = tenant.workspace_id
+    report = import_event_rows(
+        runtime,
+        workspace_id=ws,
+        rows=[
+            {"type": "identify", "userId": "u1", "anonymousId": "a1", "timestamp": at(0)},
+            {"type": "track", "userId": "u1", "event": "Order Completed", "timestamp": at(1)},
+            {"type": "alias", "previousId": "u1", "userId": "u2", "timestamp": at(2)},
+        ],
+    )
+    assert report.imported == 3 and report.merges == 0
+    [person] = live_profiles(runtime, ws)
+    assert identities(runtime, ws) == {
+        ("anonymous_id", "a1"): person.id,
+        ("user_id", "u1"): person.id,
+        ("user_id", "u2"): person.id,
+    }
+
+
 def test_csv_file_with_mapping_and_a_spreadsheet_safe_error_report(
     runtime: Runtime, tenant: Tenant, tmp_path: Path
 ) -> None:

@@ -154,6 +154,48 @@ def test_an_anonymous_id_does_not_merge_two_known_people_by_default(runtime: Run
     assert [e.profile_id for e in events(runtime, ws)] == [alice.id, bob.id]
 
 
+def test_an_alias_sent_with_the_identify_it_renames_joins_that_person(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    # An SDK sends identify(u1) and alias(u1, u2) in one request: both are pending in one batch, and u1 is
+    # not stored as a user id yet when the alias's touch is built.
+    ws = tenant.workspace_id
+    append(
+        runtime,
+        ws,
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "timestamp": at(0)},
+        {"type": "alias", "previousId": "u1", "userId": "u2", "timestamp": at(1)},
+    )
+    process(runtime)
+    [person] = live_profiles(runtime, ws)
+    assert identities(runtime, ws) == {
+        ("anonymous_id", "a1"): person.id,
+        ("user_id", "u1"): person.id,
+        ("user_id", "u2"): person.id,
+    }
+
+
+def test_an_identify_takes_its_traits_from_context_traits_as_rudderstack_sends_them(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    ws = tenant.workspace_id
+    append(
+        runtime,
+        ws,
+        {
+            "type": "identify",
+            "userId": "u1",
+            "context": {"traits": {"email": "Ann@Example.org", "plan": "pro", "tier": "silver"}},
+            "traits": {"tier": "gold"},  # the root's value wins a clash
+            "timestamp": at(0),
+        },
+    )
+    process(runtime)
+    [person] = live_profiles(runtime, ws)
+    assert person.traits == {"email": "Ann@Example.org", "plan": "pro", "tier": "gold"}
+    assert identities(runtime, ws)[("email", "ann@example.org")] == person.id
+
+
 def test_merge_rules_limit_identifiers_per_kind(runtime: Runtime, tenant: Tenant) -> None:
     ws = tenant.workspace_id
     set_identity_rules(runtime, ws, {"max_per_kind": {"user_id": 1}})

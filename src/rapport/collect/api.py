@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
@@ -525,11 +526,30 @@ class IngestFastPath:
 
 
 async def _render_error(request: Request, exc: Exception) -> Response:
-    """Render ``exc`` with the handler the application registered for its class (one error shape)."""
+    """Render ``exc`` with the handler the application registered for its class (one error shape), plus
+    what the vendors' SDKs read from a refusal: ``success: false`` and a top-level ``code`` and ``message``.
+
+    Segment's and RudderStack's Python SDKs raise their ``APIError`` from ``payload["code"]`` and
+    ``payload["message"]``; RudderStack's lets the ``KeyError`` of a body without them escape, takes it for
+    a network failure and retries a refused request (tests/collect/test_sdk_compat.py)."""
     handlers = getattr(request.app, "exception_handlers", {})
     for cls in type(exc).__mro__:
         handler = handlers.get(cls)
         if handler is not None:
             response: Response = await handler(request, exc)
-            return response
+            return _sdk_readable(response)
     raise exc
+
+
+def _sdk_readable(response: Response) -> Response:
+    if not isinstance(response, JSONResponse):
+        return response
+    body = orjson.loads(response.body)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return response
+    headers = {
+        k: v for k, v in response.headers.items() if k.lower() not in {"content-length", "content-type"}
+    }
+    readable = {"success": False, "code": error.get("code"), "message": error.get("message"), **body}
+    return JSONResponse(readable, status_code=response.status_code, headers=headers)

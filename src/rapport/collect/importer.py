@@ -545,9 +545,8 @@ def apply_events(
                     report.duplicates += sum(1 for _, r, _ in valid if r["message_id"] in existing)
                     valid = [v for v in valid if v[1]["message_id"] not in existing]
                 settings, rules = settings_and_rules(db, workspace_id)
-                aliases = [_RowView(r) for _, r, t in valid if t is None]
-                if aliases:
-                    kinds = alias_kinds(db, workspace_id, aliases)
+                if any(t is None for _, _, t in valid):  # an alias: its previousId's kind needs the batch
+                    kinds = alias_kinds(db, workspace_id, [_RowView(r) for _, r, _ in valid])
                     touches = [t or touch_for_event(_RowView(r), rules, kinds) for _, r, t in valid]
                 else:
                     touches = [cast(Touch, t) for _, _, t in valid]

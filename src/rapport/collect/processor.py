@@ -197,11 +197,12 @@ def touch_of(
         if value is not None:
             found.append((id_kind, value))
     picked: dict[str, Any] | None = None
+    inner = context.get("traits") if kind != "group" and isinstance(context, dict) else None
     if kind == "identify":
-        picked = dict(traits or {})
-    elif kind != "group" and isinstance(context, dict):
-        inner = context.get("traits")
-        picked = dict(inner) if isinstance(inner, dict) else None
+        # RudderStack's SDKs send an identify's traits in context.traits only; the root's win a clash.
+        picked = {**inner, **(traits or {})} if isinstance(inner, dict) and inner else dict(traits or {})
+    elif isinstance(inner, dict):
+        picked = dict(inner)
     if picked:
         extra_ids, _errors = ident.identifiers_from_traits(picked, rules)
         found.extend(extra_ids)
@@ -227,19 +228,28 @@ def touch_of(
 
 
 def alias_kinds(db: Session, workspace_id: int, rows: Sequence[Any]) -> Callable[[str], str]:
-    """previousId of an alias may be a user id or an anonymous id: prefer the kind that already exists."""
-    previous = {p for r in rows if r.type == "alias" and (p := _previous_id(r)) is not None}
+    """previousId of an alias may be a user id or an anonymous id: prefer the kind that already exists.
+
+    ``rows`` is the whole batch the aliases arrive in: a previousId is a user id when one is stored as such
+    or when an event of the batch carries it as its ``userId``. An SDK sends ``identify(u1)`` then
+    ``alias(u1, u2)`` in one request, and the identify is not stored yet when the batch's touches are built;
+    taking ``u1`` for an anonymous id then gave ``u2`` a profile of its own, apart from ``u1``'s."""
+    previous = {p.strip() for r in rows if r.type == "alias" and (p := _previous_id(r)) is not None}
     known: set[str] = set()
     if previous:
-        known = set(
-            db.execute(
-                select(Identity.value).where(
-                    Identity.workspace_id == workspace_id,
-                    Identity.kind == ident.USER_ID,
-                    Identity.value.in_(sorted(previous)),
-                )
-            ).scalars()
-        )
+        carried = {str(r.user_id).strip() for r in rows if r.user_id is not None}
+        known = previous & carried
+        unseen = previous - known
+        if unseen:
+            known.update(
+                db.execute(
+                    select(Identity.value).where(
+                        Identity.workspace_id == workspace_id,
+                        Identity.kind == ident.USER_ID,
+                        Identity.value.in_(sorted(unseen)),
+                    )
+                ).scalars()
+            )
     return lambda value: ident.USER_ID if value.strip() in known else ident.ANONYMOUS_ID
 
 
