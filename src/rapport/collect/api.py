@@ -489,8 +489,35 @@ async def preflight(path: str) -> Response:
     return Response(status_code=204, headers=_CORS)
 
 
-_SINGLE_PATHS = {f"/v1/{kind}": kind for kind in ("identify", "track", "page", "screen", "group", "alias")}
-_BATCH_PATHS = frozenset({"/v1/batch", "/v1/import"})
+#: The calls by name, and by the first letter of the name: analytics.js (``@segment/analytics-next``) posts
+#: each call to ``{apiHost}/{type[0]}`` (``/v1/t``, ``/v1/p``, …) and its batching mode to ``/v1/b``.
+_KINDS = ("identify", "track", "page", "screen", "group", "alias")
+_SINGLE_PATHS = {f"/v1/{name}": kind for kind in _KINDS for name in (kind, kind[0])}
+_BATCH_PATHS = frozenset({"/v1/batch", "/v1/import", "/v1/b"})
+
+
+def _short(kind: str) -> Any:
+    async def short_route(request: Request) -> Response:
+        return await _single(request, kind)
+
+    return short_route
+
+
+for _kind in _KINDS:
+    router.add_api_route(
+        f"/{_kind[0]}",
+        _short(_kind),
+        methods=["POST"],
+        openapi_extra=_BODY_SCHEMA,
+        summary=f"Same as /v1/{_kind} (analytics.js's short path)",
+    )
+router.add_api_route(
+    "/b",
+    batch,
+    methods=["POST"],
+    openapi_extra=_BODY_SCHEMA,
+    summary="Same as /v1/batch (analytics.js batching)",
+)
 
 
 class IngestFastPath:
