@@ -164,3 +164,50 @@ def test_the_settings_page_lists_stores_and_admins_replace_them_by_upload(
     assert [
         s["name"] for s in client.get("/api/v1/stores", headers=tenant.secret_headers).json()["stores"]
     ] == ["Leeds Briggate"]
+
+
+def test_no_list_removes_every_store_or_a_store_a_segment_uses_unless_asked(
+    client: TestClient, tenant: Tenant, tmp_path: Path, db_url: str
+) -> None:
+    headers = tenant.secret_headers
+    assert client.put("/api/v1/stores", json=STORES, headers=headers).status_code == 200
+    made = client.post(
+        "/api/v1/segments",
+        json={"name": "Near Leeds", "text": 'within 5 km of store "Leeds Briggate"'},
+        headers=headers,
+    )
+    assert made.status_code == 201, made.text
+
+    def names() -> list[str]:
+        return [s["name"] for s in client.get("/api/v1/stores", headers=headers).json()["stores"]]
+
+    # an empty upload or list is refused (a header-only CSV is a mistake far more often than a wish)
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    for body in ("", "id,name,latitude,longitude\n"):
+        empty = _upload(client, csrf, "stores.csv", body)
+        assert empty.status_code == 400 and "has no stores" in empty.text  # type: ignore[attr-defined]
+    refused = client.put("/api/v1/stores", json=[], headers=headers)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "no_stores"
+    assert names() == ["Leeds Briggate", "York Coney Street"]
+
+    # a list without the store a segment places customers by: 409 naming both, nothing changed
+    york_only = "name,latitude,longitude\nYork Coney Street,53.9583,-1.0841\n"
+    in_use = _upload(client, csrf, "stores.csv", york_only)
+    assert in_use.status_code == 409  # type: ignore[attr-defined]
+    assert "Leeds Briggate" in in_use.text and "Near Leeds" in in_use.text  # type: ignore[attr-defined]
+    conflict = client.put("/api/v1/stores", json=STORES[1:], headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["details"] == [{"store": "Leeds Briggate", "segments": ["Near Leeds"]}]
+    source = tmp_path / "york.csv"
+    source.write_text(york_only, encoding="utf-8")
+    args = ["--database-url", db_url, "--workspace", tenant.slug]
+    cli = CliRunner().invoke(cli_app, ["stores", "import", str(source), *args])
+    assert cli.exit_code == 1 and "Near Leeds" in cli.output
+    assert names() == ["Leeds Briggate", "York Coney Street"]
+
+    # dropping a store nobody uses is fine; once the segment is gone, so is removing every store, if asked
+    assert client.put("/api/v1/stores", json=STORES[:1], headers=headers).status_code == 200
+    segment_id = made.json()["id"]
+    assert client.delete(f"/api/v1/segments/{segment_id}", headers=headers).status_code in (200, 204)
+    cleared = client.put("/api/v1/stores", params={"allow_empty": "true"}, json=[], headers=headers)
+    assert cleared.status_code == 200 and names() == []

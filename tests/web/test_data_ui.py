@@ -393,9 +393,18 @@ def test_lifestyle_tables_are_uploaded_listed_and_deleted(
         files={"file": ("m.csv", io.BytesIO(table.encode()), "text/csv")},
     )
     assert bad.status_code == 400 and "name must be 1-100 characters" in bad.text
+    # a spreadsheet saved as Windows-1252 (Excel's usual CSV) is refused in words, not with a 500
+    legacy = client.post(
+        "/data/lifestyle",
+        data={"csrf_token": csrf, "name": "mosaic"},
+        files={
+            "file": ("m.csv", io.BytesIO("postcode,group\nLS1,Café society\n".encode("cp1252")), "text/csv")
+        },
+    )
+    assert legacy.status_code == 400 and "not UTF-8 text" in legacy.text
     with runtime.sessions() as db:
         (found,) = lifestyle.list_tables(db, workspace_id=tenant.workspace_id)
-        assert found.columns == ["group", "income"]
+        assert found.columns == ["group", "income"]  # the saved table is untouched
     deleted = client.post(
         f"/data/lifestyle/{found.id}/delete", data={"csrf_token": csrf}, follow_redirects=False
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile
@@ -20,6 +21,7 @@ from rapport.catalog.schemas import (
 from rapport.errors import PayloadTooLarge
 from rapport.kit.pagination import Page
 from rapport.runtime import Runtime
+from rapport.segments import store_use
 
 router = APIRouter(tags=["catalog"])
 
@@ -199,10 +201,20 @@ def replace_stores(
     principal: SettingsWriter,
     db: DbSession,
     body: Annotated[list[Any], Body(examples=[_STORE_EXAMPLE])],
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
     """Replace every store: each needs ``name``, ``latitude`` and ``longitude`` (``lat``/``lon`` accepted)
     and may have id, address, city, postcode, phone, url, opens_at/closes_at (HH:MM) and opening_hours.
-    Any bad row answers 400 with ``details: [{row, field, reason}]`` and changes nothing; audited."""
-    saved = stores.replace_stores(db, workspace_id=principal.workspace_id, items=body, actor=principal.actor)
+    Any bad row answers 400 with ``details: [{row, field, reason}]`` and changes nothing; audited. An empty
+    list (removing every store) needs ``?allow_empty=true``; a list that drops a store a segment places
+    customers by answers 409 ``stores_in_use`` naming them."""
+    saved = stores.replace_stores(
+        db,
+        workspace_id=principal.workspace_id,
+        items=body,
+        actor=principal.actor,
+        allow_empty=allow_empty,
+        guard=functools.partial(store_use.check_stores_kept, db, workspace_id=principal.workspace_id),
+    )
     db.commit()
     return {"stores": saved}

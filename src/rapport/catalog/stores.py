@@ -13,7 +13,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -148,10 +148,21 @@ def list_stores(db: Session, *, workspace_id: int) -> list[dict[str, Any]]:
 
 
 def replace_stores(
-    db: Session, *, workspace_id: int, items: Sequence[Any], actor: str, first_row: int = 0
+    db: Session,
+    *,
+    workspace_id: int,
+    items: Sequence[Any],
+    actor: str,
+    first_row: int = 0,
+    allow_empty: bool = False,
+    guard: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Replace the workspace's stores with ``items`` when every row is valid (else ValidationFailed with
-    ``details: [{row, field, reason}]`` and nothing changed); audited with the counts before and after."""
+    ``details: [{row, field, reason}]`` and nothing changed); audited with the counts before and after.
+
+    An empty list removes every store, so it is refused unless ``allow_empty`` (an empty or header-only
+    upload is a mistake far more often than a wish). ``guard`` sees the valid new list before anything is
+    written and may refuse it (the edges pass ``segments.store_use.check_stores_kept``)."""
     stores, errors = validate_stores(items, first_row=first_row)
     if errors:
         first = errors[0]
@@ -159,6 +170,10 @@ def replace_stores(
         raise ValidationFailed(
             f"{len(errors)} problem(s); {where}: {first.reason}", details=[e.to_dict() for e in errors]
         )
+    if not stores and not allow_empty:
+        raise ValidationFailed("the list has no stores; nothing was changed", code="no_stores")
+    if guard is not None:
+        guard(stores)
     workspace = db.get(Workspace, workspace_id, with_for_update=True)
     if workspace is None:
         raise NotFound("workspace not found")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 
 import typer
@@ -14,7 +15,8 @@ from rapport.catalog import importer
 from rapport.catalog import stores as stores_service
 from rapport.cli.common import DatabaseOption, WorkspaceOption, cli_runtime, console, resolve_workspace
 from rapport.collect.import_files import safe_cell
-from rapport.errors import ValidationFailed
+from rapport.errors import Conflict, ValidationFailed
+from rapport.segments import store_use
 
 products_app = typer.Typer(help="The product catalogue templates recommend from.", no_args_is_help=True)
 stores_app = typer.Typer(
@@ -45,9 +47,20 @@ def import_stores(
         rows, first = stores_service.read_file(file.read_text(encoding="utf-8-sig"), kind=kind)
         try:
             saved = stores_service.replace_stores(
-                db, workspace_id=ws.id, items=rows, actor="cli", first_row=first
+                db,
+                workspace_id=ws.id,
+                items=rows,
+                actor="cli",
+                first_row=first,
+                guard=functools.partial(store_use.check_stores_kept, db, workspace_id=ws.id),
             )
+        except Conflict as exc:  # the new list drops stores that segments use
+            console.print(f"[red]refused: {exc.message}[/red]")
+            raise typer.Exit(1) from None
         except ValidationFailed as exc:  # rows refused: each problem in ``details``
+            if not exc.details:
+                console.print(f"[red]refused: {exc.message}[/red]")
+                raise typer.Exit(1) from None
             shown = Table("row", "field", "reason", title="refused: nothing changed")
             for error in (exc.details or [])[:ERRORS_SHOWN]:
                 shown.add_row(str(error["row"]), error["field"] or "(row)", error["reason"])

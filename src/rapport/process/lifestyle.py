@@ -66,7 +66,12 @@ def match(lookup: Mapping[str, Mapping[str, Any]], postcode: str | None) -> Mapp
 
 def parse_csv(data: bytes | str) -> tuple[list[str], Lookup]:
     """Parse an uploaded table: (value columns, {normalised key: {column: value}}); numbers stay numbers."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:  # e.g. a spreadsheet saved as Windows-1252, or an .xlsx file
+        raise ValidationFailed(
+            "the table is not UTF-8 text: save it as CSV UTF-8 and upload it again", code="bad_encoding"
+        ) from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header or len(header) < 2:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
@@ -11,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from rapport.api.deps import DbSession, ReadDbSession
 from rapport.catalog import stores as stores_service
-from rapport.errors import ValidationFailed
+from rapport.errors import Conflict, ValidationFailed
+from rapport.segments import store_use
 from rapport.web.rendering import Flash, redirect, render
 from rapport.web.session import UiAdminPost, UiPage, UiRoute, UiUser
 from rapport.web.settings import settings_tabs
@@ -66,10 +68,18 @@ def upload_stores(
     try:
         rows, first = stores_service.read_file(data.decode("utf-8-sig"), kind=kind)
         saved = stores_service.replace_stores(
-            db, workspace_id=ui.workspace_id, items=rows, actor=ui.principal.actor, first_row=first
+            db,
+            workspace_id=ui.workspace_id,
+            items=rows,
+            actor=ui.principal.actor,
+            first_row=first,
+            guard=functools.partial(store_use.check_stores_kept, db, workspace_id=ui.workspace_id),
         )
     except UnicodeDecodeError:
         return _page(request, ui, db, error=f"{file.filename} is not UTF-8 text.", status_code=400)
+    except Conflict as exc:  # the new list drops stores that segments use
+        db.rollback()
+        return _page(request, ui, db, error=f"{file.filename}: {exc.message}", status_code=409)
     except ValidationFailed as exc:  # a file that does not parse, or rows refused (``details``)
         db.rollback()
         problems = exc.details if isinstance(exc.details, list) else []
