@@ -15,6 +15,7 @@ from sqlalchemy import select
 from rapport.accounts import service as accounts_service
 from rapport.accounts.roles import Role
 from rapport.collect import quarantine as quarantine_service
+from rapport.collect.importer import import_profile_rows
 from rapport.kit.pagination import Page
 from rapport.models import AuditEntry, ComputedTrait, Event, Identity, Job, Profile
 from rapport.process import lifestyle, traits_service
@@ -214,6 +215,45 @@ def test_an_events_csv_becomes_typed_track_events(
         assert rows[0].timestamp.isoformat().startswith("2026-11-01T10:00")
         ann = db.get(Profile, rows[0].profile_id)
         assert ann is not None and ann.email == "ann@example.org"
+
+
+def test_a_till_export_keyed_by_email_imports_onto_the_customers_profiles(
+    client: TestClient, app: FastAPI, tenant: Tenant, runtime: Runtime
+) -> None:
+    # A point-of-sale export knows its customers by email, not by the website's user id.
+    import_profile_rows(runtime, workspace_id=tenant.workspace_id, rows=[{"email": "ann@example.org"}])
+    csrf = ui_login(client, tenant.admin_email, tenant.password)
+    till = "email,event,timestamp,total\nAnn@Example.org,Purchase,2026-11-01T10:00:00Z,12.50\n"
+    till += "new@example.org,Purchase,2026-11-02T10:00:00Z,7\n,Purchase,2026-11-03T10:00:00Z,3\n"
+    token = _upload(client, csrf, till, "events", name="till.csv")
+    page = client.get(f"/data/imports/new/{token}").text
+    assert _selected(page, 0) == "id:email"
+    started = client.post(
+        f"/data/imports/new/{token}",
+        data={"csrf_token": csrf, "event_type": "track", "event_name": "", "role_0": "id:email",
+              "role_1": "event:name", "role_2": "event:timestamp", "role_3": "property_number", "name_3": "total"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert started.status_code == 303, started.text
+    import_id = int(started.headers["location"].rsplit("/", 1)[1])
+    app.state.worker.drain()
+    counts = re.sub(
+        r"\s+", " ", re.sub(r"<[^>]+>", "", client.get(f"/data/imports/{import_id}/progress").text)
+    )
+    assert "2 imported" in counts and "1 refused" in counts
+    assert "or an email or phone trait is required" in client.get(f"/data/imports/{import_id}/errors").text
+    with runtime.sessions() as db:
+        by_email = {
+            p.email: p for p in db.scalars(select(Profile).where(Profile.workspace_id == tenant.workspace_id))
+        }
+        assert set(by_email) == {"ann@example.org", "new@example.org"}  # Ann's own, and one made for new
+        rows = db.scalars(
+            select(Event).where(Event.workspace_id == tenant.workspace_id).order_by(Event.timestamp)
+        ).all()
+        assert [(e.event, e.profile_id, e.properties) for e in rows] == [
+            ("Purchase", by_email["ann@example.org"].id, {"total": 12.5}),
+            ("Purchase", by_email["new@example.org"].id, {"total": 7}),
+        ]
 
 
 def test_imports_are_refused_to_viewers_and_kept_to_their_workspace(

@@ -563,6 +563,23 @@ def _classify_key(key: str) -> tuple[str, bool] | None:
     return kind
 
 
+def _contact_trait(message: Mapping[str, Any], kind: str | None) -> bool:
+    """Tell whether an imported message names its person by an email or phone trait instead of an id.
+
+    A file from a till or an email tool knows its customers by email, not by the website's user id; the
+    identity resolution finds (or creates) the profile by that trait (``traits`` of an identify,
+    ``context.traits`` otherwise), as it does for any call. The tracking API keeps Segment's rule."""
+    context = message.get("context")
+    bags = [context.get("traits") if isinstance(context, Mapping) else None]
+    if kind == "identify":
+        bags.append(message.get("traits"))
+    return any(
+        isinstance(bag, Mapping) and isinstance(bag.get(key), str) and bag[key].strip()
+        for bag in bags
+        for key in ("email", "phone")
+    )
+
+
 def normalize(
     message: Any,
     *,
@@ -666,7 +683,10 @@ def normalize(
         and anonymous_id is None
         and not ({"userId", "anonymousId"} & errors.named())
     ):
-        errors.add("userId", "userId or anonymousId is required")
+        if source != "import":
+            errors.add("userId", "userId or anonymousId is required")
+        elif not _contact_trait(message, kind):
+            errors.add("userId", "userId, anonymousId, or an email or phone trait is required")
 
     # the absent fields (most are) cost one lookup each, not a call
     get = message.get
