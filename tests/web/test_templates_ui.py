@@ -90,6 +90,13 @@ def test_create_edit_preview_and_save_an_email(client: TestClient, runtime: Runt
     ]
     stale = client.post(f"/templates/{tid}", data={**form, "expected_version": "1"}, follow_redirects=False)
     assert stale.status_code == 200 and "changed meanwhile" in stale.text
+    # a cleared name is refused, not quietly replaced by the old one; a version that is not a number does
+    # not skip the check against overlapping edits
+    nameless = client.post(f"/templates/{tid}", data={**form, "name": " ", "expected_version": "2"})
+    assert nameless.status_code == 200 and "Give the template a name" in nameless.text
+    tampered = client.post(f"/templates/{tid}", data={**form, "expected_version": "one"})
+    assert tampered.status_code == 200 and "version field is not a number" in tampered.text
+    assert client.get(f"/api/v1/templates/{tid}", headers=tenant.secret_headers).json()["version"] == 2
 
     copy = client.post(f"/templates/{tid}/duplicate", data={"csrf_token": csrf}, follow_redirects=False)
     assert copy.status_code == 303

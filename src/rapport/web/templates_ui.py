@@ -327,13 +327,18 @@ async def template_save(request: Request, template_id: int, ui: UiEditorPost, db
     template = _template(db, ui, template_id)
     form = await request.form()
     content = _form_content(form, template.channel) or dict(template.content or {})
-    name = str(form.get("name") or template.name)
+    sent_name = form.get("name")
+    name = template.name if sent_name is None else str(sent_name).strip()
+    expected = str(form.get("expected_version") or "").strip()
     shown_blocks, blocks, problem = _form_blocks(form)
+    if not name:
+        problem = "Give the template a name: the old one is kept until you do."
+    elif expected and not expected.isdigit():  # the editor always sends the version it was opened at
+        problem = "The editor's version field is not a number: reload the page, your edits are shown below."
     if problem:
         return _editor(
             request, ui, db, template, content=content, blocks=shown_blocks, name=name, problem=problem
         )
-    expected = str(form.get("expected_version") or "")
     try:
         saved, _report = content_service.update_template(
             db,
