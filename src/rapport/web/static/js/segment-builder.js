@@ -322,7 +322,7 @@
     box.appendChild(head);
     var list = h("div", { className: "seg-group__items" });
     if (!g.items.length && isTop) {
-      list.appendChild(h("p", { className: "muted seg-empty", text: "No conditions yet: everybody matches nothing. Add a condition to start." }));
+      list.appendChild(h("p", { className: "muted seg-empty", text: "No conditions yet: add one to choose who is in the segment." }));
     }
     g.items.forEach(function (item) {
       list.appendChild(item.kind === "group" ? renderGroup(item, false, inWhere, null, g.items) : renderRow(item, g.items, inWhere));
