@@ -72,3 +72,29 @@ def test_write_key_is_refused(client: TestClient, tenant: Tenant) -> None:
     for method, path in (("GET", "/api/v1/segments"), ("POST", "/api/v1/segments/preview")):
         answer = client.request(method, path, json={"text": "city is set"}, headers=tenant.write_headers)
         assert answer.status_code == 403
+
+
+def test_an_oversized_number_is_a_400_with_its_position_not_a_500(client: TestClient, tenant: Tenant) -> None:
+    _identify(client, tenant, "a", {"city": "Leeds"})
+    h = tenant.secret_headers
+    text = "purchased at least 100000000000000000000 times in last 30 days"
+    for path, body in (
+        ("/api/v1/segments/preview", {"text": text}),
+        ("/api/v1/segments", {"name": "Too many", "text": text}),
+    ):
+        answer = client.post(path, json=body, headers=h)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_segment"
+        assert error["message"] == "line 1, column 20: a count must be at most 1,000,000,000"
+        assert (error["details"]["line"], error["details"]["column"]) == (1, 20)
+    root = {"type": "compare", "field": "total_spend", "op": ">", "value": 10**400}
+    answer = client.post("/api/v1/segments/preview", json={"ast": {"version": 1, "root": root}}, headers=h)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["details"]["path"] == "root"
+    assert "too large" in answer.json()["error"]["message"]
+    assert client.get("/api/v1/segments", headers=h).json() == []
+    fine = client.post(
+        "/api/v1/segments/preview", json={"text": "purchased at most 1000000000 times"}, headers=h
+    )
+    assert (fine.status_code, fine.json()["count"]) == (200, 1)

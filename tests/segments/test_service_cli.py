@@ -44,3 +44,15 @@ def test_segments_commands(runtime: Runtime, tenant: Tenant, db_url: str) -> Non
     csv = rapport("segments", "members", "1", "--csv", database_url=db_url).stdout.splitlines()
     assert csv[0] == "profile_id,email,phone,name,entered_at" and csv[1].startswith("10,'=x@leeds.test,")
     assert len(csv) == 3
+
+
+def test_an_oversized_count_is_explained_with_a_caret(tenant: Tenant, db_url: str) -> None:
+    text = "purchased at least 100000000000000000000 times in last 30 days"
+    for command in (("segments", "preview", text), ("segments", "create", "Too many", text)):
+        bad = rapport(*command, database_url=db_url, check=False)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        message, source, caret = bad.stderr.splitlines()
+        assert "error" in message and message.endswith(
+            ": line 1, column 20: a count must be at most 1,000,000,000"
+        )
+        assert (source, caret) == (f"  {text}", "  " + " " * 19 + "^")

@@ -246,6 +246,34 @@ def test_visual_errors_carry_the_json_path_of_their_row(client: TestClient, demo
     assert not_json["ok"] is False and not_json["error"]["reason"] == "not JSON"
 
 
+def test_an_oversized_number_is_a_placed_error_in_the_live_count_and_on_save(
+    client: TestClient, demo: Tenant, runtime: Runtime
+) -> None:
+    csrf = ui_login(client, demo.admin_email, demo.password)
+    text = "purchased at least 100000000000000000000 times in last 30 days"
+    live = _preview(client, csrf, source="text", text=text)
+    assert live["ok"] is False
+    assert (live["error"]["line"], live["error"]["column"]) == (1, 20)
+    assert live["error"]["reason"] == "a count must be at most 1,000,000,000"
+    document = {
+        "version": 1,
+        "root": {"type": "did", "event": "order_completed", "count": {"op": "at least", "n": 10**20}},
+    }
+    visual = _preview(client, csrf, source="ast", ast=json.dumps(document))
+    assert visual["ok"] is False and visual["error"]["path"] == "root.count"
+    saved = client.post(
+        "/segments/new", data={"csrf_token": csrf, "name": "Too many", "text": text}, follow_redirects=False
+    )
+    assert saved.status_code == 200
+    assert "line 1, column 20: a count must be at most 1,000,000,000" in saved.text
+    with runtime.sessions() as db:
+        names = list(db.scalars(select(Segment.name).where(Segment.workspace_id == demo.workspace_id)))
+    assert "Too many" not in names
+    boundary = "purchased at most 1000000000 times"
+    at_most = _preview(client, csrf, source="text", text=boundary)
+    assert at_most["ok"] is True and at_most["count"] == _service_count(runtime, demo, boundary) > 0
+
+
 def test_save_duplicate_archive_and_the_list_with_sizes(
     client: TestClient, demo: Tenant, runtime: Runtime
 ) -> None:

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -37,7 +38,12 @@ Action = Literal["sent", "delivered", "opened", "clicked", "bounced", "unsubscri
 ACTIONS: tuple[str, ...] = get_args(Action)
 BucketOp = Literal["<", "<=", ">", ">="]
 BUCKET_OPS: tuple[str, ...] = get_args(BucketOp)
+# Every number of the language has a bound, so that each one compiles to a query both databases can run.
 MAX_DAYS = 36_500  # a century: longer spans mean nothing to a marketer and overflow date arithmetic
+MAX_HOURS = MAX_DAYS * 24
+MAX_COUNT = 1_000_000_000  # events per person; far beyond any real count, well inside a 64-bit SQL integer
+#: Numbers compared with fields are bound as doubles; an integer beyond this has no double to stand for it.
+MAX_NUMBER = sys.float_info.max
 MAX_DEPTH = 100  # nesting of and/or/not/parentheses
 
 
@@ -50,29 +56,42 @@ def _text(value: object, what: str) -> None:
         _fail(f"{what} must be a non-empty string")
 
 
-def _natural(value: object, what: str, minimum: int = 0, maximum: int | None = None) -> None:
+def check_whole(value: object, what: str, minimum: int = 0, maximum: int | None = None) -> None:
+    """Raise ``SegmentError`` unless ``value`` is a whole number from ``minimum`` to ``maximum``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        _fail(f"{what} must be a whole number of at least {minimum}")
+        _fail(f"{what} must be a whole number of at least {minimum:,}")
     if maximum is not None and value > maximum:
-        _fail(f"{what} must be at most {maximum}")
+        _fail(f"{what} must be at most {maximum:,}")
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _finite(value: object, what: str) -> None:
+    """Refuse NaN, the infinities and integers too large to be a double (SQL compares numbers as doubles)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(f"{what} must be a finite number")
+    if isinstance(value, int) and abs(value) > MAX_NUMBER:  # exact: Python compares int and float exactly
+        _fail(f"{what} is too large: numbers must lie between -{MAX_NUMBER!r} and {MAX_NUMBER!r}")
+
+
 def _real(node: object, name: str, value: object, what: str) -> None:
     """Check ``value`` is a finite number and store it on ``node`` as a float."""
-    if not _is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]
+    if not _is_number(value):
         _fail(f"{what} must be a finite number")
+    _finite(value, what)
     object.__setattr__(node, name, float(value) + 0.0)  # type: ignore[arg-type]  # + 0.0 folds -0.0 into 0.0
 
 
 def _scalar(value: object, what: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        _fail(f"{what} must be a finite number")
     if not isinstance(value, str | int | float | bool | date):
         _fail(f"{what} must be a string, number, boolean or date")
+    _finite(value, what)
+
+
+def _check_days(value: object) -> None:
+    check_whole(value, "a number of days", 0, MAX_DAYS)
 
 
 def _op(value: object, allowed: tuple[str, ...], what: str) -> None:
@@ -181,7 +200,7 @@ class DateRelative:
     def __post_init__(self) -> None:
         _text(self.field, "field")
         _op(self.kind, DATE_KINDS, "date condition")
-        _natural(self.days, "days", 0, MAX_DAYS)
+        _check_days(self.days)
         if self.kind == "today" and self.days != 0:
             _fail("is today takes no number of days")
         if not isinstance(self.anniversary, bool):
@@ -202,7 +221,7 @@ class Count:
 
     def __post_init__(self) -> None:
         _op(self.op, COUNT_OPS, "count")
-        _natural(self.n, "count")
+        check_whole(self.n, "a count", 0, MAX_COUNT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +238,8 @@ class InLast:
 
     def __post_init__(self) -> None:
         _op(self.unit, ("days", "hours"), "window unit")
-        _natural(
-            self.amount, f"window length in {self.unit}", 1, MAX_DAYS * (24 if self.unit == "hours" else 1)
+        check_whole(
+            self.amount, f"window length in {self.unit}", 1, MAX_HOURS if self.unit == "hours" else MAX_DAYS
         )
 
 
@@ -248,7 +267,7 @@ class DaysAgo:
     days: int
 
     def __post_init__(self) -> None:
-        _natural(self.days, "days", 0, MAX_DAYS)
+        _check_days(self.days)
 
 
 TimePoint: TypeAlias = date | DaysAgo

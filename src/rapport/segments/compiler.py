@@ -158,6 +158,11 @@ def _start_of(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
+def _end_of(day: date) -> datetime | None:
+    """The instant the day after ``day`` starts; None after 9999-12-31, the last day a datetime can hold."""
+    return None if day == date.max else _start_of(day + timedelta(days=1))
+
+
 @lru_cache(maxsize=64)
 def _dates_by_zone(now: datetime) -> tuple[date, tuple[tuple[date, tuple[str, ...]], ...]]:
     """Today in UTC, and the other local dates at ``now`` with the zones that are on them."""
@@ -383,7 +388,8 @@ class _Compiler:
             )
             return [ts > self.now - length, ts <= self.now]
         assert isinstance(window, Between)
-        return [ts >= _start_of(window.start), ts < _start_of(window.end + timedelta(days=1))]
+        end = _end_of(window.end)
+        return [ts >= _start_of(window.start), *([] if end is None else [ts < end])]
 
     def properties(self, node: Node) -> ColumnElement[Any]:
         """A ``where`` clause over ``events.properties``; dotted names are nested paths."""
@@ -443,7 +449,10 @@ class _Compiler:
         elif node.op == "before":
             point, strict = _start_of(node.point), True
         else:
-            point, strict = _start_of(node.point + timedelta(days=1)), False
+            end = _end_of(node.point)
+            if end is None:
+                return false()  # no instant comes after the last day there is
+            point, strict = end, False
         after = (ts > point) if strict else (ts >= point)
         if (node.which, node.op) == ("first", "before"):
             return self.at_least([*conditions, ts < point], 1)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from rapport.segments.ast import MAX_NUMBER
 from rapport.segments.errors import SegmentError
 
 TokenKind = Literal["word", "field", "string", "number", "date", "op", "punct", "end"]
@@ -19,6 +21,7 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\d.])")
 _WORD = re.compile(r"[^\W\d]\w*(?:\.\w+)*")
 _OPS = re.compile(r">=|<=|!=|==|=|>|<")
 _PUNCT = "(),%"
+_MAX_DIGITS = len(str(int(MAX_NUMBER)))  # an integer with more digits is beyond every double
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,18 @@ def _quoted(text: str, start: int, positions: _Positions) -> tuple[str, int]:
     raise SegmentError("this string is never closed", line, column, [f"a closing {quote}"])
 
 
+def _number(raw: str) -> int | float | None:
+    """Decode a number literal; None when it is beyond the range of a double (so no condition can use it)."""
+    if any(c in raw for c in ".eE"):
+        number = float(raw)
+        return number if math.isfinite(number) else None
+    digits = raw.lstrip("-").lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:  # checked before int(), which refuses text of over 4,300 digits
+        return None
+    whole = -int(digits) if raw.startswith("-") else int(digits)
+    return whole if abs(whole) <= MAX_NUMBER else None
+
+
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into tokens, ending with an ``end`` token; raise ``SegmentError`` on a bad character."""
     positions = _Positions(text)
@@ -107,9 +122,15 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("date", match.group(), day, line, column))
         elif match := _NUMBER.match(text, i):
             raw = match.group()
-            number: int | float = float(raw) if any(c in raw for c in ".eE") else int(raw)
-            if number in (float("inf"), float("-inf")):
-                raise SegmentError(f"{raw} is too large", line, column, ["a finite number"])
+            number = _number(raw)
+            if number is None:
+                shown = raw if len(raw) <= 24 else f"{raw[:12]}… ({len(raw):,} characters)"
+                raise SegmentError(
+                    f"{shown} is too large: numbers must lie between -{MAX_NUMBER!r} and {MAX_NUMBER!r}",
+                    line,
+                    column,
+                    ["a finite number"],
+                )
             tokens.append(Token("number", raw, number, line, column))
         elif match := _WORD.match(text, i):
             tokens.append(Token("word", match.group(), match.group(), line, column))

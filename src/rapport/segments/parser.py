@@ -23,6 +23,8 @@ from rapport.segments.ast import (
     BUCKET_OPS,
     CHANNELS,
     COUNT_OPS,
+    MAX_COUNT,
+    MAX_DAYS,
     MAX_DEPTH,
     And,
     Between,
@@ -48,6 +50,7 @@ from rapport.segments.ast import (
     TimePoint,
     Window,
     Within,
+    check_whole,
 )
 from rapport.segments.catalog import DEFAULT_EVENT_ALIASES, Catalog, check, nearest
 from rapport.segments.errors import SegmentError
@@ -184,12 +187,21 @@ class _Parser:
         self.advance()
         return str(token.value), token
 
-    def natural(self, what: str, minimum: int = 0) -> int:
+    def natural(self, what: str, minimum: int = 0, *, limit: tuple[str, int] | None = None) -> int:
+        """Read a whole number ≥ ``minimum``; with ``limit`` (name, maximum), refuse a bigger one right here."""
         token = self.peek
         if token.kind != "number" or not isinstance(token.value, int) or token.value < minimum:
             self.fail(f"expected {what} (a whole number ≥ {minimum}), found {token.describe()}", [what])
+        if limit is not None:
+            self.build(token, check_whole, token.value, limit[0], minimum, limit[1])
         self.advance()
         return token.value
+
+    def days(self) -> int:
+        """Read ``N days`` of a date-relative condition or a point in time."""
+        days = self.natural("a number of days", limit=("a number of days", MAX_DAYS))
+        self.days_word()
+        return days
 
     def number(self, what: str) -> float:
         token = self.peek
@@ -331,9 +343,7 @@ class _Parser:
             self.advance()
             if not where and self.peek.is_word("next", "last"):
                 kind = "in " + self.advance().text.lower()
-                days = self.natural("a number of days")
-                self.days_word()
-                return self.build(token, DateRelative, name, kind, days)
+                return self.build(token, DateRelative, name, kind, self.days())
             at = self.peek
             return self.mark(self.build(token, Compare, name, "in", self.scalar_list()), value=at)
         if token.is_word("not") and self.ahead().is_word("in"):
@@ -358,8 +368,7 @@ class _Parser:
         if not where and self.peek.is_word("more", "less"):
             kind = self.advance().text.lower() + " than ago"
             self.expect("than")
-            days = self.natural("a number of days")
-            self.days_word()
+            days = self.days()
             self.expect("ago")
             return self.build(token, DateRelative, name, kind, days)
         ops = [op for op in _FIELD_OPS if not where or op[0] in "=!<>cs"]
@@ -383,9 +392,7 @@ class _Parser:
             return self.build(at, DateRelative, name, "today", 0, True)
         self.expect("in")
         kind = "in " + self.expect("next", "last").text.lower()
-        days = self.natural("a number of days")
-        self.days_word()
-        return self.build(at, DateRelative, name, kind, days, True)
+        return self.build(at, DateRelative, name, kind, self.days(), True)
 
     # ---- events and messages -----------------------------------------------------------------------------
 
@@ -416,9 +423,10 @@ class _Parser:
             elif window is None and token.is_word("in") and self.ahead().is_word("last"):
                 self.advance()
                 self.advance()
+                amount_tok = self.peek
                 amount = self.natural("a number of days or hours", 1)
                 unit = self.days_word(hours=True)
-                window = self.build(token, InLast, amount, unit)
+                window = self.build(amount_tok, InLast, amount, unit)  # the unit sets the maximum
             elif window is None and token.is_word("between"):
                 self.advance()
                 start = self.date()
@@ -434,7 +442,7 @@ class _Parser:
         token = self.advance()
         op = "at " + self.expect("least", "most").text.lower() if token.is_word("at") else "exactly"
         assert op in COUNT_OPS
-        n = self.natural("a number of times")
+        n = self.natural("a number of times", limit=("a count", MAX_COUNT))
         self.accept("time", "times")
         return Count(op, n)  # type: ignore[arg-type]
 
@@ -462,8 +470,7 @@ class _Parser:
         if self.peek.is_word("more", "less"):
             op = "before" if self.advance().is_word("more") else "after"
             self.expect("than")
-            days = self.natural("a number of days")
-            self.days_word()
+            days = self.days()
             self.expect("ago")
             return op, DaysAgo(days)
         if not self.peek.is_word("before", "after"):
@@ -473,8 +480,7 @@ class _Parser:
             )
         op = self.advance().text.lower()
         if self.peek.kind == "number":
-            days = self.natural("a number of days")
-            self.days_word()
+            days = self.days()
             self.expect("ago")
             return op, DaysAgo(days)
         return op, self.date()

@@ -559,6 +559,12 @@ def _distance(lat: ColumnElement[Any], lon: ColumnElement[Any], lat0: Any, lon0:
     return 2 * EARTH_RADIUS_KM * func.asin(least(1.0, func.sqrt(h)))
 
 
+def _pg_least(bound: float, value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``min(bound, value)`` that stays NULL for NULL, as SQLite's ``min`` does: PostgreSQL's ``least``
+    skips NULLs, which gave a profile without a location the distance ``π × R`` (~20,015 km)."""
+    return case((value > bound, bound), else_=value)
+
+
 def _SQLITE(element: Portable) -> ColumnElement[Any]:
     if element.name == "month_day":
         return func.strftime("%m-%d", element.args[0])
@@ -579,7 +585,7 @@ def _POSTGRES(element: Portable) -> ColumnElement[Any]:
         return func.jsonb_build_object("v", element.args[0])
     if element.name == "distance":
         lat, lon, lat0, lon0 = element.args
-        return _distance(lat, lon, lat0, lon0, func.least)
+        return _distance(lat, lon, lat0, lon0, _pg_least)
     if element.name == "bucket":
         seed, profile_id = element.args
         text = seed.concat(":").concat(cast(profile_id, Text()))
