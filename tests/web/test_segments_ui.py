@@ -354,9 +354,20 @@ def test_a_failed_save_keeps_the_form_and_shows_the_error(
         "/segments/new", data={"csrf_token": csrf, "name": "Leeds taken", "text": 'city = "York"'}
     )
     assert taken.status_code == 200 and "a segment called &#39;Leeds taken&#39; exists" in taken.text
+    # over-long fields come back in the form with what was written, not as a generic error page
+    long_text = " or ".join(f'city = "Town {n}"' for n in range(1200))  # ~21,000 characters
+    too_long = client.post("/segments/new", data={"csrf_token": csrf, "name": "Towns", "text": long_text})
+    assert too_long.status_code == 200
+    assert f"The text is {len(long_text):,} characters long: at most 20,000 are allowed." in too_long.text
+    assert "Town 1199" in too_long.text
+    long_name = client.post(
+        "/segments/new", data={"csrf_token": csrf, "name": "N" * 201, "text": long_text[:50]}
+    )
+    assert long_name.status_code == 200 and "The name is 201 characters long" in long_name.text
     with runtime.sessions() as db:
         names = list(db.scalars(select(Segment.name).where(Segment.workspace_id == demo.workspace_id)))
     assert "Typo" not in names and " " not in names and names.count("Leeds taken") == 1
+    assert "Towns" not in names and "N" * 201 not in names
 
 
 def test_members_page_paginates_and_the_csv_has_everyone(

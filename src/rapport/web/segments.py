@@ -157,6 +157,23 @@ def _json(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, headers=dict(SECURITY_HEADERS))
 
 
+#: The builder form's fields, what the page calls them, and their longest allowed length.
+_LIMITS = (
+    ("name", "The name", 200),
+    ("description", "The description", 2000),
+    ("text", "The text", MAX_TEXT),
+)
+
+
+def _too_long(form: dict[str, Any]) -> str:
+    """The problem with an over-long field, or ''. Checked here rather than by the form's declared limits,
+    which refused the whole request with a generic page and lost what the marketer had written."""
+    for field, label, limit in _LIMITS:
+        if len(form[field]) > limit:
+            return f"{label} is {len(form[field]):,} characters long: at most {limit:,} are allowed."
+    return ""
+
+
 def _save_problem(exc: RapportError) -> tuple[dict[str, Any] | None, str]:
     if isinstance(exc, SegmentError):
         return error_payload(exc), ""
@@ -168,12 +185,14 @@ def segment_create(
     request: Request,
     ui: UiEditorPost,
     db: DbSession,
-    name: Annotated[str, Form(max_length=200)] = "",
-    description: Annotated[str, Form(max_length=2000)] = "",
-    text: Annotated[str, Form(max_length=MAX_TEXT)] = "",
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
 ) -> Response:
     """Save a new segment from the builder's text form (kept in sync with the visual editor)."""
     form: dict[str, Any] = {"name": name, "description": description, "text": text}
+    if too_long := _too_long(form):
+        return _builder(request, ui, db, segment=None, **form, problem=too_long)
     if not name.strip():
         return _builder(request, ui, db, segment=None, **form, problem="Give the segment a name.")
     if not text.strip():
@@ -225,13 +244,15 @@ def segment_update(
     segment_id: int,
     ui: UiEditorPost,
     db: DbSession,
-    name: Annotated[str, Form(max_length=200)] = "",
-    description: Annotated[str, Form(max_length=2000)] = "",
-    text: Annotated[str, Form(max_length=MAX_TEXT)] = "",
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
 ) -> Response:
     """Save changes to a segment; a new definition bumps its version and re-counts its members."""
     segment = segments_service.get_segment(db, workspace_id=ui.workspace_id, segment_id=segment_id)
     form: dict[str, Any] = {"name": name, "description": description, "text": text}
+    if too_long := _too_long(form):
+        return _builder(request, ui, db, segment=segment, **form, problem=too_long)
     if not name.strip() or not text.strip():
         problem = "Give the segment a name." if not name.strip() else "Add at least one condition."
         return _builder(request, ui, db, segment=segment, **form, problem=problem)
