@@ -333,6 +333,16 @@ def test_computed_traits_are_created_edited_archived_and_recomputed_by_admins(
         "/data/traits/new", data={**form, "property": "total", "conditions": "channel web"}
     )
     assert bad_line.status_code == 400 and "condition line 1" in bad_line.text
+    # an over-long field comes back in the form, input kept, not as a generic error page
+    huge_window = client.post("/data/traits/new", data={**form, "window_days": "100000000000000000000"})
+    assert huge_window.status_code == 400 and "The window is 21 characters long" in huge_window.text
+    assert 'value="web_orders_90d"' in huge_window.text
+    long_conditions = "\n".join(f"code = {n}" for n in range(700))  # ~7,000 characters
+    too_many = client.post(
+        "/data/traits/new", data={**form, "property": "total", "conditions": long_conditions}
+    )
+    assert too_many.status_code == 400 and "at most 5,000 are allowed" in too_many.text
+    assert "code = 699" in too_many.text
     created = client.post("/data/traits/new", data={**form, "property": "total"}, follow_redirects=False)
     assert created.status_code == 303
     with runtime.sessions() as db:

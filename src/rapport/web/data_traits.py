@@ -20,6 +20,7 @@ from rapport.models import ComputedTrait
 from rapport.process import computed as computed_rules
 from rapport.process import traits_service
 from rapport.runtime import Runtime
+from rapport.web.form_limits import Limit, too_long
 from rapport.web.rendering import Flash, redirect, render
 from rapport.web.session import UiAdminPost, UiPage, UiRoute, UiUser
 from rapport.worker import queue
@@ -227,6 +228,18 @@ def _window(text: str) -> int | None:
     return int(text)
 
 
+#: The form's fields, what the page calls them, and their longest allowed length.
+_LIMITS: tuple[Limit, ...] = (
+    ("name", "The name", 100),
+    ("description", "The description", 500),
+    ("event", "The event", 200),
+    ("aggregation", "The aggregation", 40),
+    ("property", "The property", 200),
+    ("window_days", "The window", 10),
+    ("conditions", "The conditions", 5000),
+)
+
+
 @router.get("/new")
 def new_trait_page(request: Request, ui: UiPage) -> Response:
     """The form for a new computed trait."""
@@ -238,13 +251,13 @@ def create_trait(
     request: Request,
     ui: UiAdminPost,
     db: DbSession,
-    name: Annotated[str, Form(max_length=100)] = "",
-    description: Annotated[str, Form(max_length=500)] = "",
-    event: Annotated[str, Form(max_length=200)] = "",
-    aggregation: Annotated[str, Form(max_length=40)] = "",
-    property: Annotated[str, Form(max_length=200)] = "",
-    window_days: Annotated[str, Form(max_length=10)] = "",
-    conditions: Annotated[str, Form(max_length=5000)] = "",
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    event: Annotated[str, Form()] = "",
+    aggregation: Annotated[str, Form()] = "",
+    property: Annotated[str, Form()] = "",
+    window_days: Annotated[str, Form()] = "",
+    conditions: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a definition; its backfill runs in the background. Errors re-render the form."""
     sent = {
@@ -256,6 +269,8 @@ def create_trait(
         "window_days": window_days,
         "conditions": conditions,
     }
+    if problem := too_long(sent, _LIMITS):
+        return _form_page(request, ui, row=None, form=sent, error=problem, status_code=400)
     try:
         row = traits_service.create_definition(
             db,
@@ -303,12 +318,12 @@ def update_trait(
     trait_id: int,
     ui: UiAdminPost,
     db: DbSession,
-    description: Annotated[str, Form(max_length=500)] = "",
-    event: Annotated[str, Form(max_length=200)] = "",
-    aggregation: Annotated[str, Form(max_length=40)] = "",
-    property: Annotated[str, Form(max_length=200)] = "",
-    window_days: Annotated[str, Form(max_length=10)] = "",
-    conditions: Annotated[str, Form(max_length=5000)] = "",
+    description: Annotated[str, Form()] = "",
+    event: Annotated[str, Form()] = "",
+    aggregation: Annotated[str, Form()] = "",
+    property: Annotated[str, Form()] = "",
+    window_days: Annotated[str, Form()] = "",
+    conditions: Annotated[str, Form()] = "",
 ) -> Response:
     """Change a definition; a change of what it computes re-runs its backfill."""
     row = traits_service.get_definition(db, workspace_id=ui.workspace_id, trait_id=trait_id)
@@ -321,6 +336,8 @@ def update_trait(
         "window_days": window_days,
         "conditions": conditions,
     }
+    if problem := too_long(sent, _LIMITS):
+        return _form_page(request, ui, row=row, form=sent, error=problem, status_code=400)
     before = row.version
     try:
         row = traits_service.update_definition(

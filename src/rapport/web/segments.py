@@ -23,6 +23,7 @@ from rapport.runtime import Runtime
 from rapport.segments import SegmentError, catalog_service
 from rapport.segments import service as segments_service
 from rapport.segments.schemas import SegmentCreate, SegmentUpdate
+from rapport.web.form_limits import Limit, too_long
 from rapport.web.rendering import SECURITY_HEADERS, Flash, redirect, render
 from rapport.web.segments_builder import (
     RECENT_DAYS,
@@ -158,20 +159,11 @@ def _json(body: dict[str, Any]) -> JSONResponse:
 
 
 #: The builder form's fields, what the page calls them, and their longest allowed length.
-_LIMITS = (
+_LIMITS: tuple[Limit, ...] = (
     ("name", "The name", 200),
     ("description", "The description", 2000),
     ("text", "The text", MAX_TEXT),
 )
-
-
-def _too_long(form: dict[str, Any]) -> str:
-    """The problem with an over-long field, or ''. Checked here rather than by the form's declared limits,
-    which refused the whole request with a generic page and lost what the marketer had written."""
-    for field, label, limit in _LIMITS:
-        if len(form[field]) > limit:
-            return f"{label} is {len(form[field]):,} characters long: at most {limit:,} are allowed."
-    return ""
 
 
 def _save_problem(exc: RapportError) -> tuple[dict[str, Any] | None, str]:
@@ -191,8 +183,8 @@ def segment_create(
 ) -> Response:
     """Save a new segment from the builder's text form (kept in sync with the visual editor)."""
     form: dict[str, Any] = {"name": name, "description": description, "text": text}
-    if too_long := _too_long(form):
-        return _builder(request, ui, db, segment=None, **form, problem=too_long)
+    if problem := too_long(form, _LIMITS):
+        return _builder(request, ui, db, segment=None, **form, problem=problem)
     if not name.strip():
         return _builder(request, ui, db, segment=None, **form, problem="Give the segment a name.")
     if not text.strip():
@@ -251,8 +243,8 @@ def segment_update(
     """Save changes to a segment; a new definition bumps its version and re-counts its members."""
     segment = segments_service.get_segment(db, workspace_id=ui.workspace_id, segment_id=segment_id)
     form: dict[str, Any] = {"name": name, "description": description, "text": text}
-    if too_long := _too_long(form):
-        return _builder(request, ui, db, segment=segment, **form, problem=too_long)
+    if problem := too_long(form, _LIMITS):
+        return _builder(request, ui, db, segment=segment, **form, problem=problem)
     if not name.strip() or not text.strip():
         problem = "Give the segment a name." if not name.strip() else "Add at least one condition."
         return _builder(request, ui, db, segment=segment, **form, problem=problem)
