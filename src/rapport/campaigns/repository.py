@@ -11,6 +11,7 @@ from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, lit
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from rapport.campaigns.schemas import MAX_ID
 from rapport.db.planner import one_of
 from rapport.kit.clock import as_utc
 from rapport.messaging.repository import BulkValues, insert_rows
@@ -42,6 +43,8 @@ def _insert(db: Session) -> Any:
 
 def get_campaign(db: Session, *, workspace_id: int, campaign_id: int) -> Campaign | None:
     """Return one of the workspace's campaigns."""
+    if not 1 <= campaign_id <= MAX_ID:  # no such row; the database would refuse to compare (a 500)
+        return None
     return db.scalar(
         select(Campaign).where(Campaign.workspace_id == workspace_id, Campaign.id == campaign_id)
     )
@@ -49,6 +52,8 @@ def get_campaign(db: Session, *, workspace_id: int, campaign_id: int) -> Campaig
 
 def lock_campaign(db: Session, *, workspace_id: int, campaign_id: int) -> Campaign | None:
     """Return the campaign locked for a state change (row lock on PostgreSQL; SQLite holds the write lock)."""
+    if not 1 <= campaign_id <= MAX_ID:
+        return None
     stmt = select(Campaign).where(Campaign.workspace_id == workspace_id, Campaign.id == campaign_id)
     if db.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Kind = Literal["broadcast", "triggered", "date_relative"]
 Channel = Literal["email", "sms", "push", "inapp", "webhook"]
+
+# The bounds of every number a campaign takes (docs/campaigns.md, "Limits"). The UI's form shows them as
+# min/max on its inputs and checks them in its own unit (web/campaigns_form.py); past them a value is a typo
+# or an attack, and a number too big for the database would otherwise end as a 500.
+#: The largest id a table holds (a signed 64-bit integer): a bigger number names nothing.
+MAX_ID = 2**63 - 1
+MAX_PRIORITY = 1000
+MAX_WEIGHT = 1000
+MAX_CONTROL_PERCENT = 90
+MAX_TEST_PERCENT = 100
+MAX_TEST_HOURS = 24 * 30
+MAX_AGE_HOURS = 24 * 366
+MAX_OFFSET_DAYS = 3650
+MAX_REENTRY_DAYS = 3650
+MAX_DELAY_SECONDS = 365 * 86400
+MAX_THROTTLE_PER_HOUR = 10_000_000
+MAX_GOAL_DAYS = 365
+#: In any currency: even a per-message cost in rupiah or won stays far below a million.
+MAX_COST_PER_MESSAGE = 1_000_000
+
+#: The id of a row of another table (a segment, a template, a profile).
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class VariantIn(BaseModel):
@@ -16,19 +38,19 @@ class VariantIn(BaseModel):
 
     key: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
     name: str = Field(default="", max_length=200)
-    template_id: int | None = None
+    template_id: Id | None = None
     content: dict[str, Any] = Field(default_factory=dict)
-    weight: int = Field(default=1, ge=0, le=1000)
+    weight: int = Field(default=1, ge=0, le=MAX_WEIGHT)
 
 
 class ExperimentIn(BaseModel):
     """An A/B/n test phase: ``test_percent`` of the non-control audience is split over the variants; after
     ``test_hours`` the winner by ``metric`` (chosen by ``method``) goes to the rest when ``send_winner``."""
 
-    test_percent: float = Field(default=0, ge=0, le=100)
+    test_percent: float = Field(default=0, ge=0, le=MAX_TEST_PERCENT)
     metric: Literal["conversion", "click", "open"] = "conversion"
     method: Literal["significance", "thompson"] = "significance"
-    test_hours: float = Field(default=24, gt=0, le=24 * 30)
+    test_hours: float = Field(default=24, gt=0, le=MAX_TEST_HOURS)
     send_winner: bool = True
 
 
@@ -51,10 +73,10 @@ class TriggerIn(BaseModel):
     type: Literal["event", "segment_entry", "segment_exit", "date"]
     event: str | None = Field(default=None, max_length=200)
     where: str | None = Field(default=None, max_length=5000)
-    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0, le=24 * 366)
-    segment_id: int | None = None
+    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0, le=MAX_AGE_HOURS)
+    segment_id: Id | None = None
     trait: str | None = Field(default=None, max_length=200)
-    offset_days: int = Field(default=0, ge=-3650, le=3650)
+    offset_days: int = Field(default=0, ge=-MAX_OFFSET_DAYS, le=MAX_OFFSET_DAYS)
     at: str | None = Field(default=None, pattern=r"^\d{1,2}:\d{2}$")
     anniversary: bool = False
 
@@ -68,23 +90,23 @@ class CampaignCreate(BaseModel):
     channel: Channel
     topic: str = Field(default="", max_length=64)
     message_kind: Literal["marketing", "service"] = "marketing"
-    priority: int = Field(default=100, ge=0, le=1000)
-    segment_ids: list[int] = Field(default_factory=list)
-    exclude_segment_ids: list[int] = Field(default_factory=list)
+    priority: int = Field(default=100, ge=0, le=MAX_PRIORITY)
+    segment_ids: list[Id] = Field(default_factory=list)
+    exclude_segment_ids: list[Id] = Field(default_factory=list)
     variants: list[VariantIn] = Field(min_length=1, max_length=26)
-    control_percent: float = Field(default=0, ge=0, le=90)
+    control_percent: float = Field(default=0, ge=0, le=MAX_CONTROL_PERCENT)
     experiment: ExperimentIn | None = None
     send_at: datetime | None = None
     local_time: str | None = Field(default=None, pattern=r"^\d{1,2}:\d{2}$")
-    throttle_per_hour: int | None = Field(default=None, ge=1)
+    throttle_per_hour: int | None = Field(default=None, ge=1, le=MAX_THROTTLE_PER_HOUR)
     trigger: TriggerIn | None = None
     reentry: Literal["once", "always", "every"] = "once"
-    reentry_days: int | None = Field(default=None, ge=1, le=3650)
-    delay_seconds: int = Field(default=0, ge=0, le=365 * 86400)
+    reentry_days: int | None = Field(default=None, ge=1, le=MAX_REENTRY_DAYS)
+    delay_seconds: int = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
     goal_event: str = Field(default="order_completed", min_length=1, max_length=200)
-    goal_days: int = Field(default=7, ge=1, le=365)
+    goal_days: int = Field(default=7, ge=1, le=MAX_GOAL_DAYS)
     goal_revenue_property: str = Field(default="total", max_length=100)
-    cost_per_message: float | None = Field(default=None, ge=0)
+    cost_per_message: float | None = Field(default=None, ge=0, le=MAX_COST_PER_MESSAGE)
     seed_addresses: list[str] = Field(default_factory=list, max_length=50)
 
 
@@ -94,23 +116,23 @@ class CampaignUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = None
     topic: str | None = Field(default=None, max_length=64)
-    priority: int | None = Field(default=None, ge=0, le=1000)
-    segment_ids: list[int] | None = None
-    exclude_segment_ids: list[int] | None = None
+    priority: int | None = Field(default=None, ge=0, le=MAX_PRIORITY)
+    segment_ids: list[Id] | None = None
+    exclude_segment_ids: list[Id] | None = None
     variants: list[VariantIn] | None = Field(default=None, min_length=1, max_length=26)
-    control_percent: float | None = Field(default=None, ge=0, le=90)
+    control_percent: float | None = Field(default=None, ge=0, le=MAX_CONTROL_PERCENT)
     experiment: ExperimentIn | None = None
     send_at: datetime | None = None
     local_time: str | None = Field(default=None, pattern=r"^\d{1,2}:\d{2}$")
-    throttle_per_hour: int | None = Field(default=None, ge=1)
+    throttle_per_hour: int | None = Field(default=None, ge=1, le=MAX_THROTTLE_PER_HOUR)
     trigger: TriggerIn | None = None
     reentry: Literal["once", "always", "every"] | None = None
-    reentry_days: int | None = Field(default=None, ge=1, le=3650)
-    delay_seconds: int | None = Field(default=None, ge=0, le=365 * 86400)
+    reentry_days: int | None = Field(default=None, ge=1, le=MAX_REENTRY_DAYS)
+    delay_seconds: int | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
     goal_event: str | None = Field(default=None, min_length=1, max_length=200)
-    goal_days: int | None = Field(default=None, ge=1, le=365)
+    goal_days: int | None = Field(default=None, ge=1, le=MAX_GOAL_DAYS)
     goal_revenue_property: str | None = Field(default=None, max_length=100)
-    cost_per_message: float | None = Field(default=None, ge=0)
+    cost_per_message: float | None = Field(default=None, ge=0, le=MAX_COST_PER_MESSAGE)
     seed_addresses: list[str] | None = Field(default=None, max_length=50)
 
 
@@ -236,7 +258,7 @@ class TestSend(BaseModel):
     as ``profile_id`` when given."""
 
     addresses: list[str] = Field(default_factory=list, max_length=50)
-    profile_id: int | None = None
+    profile_id: Id | None = None
     variants: list[str] = Field(default_factory=list)
 
 

@@ -194,6 +194,19 @@ def _check_shape(db: Session, *, workspace_id: int, values: dict[str, Any]) -> N
         raise ValidationFailed(f"unknown topic {topic}", details={"field": "topic"})
 
 
+def _check_send_at(db: Session, *, workspace_id: int, send_at: datetime, now: datetime) -> None:
+    """Refuse a send time in the past (beyond a minute's grace): a broadcast must not go out at once by
+    mistake. Sending now is asked for by giving no ``send_at``."""
+    if not schedule.send_at_passed(send_at, now=now):
+        return
+    workspace = db.get(Workspace, workspace_id)
+    tz = schedule.zone(workspace.timezone if workspace is not None else None)
+    raise ValidationFailed(
+        schedule.past_send_at_message(send_at, tz),
+        details={"field": "send_at", "send_at": as_utc(send_at).isoformat(), "now": as_utc(now).isoformat()},
+    )
+
+
 def _variant_rows(variants: Sequence[VariantIn]) -> list[dict[str, Any]]:
     return [
         {
@@ -221,6 +234,8 @@ def create_campaign(
     values["trigger"] = _trigger_values(data.trigger)
     _check_shape(db, workspace_id=workspace_id, values=values)
     _check_variants(db, workspace_id=workspace_id, channel=data.channel, variants=data.variants)
+    if data.send_at is not None:
+        _check_send_at(db, workspace_id=workspace_id, send_at=data.send_at, now=now)
     campaign = Campaign(
         workspace_id=workspace_id, status=DRAFT, created_by=actor, created_at=now, updated_at=now, **values
     )
@@ -253,6 +268,8 @@ def update_campaign(
         changes["trigger"] = _trigger_values(data.trigger)
     merged = {column.name: getattr(campaign, column.name) for column in Campaign.__table__.columns} | changes
     _check_shape(db, workspace_id=workspace_id, values=merged)
+    if changes.get("send_at") is not None:
+        _check_send_at(db, workspace_id=workspace_id, send_at=changes["send_at"], now=now)
     if data.variants is not None:
         _check_variants(db, workspace_id=workspace_id, channel=campaign.channel, variants=data.variants)
         repo.replace_variants(db, campaign=campaign, variants=_variant_rows(data.variants))
@@ -301,11 +318,14 @@ def _transition(
 
 def do_launch(db: Session, *, workspace_id: int, campaign_id: int, actor: str, now: datetime) -> Campaign:
     """Start a campaign: a broadcast is scheduled (``send_at`` in the future) or starts sending now (its
-    audience frozen in this transaction); a triggered or date-relative campaign becomes active."""
+    audience frozen in this transaction); a triggered or date-relative campaign becomes active. A broadcast
+    whose ``send_at`` has passed meanwhile is refused rather than sent at once."""
     campaign = _transition(
         db, workspace_id=workspace_id, campaign_id=campaign_id, allowed={DRAFT}, verb="launch"
     )
     if campaign.kind == "broadcast":
+        if campaign.send_at is not None:
+            _check_send_at(db, workspace_id=workspace_id, send_at=campaign.send_at, now=now)
         building = segments_building(db, campaign=campaign)
         if building:
             raise Conflict(f"segment {building} is still being built; launch again in a moment")
@@ -419,7 +439,7 @@ def do_archive(db: Session, *, workspace_id: int, campaign_id: int, actor: str, 
 def duplicate_campaign(
     db: Session, *, workspace_id: int, campaign_id: int, name: str | None, actor: str, now: datetime
 ) -> Campaign:
-    """Copy a campaign (settings and variants) into a new draft."""
+    """Copy a campaign (settings and variants) into a new draft; a send time already past is dropped."""
     source = get_campaign(db, workspace_id=workspace_id, campaign_id=campaign_id)
     new_name = name or f"{source.name} (copy)"
     if repo.name_taken(db, workspace_id=workspace_id, name=new_name):
@@ -427,6 +447,8 @@ def duplicate_campaign(
     skip = {"id", "name", "status", "status_reason", "winner_variant", "winner_decided_at", "audience_size",
             "started_at", "finished_at", "archived_at", "created_at", "updated_at", "created_by"}  # fmt: skip
     values = {c.name: getattr(source, c.name) for c in Campaign.__table__.columns if c.name not in skip}
+    if values["send_at"] is not None and as_utc(values["send_at"]) <= now:
+        values["send_at"] = None  # a copy of a sent broadcast sends when launched, not "at a past time"
     copy = Campaign(**values, name=new_name, status=DRAFT, created_by=actor, created_at=now, updated_at=now)
     db.add(copy)
     db.flush()

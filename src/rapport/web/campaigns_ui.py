@@ -8,21 +8,19 @@ that do not apply to the chosen kind and draws the results chart from the JSON t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from rapport.api.deps import DbSession, ReadDbSession
-from rapport.campaigns import measure, testsend
+from rapport.campaigns import measure, schedule, testsend
 from rapport.campaigns import repository as campaigns_repo
 from rapport.campaigns import service as campaigns_service
-from rapport.campaigns.schemas import CampaignCreate
+from rapport.campaigns.schemas import CampaignUpdate
 from rapport.consent import service as consent_service
 from rapport.content import service as content_service
 from rapport.errors import RapportError
@@ -30,12 +28,12 @@ from rapport.kit.pagination import Page
 from rapport.models import Campaign, Workspace
 from rapport.runtime import Runtime
 from rapport.segments import service as segments_service
+from rapport.web import campaigns_form
 from rapport.web.rendering import Flash, redirect, render
 from rapport.web.session import UiEditorPost, UiPage, UiRoute, UiUser
 
 router = APIRouter(prefix="/campaigns", route_class=UiRoute, include_in_schema=False)
 
-VARIANT_KEYS = ("A", "B", "C", "D")
 CHANNELS = ("email", "sms", "push", "inapp", "webhook")
 LIVE = {"sending", "testing", "active", "scheduled"}
 KIND_LABELS = {"broadcast": "Broadcast", "triggered": "Triggered", "date_relative": "Date-relative"}
@@ -68,7 +66,7 @@ def _choices(db: Session, ui: UiUser) -> dict[str, Any]:
         ),
         "topics": consent_service.list_topics(db, workspace_id=ui.workspace_id),
         "channels": CHANNELS,
-        "variant_keys": VARIANT_KEYS,
+        "variant_keys": campaigns_form.VARIANT_KEYS,
         "kinds": KIND_LABELS,
     }
 
@@ -91,133 +89,30 @@ def new_campaign_page(request: Request, ui: UiPage, db: ReadDbSession) -> Respon
         {
             "title": "New campaign",
             "form": FormEcho(kind="broadcast", channel="email"),
-            "error": None,
-            **_choices(db, ui),
+            **_form_context(db, ui, []),
         },
     )
 
 
-def _number(form: FormData, name: str, default: float | None = None) -> float | None:
-    raw = str(form.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name.replace('_', ' ')} must be a number") from exc
-
-
-def _integer(form: FormData, name: str, default: int | None = None) -> int | None:
-    value = _number(form, name, None)
-    return default if value is None else int(value)
-
-
-def body_from_form(form: FormData, *, timezone: str) -> dict[str, Any]:
-    """Turn the new-campaign form into the API's create body (a ValueError names what is wrong)."""
-    kind = str(form.get("kind") or "broadcast")
-    body: dict[str, Any] = {
-        "name": str(form.get("name") or "").strip(),
-        "description": str(form.get("description") or ""),
-        "kind": kind,
-        "channel": str(form.get("channel") or "email"),
-        "topic": str(form.get("topic") or ""),
-        "control_percent": _number(form, "control_percent", 0.0),
-        "goal_event": str(form.get("goal_event") or "order_completed").strip(),
-        "goal_days": _integer(form, "goal_days", 7),
-        "goal_revenue_property": str(form.get("goal_revenue_property") or "total").strip(),
-        "cost_per_message": _number(form, "cost_per_message"),
-        "seed_addresses": [a.strip() for a in str(form.get("seed_addresses") or "").split(",") if a.strip()],
-        "reentry": str(form.get("reentry") or "once"),
-        "reentry_days": _integer(form, "reentry_days"),
-    }
-    variants = []
-    for key in VARIANT_KEYS:
-        template = str(form.get(f"variant_{key}_template") or "")
-        if not template:
-            continue
-        variants.append(
-            {
-                "key": key,
-                "name": str(form.get(f"variant_{key}_name") or "").strip() or f"Variant {key}",
-                "template_id": int(template),
-                "weight": _integer(form, f"variant_{key}_weight", 1),
-            }
-        )
-    if not variants:
-        raise ValueError("choose a template for variant A")
-    body["variants"] = variants
-    test_percent = _number(form, "test_percent", 0.0) or 0.0
-    if test_percent > 0:
-        body["experiment"] = {
-            "test_percent": test_percent,
-            "metric": str(form.get("metric") or "conversion"),
-            "method": str(form.get("method") or "significance"),
-            "test_hours": _number(form, "test_hours", 24.0),
-            "send_winner": form.get("send_winner") is not None,
-        }
-    if kind == "broadcast":
-        body["segment_ids"] = [int(str(v)) for v in form.getlist("segment_ids")]
-        body["exclude_segment_ids"] = [int(str(v)) for v in form.getlist("exclude_segment_ids")]
-        when = str(form.get("when") or "now")
-        if when == "at":
-            raw = str(form.get("send_at") or "")
-            try:
-                local = datetime.fromisoformat(raw)
-            except ValueError as exc:
-                raise ValueError("choose the date and time to send at") from exc
-            body["send_at"] = local.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC).isoformat()
-        elif when == "local":
-            body["local_time"] = str(form.get("local_time") or "09:00")
-        throttle = _integer(form, "throttle_per_hour")
-        if throttle:
-            body["throttle_per_hour"] = throttle
-    elif kind == "triggered":
-        trigger_type = str(form.get("trigger_type") or "event")
-        trigger: dict[str, Any] = {"type": trigger_type}
-        if trigger_type == "event":
-            trigger["event"] = str(form.get("trigger_event") or "").strip()
-            if str(form.get("trigger_where") or "").strip():
-                trigger["where"] = str(form.get("trigger_where")).strip()
-            max_age = _number(form, "trigger_max_age_hours")
-            if max_age is not None:
-                trigger["max_age_hours"] = max_age
-        else:
-            trigger["segment_id"] = _integer(form, "trigger_segment_id")
-        body["trigger"] = trigger
-        body["delay_seconds"] = int((_number(form, "delay_minutes", 0.0) or 0.0) * 60)
-    else:
-        body["trigger"] = {
-            "type": "date",
-            "trait": str(form.get("date_trait") or "").strip(),
-            "offset_days": _integer(form, "date_offset_days", 0),
-            "at": str(form.get("date_at") or "09:00"),
-            "anniversary": form.get("date_anniversary") is not None,
-        }
-    return body
-
-
 @router.post("/new")
 async def create_campaign(request: Request, ui: UiEditorPost, db: DbSession) -> Response:
-    """Save the new campaign as a draft and open its review page."""
+    """Save the new campaign as a draft and open its review page; else show the form again with every
+    problem listed and next to its input, and what was typed kept."""
     form = await request.form()
     workspace = _workspace(db, ui)
-    error: str | None = None
-    try:
-        data = CampaignCreate.model_validate(body_from_form(form, timezone=workspace.timezone))
-        campaign = campaigns_service.create_campaign(
-            db,
-            workspace_id=ui.workspace_id,
-            data=data,
-            actor=ui.principal.actor,
-            now=_runtime(request).clock.now(),
-        )
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
-        error = _validation_text(exc)
-    except RapportError as exc:
-        error = exc.message
-    if error is not None:
+    now = _runtime(request).clock.now()
+    checked = campaigns_form.check_form(form, timezone=workspace.timezone, now=now)
+    errors = checked.errors
+    if checked.data is not None:
+        try:
+            campaign = campaigns_service.create_campaign(
+                db, workspace_id=ui.workspace_id, data=checked.data, actor=ui.principal.actor, now=now
+            )
+        except RapportError as exc:
+            errors = [campaigns_form.service_error(exc, body=checked.body)]
+    if errors:
         db.rollback()
-        context = {"title": "New campaign", "form": _form_echo(form), "error": error, **_choices(db, ui)}
+        context = {"title": "New campaign", "form": _form_echo(form), **_form_context(db, ui, errors)}
         return render(request, "campaigns/new.html", context, status_code=400)
     db.commit()
     return redirect(
@@ -225,22 +120,23 @@ async def create_campaign(request: Request, ui: UiEditorPost, db: DbSession) -> 
     )
 
 
-def _validation_text(exc: ValueError) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-    return str(exc)
+def _form_context(db: Session, ui: UiUser, errors: list[campaigns_form.FormError]) -> dict[str, Any]:
+    """What the form shows besides the values: the choices, the inputs' bounds and the problems."""
+    at: dict[str, str] = {}
+    for error in errors:
+        if error.input is not None:
+            at.setdefault(error.input, error.message)
+    return {"errors": errors, "error_at": at, "numbers": campaigns_form.NUMBERS, **_choices(db, ui)}
 
 
 def _form_echo(form: FormData) -> FormEcho:
     echo = FormEcho({key: form.get(key) for key in form})
-    echo["segment_ids"] = {int(str(v)) for v in form.getlist("segment_ids")}
-    echo["exclude_segment_ids"] = {int(str(v)) for v in form.getlist("exclude_segment_ids")}
+    for name in ("segment_ids", "exclude_segment_ids"):
+        echo[name] = {int(v) for v in map(str, form.getlist(name)) if v.isdigit()}
     return echo
 
 
-def _results_context(db: Session, campaign: Campaign, *, oob: bool) -> dict[str, Any]:
+def _results_context(db: Session, campaign: Campaign, *, now: datetime, oob: bool) -> dict[str, Any]:
     """What the live results panel needs (it is polled every few seconds: no estimate, no set-up)."""
     stats = measure.campaign_stats(db, campaign=campaign) if campaign.status != "draft" else None
     chart = []
@@ -254,7 +150,20 @@ def _results_context(db: Session, campaign: Campaign, *, oob: bool) -> dict[str,
                     "high": round(arm.conversion_interval.high * 100, 3),
                 }
             )
-    return {"campaign": campaign, "stats": stats, "chart": chart, "live": campaign.status in LIVE, "oob": oob}
+    # a draft whose send time went by is refused at launch: the actions offer to send it now instead
+    send_at_passed = (
+        campaign.status == campaigns_service.DRAFT
+        and campaign.send_at is not None
+        and schedule.send_at_passed(campaign.send_at, now=now)
+    )
+    return {
+        "campaign": campaign,
+        "stats": stats,
+        "chart": chart,
+        "live": campaign.status in LIVE,
+        "send_at_passed": send_at_passed,
+        "oob": oob,
+    }
 
 
 def _detail_context(request: Request, ui: UiUser, db: Session, campaign: Campaign) -> dict[str, Any]:
@@ -266,10 +175,11 @@ def _detail_context(request: Request, ui: UiUser, db: Session, campaign: Campaig
         s.id: s.name
         for s in segments_service.list_segments(db, workspace_id=ui.workspace_id, include_archived=True)
     }
+    now = _runtime(request).clock.now()
     estimate = None
     if campaign.kind == "broadcast" and campaign.status in {"draft", "scheduled"}:
         estimate = campaigns_service.estimate_audience(
-            db, workspace=_workspace(db, ui), campaign=campaign, now=_runtime(request).clock.now()
+            db, workspace=_workspace(db, ui), campaign=campaign, now=now
         )
     return {
         "title": campaign.name,
@@ -278,7 +188,7 @@ def _detail_context(request: Request, ui: UiUser, db: Session, campaign: Campaig
         "segment_names": segments,
         "estimate": estimate,
         "kinds": KIND_LABELS,
-        **_results_context(db, campaign, oob=False),
+        **_results_context(db, campaign, now=now, oob=False),
     }
 
 
@@ -294,12 +204,14 @@ def campaign_results(campaign_id: int, request: Request, ui: UiPage, db: ReadDbS
     """The status and results panel alone (htmx refreshes it while the campaign is live)."""
     campaign = campaigns_service.get_campaign(db, workspace_id=ui.workspace_id, campaign_id=campaign_id)
     # the status line and the actions follow along as out-of-band swaps
-    return render(request, "campaigns/_results.html", _results_context(db, campaign, oob=True))
+    context = _results_context(db, campaign, now=_runtime(request).clock.now(), oob=True)
+    return render(request, "campaigns/_results.html", context)
 
 
 @router.post("/{campaign_id}/action")
 async def campaign_action(campaign_id: int, request: Request, ui: UiEditorPost, db: DbSession) -> Response:
-    """Launch, pause, resume, cancel, archive or duplicate the campaign."""
+    """Launch, pause, resume, cancel, archive or duplicate the campaign; or send a draft whose send time
+    has passed now instead (its send time dropped, then launched)."""
     form = await request.form()
     verb = str(form.get("action") or "")
     now = _runtime(request).clock.now()
@@ -317,6 +229,16 @@ async def campaign_action(campaign_id: int, request: Request, ui: UiEditorPost, 
             return redirect(
                 request, f"/campaigns/{copy.id}", flash=Flash("success", f"Copied as {copy.name!r}.")
             )
+        if verb == "send_now":
+            campaigns_service.update_campaign(
+                db,
+                workspace_id=ui.workspace_id,
+                campaign_id=campaign_id,
+                data=CampaignUpdate(send_at=None),
+                actor=ui.principal.actor,
+                now=now,
+            )
+            verb = "launch"
         action = campaigns_service.ACTIONS.get(verb)
         if action is None:
             return redirect(request, f"/campaigns/{campaign_id}", flash=Flash("error", "Unknown action."))
@@ -325,7 +247,8 @@ async def campaign_action(campaign_id: int, request: Request, ui: UiEditorPost, 
         )
     except RapportError as exc:
         db.rollback()
-        return redirect(request, f"/campaigns/{campaign_id}", flash=Flash("error", exc.message))
+        text = campaigns_form.sentence(exc.message)
+        return redirect(request, f"/campaigns/{campaign_id}", flash=Flash("error", text))
     db.commit()
     target = "/campaigns" if verb == "archive" else f"/campaigns/{campaign_id}"
     return redirect(

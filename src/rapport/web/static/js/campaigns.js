@@ -8,6 +8,8 @@
     form.querySelectorAll("[data-for-kind]").forEach(function (section) {
       var kinds = (section.getAttribute("data-for-kind") || "").split(" ");
       section.hidden = kinds.indexOf(kind) < 0;
+      // a hidden section is not sent either: its inputs' min/max must not block a save it has no part in
+      section.disabled = section.hidden;
     });
   }
 
