@@ -37,6 +37,7 @@ from rapport.runtime import Runtime, build_runtime
 from rapport.segments import api as segments_api
 from rapport.segments import realtime as segments_realtime
 from rapport.segments import score_refresh as segments_score_refresh
+from rapport.web import error_pages as web_error_pages
 from rapport.web import mount as web_mount
 from rapport.worker.runner import HandlerRegistry, Worker
 
@@ -152,7 +153,7 @@ def create_app(
     app.state.worker = worker
     app.state.registry = registry
     app.state.ingest = ingest
-    install_error_handlers(app)
+    install_error_handlers(app, page=web_error_pages.error_page)  # UI page requests get HTML pages
     app.add_middleware(collect_api.IngestFastPath)  # inside RequestIdMiddleware: the /v1 hot path
     app.add_middleware(RequestIdMiddleware)
     app.include_router(collect_api.router)  # first: the hot path should not be matched against every route

@@ -216,3 +216,39 @@ def test_tracker_links_are_itsdangerous_tokens() -> None:
     pixel = tracker.open_url("m-2").removeprefix("https://r.example/t/o/").removesuffix(".gif")
     assert tracking.read_open_token("s" * 20, pixel) == "m-2"
     assert tracking.read_open_token("t" * 20, pixel) is None  # another secret: not ours
+
+
+def test_strip_tracking_gives_back_exactly_the_html_before_tracking() -> None:
+    secret = "s" * 20
+    tracker = tracking.Tracker(secret=secret, base_url="https://r.example")
+    tracked = tracker.rewrite(HTML, message_id="m1")
+    assert "/t/o/" in tracked and "/t/c/" in tracked
+    assert tracking.strip_tracking(tracked, secret=secret) == HTML
+
+
+def test_strip_tracking_leaves_no_tracking_url_in_any_shape() -> None:
+    secret = "s" * 20
+    tracker = tracking.Tracker(secret=secret, base_url="https://r.example")
+    good = tracker.click_url("m1", "https://shop.example/a?b=1&c='2'")
+    foreign = URLSafeSerializer("another-secret", salt=tracking.CLICK_SALT).dumps(
+        {"m": "m1", "u": "https://x/"}
+    )
+    html = (
+        f"<a class=btn href='{good}'>A</a>"
+        f'<a href="https://elsewhere.example/t/c/{foreign}">B</a>'
+        f"<a href=//r.example/t/c/{foreign}>C</a>"
+        f'<IMG SRC="{tracker.open_url("m1")}" alt="">'
+        '<img alt="" srcset="https://other.example/t/o/abc.gif 1x">'
+        '<img src="https://cdn.example/logo.png" alt="Logo">'
+        '<td background="/t/o/x.gif" style="background:url(//r.example/t/o/y.gif)">'
+    )
+    out = tracking.strip_tracking(html, secret=secret)
+    assert "/t/o/" not in out and "/t/c/" not in out
+    assert "<a class=btn href='https://shop.example/a?b=1&amp;c=&#x27;2&#x27;'>A</a>" in out
+    assert '<a href="#">B</a>' in out  # a token this server cannot read leads nowhere
+    assert "<a href=about:blank>C</a>" in out
+    # the email's own images stay; the pixel and any image from the tracking endpoints go
+    assert re.findall(r"<img\b[^>]*>", out, re.IGNORECASE) == [
+        '<img src="https://cdn.example/logo.png" alt="Logo">'
+    ]
+    assert '<td background="about:blank" style="background:url(about:blank)">' in out

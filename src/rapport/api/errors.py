@@ -1,13 +1,20 @@
-"""One error shape for every API answer: ``{"error": {"code", "message", "details"}}``; no stack traces."""
+"""One error shape for every API answer: ``{"error": {"code", "message", "details"}}``; no stack traces.
+
+A person's browser asking for a UI page gets an HTML page instead: ``create_app`` passes the UI's
+:func:`rapport.web.error_pages.error_page` as ``page``, and every handler answers what it returns when that is
+not None (it is None for the API, collection, tracking and every other machine endpoint, and for htmx).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -49,29 +56,44 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that render every error in the shared shape."""
+#: Answers an error as a page for a person (``request, status, message``), or None for the JSON body.
+ErrorPage = Callable[[Request, int, str], Response | None]
+
+
+def install_error_handlers(app: FastAPI, *, page: ErrorPage | None = None) -> None:
+    """Register the handlers that render every error in the shared shape (or as ``page`` says)."""
+
+    async def answer(
+        request: Request, body: dict[str, Any], status_code: int, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        shown = None
+        if page is not None:  # in a thread: a page may read the session from the database
+            shown = await run_in_threadpool(page, request, status_code, str(body["error"]["message"]))
+        if shown is None:
+            return JSONResponse(body, status_code=status_code, headers=headers)
+        shown.headers.update(headers or {})
+        return shown
 
     @app.exception_handler(RapportError)
-    async def rapport_error(request: Request, exc: RapportError) -> JSONResponse:
+    async def rapport_error(request: Request, exc: RapportError) -> Response:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
         if exc.status_code >= 500:
             log.error("internal error %s", exc.code, exc_info=exc)
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+        return await answer(request, exc.to_dict(), exc.status_code, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = _field_errors(exc)
         first = details[0] if details else {"field": "", "reason": "invalid request"}
         message = f"{first['field'] or 'request'}: {first['reason']}"
-        return JSONResponse(error_body("validation_failed", message, details), status_code=400)
+        return await answer(request, error_body("validation_failed", message, details), 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _STATUS_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "internal_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        return await answer(
+            request, error_body(code, message), exc.status_code, getattr(exc, "headers", None)
         )
 
     @app.exception_handler(ClientDisconnect)
@@ -83,9 +105,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("internal_error", "something went wrong on our side; it has been logged"),
-            status_code=500,
+        return await answer(
+            request, error_body("internal_error", "something went wrong on our side; it has been logged"), 500
         )

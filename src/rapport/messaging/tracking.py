@@ -48,6 +48,10 @@ NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+#: A URL of the tracking endpoints on any host (or none): ``…/t/o/<token>.gif``, ``…/t/c/<token>``.
+_TRACKING_URL = re.compile(r"(?:(?:https?:)?//[^\s\"'<>()/\\]+)?/t/[oc]/[A-Za-z0-9_.-]+", re.IGNORECASE)
+_CLICK_TOKEN = re.compile(r"/t/c/([A-Za-z0-9_.-]+)", re.IGNORECASE)
+_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,40 @@ class Tracker:
             cut = ends[-1].start()
             return out[:cut] + pixel + out[cut:]
         return out + pixel
+
+
+def strip_tracking(html: str, *, secret: str) -> str:
+    """Return a sent email's HTML as staff may look at it: no open pixel, each link to its destination.
+
+    Staff reading a captured or sent email must never count as the customer engaging with it, and they
+    should see where each link really goes. So, on the HTML ``Tracker.rewrite`` produced:
+
+    * a link through the click redirect (``…/t/c/<token>``) gets back the destination its signed token
+      carries; a token this server cannot read becomes ``#`` (it would lead nowhere useful either);
+    * an ``<img>`` that loads from the tracking endpoints (the open pixel) is removed;
+    * any other URL of the tracking endpoints, on any host and in any place (CSS, ``srcset``, an unquoted
+      attribute), becomes ``about:blank``, so nothing in the preview can reach them.
+
+    The delivered email is not touched: this is only for showing it. Example::
+
+        strip_tracking('<a href="https://r.example/t/c/eyJ…">Sale</a><img src="https://r.example/t/o/eyJ….gif">',
+                       secret=runtime.secret_key)
+        # '<a href="https://shop.example/sale">Sale</a>'
+    """
+
+    def unwrap(match: re.Match[str]) -> str:
+        found = _CLICK_TOKEN.search(html_lib.unescape(match.group(3)))
+        if found is None:
+            return match.group(0)
+        decoded = read_click_token(secret, found.group(1))
+        target = html_lib.escape(decoded[1] if decoded else "#", quote=True)
+        return f"{match.group(1)}{match.group(2)}{target}{match.group(2)}"
+
+    def drop_pixel(match: re.Match[str]) -> str:
+        return "" if _TRACKING_URL.search(html_lib.unescape(match.group(0))) else match.group(0)
+
+    out = _IMG.sub(drop_pixel, _HREF.sub(unwrap, html))
+    return _TRACKING_URL.sub("about:blank", out)
 
 
 def for_workspace(runtime: Runtime, workspace: Workspace) -> Tracker | None:

@@ -162,8 +162,16 @@ def redirect(request: Request, url: str, *, flash: Flash | None = None) -> Redir
 
 
 def render_error(request: Request, status_code: int, message: str) -> Response:
-    """Render the error page (400, 403, 404, …) in the layout."""
-    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
+    """Render the error page (400, 403, 404, 405, 500, …) in the layout."""
+    titles = {
+        400: "Bad request",
+        403: "Not allowed",
+        404: "Not found",
+        405: "Method not allowed",
+        409: "Conflict",
+        413: "Too large",
+        429: "Too many requests",
+    }
     title = titles.get(status_code, "Something went wrong")
     return render(
         request,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -29,12 +29,12 @@ from rapport.errors import Conflict, NotFound, ValidationFailed
 from rapport.kit.pagination import Page
 from rapport.messaging import caps as caps_rules
 from rapport.messaging import quiet_hours as quiet_rules
+from rapport.messaging import tracking
 from rapport.messaging.delivery import channels_of
 from rapport.models import Workspace
 from rapport.runtime import Runtime
-from rapport.web.rendering import Flash, redirect, render
+from rapport.web.rendering import SECURITY_HEADERS, Flash, redirect, render
 from rapport.web.session import UiAdminPost, UiPage, UiRoute, UiUser
-from rapport.web.templates_ui import EDITOR_CSP as PREVIEW_CSP
 
 router = APIRouter(prefix="/settings", route_class=UiRoute, include_in_schema=False)
 
@@ -394,22 +394,57 @@ def captured_mail(request: Request, ui: UiPage) -> Response:
     return render(request, "settings/mail.html", context)
 
 
-@router.get("/mail/{key}")
-def captured_mail_message(request: Request, key: str, ui: UiPage) -> Response:
-    """One captured email: its headers, the HTML part in a sandboxed frame, and the text part."""
+#: The captured email's own document: no script, nothing fetched from anywhere (so no tracking pixel, even
+#: one :func:`rapport.messaging.tracking.strip_tracking` did not recognise), only its inline styles and
+#: ``data:`` images; sandboxed even when opened on its own, and framed only by our own pages.
+CAPTURED_HTML_CSP = (
+    "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+)
+
+
+def _captured(request: Request, key: str) -> maildir.Captured:
     path = _maildir_path(request)
     found = maildir.captured_message(path, key) if path else None
     if found is None:
         raise NotFound("no such captured message")
+    return found
+
+
+@router.get("/mail/{key}")
+def captured_mail_message(request: Request, key: str, ui: UiPage) -> Response:
+    """One captured email: its headers, the HTML part in a sandboxed frame, and the text part."""
+    found = _captured(request, key)
     context = {
         "title": found.subject or "Captured message",
         "tabs": settings_tabs(),
         "active_tab": "/settings/channels",
         "message": found,
     }
-    response = render(request, "settings/mail_message.html", context)
-    response.headers["Content-Security-Policy"] = PREVIEW_CSP  # the email's own inline styles, no script
-    return response
+    return render(request, "settings/mail_message.html", context)
+
+
+@router.get("/mail/{key}/html")
+def captured_mail_html(request: Request, key: str, ui: UiPage) -> Response:
+    """The HTML part of a captured email, as the page's frame shows it: staff looking record no engagement.
+
+    Looking at a campaign email here must never count as its customer opening it or clicking in it, and the
+    Maildir holds the email exactly as delivered, tracking pixel and tracked links included. So the frame
+    gets the HTML through :func:`~rapport.messaging.tracking.strip_tracking` (no pixel; each link shows and
+    goes to its real destination) and as a document of its own under :data:`CAPTURED_HTML_CSP`, which lets
+    it load nothing from the network: a tracking URL in a shape the rewrite does not know is still never
+    fetched. The page around it keeps the strict UI policy (no inline styles there). The email in the
+    Maildir is not changed.
+    """
+    found = _captured(request, key)
+    shown = tracking.strip_tracking(found.html, secret=_runtime(request).secret_key)
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": CAPTURED_HTML_CSP,
+        "X-Frame-Options": "SAMEORIGIN",
+        "Referrer-Policy": "no-referrer",
+    }
+    return HTMLResponse(shown, headers=headers)
 
 
 def _workspace_for_update(db: Session, workspace_id: int) -> Workspace:
