@@ -6,11 +6,12 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from rapport import __version__
 from rapport.accounts import api as accounts_api
 from rapport.api import health
+from rapport.api.deps import ids_in_range
 from rapport.api.errors import install_error_handlers
 from rapport.api.middleware import RequestIdMiddleware
 from rapport.campaigns import api as campaigns_api
@@ -148,6 +149,7 @@ def create_app(
         description="Customer engagement platform: Segment-compatible collection, profiles, segments, "
         "messaging. Secret keys: `Authorization: Bearer sk_…`. Write keys: HTTP Basic username.",
         lifespan=lifespan,
+        dependencies=[Depends(ids_in_range)],  # an id past 64 bits is a 404 on every route, not a 500
     )
     app.state.runtime = runtime
     app.state.worker = worker

@@ -16,12 +16,25 @@ from sqlalchemy.orm import Session
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.principal import Principal
-from rapport.errors import CsrfFailed, Forbidden, Unauthenticated
+from rapport.errors import CsrfFailed, Forbidden, NotFound, Unauthenticated
 from rapport.kit.tokens import tokens_equal
 from rapport.runtime import Runtime
 
 SESSION_COOKIE = "rapport_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+#: The largest id a row can have (a signed 64-bit integer on both stores).
+MAX_ID = 2**63 - 1
+
+
+def ids_in_range(request: Request) -> None:
+    """Answer 404 for a whole-number path parameter past ``MAX_ID``: no row has that id, and binding it
+    failed in the driver (SQLite: ``OverflowError``; PostgreSQL: out of range) as a 500. Installed once for
+    every route (``create_app``), before the route's own dependencies."""
+    for value in request.path_params.values():
+        if isinstance(value, str) and value.isdigit() and len(value) >= 19 and int(value) > MAX_ID:
+            raise NotFound("nothing has this id")
 
 
 def get_runtime(request: Request) -> Runtime:
