@@ -338,6 +338,12 @@ def test_caps_set_in_the_ui_are_what_the_deliverer_reads(
         in refused.text
     )
     assert _workspace_settings(runtime, tenant)["caps"] == {"email": {"day": 1, "week": 3}, "*": {"day": 2}}
+    backwards = client.post(
+        "/settings/limits/caps", data=_caps_form(csrf, cap_email_day="5", cap_email_week="3")
+    )
+    assert backwards.status_code == 400
+    assert "5 per day is more than the 3 per week, so the daily cap would never be reached" in backwards.text
+    assert _workspace_settings(runtime, tenant)["caps"] == {"email": {"day": 1, "week": 3}, "*": {"day": 2}}
     cleared = client.post("/settings/limits/caps", data=_caps_form(csrf), follow_redirects=False)
     assert cleared.status_code == 303 and "caps" not in _workspace_settings(runtime, tenant)
     with runtime.sessions() as db:

@@ -564,6 +564,15 @@ def parse_caps(form: dict[str, str]) -> dict[str, dict[str, int]]:
                     details={"field": f"cap_{field}_{per}"},
                 )
             caps.setdefault(channel, {})[per] = int(text)
+    for channel, limits in caps.items():
+        day, week = limits.get("day"), limits.get("week")
+        if day is not None and week is not None and day > week:
+            field = "all" if channel == caps_rules.ALL_CHANNELS else channel
+            raise ValidationFailed(
+                f"{CHANNEL_LABELS[channel]}: {day:,} per day is more than the {week:,} per week, so the daily "
+                "cap would never be reached; lower it, or raise the weekly cap",
+                details={"field": f"cap_{field}_day"},
+            )
     return caps
 
 
