@@ -150,7 +150,7 @@ def test_a_write_key_and_the_form_errors(client: TestClient, tenant: Tenant, run
     assert no_scope.status_code == 400
     assert "a secret key needs at least one scope" in no_scope.text
     bad_kind = client.post("/settings/keys", data={"csrf_token": csrf, "kind": "root", "name": "odd"})
-    assert bad_kind.status_code == 400
+    assert bad_kind.status_code == 400 and "Kind: choose a write key" in bad_kind.text
     unknown = client.post(
         "/settings/keys", data={"csrf_token": csrf, "kind": "secret", "name": "odd", "scopes": ["god:mode"]}
     )
@@ -445,6 +445,10 @@ def test_topics_are_listed_and_created_by_admins_only(
     assert again.status_code == 400 and "exists" in again.text
     bad = client.post("/settings/topics", data={"csrf_token": csrf, "key": "a b", "name": "x"})
     assert bad.status_code == 400 and "topic key must be" in bad.text and 'value="a b"' in bad.text
+    maybe = client.post(
+        "/settings/topics", data={"csrf_token": csrf, "key": "news", "name": "x", "consent": "maybe"}
+    )
+    assert maybe.status_code == 400 and "Consent: choose opt-in or opt-out." in maybe.text
     with TestClient(client.app) as viewer:
         viewer_csrf = ui_login(viewer, tenant.viewer_email, tenant.password)
         assert "Only admins can add topics." in viewer.get("/settings/topics").text

@@ -115,6 +115,10 @@ def create_key(
 ) -> Response:
     """Issue a key and show its value on this page, this one time."""
     scopes = scopes or []
+    if kind not in {"write", "secret"}:  # the form offers these two only
+        sent = {"kind": kind, "name": name, "scopes": scopes}
+        error = "Kind: choose a write key (sends events) or a secret key (scoped API access)."
+        return _keys_page(request, ui, db, error=error, form=sent, status_code=400)
     try:
         issued = accounts_service.create_key(
             db, workspace_id=ui.workspace_id, kind=kind, name=name, scopes=scopes, actor=ui.principal.actor
@@ -738,6 +742,10 @@ def create_topic(
         "opt_in": consent != "opt_out",
         "is_service": is_service,
     }
+    if consent not in {"opt_in", "opt_out"}:  # the form offers these two only
+        return _topics_page(
+            request, ui, db, form=sent, error="Consent: choose opt-in or opt-out.", status_code=400
+        )
     try:
         topic = consent_service.create_topic(
             db,
