@@ -181,11 +181,12 @@ def test_a_number_too_big_for_its_field_answers_400_with_the_field(
     client: TestClient, runtime: Runtime, tenant: Tenant, path: str, value: str
 ) -> None:
     segment = make_segment(client, tenant, "Everyone", 'city = "Leeds"')
+    staff = make_segment(client, tenant, "Staff", 'city = "York"')
     body: dict[str, Any] = {
         "name": "Big",
         "channel": "email",
         "segment_ids": [segment],
-        "exclude_segment_ids": [segment],
+        "exclude_segment_ids": [staff],
         "variants": [EMAIL],
         "experiment": {"test_percent": 10},
     }
@@ -234,3 +235,42 @@ def test_ids_too_big_for_the_database_are_not_found_or_refused(client: TestClien
         )
     )
     assert [d["field"] for d in error["details"]] == ["profile_id"]
+
+
+def test_an_audience_that_excludes_itself_or_a_seed_that_is_no_address_is_refused(
+    client: TestClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    make_people(runtime, tenant, 2, extra={"city": "Leeds"})
+    segment = make_segment(client, tenant, "Leeds", 'city = "Leeds"')
+    headers = tenant.secret_headers
+    base = {"name": "Spring", "channel": "email", "segment_ids": [segment], "variants": [EMAIL]}
+
+    error = _error(
+        client.post("/api/v1/campaigns", json={**base, "exclude_segment_ids": [segment]}, headers=headers)
+    )
+    assert error["details"] == {"field": "exclude_segment_ids"}
+    assert "both included and excluded: nobody in it would receive the campaign" in error["message"]
+
+    error = _error(
+        client.post(
+            "/api/v1/campaigns", json={**base, "seed_addresses": ["qa@shop.test", "qa@"]}, headers=headers
+        )
+    )
+    assert error["details"] == {"field": "seed_addresses"}
+    assert error["message"] == "seed address 'qa@': not an email address"
+    sms = {**base, "name": "Text", "channel": "sms", "variants": [{"key": "A", "content": {"body": "Hi"}}]}
+    error = _error(client.post("/api/v1/campaigns", json={**sms, "seed_addresses": ["12"]}, headers=headers))
+    assert error["details"] == {"field": "seed_addresses"}
+
+    made = client.post(
+        "/api/v1/campaigns", json={**base, "seed_addresses": ["qa@shop.test"]}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    changed = client.patch(
+        f"/api/v1/campaigns/{made.json()['id']}", json={"exclude_segment_ids": [segment]}, headers=headers
+    )
+    assert _error(changed)["details"] == {"field": "exclude_segment_ids"}
+    texted = client.post(
+        "/api/v1/campaigns", json={**sms, "seed_addresses": ["07911 123456"]}, headers=headers
+    )
+    assert texted.status_code == 201, texted.text  # a UK mobile, read with the workspace's default region

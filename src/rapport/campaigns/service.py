@@ -26,6 +26,7 @@ from rapport.audit import service as audit_service
 from rapport.campaigns import assign, reach, schedule
 from rapport.campaigns import repository as repo
 from rapport.campaigns.schemas import AudienceEstimate, CampaignCreate, CampaignUpdate, TriggerIn, VariantIn
+from rapport.collect import identity as ident
 from rapport.consent import repository as consent_repo
 from rapport.errors import Conflict, NotFound, ValidationFailed
 from rapport.kit.clock import as_utc
@@ -192,6 +193,32 @@ def _check_shape(db: Session, *, workspace_id: int, values: dict[str, Any]) -> N
     topic = values.get("topic")
     if topic and consent_repo.get_topic(db, workspace_id=workspace_id, key=topic) is None:
         raise ValidationFailed(f"unknown topic {topic}", details={"field": "topic"})
+    both = set(values.get("segment_ids") or []) & set(values.get("exclude_segment_ids") or [])
+    if both:
+        raise ValidationFailed(
+            f"segment {min(both)} is both included and excluded: nobody in it would receive the campaign",
+            details={"field": "exclude_segment_ids"},
+        )
+    _check_seeds(db, workspace_id=workspace_id, channel=values["channel"], seeds=values.get("seed_addresses"))
+
+
+def _check_seeds(db: Session, *, workspace_id: int, channel: str, seeds: Sequence[str] | None) -> None:
+    """Seed addresses (test sends) must be addresses of the campaign's channel: emails, or phone numbers
+    (read with the workspace's default region); a typo found here is a test send that does not vanish."""
+    if not seeds or channel not in {"email", "sms"}:
+        return
+    workspace = db.get(Workspace, workspace_id)
+    region = workspace.default_region if workspace is not None else "GB"
+    for seed in seeds:
+        try:
+            if channel == "email":
+                ident.normalize_email(seed)
+            else:
+                ident.normalize_phone(seed, region)
+        except ident.InvalidIdentifier as exc:
+            raise ValidationFailed(
+                f"seed address {seed!r}: {exc}", details={"field": "seed_addresses"}
+            ) from None
 
 
 def _check_send_at(db: Session, *, workspace_id: int, send_at: datetime, now: datetime) -> None:
