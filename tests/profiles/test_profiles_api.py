@@ -117,6 +117,8 @@ def test_search_by_email_phone_and_name(client: TestClient, runtime: Runtime, te
     assert found(email="CANARY.person@example.org") == [ids["ann"]]
     assert found(phone="07911 123456") == [ids["ann"]]
     assert found(name="ann") == [ids["ann"]]
+    assert found(name="LEE") == found(q="lee") == [ids["ann"]]  # a surname: any word of the name
+    assert found(name="ee") == []  # a word's start, not any part of it
     assert found(q="bo") == [ids["bo"]]
     assert found(q="%") == []
     assert found() == [ids["ann"], ids["bo"]]

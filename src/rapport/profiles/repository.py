@@ -57,17 +57,24 @@ def search(
     if phone is not None:
         stmt = stmt.where(Profile.phone == phone)
     if name is not None:
-        stmt = stmt.where(func.lower(Profile.name).like(_prefix(name.lower()), escape="\\"))
+        stmt = stmt.where(_name_starts(name))
     if q is not None:
         pattern = _prefix(q.lower())
         stmt = stmt.where(
             or_(
                 Profile.email.like(pattern, escape="\\"),
                 Profile.phone.like(_prefix(q), escape="\\"),
-                func.lower(Profile.name).like(pattern, escape="\\"),
+                _name_starts(q),
             )
         )
     return db.scalars(stmt.order_by(Profile.id).limit(page.limit).offset(page.offset)).all()
+
+
+def _name_starts(text: str) -> ColumnElement[bool]:
+    """The name, or any word of it, starts with ``text`` (case-insensitive): "wood" finds "Ann Wood"."""
+    lowered = func.lower(Profile.name)
+    pattern = _prefix(text.strip().lower())
+    return or_(lowered.like(pattern, escape="\\"), lowered.like("% " + pattern, escape="\\"))
 
 
 def _prefix(text: str) -> str:
