@@ -49,3 +49,21 @@ def test_the_largest_id_still_reaches_the_route(client: TestClient, tenant: Tena
     assert (
         answer.status_code == 404 and largest in answer.json()["error"]["message"]
     )  # the route's own answer
+
+
+def test_an_id_past_64_bits_in_any_spelling_the_route_would_read_is_404(
+    client: TestClient, tenant: Tenant
+) -> None:
+    spellings = [
+        "-99999999999999999999",
+        "+99999999999999999999",
+        "9_999_999_999_999_999_999",
+        "99999999999999999999.0",
+        "-9223372036854775809",
+    ]
+    for path in ("/api/v1/profiles/{}", "/api/v1/snippets/{}", "/api/v1/lifestyle-tables/{}"):
+        for spelling in spellings:
+            for method in ("GET", "DELETE"):
+                answer = client.request(method, path.format(spelling), headers=tenant.secret_headers)
+                assert answer.status_code in (404, 405), (method, path, spelling, answer.text[:200])
+    assert client.get("/api/v1/profiles/-5", headers=tenant.secret_headers).status_code == 404

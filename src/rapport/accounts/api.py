@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from rapport.accounts import service
 from rapport.accounts.principal import Principal
 from rapport.accounts.schemas import AuditRead, KeyCreate, KeyIssued, KeyRead, WorkspaceRead
-from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, get_runtime, require_scope
 from rapport.audit import service as audit_service
 from rapport.kit.pagination import Page
 from rapport.runtime import Runtime
@@ -73,7 +73,7 @@ def list_audit(
     db: ReadDbSession,
     action: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> object:
     """List the workspace's audit entries, newest first."""
     return audit_service.list_entries(

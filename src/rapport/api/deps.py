@@ -11,12 +11,15 @@ import base64
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from rapport.accounts import service as accounts_service
 from rapport.accounts.principal import Principal
 from rapport.errors import CsrfFailed, Forbidden, NotFound, Unauthenticated
+from rapport.kit.bounds import MAX_ID
+from rapport.kit.pagination import MAX_OFFSET
 from rapport.kit.tokens import tokens_equal
 from rapport.runtime import Runtime
 
@@ -24,16 +27,26 @@ SESSION_COOKIE = "rapport_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-#: The largest id a row can have (a signed 64-bit integer on both stores).
-MAX_ID = 2**63 - 1
+#: The ``offset`` query parameter of every list endpoint (rows skipped).
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+
+
+_AS_ID = TypeAdapter(int)
 
 
 def ids_in_range(request: Request) -> None:
-    """Answer 404 for a whole-number path parameter past ``MAX_ID``: no row has that id, and binding it
-    failed in the driver (SQLite: ``OverflowError``; PostgreSQL: out of range) as a 500. Installed once for
-    every route (``create_app``), before the route's own dependencies."""
+    """Answer 404 for a path parameter that reads as a whole number beyond ±``MAX_ID``: no row has that id,
+    and binding it failed in the driver (SQLite: ``OverflowError``; PostgreSQL: out of range) as a 500.
+    The value is read as the route will read it (pydantic's lax ``int``: a sign, ``_`` separators, ``.0``,
+    spaces). Installed once for every route (``create_app``), before the route's own dependencies."""
     for value in request.path_params.values():
-        if isinstance(value, str) and value.isdigit() and len(value) >= 19 and int(value) > MAX_ID:
+        if not isinstance(value, str) or len(value) < 19:  # shorter text cannot exceed 2**63 - 1
+            continue
+        try:
+            number = _AS_ID.validate_python(value)
+        except ValidationError:
+            continue  # not a number: the route answers it
+        if abs(number) > MAX_ID:
             raise NotFound("nothing has this id")
 
 

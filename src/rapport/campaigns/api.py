@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from rapport.accounts.principal import Principal
-from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, get_runtime, require_scope
 from rapport.campaigns import measure, service, testsend
 from rapport.campaigns import repository as repo
 from rapport.campaigns.schemas import (
@@ -172,7 +172,7 @@ def list_recipients(
     db: ReadDbSession,
     variant: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> object:
     """A page of the campaign's entries (who was assigned which arm, and what became of it)."""
     campaign = service.get_campaign(db, workspace_id=principal.workspace_id, campaign_id=campaign_id)

@@ -11,8 +11,8 @@ from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, lit
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from rapport.campaigns.schemas import MAX_ID
 from rapport.db.planner import one_of
+from rapport.kit.bounds import MAX_ID
 from rapport.kit.clock import as_utc
 from rapport.messaging.repository import BulkValues, insert_rows
 from rapport.models import (

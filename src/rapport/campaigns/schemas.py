@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from rapport.kit.bounds import Id, Moment
 
 Kind = Literal["broadcast", "triggered", "date_relative"]
 Channel = Literal["email", "sms", "push", "inapp", "webhook"]
@@ -14,7 +16,6 @@ Channel = Literal["email", "sms", "push", "inapp", "webhook"]
 # min/max on its inputs and checks them in its own unit (web/campaigns_form.py); past them a value is a typo
 # or an attack, and a number too big for the database would otherwise end as a 500.
 #: The largest id a table holds (a signed 64-bit integer): a bigger number names nothing.
-MAX_ID = 2**63 - 1
 MAX_PRIORITY = 1000
 MAX_WEIGHT = 1000
 MAX_CONTROL_PERCENT = 90
@@ -28,9 +29,6 @@ MAX_THROTTLE_PER_HOUR = 10_000_000
 MAX_GOAL_DAYS = 365
 #: In any currency: even a per-message cost in rupiah or won stays far below a million.
 MAX_COST_PER_MESSAGE = 1_000_000
-
-#: The id of a row of another table (a segment, a template, a profile).
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class VariantIn(BaseModel):
@@ -96,7 +94,7 @@ class CampaignCreate(BaseModel):
     variants: list[VariantIn] = Field(min_length=1, max_length=26)
     control_percent: float = Field(default=0, ge=0, le=MAX_CONTROL_PERCENT)
     experiment: ExperimentIn | None = None
-    send_at: datetime | None = None
+    send_at: Moment | None = None
     local_time: str | None = Field(default=None, pattern=r"^\d{1,2}:\d{2}$")
     throttle_per_hour: int | None = Field(default=None, ge=1, le=MAX_THROTTLE_PER_HOUR)
     trigger: TriggerIn | None = None
@@ -122,7 +120,7 @@ class CampaignUpdate(BaseModel):
     variants: list[VariantIn] | None = Field(default=None, min_length=1, max_length=26)
     control_percent: float | None = Field(default=None, ge=0, le=MAX_CONTROL_PERCENT)
     experiment: ExperimentIn | None = None
-    send_at: datetime | None = None
+    send_at: Moment | None = None
     local_time: str | None = Field(default=None, pattern=r"^\d{1,2}:\d{2}$")
     throttle_per_hour: int | None = Field(default=None, ge=1, le=MAX_THROTTLE_PER_HOUR)
     trigger: TriggerIn | None = None

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, File, Query, Response, UploadFile
 
 from rapport.accounts.principal import Principal
-from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, get_runtime, require_scope
 from rapport.catalog import importer, service, stores
 from rapport.catalog.schemas import (
     BatchIn,
@@ -124,7 +124,7 @@ def list_products(
     category: Annotated[str | None, Query(max_length=200)] = None,
     in_stock: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> object:
     """List products by name; ``q`` searches name and id, ``category`` is exact, ``in_stock`` filters."""
     rows, total = service.list_products(

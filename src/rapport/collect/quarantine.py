@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapport.accounts.principal import Principal
-from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, get_runtime, require_scope
 from rapport.audit import service as audit_service
 from rapport.collect import ingest
 from rapport.collect.normalize import Envelope, Rejected, normalize
@@ -212,7 +212,7 @@ def list_route(
     db: ReadDbSession,
     include_replayed: Annotated[bool, Query()] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> object:
     """List quarantined events, newest first; open ones only unless ``include_replayed``."""
     rows = list_quarantined(

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.kit.bounds import Id
+
 
 class QuarantinedEventRead(BaseModel):
     """A quarantined message with its payload, reason and replay state."""
@@ -32,7 +34,7 @@ class PayloadUpdate(BaseModel):
 class ReplayRequest(BaseModel):
     """Which quarantined events to replay: the given ids, or every open one (up to ``limit``)."""
 
-    ids: list[int] | None = None
+    ids: list[Id] | None = Field(default=None, max_length=10_000)
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 

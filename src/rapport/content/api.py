@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from rapport.accounts.principal import Principal
-from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, get_runtime, require_scope
 from rapport.content import service
 from rapport.content.schemas import (
     DuplicateBody,
@@ -42,7 +42,6 @@ Reader = Annotated[Principal, Depends(require_scope("campaigns:read"))]
 Writer = Annotated[Principal, Depends(require_scope("campaigns:write"))]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def _issues(report: ContentReport) -> tuple[list[Issue], list[Issue]]:

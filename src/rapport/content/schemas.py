@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.kit.bounds import Id
+
 Channel = Literal["email", "sms", "push", "inapp", "webhook"]
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_ .-]*$"
 BLOCK_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -148,10 +150,10 @@ class PreviewBody(BaseModel):
     ``content``/``blocks`` preview unsaved edits instead of the saved template.
     """
 
-    profile_id: int | None = None
+    profile_id: Id | None = None
     email: str | None = Field(default=None, max_length=320)
     user_id: str | None = Field(default=None, max_length=400)
-    segment_id: int | None = None
+    segment_id: Id | None = None
     sample: int = Field(default=5, ge=1, le=20)
     content: dict[str, str | None] | None = None
     blocks: list[BlockIn] | None = None

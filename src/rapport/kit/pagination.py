@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The furthest a list may be paged (rows skipped): past it, no store has the rows, and SQLite cannot bind
+#: an offset beyond 64 bits at all.
+MAX_OFFSET = 1_000_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -15,5 +19,5 @@ class Page:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")
-        if self.offset < 0:
-            raise ValueError("offset must not be negative")
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise ValueError(f"offset must be between 0 and {MAX_OFFSET:,}")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from rapport.accounts.principal import Principal
 from rapport.api import idempotency
-from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, get_runtime, require_scope
 from rapport.db.base import column_length
 from rapport.errors import NotFound
 from rapport.messaging import service
@@ -104,7 +104,7 @@ def list_profile_messages(
     principal: Reader,
     db: ReadDbSession,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> object:
     """List the messages a profile was sent or skipped for, newest first."""
     if not _owned(db, principal.workspace_id, profile_id):

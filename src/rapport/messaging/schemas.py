@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rapport.kit.bounds import Id, Moment
+
 
 class MessageSend(BaseModel):
     """One message to one person, e.g. a receipt (``kind: service``) or a one-off marketing message.
@@ -17,7 +19,7 @@ class MessageSend(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile_id: int | None = None
+    profile_id: Id | None = None
     user_id: str | None = Field(default=None, max_length=400)
     channel: Literal["email", "sms", "webhook", "push", "inapp"]
     kind: Literal["service", "marketing"] = "service"
@@ -39,7 +41,7 @@ class MessageSend(BaseModel):
     reply_to: str | None = Field(default=None, max_length=320)
     data: dict[str, Any] = Field(default_factory=dict, description="Extra variables for the template")
     priority: int = Field(default=50, ge=0, le=1000)
-    send_at: datetime | None = None
+    send_at: Moment | None = None
 
     @model_validator(mode="after")
     def _who(self) -> MessageSend:

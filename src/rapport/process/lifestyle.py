@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +73,15 @@ def parse_csv(data: bytes | str) -> tuple[list[str], Lookup]:
             "the table is not UTF-8 text: save it as CSV UTF-8 and upload it again", code="bad_encoding"
         ) from None
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _read_table(reader)
+    except csv.Error as exc:  # e.g. a cell past the csv module's 128 KB field limit, a stray NUL
+        raise ValidationFailed(
+            f"the table is not valid CSV near line {reader.line_num}: {exc}", code="bad_csv"
+        ) from None
+
+
+def _read_table(reader: Iterator[list[str]]) -> tuple[list[str], Lookup]:
     header = next(reader, None)
     if not header or len(header) < 2:
         raise ValidationFailed("the table needs a header with a key column and at least one value column")

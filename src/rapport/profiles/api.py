@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from rapport.accounts.principal import Principal
-from rapport.api.deps import DbSession, ReadDbSession, client_ip, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, client_ip, get_runtime, require_scope
 from rapport.collect.processor import hooks_for
+from rapport.kit.bounds import Moment
 from rapport.kit.pagination import Page
 from rapport.profiles import gdpr, service
 from rapport.profiles.schemas import (
@@ -28,7 +28,6 @@ Reader = Annotated[Principal, Depends(require_scope("profiles:read"))]
 Writer = Annotated[Principal, Depends(require_scope("profiles:write"))]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get("", response_model=list[ProfileSummary])
@@ -86,8 +85,8 @@ def profile_events(
     type: Annotated[list[str] | None, Query()] = None,
     channel: Annotated[list[str] | None, Query()] = None,
     event: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> object:

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from rapport.accounts.principal import Principal
-from rapport.api.deps import DbSession, ReadDbSession, get_runtime, require_scope
+from rapport.api.deps import DbSession, Offset, ReadDbSession, get_runtime, require_scope
 from rapport.kit.pagination import Page
 from rapport.runtime import Runtime
 from rapport.segments import service
@@ -124,7 +124,7 @@ def segment_members(
     principal: Reader,
     db: ReadDbSession,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     format: Literal["json", "csv"] = "json",
 ) -> object:
     """List a segment's members (paginated), or export them all as formula-safe CSV with ``format=csv``."""

@@ -21,6 +21,7 @@ from rapport.campaigns import schedule
 from rapport.campaigns import schemas as limits
 from rapport.campaigns.schemas import CampaignCreate
 from rapport.errors import RapportError
+from rapport.kit.bounds import MAX_ID
 
 VARIANT_KEYS = ("A", "B", "C", "D")
 
@@ -224,7 +225,7 @@ class _Reader:
         found = []
         for raw in raws:
             text = str(raw).strip()
-            if not text.isdigit() or not 1 <= int(text) <= limits.MAX_ID:
+            if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
                 self.errors.append(FormError(name, f"{LABELS[name]}: choose one of the options offered"))
                 continue
             found.append(int(text))
