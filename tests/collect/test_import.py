@@ -17,7 +17,7 @@ from rapport.collect import import_files
 from rapport.collect.import_files import ErrorReportWriter, import_file, safe_cell
 from rapport.collect.importer import RowError, derive_message_id, import_event_rows, import_profile_rows
 from rapport.config import Settings
-from rapport.models import Event, Identity, Profile, TraitChange
+from rapport.models import Event, Identity, Job, Profile, TraitChange
 from rapport.models.event import PROCESSED
 from rapport.profiles import gdpr
 from rapport.runtime import Runtime, build_runtime
@@ -395,6 +395,36 @@ def test_upload_api_refuses_unknown_formats_and_write_keys(client: TestClient, t
         "/api/v1/imports", headers=tenant.write_headers, files=files, data={"kind": "profiles"}
     )
     assert refused.status_code == 403
+
+
+def test_an_unreadable_upload_is_refused_at_once_or_fails_once_in_words(
+    client: TestClient, app: FastAPI, tenant: Tenant, runtime: Runtime
+) -> None:
+    # not UTF-8 (a spreadsheet's Windows-1252 CSV): refused before anything is queued
+    legacy = "email,name\nann@example.org,Zoë\n".encode("cp1252")
+    refused = client.post(
+        "/api/v1/imports",
+        headers=tenant.secret_headers,
+        files={"file": ("people.csv", io.BytesIO(legacy), "text/csv")},
+        data={"kind": "profiles"},
+    )
+    assert refused.status_code == 400 and "not UTF-8 text (byte 30)" in refused.json()["error"]["message"]
+    # a cell past the csv module's limit: the job fails once (no retry), in words
+    huge = "email,name\nann@example.org,Ann\nbob@example.org," + "b" * 140_000 + "\n"
+    answer = client.post(
+        "/api/v1/imports",
+        headers=tenant.secret_headers,
+        files={"file": ("people.csv", io.BytesIO(huge.encode()), "text/csv")},
+        data={"kind": "profiles"},
+    )
+    assert answer.status_code == 202, answer.text
+    app.state.worker.drain()
+    failed = client.get(f"/api/v1/imports/{answer.json()['id']}", headers=tenant.secret_headers).json()
+    assert failed["status"] == "dead"
+    assert failed["error"].startswith("the CSV is malformed after row 1: field larger than field limit")
+    with runtime.sessions() as db:
+        attempts = db.scalar(select(Job.attempts).where(Job.id == answer.json()["id"]))
+    assert attempts == 1  # not retried: the file will not change
 
 
 def _analysed(runtime: Runtime) -> dict[str, int]:

@@ -13,6 +13,7 @@ import pytest
 from rapport.collect import codec, import_pipeline
 from rapport.collect.import_files import import_file
 from rapport.collect.importer import Prepared
+from rapport.errors import ValidationFailed
 from rapport.runtime import Runtime
 from tests.collect.processing_support import events, identities, live_profiles
 from tests.support.tenants import Tenant
@@ -107,10 +108,11 @@ def test_the_readers_exception_is_raised_by_the_import(
 ) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"type":"track","userId":"u","event":"A","messageId":"x"}\n\xff\xfe not utf-8\n')
-    with pytest.raises(UnicodeDecodeError):
-        import_file(runtime, workspace_id=tenant.workspace_id, path=path, kind="events", pipeline=False)
-    with pytest.raises(UnicodeDecodeError):
-        import_file(runtime, workspace_id=tenant.workspace_id, path=path, kind="events", pipeline=True)
+    for pipeline in (False, True):  # the reader process's error arrives as the importer's own
+        with pytest.raises(ValidationFailed, match="the file is not UTF-8 text: save it as UTF-8"):
+            import_file(
+                runtime, workspace_id=tenant.workspace_id, path=path, kind="events", pipeline=pipeline
+            )
 
 
 def test_big_files_use_the_reader_process_and_small_ones_do_not(tmp_path: Path) -> None:

@@ -149,12 +149,25 @@ def read_rows(
 ) -> Iterator[dict[str, Any]]:
     """Yield the file's rows one at a time, mapped; unreadable rows carry PARSE_ERROR_KEY."""
     events = kind == "events"
+    read = 0
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         rows = _csv_rows(handle, events=events) if fmt == "csv" else _jsonl_rows(handle, mark_fast=events)
-        for row in rows:
-            if mapping and PARSE_ERROR_KEY not in row:
-                row = map_row(row, mapping, nested=events)
-            yield row
+        try:
+            for row in rows:
+                read += 1
+                if mapping and PARSE_ERROR_KEY not in row:
+                    row = map_row(row, mapping, nested=events)
+                yield row
+        except UnicodeDecodeError:
+            raise ValidationFailed(
+                f"the file is not UTF-8 text{f' after row {read:,}' if read else ''}: save it as UTF-8 and "
+                "import it again",
+                code="bad_encoding",
+            ) from None
+        except csv.Error as exc:  # e.g. a cell past the csv module's 128 KB field limit
+            raise ValidationFailed(
+                f"the CSV is malformed after row {read:,}: {exc}", code="bad_csv"
+            ) from None
 
 
 class ErrorReportWriter:

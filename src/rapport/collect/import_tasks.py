@@ -8,6 +8,7 @@ report when done; refused rows go to an error report CSV next to the upload.
 
 from __future__ import annotations
 
+import codecs
 import tempfile
 import uuid
 from pathlib import Path
@@ -62,9 +63,22 @@ def start_import(
     fmt = import_files.detect_format(Path(safe_name), fmt)
     token = uuid.uuid4().hex
     target = spool_dir(runtime) / f"{workspace_id}-{token}.{fmt}"
-    with target.open("wb") as out:
-        while chunk := stream.read(_COPY_CHUNK):
-            out.write(chunk)
+    checker = codecs.getincrementaldecoder("utf-8")()
+    copied = 0
+    try:
+        with target.open("wb") as out:
+            while chunk := stream.read(_COPY_CHUNK):
+                checker.decode(chunk)  # the whole file is checked once, as it is spooled
+                out.write(chunk)
+                copied += len(chunk)
+            checker.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        target.unlink(missing_ok=True)
+        raise ValidationFailed(
+            f"the file is not UTF-8 text (byte {copied + exc.start + 1:,}): save it as UTF-8 "
+            "(a spreadsheet's 'CSV UTF-8') and upload it again",
+            code="bad_encoding",
+        ) from None
     job_id = queue.enqueue(
         db,
         kind=JOB_KIND,
@@ -100,16 +114,19 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
             db.execute(update(Job).where(Job.id == job_id).values(result={"state": "running", "rows": rows}))
             db.commit()
 
-    report = import_files.import_file(
-        runtime,
-        workspace_id=ctx.job.workspace_id,
-        path=path,
-        kind=payload["kind"],
-        fmt=payload["format"],
-        mapping=payload.get("mapping") or None,
-        error_path=Path(payload["errors_path"]),
-        progress=progress,
-    )
+    try:
+        report = import_files.import_file(
+            runtime,
+            workspace_id=ctx.job.workspace_id,
+            path=path,
+            kind=payload["kind"],
+            fmt=payload["format"],
+            mapping=payload.get("mapping") or None,
+            error_path=Path(payload["errors_path"]),
+            progress=progress,
+        )
+    except ValidationFailed as exc:  # the file itself is unreadable from some row on: retrying cannot help
+        raise PermanentJobError(exc.message) from None
     return {"state": "done", **report.as_dict(), "errors_available": report.failed > 0}
 
 
@@ -121,6 +138,12 @@ def get_import(db: Session, *, workspace_id: int, job_id: int) -> Job:
     if job is None:
         raise NotFound("no such import")
     return job
+
+
+def _reason(error: str | None) -> str | None:
+    """A failed import's error as a person reads it (without the worker's exception class)."""
+    prefix = f"{PermanentJobError.__name__}: "
+    return error[len(prefix) :] if error and error.startswith(prefix) else error
 
 
 def describe(job: Job) -> dict[str, Any]:
@@ -135,5 +158,5 @@ def describe(job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "rows": result.get("rows", 0),
         "report": result if result.get("state") == "done" else None,
-        "error": job.last_error if job.status == queue.DEAD else None,
+        "error": _reason(job.last_error) if job.status == queue.DEAD else None,
     }
