@@ -11,6 +11,8 @@ import base64
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,3 +169,25 @@ def test_process_counts() -> None:
     assert processes.resolve_count(0) == (os.cpu_count() or 1)
     with pytest.raises(ValueError, match="negative"):
         processes.resolve_count(-1)
+
+
+def test_an_absurd_number_of_processes_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    # a fuzzed --processes of 10**20 forked API processes until the machine stalled
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    for value in ("65", str(10**20)):
+        refused = subprocess.run(
+            [sys.executable, "-m", "rapport", "serve", "--processes", value, "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2 and "--processes" in refused.stderr, refused.stderr
+    env = {**os.environ, "RAPPORT_API_PROCESSES": "1000"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "rapport", "serve", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert refused.returncode != 0 and "api_processes" in (refused.stdout + refused.stderr)

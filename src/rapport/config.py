@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     api_processes: int = Field(
         default=1,
         ge=0,
+        le=64,  # beyond a few per core they only contend; a typo of 10**20 forked until the machine stalled
         description="API processes `rapport serve` runs on its port (Linux SO_REUSEPORT; 0: one per core); "
         "the in-process worker runs in the first",
     )

@@ -35,6 +35,7 @@ def serve(
         None,
         "--processes",
         min=0,
+        max=64,
         help="API processes sharing the port (Linux; 0: one per core; default RAPPORT_API_PROCESSES or 1); "
         "the in-process worker runs in the first",
     ),
