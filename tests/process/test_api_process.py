@@ -27,7 +27,10 @@ def test_computed_traits_crud(client: TestClient, tenant: Tenant) -> None:
     bad = client.post("/api/v1/computed-traits", json={**body, "name": "x1", "aggregation": "sum"}, headers=h)
     assert bad.status_code in (400, 422)
     for body, reason in [
-        (b"postcode,x\nA," + b"a" * 140_000 + b"\n", "not valid CSV near line 2: field larger than field limit"),
+        (
+            b"postcode,x\nA," + b"a" * 140_000 + b"\n",
+            "not valid CSV near line 2: field larger than field limit",
+        ),
         ("postcode,group\nLS1,Café\n".encode("cp1252"), "not UTF-8 text"),
     ]:
         refused = client.post(
@@ -93,7 +96,10 @@ def test_lifestyle_upload(client: TestClient, tenant: Tenant) -> None:
     )
     assert bad.status_code in (400, 422)
     for body, reason in [
-        (b"postcode,x\nA," + b"a" * 140_000 + b"\n", "not valid CSV near line 2: field larger than field limit"),
+        (
+            b"postcode,x\nA," + b"a" * 140_000 + b"\n",
+            "not valid CSV near line 2: field larger than field limit",
+        ),
         ("postcode,group\nLS1,Café\n".encode("cp1252"), "not UTF-8 text"),
     ]:
         refused = client.post(
